@@ -1,0 +1,42 @@
+# StreetWatch: `make demo` and `make test` are the quick start (see README.md).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: venv model demo test system-deps lint format bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(STAMP)
+
+# Debian packages the tests and the live demo need (ffmpeg, GStreamer RTSP server, PostgreSQL,
+# real street footage). Installed only when missing; needs root or sudo.
+system-deps:
+	scripts/system-deps.sh
+
+model: venv
+	$(BIN)/streetwatch models fetch default
+
+demo: model system-deps
+	$(BIN)/python -m streams.demo
+
+test: model system-deps
+	$(BIN)/pytest
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: model system-deps
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,65 @@
+"""The wire contract between workers and the intake API: one incident report.
+
+`streetwatch score` writes these as JSON lines; `POST /v1/cases` accepts the same fields.
+Kept free of server imports so workers can use it without the service's dependencies.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+
+class IncidentType(StrEnum):
+    illegal_parking = "illegal_parking"
+    street_stall = "street_stall"
+    garbage = "garbage"
+
+
+class Location(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lat: Annotated[float, Field(ge=-90, le=90)] | None = None
+    lon: Annotated[float, Field(ge=-180, le=180)] | None = None
+    address: str | None = None
+    grid: str | None = None  # 单元网格 code of the city's grid system
+
+
+class EvidenceRef(BaseModel):
+    """One evidence image. `path` is where the worker wrote it; the API keys it by sha256."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["first_seen", "confirmed", "observation"]
+    path: str
+    captured_at: AwareDatetime
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+class CaseReport(BaseModel):
+    """An incident as a worker reports it: one site, one type, one occupation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: Annotated[str, Field(min_length=1, max_length=128)]  # deterministic per incident
+    type: IncidentType
+    event_code: Annotated[str, Field(min_length=1, max_length=32)]
+    camera_id: Annotated[str, Field(min_length=1, max_length=128)]
+    zone_id: Annotated[str, Field(min_length=1, max_length=128)]
+    class_name: str
+    confidence: Annotated[float, Field(ge=0, le=1)]
+    bbox: Annotated[list[float], Field(min_length=4, max_length=4)]  # x1, y1, x2, y2 pixels
+    first_seen: AwareDatetime
+    confirmed_at: AwareDatetime
+    last_seen: AwareDatetime
+    cleared_at: AwareDatetime | None = None
+    location: Location = Field(default_factory=Location)
+    evidence: list[EvidenceRef] = Field(default_factory=list)
+
+
+def iso(ts: datetime | None) -> str | None:
+    """ISO 8601 with offset, millisecond precision: the one timestamp format on the wire."""
+    return None if ts is None else ts.isoformat(timespec="milliseconds")
