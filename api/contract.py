@@ -19,6 +19,18 @@ class IncidentType(StrEnum):
     garbage = "garbage"
 
 
+class CaseStatus(StrEnum):
+    """Where a case stands in the 数字城管 workflow; `api.lifecycle` says which moves are allowed."""
+
+    reported = "reported"
+    accepted = "accepted"  # 立案
+    dispatched = "dispatched"  # 派遣
+    resolved = "resolved"  # 处置反馈
+    closed = "closed"  # 核查结案
+    rejected = "rejected"  # 注销: a false report
+    duplicate = "duplicate"  # a reviewer merged it into another case
+
+
 class Location(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -33,7 +45,7 @@ class EvidenceRef(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["first_seen", "confirmed", "observation"]
+    kind: Literal["first_seen", "confirmed", "cleared", "observation"]
     path: str
     captured_at: AwareDatetime
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
@@ -58,6 +70,43 @@ class CaseReport(BaseModel):
     cleared_at: AwareDatetime | None = None
     location: Location = Field(default_factory=Location)
     evidence: list[EvidenceRef] = Field(default_factory=list)
+
+
+class CaseReceipt(BaseModel):
+    """The answer to `POST /v1/cases`: which case now holds the report."""
+
+    case_id: str
+    report_id: str
+    merged: bool = Field(description="True when a case opened by another report absorbed this one")
+    status: CaseStatus
+    report_count: int
+
+
+class Observation(BaseModel):
+    """A later observation of a reported incident, sent as `PATCH /v1/cases/{id}`.
+
+    Idempotent: `last_seen` only moves forward, `cleared_at` is set once, evidence is keyed
+    by sha256, so sending the same observation twice changes nothing the second time.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    last_seen: AwareDatetime | None = None
+    cleared_at: AwareDatetime | None = None
+    evidence: list[EvidenceRef] = Field(default_factory=list)
+
+
+class ObservationReceipt(BaseModel):
+    """The answer to `PATCH /v1/cases/{id}`."""
+
+    case_id: str
+    report_ids: list[str] = Field(description="The reports the observation was applied to")
+    changed: bool = Field(description="False when the observation was already known")
+    status: CaseStatus
+    last_seen: datetime
+    cleared_at: datetime | None = Field(
+        description="Set only once every report of the case is cleared"
+    )
 
 
 def iso(ts: datetime | None) -> str | None:

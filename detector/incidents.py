@@ -1,0 +1,50 @@
+"""Incident state: what the rules report, in media time, before it becomes a case."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+import numpy as np
+
+EvidenceKind = Literal["first_seen", "confirmed", "cleared"]
+
+
+@dataclass(slots=True)
+class EvidenceShot:
+    """A frame kept as evidence, with the box to draw on it. Encoded only when reported."""
+
+    kind: EvidenceKind
+    pts: float
+    image: np.ndarray
+    box: np.ndarray
+
+
+@dataclass(slots=True)
+class Incident:
+    id: str
+    type: str
+    camera_id: str
+    zone_id: str
+    box: np.ndarray  # site box, xyxy pixels
+    class_name: str
+    confidence: float
+    first_seen: float  # media seconds
+    confirmed_at: float
+    last_seen: float
+    cleared_at: float | None = None
+    evidence: list[EvidenceShot] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentEvent:
+    kind: Literal["confirmed", "cleared"]
+    incident: Incident
+
+
+def incident_id(camera_id: str, zone_id: str, type_: str, first_seen: datetime) -> str:
+    """Deterministic id: the same input video (or the same live moment) gives the same id."""
+    key = f"{camera_id}|{zone_id}|{type_}|{first_seen.isoformat(timespec='milliseconds')}"
+    return "inc-" + hashlib.sha256(key.encode()).hexdigest()[:24]

@@ -1,0 +1,258 @@
+"""Dwell rules on sites: the heart of "one real incident, reported once".
+
+A *site* is a place in a zone where a qualifying object stands still. Detections are
+associated with sites by their boxes, not by tracker ids, so an id switch after an occlusion
+neither resets a dwell timer nor opens a second incident. Everything runs on media time.
+
+Life of a site:
+  candidate  -- an object seen standing still; dropped if unseen for more than `occlusion_s`
+  confirmed  -- stood still for `dwell_s`: the incident opens (evidence: first-seen and
+                confirming frames); any qualifying object overlapping the site keeps it occupied
+  cleared    -- empty for `clear_s`: the incident is closed; a new occupation is a new incident
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from detector.geometry import box_iou, greedy_match
+from detector.incidents import EvidenceShot, Incident, IncidentEvent, incident_id
+from detector.types import Detections, Frame
+from detector.zones import Zone
+
+
+class RuleParams(BaseModel):
+    """Timing and tolerance of one incident type's rule."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dwell_s: float = Field(gt=0, description="how long an object must stay before it counts")
+    clear_s: float = Field(gt=0, description="how long a site must be empty to clear")
+    occlusion_s: float = Field(
+        default=10.0, ge=0, description="gap in sightings tolerated before confirmation"
+    )
+    max_move: float = Field(
+        default=0.25,
+        gt=0,
+        le=2,
+        description="drift allowed while dwelling, as a fraction of the object's size",
+    )
+    min_confidence: float = Field(default=0.3, ge=0, le=1)
+    attendant_fraction: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="share of sightings with an attendant beside the object (stand-in rules)",
+    )
+
+
+DEFAULT_RULES: dict[str, RuleParams] = {
+    "illegal_parking": RuleParams(dwell_s=120, clear_s=30, occlusion_s=10),
+    "street_stall": RuleParams(dwell_s=300, clear_s=60, occlusion_s=20),
+    "garbage": RuleParams(dwell_s=600, clear_s=120, occlusion_s=30),
+}
+
+# A site counts as still occupied by any qualifying box overlapping it this much.
+OCCUPANCY_IOU = 0.3
+
+
+@dataclass(slots=True)
+class _Site:
+    anchor: np.ndarray  # box where the object settled: drift is measured from here
+    box: np.ndarray
+    first_seen: float
+    last_seen: float
+    first_shot: EvidenceShot
+    class_scores: dict[int, float] = field(default_factory=dict)
+    score_sum: float = 0.0
+    sightings: int = 0
+    attended: int = 0
+    incident: Incident | None = None
+
+    def observe(self, box: np.ndarray, score: float, class_id: int, pts: float, attended: bool):
+        self.box = box
+        self.last_seen = pts
+        self.sightings += 1
+        self.attended += attended
+        self.score_sum += score
+        self.class_scores[class_id] = self.class_scores.get(class_id, 0.0) + score
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSpec:
+    """One incident type's rule as applied to one model: which class ids feed it."""
+
+    type: str
+    params: RuleParams
+    class_ids: frozenset[int]
+    attendant_ids: frozenset[int] = frozenset()  # non-empty: stand-in rule needs attendants
+
+
+def _stationary(anchors: np.ndarray, boxes: np.ndarray, max_move: float) -> np.ndarray:
+    """IoU of boxes with site anchors, zero where the centre drifted more than allowed."""
+    iou = box_iou(anchors, boxes)
+    size = np.maximum(anchors[:, 2:] - anchors[:, :2], 1.0)
+    ca = (anchors[:, :2] + anchors[:, 2:]) * 0.5
+    cb = (boxes[:, :2] + boxes[:, 2:]) * 0.5
+    drift = np.hypot(*np.moveaxis((cb[None] - ca[:, None]) / size[:, None], 2, 0))
+    return np.where(drift <= max_move, iou, 0.0)
+
+
+def _attended(boxes: np.ndarray, attendants: np.ndarray) -> np.ndarray:
+    """Whether someone stands beside each box: a ground point within one box-width of it."""
+    if len(attendants) == 0:
+        return np.zeros(len(boxes), bool)
+    w = boxes[:, 2] - boxes[:, 0]
+    h = boxes[:, 3] - boxes[:, 1]
+    gx = (attendants[:, 0] + attendants[:, 2]) * 0.5
+    gy = attendants[:, 3]
+    near_x = (gx[None] >= boxes[:, 0:1] - w[:, None]) & (gx[None] <= boxes[:, 2:3] + w[:, None])
+    near_y = (gy[None] >= boxes[:, 1:2]) & (gy[None] <= boxes[:, 3:4] + h[:, None])
+    return np.any(near_x & near_y, axis=1)
+
+
+class SiteRule:
+    """One incident type in one zone of one camera."""
+
+    def __init__(
+        self,
+        camera_id: str,
+        zone: Zone,
+        spec: RuleSpec,
+        class_names: list[str],
+        epoch: datetime,
+    ) -> None:
+        self.camera_id = camera_id
+        self.zone = zone
+        self.spec = spec
+        self.class_names = class_names
+        self.epoch = epoch
+        self.sites: list[_Site] = []
+        self._class_lookup = np.zeros(max(len(class_names), 1), bool)
+        self._class_lookup[list(spec.class_ids)] = True
+        self._attendant_lookup = np.zeros_like(self._class_lookup)
+        self._attendant_lookup[list(spec.attendant_ids)] = True
+
+    def update(self, frame: Frame, dets: Detections, in_zone: np.ndarray) -> list[IncidentEvent]:
+        p = self.spec.params
+        pts = frame.pts
+        qualifies = (
+            self._class_lookup[dets.class_ids] & (dets.scores >= p.min_confidence) & in_zone
+        )
+        q = np.flatnonzero(qualifies)
+        boxes = dets.boxes[q]
+        attended = np.ones(len(q), bool)
+        if self.spec.attendant_ids:
+            attendant_boxes = dets.boxes[self._attendant_lookup[dets.class_ids]]
+            attended = _attended(boxes, attendant_boxes)
+
+        unmatched = set(range(len(q)))
+        confirmed = [s for s in self.sites if s.incident is not None]
+        candidates = [s for s in self.sites if s.incident is None]
+
+        # Confirmed sites stay occupied by anything qualifying that overlaps them.
+        if confirmed and len(q):
+            iou = box_iou(np.stack([s.box for s in confirmed]), boxes)
+            for si, di in greedy_match(iou, OCCUPANCY_IOU):
+                self._observe(confirmed[si], q, di, dets, pts, attended)
+                unmatched.discard(di)
+            # Other overlapping boxes belong to the same site: never a second incident there.
+            unmatched -= set(np.flatnonzero(iou.max(axis=0) >= OCCUPANCY_IOU).tolist())
+
+        # Candidates only continue with an object that has not moved away from its anchor;
+        # the oldest such candidate wins, so box jitter never restarts a dwell timer.
+        rest = sorted(unmatched)
+        if candidates and rest:
+            anchors = np.stack([s.anchor for s in candidates])
+            still = _stationary(anchors, boxes[rest], p.max_move) > 0
+            age = np.array([pts - s.first_seen for s in candidates])
+            affinity = np.where(still, 1.0 + age[:, None], 0.0)
+            for si, ri in greedy_match(affinity, 1.0):
+                self._observe(candidates[si], q, rest[ri], dets, pts, attended)
+                unmatched.discard(rest[ri])
+
+        for di in sorted(unmatched):
+            box = boxes[di].copy()
+            site = _Site(
+                anchor=box,
+                box=box,
+                first_seen=pts,
+                last_seen=pts,
+                first_shot=EvidenceShot("first_seen", pts, frame.image, box),
+            )
+            self._observe(site, q, di, dets, pts, attended)
+            self.sites.append(site)
+
+        return self._advance(frame)
+
+    def _observe(self, site: _Site, q, di: int, dets: Detections, pts: float, attended) -> None:
+        det = int(q[di])
+        site.observe(
+            dets.boxes[det].copy(),
+            float(dets.scores[det]),
+            int(dets.class_ids[det]),
+            pts,
+            bool(attended[di]),
+        )
+
+    def _advance(self, frame: Frame) -> list[IncidentEvent]:
+        p = self.spec.params
+        pts = frame.pts
+        events: list[IncidentEvent] = []
+        kept: list[_Site] = []
+        for site in self.sites:
+            incident = site.incident
+            if incident is None:
+                if pts - site.last_seen > p.occlusion_s:
+                    continue  # gone before it dwelt long enough
+                if (
+                    site.last_seen == pts
+                    and pts - site.first_seen >= p.dwell_s
+                    and site.attended >= p.attendant_fraction * site.sightings
+                ):
+                    events.append(IncidentEvent("confirmed", self._open(site, frame)))
+            else:
+                incident.last_seen = site.last_seen
+                incident.box = site.box
+                incident.confidence, incident.class_name = self._summary(site)
+                if pts - site.last_seen >= p.clear_s:
+                    incident.cleared_at = pts
+                    incident.evidence.append(EvidenceShot("cleared", pts, frame.image, site.box))
+                    events.append(IncidentEvent("cleared", incident))
+                    continue
+            kept.append(site)
+        self.sites = kept
+        return events
+
+    def _summary(self, site: _Site) -> tuple[float, str]:
+        class_id = max(site.class_scores, key=site.class_scores.__getitem__)
+        return round(site.score_sum / site.sightings, 4), self.class_names[class_id]
+
+    def _open(self, site: _Site, frame: Frame) -> Incident:
+        confidence, class_name = self._summary(site)
+        site.incident = Incident(
+            id=incident_id(
+                self.camera_id,
+                self.zone.id,
+                self.spec.type,
+                self.epoch + timedelta(seconds=site.first_seen),
+            ),
+            type=self.spec.type,
+            camera_id=self.camera_id,
+            zone_id=self.zone.id,
+            box=site.box,
+            class_name=class_name,
+            confidence=confidence,
+            first_seen=site.first_seen,
+            confirmed_at=frame.pts,
+            last_seen=site.last_seen,
+            evidence=[site.first_shot, EvidenceShot("confirmed", frame.pts, frame.image, site.box)],
+        )
+        return site.incident
+
+    def open_incidents(self) -> list[Incident]:
+        return [s.incident for s in self.sites if s.incident is not None]

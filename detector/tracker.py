@@ -1,0 +1,84 @@
+"""A light multi-object tracker: IoU association in two passes (ByteTrack's idea), media time.
+
+Tracks survive missed detections for `max_age_s` of media time, so a short occlusion keeps
+the same id. Rules do not depend on tracker ids (incidents are keyed by site); tracks give
+evidence continuity and per-object identity to whoever wants it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from detector.geometry import box_iou, greedy_match
+from detector.types import Detections
+
+
+@dataclass(slots=True)
+class Track:
+    id: int
+    class_id: int
+    box: np.ndarray  # xyxy of the last match
+    score: float
+    first_seen: float
+    last_seen: float
+    hits: int = 1
+
+
+class Tracker:
+    def __init__(
+        self,
+        max_age_s: float = 3.0,
+        high_score: float = 0.5,
+        match_iou: float = 0.3,
+    ) -> None:
+        self.max_age_s = max_age_s
+        self.high_score = high_score
+        self.match_iou = match_iou
+        self.tracks: list[Track] = []
+        self._next_id = 1
+
+    def update(self, detections: Detections, pts: float) -> np.ndarray:
+        """Associates detections with tracks; returns the track id of each detection."""
+        self.tracks = [t for t in self.tracks if pts - t.last_seen <= self.max_age_s]
+        ids = np.zeros(len(detections), np.int64)
+        unmatched_tracks = list(range(len(self.tracks)))
+        high = np.flatnonzero(detections.scores >= self.high_score)
+        low = np.flatnonzero(detections.scores < self.high_score)
+        # Confident detections first, then weak ones may only extend existing tracks.
+        for pool, may_open in ((high, True), (low, False)):
+            pool_left = set(pool.tolist())
+            if unmatched_tracks and len(pool):
+                track_boxes = np.stack([self.tracks[i].box for i in unmatched_tracks])
+                iou = box_iou(track_boxes, detections.boxes[pool])
+                same_class = (
+                    np.array([self.tracks[i].class_id for i in unmatched_tracks])[:, None]
+                    == detections.class_ids[pool][None, :]
+                )
+                matched = greedy_match(np.where(same_class, iou, 0.0), self.match_iou)
+                for ti, di in matched:
+                    track = self.tracks[unmatched_tracks[ti]]
+                    det = int(pool[di])
+                    track.box = detections.boxes[det].copy()
+                    track.score = float(detections.scores[det])
+                    track.last_seen = pts
+                    track.hits += 1
+                    ids[det] = track.id
+                    pool_left.discard(det)
+                done = {unmatched_tracks[ti] for ti, _ in matched}
+                unmatched_tracks = [i for i in unmatched_tracks if i not in done]
+            if may_open:
+                for det in sorted(pool_left):
+                    track = Track(
+                        id=self._next_id,
+                        class_id=int(detections.class_ids[det]),
+                        box=detections.boxes[det].copy(),
+                        score=float(detections.scores[det]),
+                        first_seen=pts,
+                        last_seen=pts,
+                    )
+                    self._next_id += 1
+                    self.tracks.append(track)
+                    ids[det] = track.id
+        return ids

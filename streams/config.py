@@ -1,0 +1,176 @@
+"""The one YAML configuration file, validated before any work starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Self
+
+import yaml
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from api.contract import IncidentType, Location
+from detector.rules import DEFAULT_RULES, RuleParams
+
+Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; `problems` are "yaml.path: message" lines."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        super().__init__(f"{source}: invalid configuration\n  " + "\n  ".join(problems))
+        self.problems = problems
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SampleConfig(Strict):
+    """How often a camera is looked at: `fps` samples per second, or keyframes only."""
+
+    fps: float | None = Field(default=None, gt=0, le=120)
+    keyframes: bool = False
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> Self:
+        if self.fps is not None and self.keyframes:
+            raise ValueError("set either fps or keyframes: true, not both")
+        if self.fps is None and not self.keyframes:
+            self.fps = 2.0
+        return self
+
+
+class ZoneConfig(Strict):
+    id: Identifier
+    polygon: list[tuple[float, float]] = Field(min_length=3)
+    checks: list[IncidentType] = Field(min_length=1)
+
+
+class CameraConfig(Strict):
+    id: Identifier
+    source: str = Field(min_length=1, description="a video file path or an rtsp:// url")
+    start_time: AwareDatetime | None = Field(
+        default=None, description="wall time of a file's first frame (ISO 8601 with offset)"
+    )
+    location: Location = Field(default_factory=Location)
+    sample: SampleConfig = Field(default_factory=SampleConfig)
+    zones: list[ZoneConfig] = Field(min_length=1)
+
+    @property
+    def is_live(self) -> bool:
+        return self.source.startswith(("rtsp://", "rtsps://"))
+
+    @field_validator("zones")
+    @classmethod
+    def _unique_zone_ids(cls, zones: list[ZoneConfig]) -> list[ZoneConfig]:
+        _refuse_duplicates([z.id for z in zones], "zone id")
+        return zones
+
+
+class RulesConfig(Strict):
+    illegal_parking: RuleParams = DEFAULT_RULES["illegal_parking"]
+    street_stall: RuleParams = DEFAULT_RULES["street_stall"]
+    garbage: RuleParams = DEFAULT_RULES["garbage"]
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _merge_defaults(cls, value: object, info) -> object:
+        # A partial override ({dwell_s: 60}) keeps the type's other defaults.
+        if isinstance(value, dict):
+            return DEFAULT_RULES[info.field_name].model_dump() | value
+        return value
+
+
+class EventCodes(Strict):
+    """Event codes by incident type; cities number differently, so this is configuration."""
+
+    standard: str = "GB/T 47678.5; GB/T 30428.2"
+    illegal_parking: str = "09009"
+    street_stall: str = "09006"
+    mobile_vendor: str = "09001"
+    garbage: str = "06010"
+
+    def code(self, incident_type: str) -> str:
+        return getattr(self, incident_type)
+
+
+class ApiConfig(Strict):
+    url: str = Field(pattern=r"^https?://")
+    key_env: str = Field(
+        default="STREETWATCH_API_KEY", description="environment variable holding the API key"
+    )
+
+
+class DetectorConfig(Strict):
+    conf_threshold: float = Field(default=0.25, gt=0, lt=1)
+    iou_threshold: float = Field(default=0.45, gt=0, lt=1)
+
+
+class Config(Strict):
+    model: str = Field(default="default", description="registry name or path to a model")
+    detector: DetectorConfig = Field(default_factory=DetectorConfig)
+    rules: RulesConfig = Field(default_factory=RulesConfig)
+    event_codes: EventCodes = Field(default_factory=EventCodes)
+    api: ApiConfig | None = None
+    cameras: list[CameraConfig] = Field(min_length=1)
+
+    @field_validator("cameras")
+    @classmethod
+    def _unique_camera_ids(cls, cameras: list[CameraConfig]) -> list[CameraConfig]:
+        _refuse_duplicates([c.id for c in cameras], "camera id")
+        return cameras
+
+
+def _refuse_duplicates(ids: list[str], what: str) -> None:
+    seen: set[str] = set()
+    for i in ids:
+        if i in seen:
+            raise ValueError(f"duplicate {what} {i!r}")
+        seen.add(i)
+
+
+def _yaml_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "(top level)"
+
+
+def parse_config(data: object, source: str = "<config>", base_dir: Path | None = None) -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError(source, ["(top level): expected a mapping of settings"])
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        problems = [f"{_yaml_path(e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError(source, problems) from None
+    if base_dir is not None:
+        for cam in config.cameras:
+            if not cam.is_live and not Path(cam.source).is_absolute():
+                cam.source = str((base_dir / cam.source).resolve())
+    return config
+
+
+def load_config(path: str | Path) -> Config:
+    """Reads and validates a config file; relative sources resolve against its folder."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read: {exc.strerror or exc}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(str(path), [f"{where}not valid YAML: {exc}"]) from None
+    return parse_config(data, str(path), path.parent.resolve())
