@@ -7,7 +7,7 @@ from datetime import datetime
 import numpy as np
 
 from detector.incidents import Incident, IncidentEvent
-from detector.rules import RuleSpec, SiteRule
+from detector.rules import RuleParams, RuleSpec, SiteRule
 from detector.tracker import Tracker
 from detector.types import Detections, Frame
 from detector.zones import Zone
@@ -54,3 +54,25 @@ class CameraPipeline:
     def open_incidents(self) -> list[Incident]:
         """Incidents confirmed and not yet cleared (still present at the end of a file)."""
         return [i for _, rule in self.rules for i in rule.open_incidents()]
+
+
+def rule_specs(
+    class_names: list[str],
+    incident_classes: dict[str, list[str]],
+    stall_attendant_classes: list[str],
+    params: dict[str, RuleParams],
+) -> dict[str, RuleSpec]:
+    """The rules a model can feed: types with no class in this model are left out."""
+    index = {name: i for i, name in enumerate(class_names)}
+    specs: dict[str, RuleSpec] = {}
+    for type_, names in incident_classes.items():
+        if not names:
+            continue
+        attendants = stall_attendant_classes if type_ == "street_stall" else []
+        specs[type_] = RuleSpec(
+            type=type_,
+            params=params[type_],
+            class_ids=frozenset(index[n] for n in names),
+            attendant_ids=frozenset(index[n] for n in attendants),
+        )
+    return specs

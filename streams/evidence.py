@@ -1,0 +1,77 @@
+"""Evidence images: the incident's frames as JPEGs with the site box drawn, content-hashed."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from api.contract import EvidenceRef
+from detector.incidents import EvidenceShot, Incident
+
+BOX_COLOUR = (0, 0, 255)  # red, BGR
+
+
+def annotate(shot: EvidenceShot, label: str) -> np.ndarray:
+    image = shot.image.copy()
+    x1, y1, x2, y2 = (int(round(v)) for v in shot.box)
+    thickness = max(2, image.shape[0] // 300)
+    cv2.rectangle(image, (x1, y1), (x2, y2), BOX_COLOUR, thickness)
+    scale = max(0.5, image.shape[0] / 1000)
+    (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    top = max(0, y1 - th - base - 4)
+    cv2.rectangle(image, (x1, top), (x1 + tw + 4, top + th + base + 4), BOX_COLOUR, -1)
+    cv2.putText(
+        image, label, (x1 + 2, top + th + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1
+    )
+    return image
+
+
+class EvidenceWriter:
+    """Writes each incident's evidence once and remembers the references.
+
+    Shots are written as soon as an event reports them, then dropped from the incident,
+    so a long run does not hold decoded frames in memory.
+    """
+
+    def __init__(self, directory: Path, quality: int = 90) -> None:
+        self.directory = directory
+        self.quality = quality
+        self.refs: dict[str, list[EvidenceRef]] = {}
+
+    def write(self, incident: Incident, epoch: datetime) -> list[EvidenceRef]:
+        refs = self.refs.setdefault(incident.id, [])
+        for shot in incident.evidence:
+            label = f"{incident.type} {incident.class_name} {incident.confidence:.2f}"
+            ok, jpeg = cv2.imencode(
+                ".jpg", annotate(shot, label), [cv2.IMWRITE_JPEG_QUALITY, self.quality]
+            )
+            if not ok:
+                raise RuntimeError(f"JPEG encoding failed for {incident.id}")
+            data = jpeg.tobytes()
+            path = self.directory / f"{incident.id}-{shot.kind}.jpg"
+            _write_atomic(path, data)
+            refs.append(
+                EvidenceRef(
+                    kind=shot.kind,
+                    path=str(path),
+                    captured_at=epoch + timedelta(seconds=shot.pts),
+                    sha256=hashlib.sha256(data).hexdigest(),
+                )
+            )
+        incident.evidence.clear()
+        return refs
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)

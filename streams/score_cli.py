@@ -1,0 +1,93 @@
+"""`streetwatch score`: offline scoring of recorded video."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from streams.config import ConfigError, load_config
+
+log = logging.getLogger("streetwatch.score")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "score",
+        help="score recorded video files and write one JSON line per incident",
+        description="Scores every camera whose source is a file, as fast as the machine "
+        "allows, and writes one JSON object per incident.",
+    )
+    p.add_argument("--config", required=True, type=Path, help="YAML configuration file")
+    p.add_argument("--out", required=True, type=Path, help="where to write cases (JSON lines)")
+    p.add_argument(
+        "--evidence-dir", required=True, type=Path, help="where to write evidence JPEGs"
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    # Imported after validation so a bad config is refused before any heavy loading.
+    from detector.engine import Engine
+    from models.errors import ModelError
+    from streams.evidence import EvidenceWriter
+    from streams.scoring import score_camera, specs_for, warn_unchecked, write_jsonl
+
+    files = [c for c in config.cameras if not c.is_live]
+    for cam in config.cameras:
+        if cam.is_live:
+            log.info("camera %s is live (%s): not scored offline", cam.id, cam.source)
+    if not files:
+        print("error: no camera in the config has a file source", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        engine = Engine(
+            config.model,
+            conf_threshold=config.detector.conf_threshold,
+            iou_threshold=config.detector.iou_threshold,
+        )
+    except ModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    specs = specs_for(engine, config)
+    warn_unchecked(files, specs, config.model)
+    evidence = EvidenceWriter(args.evidence_dir)
+
+    started = time.perf_counter()
+    frames = 0
+    reports = []
+    failed = []
+    for cam in files:
+        result = score_camera(cam, engine, config, specs, evidence)
+        frames += result.frames
+        if result.error:
+            failed.append(cam.id)
+            print(f"error: {result.error} (skipped)", file=sys.stderr)
+            continue
+        reports.extend(result.cases)
+        rate = result.frames / result.seconds if result.seconds else 0.0
+        print(
+            f"{cam.id}: {result.frames} frames, {len(result.cases)} incidents, "
+            f"{result.seconds:.1f} s ({rate:.1f} frames/s)",
+            file=sys.stderr,
+        )
+    write_jsonl(args.out, reports)
+    elapsed = time.perf_counter() - started
+    rate = frames / elapsed if elapsed else 0.0
+    summary = (
+        f"scored {len(files) - len(failed)}/{len(files)} cameras: {frames} frames, "
+        f"{len(reports)} incidents in {elapsed:.1f} s ({rate:.1f} frames/s) -> {args.out}"
+    )
+    if failed:
+        summary += f"; failed: {', '.join(failed)}"
+    print(summary)
+    return EXIT_FAILED if failed else EXIT_OK
