@@ -19,3 +19,13 @@ def home() -> Path:
 
 def models_dir() -> Path:
     return home() / "models"
+
+
+def samples_dir() -> Path:
+    """Real photos shipped with the default model, used by tests and the demo."""
+    return home() / "samples"
+
+
+def downloads_dir() -> Path:
+    """Verified source archives, kept so a model can be rebuilt without the network."""
+    return home() / "downloads"

