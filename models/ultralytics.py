@@ -54,7 +54,11 @@ def manifest_from_onnx(
     incident_classes: dict[IncidentKind, list[str]] | None = None,
     stall_attendant_classes: list[str] | None = None,
 ) -> Manifest:
-    """Build a manifest for an Ultralytics detect ONNX; class mappings default to COCO stand-ins."""
+    """Build a manifest for an Ultralytics detect ONNX.
+
+    incident_classes overrides the mapping per incident type; types it leaves out get the
+    COCO stand-ins the model has (none for a model without COCO names).
+    """
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf raises its own DecodeError types
@@ -85,7 +89,7 @@ def manifest_from_onnx(
         dynamic_hw=None in _dims(inputs[0])[2:],
         stride=int(props.get("stride", 32)),
         class_names=names,
-        incident_classes=default_incident if incident_classes is None else incident_classes,
+        incident_classes=default_incident | (incident_classes or {}),
         stall_attendant_classes=(
             default_attendants if stall_attendant_classes is None else stall_attendant_classes
         ),

