@@ -20,7 +20,7 @@ class IncidentType(StrEnum):
 
 
 class CaseStatus(StrEnum):
-    """Where a case stands in the 数字城管 workflow; `api.lifecycle` says which moves are allowed."""
+    """Where a case stands in the 数字城管 workflow; `api.lifecycle` has the allowed moves."""
 
     reported = "reported"
     accepted = "accepted"  # 立案

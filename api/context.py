@@ -1,0 +1,28 @@
+"""What every request handler shares: settings, database, evidence store, metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from api.db import Database
+from api.metrics import Metrics
+from api.settings import Settings
+from api.storage import EvidenceStore
+
+
+@dataclass
+class Context:
+    settings: Settings
+    db: Database
+    store: EvidenceStore
+    metrics: Metrics
+
+
+def get_context(request: Request) -> Context:
+    return request.app.state.ctx
+
+
+Ctx = Annotated[Context, Depends(get_context)]

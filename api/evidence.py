@@ -1,0 +1,142 @@
+"""Evidence uploads: read within limits, check they are images, match them to the report's
+evidence refs, and attach them to a case in the content-addressed store."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import PureWindowsPath
+from typing import BinaryIO
+
+from sqlalchemy.orm import Session
+
+from api.contract import EvidenceRef
+from api.images import image_type
+from api.problems import Problem
+from api.storage import EvidenceStore
+from api.tables import Case, CaseEvidence, Evidence, utcnow
+
+
+@dataclass(frozen=True)
+class Upload:
+    filename: str
+    data: bytes
+    sha256: str
+    content_type: str
+
+
+def read_uploads(
+    files: Sequence[tuple[str | None, BinaryIO]], max_files: int, max_bytes: int
+) -> list[Upload]:
+    """Read (filename, file) pairs; refuse too many, too large, or anything not an image."""
+    if len(files) > max_files:
+        raise Problem(413, f"At most {max_files} evidence files per request", kind="too-many-files")
+    uploads = []
+    for filename, f in files:
+        name = filename or ""
+        data = f.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise Problem(
+                413,
+                f"Evidence '{name}' is larger than {max_bytes} bytes",
+                kind="evidence-too-large",
+            )
+        media_type = image_type(data)
+        if media_type is None:
+            raise Problem(
+                422,
+                f"Evidence '{name}' is not a JPEG or PNG image that decodes",
+                kind="invalid-evidence",
+            )
+        uploads.append(Upload(name, data, hashlib.sha256(data).hexdigest(), media_type))
+    return uploads
+
+
+def basename(path: str) -> str:
+    # Workers may run on Windows; PureWindowsPath splits on both separators.
+    return PureWindowsPath(path).name
+
+
+def match(
+    refs: Sequence[EvidenceRef], uploads: Sequence[Upload]
+) -> list[tuple[EvidenceRef, Upload]]:
+    """Pair each evidence ref with its upload (by file name); all must pair, hashes must agree."""
+    by_name = {basename(r.path): r for r in refs}
+    if len(by_name) != len(refs):
+        raise Problem(422, "Evidence refs must have distinct file names", kind="evidence-mismatch")
+    uploaded = {u.filename: u for u in uploads}
+    if len(uploaded) != len(uploads):
+        raise Problem(422, "Evidence files must have distinct names", kind="evidence-mismatch")
+    if extra := sorted(uploaded.keys() - by_name.keys()):
+        raise Problem(422, f"Evidence files not in the report: {extra}", kind="evidence-mismatch")
+    if missing := sorted(by_name.keys() - uploaded.keys()):
+        raise Problem(
+            422, f"Evidence missing from the request: {missing}", kind="evidence-mismatch"
+        )
+    pairs = []
+    for name, ref in by_name.items():
+        upload = uploaded[name]
+        if upload.sha256 != ref.sha256:
+            raise Problem(
+                422,
+                f"Evidence '{name}' has sha256 {upload.sha256}, the report says {ref.sha256}",
+                kind="evidence-mismatch",
+            )
+        pairs.append((ref, upload))
+    return pairs
+
+
+@contextmanager
+def staged(store: EvidenceStore) -> Iterator[list[str]]:
+    """Collects hashes this request newly wrote; removes those files if the request fails."""
+    written: list[str] = []
+    try:
+        yield written
+    except BaseException:
+        for sha in written:
+            store.remove(sha)
+        raise
+
+
+def attach(
+    session: Session,
+    store: EvidenceStore,
+    written: list[str],
+    case: Case,
+    pairs: Sequence[tuple[EvidenceRef, Upload]],
+    *,
+    report_id: str | None,
+    camera_id: str | None,
+) -> list[str]:
+    """Store the images and link those the case lacks; returns the newly linked hashes."""
+    have = {e.sha256 for e in case.evidence}
+    added = []
+    for ref, upload in pairs:
+        if store.put(upload.sha256, upload.data):
+            written.append(upload.sha256)
+        if session.get(Evidence, upload.sha256) is None:
+            session.add(
+                Evidence(
+                    sha256=upload.sha256,
+                    size=len(upload.data),
+                    content_type=upload.content_type,
+                    created_at=utcnow(),
+                )
+            )
+            session.flush()  # the row must exist before a case links to it
+        if upload.sha256 in have:
+            continue
+        have.add(upload.sha256)
+        case.evidence.append(
+            CaseEvidence(
+                sha256=upload.sha256,
+                kind=ref.kind,
+                captured_at=ref.captured_at,
+                report_id=report_id,
+                camera_id=camera_id,
+            )
+        )
+        added.append(upload.sha256)
+    return added

@@ -1,0 +1,282 @@
+"""Taking in reports and observations: merge into an open case or open a new one."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.auth import Principal
+from api.changes import record
+from api.codes import CodeTable
+from api.contract import CaseReceipt, CaseReport, CaseStatus, EvidenceRef, Location
+from api.evidence import Upload, attach
+from api.merge import Sighting, find_match
+from api.problems import Problem
+from api.settings import Settings
+from api.storage import EvidenceStore
+from api.tables import Case, Report, utcnow
+
+
+def fingerprint(report: CaseReport, uploads: Sequence[Upload]) -> str:
+    """What an Idempotency-Key is bound to: the report's content and the evidence bytes."""
+    canonical = json.dumps(
+        {
+            "report": report.model_dump(mode="json"),
+            "evidence": sorted((u.filename, u.sha256) for u in uploads),
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def new_case_id() -> str:
+    return f"cs_{secrets.token_hex(8)}"
+
+
+def check_event_code(codes: CodeTable, type_: str, event_code: str) -> None:
+    code = codes.get(event_code)
+    if code is None or code.type != type_:
+        valid = [c.code for c in codes.codes if c.type == type_]
+        raise Problem(
+            422,
+            f"Event code '{event_code}' is not a {type_} code of {codes.standard}: use {valid}",
+            kind="unknown-event-code",
+        )
+
+
+def refresh(case: Case) -> None:
+    """Recompute what a case derives from its reports."""
+    reports = case.reports
+    case.first_seen = min(r.first_seen for r in reports)
+    case.last_seen = max(r.last_seen for r in reports)
+    # A merged case is cleared only when every camera that saw it has seen it cleared.
+    cleared = [r.cleared_at for r in reports]
+    case.cleared_at = None if None in cleared else max(c for c in cleared if c is not None)
+
+
+def receipt(case: Case, report_id: str) -> CaseReceipt:
+    return CaseReceipt(
+        case_id=case.id,
+        report_id=report_id,
+        merged=case.origin_report_id != report_id,
+        status=CaseStatus(case.status),
+        report_count=len(case.reports),
+    )
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A report on its way in, from a worker or an Open311 client."""
+
+    id: str
+    source: str  # "worker" | "open311"
+    type: str
+    event_code: str
+    first_seen: datetime
+    confirmed_at: datetime
+    last_seen: datetime
+    payload: dict[str, Any]  # as received, kept for audit
+    camera_id: str | None = None
+    zone_id: str | None = None
+    bbox: list[float] | None = None
+    location: Location = field(default_factory=Location)
+    cleared_at: datetime | None = None
+    class_name: str | None = None
+    confidence: float | None = None
+    description: str | None = None
+
+    @classmethod
+    def from_report(cls, r: CaseReport) -> Incoming:
+        return cls(
+            id=r.id,
+            source="worker",
+            type=r.type,
+            event_code=r.event_code,
+            first_seen=r.first_seen,
+            confirmed_at=r.confirmed_at,
+            last_seen=r.last_seen,
+            payload=r.model_dump(mode="json"),
+            camera_id=r.camera_id,
+            zone_id=r.zone_id,
+            bbox=r.bbox,
+            location=r.location,
+            cleared_at=r.cleared_at,
+            class_name=r.class_name,
+            confidence=r.confidence,
+        )
+
+
+def ingest(
+    session: Session,
+    settings: Settings,
+    store: EvidenceStore,
+    written: list[str],
+    new: Incoming,
+    pairs: Sequence[tuple[EvidenceRef, Upload]],
+    principal: Principal,
+) -> tuple[int, CaseReceipt]:
+    """Store a report; returns (201, receipt) for a new case, (200, receipt) otherwise."""
+    check_event_code(settings.codes, new.type, new.event_code)
+    known = session.get(Report, new.id)
+    if known is not None:  # the same incident again: only what it adds is news
+        observe(
+            session,
+            store,
+            written,
+            known.case,
+            [known],
+            principal,
+            last_seen=new.last_seen,
+            cleared_at=new.cleared_at,
+            pairs=pairs,
+        )
+        return 200, receipt(known.case, new.id)
+
+    now = utcnow()
+    loc = new.location
+    sighting = Sighting(
+        type=new.type,
+        camera_id=new.camera_id,
+        bbox=new.bbox,
+        lat=loc.lat,
+        lon=loc.lon,
+        first_seen=new.first_seen,
+        last_seen=new.last_seen,
+    )
+    case = find_match(session, sighting, settings)
+    if case is None:
+        case = Case(
+            id=new_case_id(),
+            type=new.type,
+            event_code=new.event_code,
+            status=CaseStatus.reported,
+            origin_report_id=new.id,
+            camera_id=new.camera_id,
+            zone_id=new.zone_id,
+            lat=loc.lat,
+            lon=loc.lon,
+            address=loc.address,
+            grid=loc.grid,
+            first_seen=new.first_seen,
+            confirmed_at=new.confirmed_at,
+            last_seen=new.last_seen,
+            class_name=new.class_name,
+            confidence=new.confidence,
+            bbox=new.bbox,
+            description=new.description,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(case)
+        kind, code = "created", 201
+    else:
+        if new.confidence is not None:
+            case.confidence = max(case.confidence or 0.0, new.confidence)
+        case.confirmed_at = min(case.confirmed_at, new.confirmed_at)
+        kind, code = "merged", 200
+    case.reports.append(
+        Report(
+            id=new.id,
+            source=new.source,
+            camera_id=new.camera_id,
+            zone_id=new.zone_id,
+            bbox=new.bbox,
+            lat=loc.lat,
+            lon=loc.lon,
+            first_seen=new.first_seen,
+            last_seen=new.last_seen,
+            cleared_at=new.cleared_at,
+            received_at=now,
+            payload=new.payload,
+        )
+    )
+    session.flush()
+    evidence = attach(
+        session, store, written, case, pairs, report_id=new.id, camera_id=new.camera_id
+    )
+    refresh(case)
+    note = (
+        None if kind == "created" else f"absorbed report {new.id} ({new.camera_id or new.source})"
+    )
+    record(
+        session,
+        case,
+        kind,
+        principal=principal,
+        from_status=case.status,
+        note=note,
+        report_id=new.id,
+        camera_id=new.camera_id,
+        evidence=evidence,
+    )
+    return code, receipt(case, new.id)
+
+
+def observe(
+    session: Session,
+    store: EvidenceStore,
+    written: list[str],
+    case: Case,
+    reports: Sequence[Report],
+    principal: Principal,
+    *,
+    last_seen: datetime | None,
+    cleared_at: datetime | None,
+    pairs: Sequence[tuple[EvidenceRef, Upload]],
+) -> bool:
+    """Apply a later observation to some of a case's reports; True if anything changed."""
+    changed = False
+    for r in reports:
+        if last_seen is not None and last_seen > r.last_seen:
+            r.last_seen = last_seen
+            changed = True
+        if cleared_at is not None and r.cleared_at is None:
+            if cleared_at < r.first_seen:
+                raise Problem(422, "cleared_at is before first_seen", kind="invalid-observation")
+            r.cleared_at = cleared_at
+            changed = True
+    one = reports[0] if len(reports) == 1 else None
+    evidence = attach(
+        session,
+        store,
+        written,
+        case,
+        pairs,
+        report_id=one.id if one else None,
+        camera_id=one.camera_id if one else None,
+    )
+    if not (changed or evidence):
+        return False
+    refresh(case)
+    record(
+        session,
+        case,
+        "observation",
+        principal=principal,
+        from_status=case.status,
+        report_ids=[r.id for r in reports],
+        evidence=evidence,
+        last_seen=last_seen.isoformat() if last_seen else None,
+        cleared_at=cleared_at.isoformat() if cleared_at else None,
+    )
+    return True
+
+
+def resolve(session: Session, id_: str) -> tuple[Case, list[Report]]:
+    """A case by its id, or by the id of a report it absorbed (workers know only those)."""
+    case = session.scalar(select(Case).where(Case.id == id_))
+    if case is not None:
+        return case, list(case.reports)
+    report = session.get(Report, id_)
+    if report is None:
+        raise Problem(404, f"No case or report '{id_}'", kind="not-found")
+    return report.case, [report]

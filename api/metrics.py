@@ -1,0 +1,44 @@
+"""Prometheus metrics, in a registry per app so several apps can live in one process."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "streetwatch_http_requests",
+            "HTTP requests answered",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "streetwatch_http_request_duration_seconds",
+            "Time to answer an HTTP request",
+            ["method", "route"],
+            registry=r,
+        )
+        self.reports = Counter(
+            "streetwatch_reports",
+            "Reports taken in, by outcome (created, merged, replayed)",
+            ["outcome"],
+            registry=r,
+        )
+        self.transitions = Counter(
+            "streetwatch_transitions", "Case status changes", ["to"], registry=r
+        )
+        self.webhook_attempts = Counter(
+            "streetwatch_webhook_attempts",
+            "Webhook delivery attempts, by outcome (delivered, retry, failed)",
+            ["outcome"],
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

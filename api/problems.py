@@ -1,0 +1,146 @@
+"""Errors as RFC 9457 problem details (`application/problem+json`).
+
+Open311 routes answer in Open311's own error format instead: `[{"code", "description"}]`.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+MEDIA_TYPE = "application/problem+json"
+OPEN311_PREFIX = "/open311/"
+
+
+class ProblemDetail(BaseModel):
+    """An RFC 9457 problem; extra members (such as `errors`) carry details."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field("about:blank", description="URI identifying the problem type")
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+
+
+class Problem(HTTPException):
+    """Raise anywhere to answer with a problem document."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str | None = None,
+        *,
+        kind: str | None = None,
+        title: str | None = None,
+        headers: dict[str, str] | None = None,
+        **extensions: Any,
+    ) -> None:
+        super().__init__(status, detail, headers)
+        self.kind = kind
+        self.title = title or HTTPStatus(status).phrase
+        self.extensions = extensions
+
+
+def problem_type(kind: str | None) -> str:
+    return f"urn:streetwatch:problem:{kind}" if kind else "about:blank"
+
+
+def respond(
+    path: str,
+    status: int,
+    title: str,
+    detail: str | None,
+    kind: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extensions: Any,
+) -> JSONResponse:
+    """A problem response, or an Open311 error list under `/open311/`."""
+    if path.startswith(OPEN311_PREFIX):
+        return JSONResponse(
+            [{"code": status, "description": detail or title}], status, headers=headers
+        )
+    body = ProblemDetail(
+        type=problem_type(kind),
+        title=title,
+        status=status,
+        detail=detail,
+        instance=path,
+        **extensions,
+    )
+    return JSONResponse(
+        body.model_dump(exclude_none=True), status, headers=headers, media_type=MEDIA_TYPE
+    )
+
+
+async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    if isinstance(exc, Problem):
+        return respond(
+            request.url.path,
+            exc.status_code,
+            exc.title,
+            exc.detail,
+            exc.kind,
+            exc.headers,
+            **exc.extensions,
+        )
+    title = HTTPStatus(exc.status_code).phrase
+    detail = exc.detail if exc.detail != title else None
+    return respond(request.url.path, exc.status_code, title, detail, headers=exc.headers)
+
+
+async def _validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+    return respond(
+        request.url.path,
+        422,
+        "Invalid request",
+        "The request does not match the schema",
+        "invalid-request",
+        errors=errors,
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return respond(request.url.path, 500, "Internal Server Error", None)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(HTTPException, _http_exception)
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the problem responses a route can give."""
+    return {s: {"model": ProblemDetail, "description": HTTPStatus(s).phrase} for s in statuses}
+
+
+def fix_openapi(schema: dict[str, Any]) -> None:
+    """Problem responses are `application/problem+json`, not the `application/json` FastAPI
+    assumes for every model response."""
+    ref = "#/components/schemas/ProblemDetail"
+    fastapi_422 = "#/components/schemas/HTTPValidationError"
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            for response in operation.get("responses", {}).values():
+                content = response.get("content", {})
+                json_ref = content.get("application/json", {}).get("schema", {}).get("$ref")
+                if json_ref in (ref, fastapi_422):  # our handler answers 422s as problems
+                    content.pop("application/json")
+                    content[MEDIA_TYPE] = {"schema": {"$ref": ref}}
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schema.get("components", {}).get("schemas", {}).pop(unused, None)

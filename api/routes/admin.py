@@ -1,0 +1,149 @@
+"""`/v1/keys` and `/v1/webhooks`: administration, with the `admin` scope."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from sqlalchemy import select
+
+from api import problems
+from api.auth import Admin, Scope, create_key
+from api.context import Ctx
+from api.problems import Problem
+from api.schemas import (
+    EVENT_TYPES,
+    DeliveryOut,
+    KeyCreate,
+    KeyCreated,
+    KeyOut,
+    WebhookCreate,
+    WebhookCreated,
+    WebhookOut,
+)
+from api.tables import ApiKey, Webhook, WebhookDelivery, utcnow
+from api.webhooks import new_secret
+
+router = APIRouter(prefix="/v1", responses=problems.responses(401, 403))
+
+
+def _key_out(k: ApiKey) -> KeyOut:
+    return KeyOut(
+        id=k.id,
+        name=k.name,
+        scopes=[Scope(s) for s in k.scopes],
+        created_at=k.created_at,
+        revoked_at=k.revoked_at,
+    )
+
+
+@router.post("/keys", tags=["keys"], status_code=201, summary="Create an API key")
+def post_key(ctx: Ctx, _: Admin, body: KeyCreate) -> KeyCreated:
+    """The key is in the answer once; only its hash is stored."""
+    with ctx.db.write() as session:
+        record, key = create_key(session, body.name, body.scopes)
+        session.flush()
+        return KeyCreated(**_key_out(record).model_dump(), key=key)
+
+
+@router.get("/keys", tags=["keys"], summary="List API keys")
+def list_keys(ctx: Ctx, _: Admin) -> list[KeyOut]:
+    with ctx.db.read() as session:
+        return [_key_out(k) for k in session.scalars(select(ApiKey).order_by(ApiKey.created_at))]
+
+
+@router.delete(
+    "/keys/{key_id}", tags=["keys"], summary="Revoke an API key", responses=problems.responses(404)
+)
+def revoke_key(ctx: Ctx, _: Admin, key_id: str) -> KeyOut:
+    with ctx.db.write() as session:
+        record = session.get(ApiKey, key_id)
+        if record is None:
+            raise Problem(404, f"No key {key_id}", kind="not-found")
+        record.revoked_at = record.revoked_at or utcnow()
+        return _key_out(record)
+
+
+def _hook_out(h: Webhook) -> WebhookOut:
+    return WebhookOut(
+        id=h.id, url=h.url, event_types=h.event_types, active=h.active, created_at=h.created_at
+    )
+
+
+@router.post(
+    "/webhooks",
+    tags=["webhooks"],
+    status_code=201,
+    summary="Subscribe a webhook",
+    responses=problems.responses(422),
+)
+def post_webhook(ctx: Ctx, _: Admin, body: WebhookCreate) -> WebhookCreated:
+    """Every later change of the subscribed types is POSTed to `url`, signed per the Standard
+    Webhooks spec (`webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<HMAC-SHA256>`)
+    with the returned secret, and retried with backoff until it gets a 2xx."""
+    if body.event_types is not None and (
+        unknown := set(body.event_types) - set(EVENT_TYPES.values())
+    ):
+        raise Problem(422, f"Unknown event types: {sorted(unknown)}", kind="invalid-body")
+    with ctx.db.write() as session:
+        hook = Webhook(
+            id=f"wh_{secrets.token_hex(8)}",
+            url=str(body.url),
+            secret=new_secret(),
+            event_types=body.event_types,
+            active=True,
+            created_at=utcnow(),
+        )
+        session.add(hook)
+        return WebhookCreated(**_hook_out(hook).model_dump(), secret=hook.secret)
+
+
+@router.get("/webhooks", tags=["webhooks"], summary="List webhooks")
+def list_webhooks(ctx: Ctx, _: Admin) -> list[WebhookOut]:
+    with ctx.db.read() as session:
+        return [_hook_out(h) for h in session.scalars(select(Webhook).order_by(Webhook.created_at))]
+
+
+@router.delete(
+    "/webhooks/{webhook_id}",
+    tags=["webhooks"],
+    summary="Deactivate a webhook",
+    responses=problems.responses(404),
+)
+def delete_webhook(ctx: Ctx, _: Admin, webhook_id: str) -> WebhookOut:
+    """It stops receiving new changes; its delivery log is kept."""
+    with ctx.db.write() as session:
+        hook = session.get(Webhook, webhook_id)
+        if hook is None:
+            raise Problem(404, f"No webhook {webhook_id}", kind="not-found")
+        hook.active = False
+        return _hook_out(hook)
+
+
+@router.get(
+    "/webhooks/{webhook_id}/deliveries",
+    tags=["webhooks"],
+    summary="The webhook's delivery log",
+    responses=problems.responses(404),
+)
+def deliveries(
+    ctx: Ctx,
+    _: Admin,
+    webhook_id: str,
+    status: Annotated[Literal["pending", "delivered", "failed"] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[DeliveryOut]:
+    """Newest first: attempts, last response status or error, next retry."""
+    with ctx.db.read() as session:
+        if session.get(Webhook, webhook_id) is None:
+            raise Problem(404, f"No webhook {webhook_id}", kind="not-found")
+        query = (
+            select(WebhookDelivery)
+            .where(WebhookDelivery.webhook_id == webhook_id)
+            .order_by(WebhookDelivery.id.desc())
+            .limit(limit)
+        )
+        if status is not None:
+            query = query.where(WebhookDelivery.status == status)
+        return [DeliveryOut.model_validate(d, from_attributes=True) for d in session.scalars(query)]

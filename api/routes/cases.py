@@ -1,0 +1,303 @@
+"""`/v1/cases`: intake from workers, reading and lifecycle for the dispatch platform."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Header, Query, UploadFile
+from fastapi.responses import JSONResponse
+from sqlalchemy import Select, select
+
+from api import problems
+from api.auth import Dispatch, Ingest
+from api.context import Ctx
+from api.contract import (
+    CaseReceipt,
+    CaseReport,
+    CaseStatus,
+    IncidentType,
+    Observation,
+    ObservationReceipt,
+)
+from api.evidence import Upload, match, read_uploads, staged
+from api.forms import parse_json_field
+from api.intake import Incoming, fingerprint, ingest, observe, resolve
+from api.lifecycle import table_markdown
+from api.problems import Problem
+from api.schemas import CaseDetail, CaseOut, CasePage, TransitionIn
+from api.serialize import case_out, change_out
+from api.tables import Case, Change, IdempotencyRecord, Report, utcnow
+from api.transitions import transition
+
+router = APIRouter(prefix="/v1/cases", tags=["cases"])
+
+CaseField = Annotated[
+    str,
+    Form(
+        description="The report as JSON: the `CaseReport` schema, as `streetwatch score` writes it",
+        json_schema_extra={"contentMediaType": "application/json"},
+    ),
+]
+EvidenceFiles = Annotated[
+    list[UploadFile],
+    File(
+        description="The report's evidence images (JPEG or PNG), each named as the basename "
+        "of its `EvidenceRef.path`; each must match the sha256 the report gives"
+    ),
+]
+# Declared optional so that a missing key is our 400, not a generic 422; documented as
+# required through IDEMPOTENCY_KEY_DOC.
+IdempotencyKey = Annotated[
+    str | None, Header(alias="Idempotency-Key", max_length=255, include_in_schema=False)
+]
+IDEMPOTENCY_KEY_DOC = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": True,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    "description": "Derived from the incident by the worker. The same key with the same "
+    "payload replays the first answer; with another payload it is refused with 422; "
+    "without it the request is refused with 400",
+}
+
+
+def _uploads(ctx: Ctx, files: list[UploadFile]) -> list[Upload]:
+    s = ctx.settings
+    return read_uploads(
+        [(f.filename, f.file) for f in files], s.max_evidence_files, s.max_evidence_bytes
+    )
+
+
+@router.post(
+    "",
+    status_code=201,
+    summary="Report an incident",
+    response_model=CaseReceipt,
+    responses={
+        200: {"model": CaseReceipt, "description": "An open case absorbed the report"},
+        201: {"description": "A new case was opened"},
+        **problems.responses(400, 401, 403, 413, 422),
+    },
+    openapi_extra={"parameters": [IDEMPOTENCY_KEY_DOC]},
+)
+def post_case(
+    ctx: Ctx,
+    principal: Ingest,
+    case: CaseField,
+    idempotency_key: IdempotencyKey = None,
+    evidence: EvidenceFiles = [],  # noqa: B006 - FastAPI copies defaults per request
+) -> JSONResponse:
+    """Take one worker report with its evidence, atomically: both are stored or neither.
+
+    A report of the same type as an open case, from the same camera with an overlapping box
+    or within the merge distance on the map, and within the merge time window, is absorbed
+    by that case (200, `merged: true`); otherwise a new case is opened (201). A report id
+    already seen updates its case as an observation would (200).
+    """
+    if not idempotency_key:
+        raise Problem(400, "The Idempotency-Key header is required", kind="idempotency-key-missing")
+    report = parse_json_field(CaseReport, case, "case")
+    uploads = _uploads(ctx, evidence)
+    pairs = match(report.evidence, uploads)
+    request_print = fingerprint(report, uploads)
+    with staged(ctx.store) as written, ctx.db.write() as session:
+        previous = session.get(IdempotencyRecord, idempotency_key)
+        if previous is not None:
+            if previous.fingerprint != request_print:
+                raise Problem(
+                    422,
+                    "This Idempotency-Key was used for a different request",
+                    kind="idempotency-key-reused",
+                )
+            ctx.metrics.reports.labels("replayed").inc()
+            return JSONResponse(
+                previous.body, previous.status_code, headers={"Idempotent-Replayed": "true"}
+            )
+        status, receipt = ingest(
+            session,
+            ctx.settings,
+            ctx.store,
+            written,
+            Incoming.from_report(report),
+            pairs,
+            principal,
+        )
+        body = receipt.model_dump(mode="json")
+        session.add(
+            IdempotencyRecord(
+                key=idempotency_key,
+                fingerprint=request_print,
+                status_code=status,
+                body=body,
+                created_at=utcnow(),
+            )
+        )
+    ctx.metrics.reports.labels("created" if status == 201 else "merged").inc()
+    return JSONResponse(body, status, headers={"Location": f"/v1/cases/{receipt.case_id}"})
+
+
+@router.patch(
+    "/{case_id}",
+    summary="Report a later observation",
+    response_model=ObservationReceipt,
+    responses=problems.responses(400, 401, 403, 404, 413, 422),
+)
+def patch_case(
+    ctx: Ctx,
+    principal: Ingest,
+    case_id: str,
+    observation: Annotated[
+        str,
+        Form(
+            description="The `Observation` as JSON",
+            json_schema_extra={"contentMediaType": "application/json"},
+        ),
+    ],
+    evidence: EvidenceFiles = [],  # noqa: B006
+) -> ObservationReceipt:
+    """Update `last_seen`, `cleared_at` and evidence of a case, by case id or report id.
+
+    By report id it applies to that report; by case id to every report of the case.
+    Idempotent: `last_seen` only moves forward, `cleared_at` is kept from the first time it
+    is set, and evidence already on the case is not added twice. A case merged from several
+    reports is cleared when all of them are.
+    """
+    obs = parse_json_field(Observation, observation, "observation")
+    pairs = match(obs.evidence, _uploads(ctx, evidence))
+    with staged(ctx.store) as written, ctx.db.write() as session:
+        case, reports = resolve(session, case_id)
+        changed = observe(
+            session,
+            ctx.store,
+            written,
+            case,
+            reports,
+            principal,
+            last_seen=obs.last_seen,
+            cleared_at=obs.cleared_at,
+            pairs=pairs,
+        )
+        return ObservationReceipt(
+            case_id=case.id,
+            report_ids=[r.id for r in reports],
+            changed=changed,
+            status=CaseStatus(case.status),
+            last_seen=case.last_seen,
+            cleared_at=case.cleared_at,
+        )
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        return int(base64.urlsafe_b64decode(cursor.encode()).decode().removeprefix("case:"))
+    except (ValueError, binascii.Error):
+        raise Problem(400, "Invalid cursor", kind="invalid-cursor") from None
+
+
+def _encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"case:{seq}".encode()).decode()
+
+
+def _bbox(raw: str) -> tuple[float, float, float, float]:
+    try:
+        min_lon, min_lat, max_lon, max_lat = (float(v) for v in raw.split(","))
+    except ValueError:
+        raise Problem(
+            400, "bbox must be min_lon,min_lat,max_lon,max_lat", kind="invalid-bbox"
+        ) from None
+    if min_lon > max_lon or min_lat > max_lat:
+        raise Problem(400, "bbox minimum exceeds maximum", kind="invalid-bbox")
+    return min_lon, min_lat, max_lon, max_lat
+
+
+@router.get(
+    "",
+    summary="List cases",
+    response_model=CasePage,
+    responses=problems.responses(400, 401, 403, 422),
+)
+def list_cases(
+    ctx: Ctx,
+    _: Dispatch,
+    status: Annotated[list[CaseStatus] | None, Query(description="Any of these")] = None,
+    type: Annotated[IncidentType | None, Query()] = None,
+    camera: Annotated[str | None, Query(description="Reported by this camera")] = None,
+    grid: Annotated[str | None, Query(description="In this grid cell (单元网格)")] = None,
+    since: Annotated[datetime | None, Query(description="Seen at or after")] = None,
+    until: Annotated[datetime | None, Query(description="Seen at or before")] = None,
+    bbox: Annotated[
+        str | None, Query(description="On the map: `min_lon,min_lat,max_lon,max_lat` (WGS 84)")
+    ] = None,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> CasePage:
+    """Cases, newest first, filtered; follow `next_cursor` for more."""
+    query: Select[tuple[Case]] = select(Case).order_by(Case.seq.desc()).limit(limit + 1)
+    if status:
+        query = query.where(Case.status.in_([s.value for s in status]))
+    if type is not None:
+        query = query.where(Case.type == type.value)
+    if camera is not None:
+        query = query.where(Case.reports.any(Report.camera_id == camera))
+    if grid is not None:
+        query = query.where(Case.grid == grid)
+    if since is not None:
+        query = query.where(Case.last_seen >= _aware(since))
+    if until is not None:
+        query = query.where(Case.first_seen <= _aware(until))
+    if bbox is not None:
+        min_lon, min_lat, max_lon, max_lat = _bbox(bbox)
+        query = query.where(Case.lon.between(min_lon, max_lon), Case.lat.between(min_lat, max_lat))
+    if cursor is not None:
+        query = query.where(Case.seq < _decode_cursor(cursor))
+    with ctx.db.read() as session:
+        cases = list(session.scalars(query))
+        more = len(cases) > limit
+        cases = cases[:limit]
+        return CasePage(
+            items=[case_out(c) for c in cases],
+            next_cursor=_encode_cursor(cases[-1].seq) if more else None,
+        )
+
+
+def _aware(ts: datetime) -> datetime:
+    if ts.tzinfo is None:
+        raise Problem(400, "Timestamps need a UTC offset", kind="naive-timestamp")
+    return ts
+
+
+@router.get(
+    "/{case_id}",
+    summary="Get a case with its history",
+    response_model=CaseDetail,
+    responses=problems.responses(401, 403, 404),
+)
+def get_case(ctx: Ctx, _: Dispatch, case_id: str) -> CaseDetail:
+    """A case by its id (or the id of a report it absorbed), with every change made to it."""
+    with ctx.db.read() as session:
+        case, _reports = resolve(session, case_id)
+        history = session.scalars(
+            select(Change).where(Change.case_seq == case.seq).order_by(Change.seq)
+        )
+        return CaseDetail(**case_out(case).model_dump(), history=[change_out(c) for c in history])
+
+
+@router.post(
+    "/{case_id}/transitions",
+    summary="Move a case through its lifecycle",
+    response_model=CaseOut,
+    responses=problems.responses(401, 403, 404, 409, 422),
+    description="Changes the case's status and records who, when, from, to and why in its "
+    "history. Allowed transitions:\n\n" + table_markdown() + "\n\nAny other is refused "
+    "with 409 and changes nothing.",
+)
+def post_transition(ctx: Ctx, principal: Dispatch, case_id: str, body: TransitionIn) -> CaseOut:
+    with ctx.db.write() as session:
+        case, _reports = resolve(session, case_id)
+        transition(session, case, body, principal)
+        out = case_out(case)
+    ctx.metrics.transitions.labels(body.to.value).inc()
+    return out

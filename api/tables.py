@@ -1,0 +1,193 @@
+"""The stored records. The schema itself is owned by the migrations in `api/migrations`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite stores no offset)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Case(Base):
+    __tablename__ = "cases"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    type: Mapped[str] = mapped_column(String(32))
+    event_code: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    origin_report_id: Mapped[str] = mapped_column(String(128))
+    camera_id: Mapped[str | None] = mapped_column(String(128))
+    zone_id: Mapped[str | None] = mapped_column(String(128))
+    lat: Mapped[float | None] = mapped_column(Float)
+    lon: Mapped[float | None] = mapped_column(Float)
+    address: Mapped[str | None] = mapped_column(Text)
+    grid: Mapped[str | None] = mapped_column(String(64))
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime)
+    confirmed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime)
+    cleared_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    class_name: Mapped[str | None] = mapped_column(String(64))
+    confidence: Mapped[float | None] = mapped_column(Float)
+    bbox: Mapped[list[float] | None] = mapped_column(JSON)
+    description: Mapped[str | None] = mapped_column(Text)
+    duplicate_of: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    reports: Mapped[list[Report]] = relationship(
+        back_populates="case", order_by="Report.received_at", lazy="selectin"
+    )
+    evidence: Mapped[list[CaseEvidence]] = relationship(order_by="CaseEvidence.id", lazy="selectin")
+
+    __table_args__ = (
+        Index("ix_cases_type_status", "type", "status"),
+        Index("ix_cases_grid", "grid"),
+        Index("ix_cases_first_seen", "first_seen"),
+    )
+
+
+class Report(Base):
+    """One worker's (or Open311 client's) report, as absorbed into a case."""
+
+    __tablename__ = "reports"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    case_seq: Mapped[int] = mapped_column(ForeignKey("cases.seq"), index=True)
+    source: Mapped[str] = mapped_column(String(16))  # "worker" | "open311"
+    camera_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    zone_id: Mapped[str | None] = mapped_column(String(128))
+    bbox: Mapped[list[float] | None] = mapped_column(JSON)
+    lat: Mapped[float | None] = mapped_column(Float)
+    lon: Mapped[float | None] = mapped_column(Float)
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime)
+    cleared_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)  # as received, for audit
+
+    case: Mapped[Case] = relationship(back_populates="reports")
+
+
+class Evidence(Base):
+    """An image in the content-addressed store."""
+
+    __tablename__ = "evidence"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(Integer)
+    content_type: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CaseEvidence(Base):
+    __tablename__ = "case_evidence"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_seq: Mapped[int] = mapped_column(ForeignKey("cases.seq"))
+    sha256: Mapped[str] = mapped_column(ForeignKey("evidence.sha256"))
+    kind: Mapped[str] = mapped_column(String(16))
+    captured_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    report_id: Mapped[str | None] = mapped_column(String(128))
+    camera_id: Mapped[str | None] = mapped_column(String(128))
+
+    __table_args__ = (Index("ux_case_evidence", "case_seq", "sha256", unique=True),)
+
+
+class Change(Base):
+    """One entry of the change feed and of the case's history; never updated or deleted."""
+
+    __tablename__ = "changes"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_seq: Mapped[int] = mapped_column(ForeignKey("cases.seq"), index=True)
+    case_id: Mapped[str] = mapped_column(String(40))
+    kind: Mapped[str] = mapped_column(String(16))  # created | merged | observation | transition
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(200))
+    api_key_id: Mapped[str | None] = mapped_column(String(32))
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)  # details and the case as it then was
+
+
+class IdempotencyRecord(Base):
+    __tablename__ = "idempotency"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Webhook(Base):
+    __tablename__ = "webhooks"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(String(80))  # needed in clear to sign
+    event_types: Mapped[list[str] | None] = mapped_column(JSON)  # None: every event
+    active: Mapped[bool] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class WebhookDelivery(Base):
+    """The delivery log: one row per (webhook, change), updated on each attempt."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    webhook_id: Mapped[str] = mapped_column(ForeignKey("webhooks.id"), index=True)
+    change_seq: Mapped[int] = mapped_column(ForeignKey("changes.seq"))
+    status: Mapped[str] = mapped_column(String(16))  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_deliveries_due", "status", "next_attempt_at"),)

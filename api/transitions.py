@@ -1,0 +1,61 @@
+"""Moving a case through its lifecycle, as a reviewer or the dispatch platform asks."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.auth import Principal
+from api.changes import record
+from api.contract import CaseStatus
+from api.lifecycle import TRANSITIONS, allowed
+from api.problems import Problem
+from api.schemas import TransitionIn
+from api.tables import Case
+
+
+def transition(session: Session, case: Case, body: TransitionIn, principal: Principal) -> None:
+    current = CaseStatus(case.status)
+    if body.expected_status is not None and body.expected_status != current:
+        raise Problem(
+            409,
+            f"The case is '{current}', not '{body.expected_status}'",
+            kind="status-conflict",
+            current_status=current,
+        )
+    if body.to not in TRANSITIONS[current]:
+        raise Problem(
+            409,
+            f"A case cannot go from '{current}' to '{body.to}'",
+            kind="invalid-transition",
+            current_status=current,
+            allowed=allowed(current),
+        )
+    if body.to == CaseStatus.duplicate:
+        _check_duplicate_of(session, case, body.duplicate_of)
+    elif body.duplicate_of is not None:
+        raise Problem(422, "duplicate_of is only for 'duplicate'", kind="invalid-transition-body")
+    case.status = body.to
+    case.duplicate_of = body.duplicate_of
+    record(
+        session,
+        case,
+        "transition",
+        principal=principal,
+        actor=body.actor,
+        from_status=current,
+        note=body.note,
+        duplicate_of=body.duplicate_of,
+    )
+
+
+def _check_duplicate_of(session: Session, case: Case, target_id: str | None) -> None:
+    if target_id is None:
+        raise Problem(422, "'duplicate' needs duplicate_of", kind="invalid-transition-body")
+    target = session.scalar(select(Case).where(Case.id == target_id))
+    if target is None or target.id == case.id or target.status == CaseStatus.duplicate:
+        raise Problem(
+            422,
+            f"duplicate_of must name another case that is not itself a duplicate: {target_id}",
+            kind="invalid-transition-body",
+        )
