@@ -1,0 +1,292 @@
+"""`streetwatch score` end to end: real model, real street footage, scenes from real photos.
+
+Background: vtest.avi (Debian opencv-doc), real pedestrian footage with a van and a car
+parked at the top right. Sprites: the bus of the model wheel's bus.jpg, a man from zidane.jpg.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import cv2
+import pytest
+import yaml
+
+from streams.cli import main
+from streams.scenes import (
+    BUS_CROP,
+    PERSON_CROP,
+    VTEST_AVI,
+    Sprite,
+    crop,
+    render,
+    still_frames,
+    video_frames,
+)
+
+START = datetime.fromisoformat("2026-05-01T08:00:00+08:00")
+VAN_ZONE = [[640, 40], [730, 40], [730, 105], [640, 105]]  # the van parked at the top right
+BAY = [[380, 380], [767, 380], [767, 560], [380, 560]]  # lower road: the bus parks here
+ROAD_BAND = [[0, 380], [767, 380], [767, 575], [0, 575]]
+WALKWAY = [[200, 160], [620, 160], [620, 330], [200, 330]]  # where the pedestrians walk
+GRASS = [[0, 330], [330, 330], [330, 570], [0, 570]]
+PARK_AT = (420, 300)  # bus sprite's top-left when parked: its ground line is y ~ 476
+RULES = {
+    "illegal_parking": {"dwell_s": 10, "clear_s": 4, "occlusion_s": 6},
+    "street_stall": {"dwell_s": 10, "clear_s": 4, "occlusion_s": 3},
+}
+
+
+@pytest.fixture(scope="session")
+def vtest_avi() -> Path:
+    assert VTEST_AVI.is_file(), "vtest.avi missing: run scripts/system-deps.sh (opencv-doc)"
+    return VTEST_AVI
+
+
+@pytest.fixture(scope="session")
+def bus_sprite(bus_jpg):
+    return crop(bus_jpg, BUS_CROP, 300)
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory, vtest_avi, bus_sprite, zidane_jpg) -> dict[str, Path]:
+    """Scenes with known ground truth, rendered once for the session (10 fps)."""
+    out = tmp_path_factory.mktemp("clips")
+    man = crop(zidane_jpg, PERSON_CROP, 250)
+    arrive = (-300, PARK_AT[1])
+    leave = (800, PARK_AT[1])
+
+    def bus() -> Sprite:
+        return Sprite(bus_sprite)
+
+    scenes = {
+        # Arrives at 2 s, parks until 22 s, away for 10 s, parks again from 32 s to the end.
+        "park_twice": (
+            54,
+            [
+                bus()
+                .moving(0, 2, arrive, PARK_AT)
+                .parked(2, 22, PARK_AT)
+                .moving(22, 24, PARK_AT, leave)
+                .moving(30, 32, arrive, PARK_AT)
+                .parked(32, 54, PARK_AT)
+            ],
+        ),
+        # Crosses the whole bay in 8 s without stopping.
+        "drive_through": (20, [bus().moving(4, 12, arrive, leave)]),
+        # Parks at 2 s; a man walks in front of it and hides it for about 4 s before the
+        # dwell completes.
+        "occluded": (
+            30,
+            [
+                bus().moving(0, 2, arrive, PARK_AT).parked(2, 30, PARK_AT),
+                Sprite(man).moving(5, 9, (300, 200), (650, 200)),
+            ],
+        ),
+    }
+    paths = {}
+    for name, (duration, sprites) in scenes.items():
+        paths[name] = render(out / f"{name}.mp4", video_frames(vtest_avi), duration, 10, sprites)
+    # People standing still: one real frame held for 30 s.
+    first = next(video_frames(vtest_avi))
+    paths["standing"] = render(out / "standing.mp4", still_frames(first), 30, 10)
+    return paths
+
+
+def camera(cam_id: str, source: Path, zones: list[tuple[str, list, list[str]]]) -> dict:
+    return {
+        "id": cam_id,
+        "source": str(source),
+        "start_time": START.isoformat(),
+        "location": {"lat": 26.58, "lon": 101.72, "address": "Bingcao Rd", "grid": "510402001001"},
+        "sample": {"fps": 2},
+        "zones": [{"id": z, "polygon": p, "checks": c} for z, p, c in zones],
+    }
+
+
+def score(tmp_path: Path, cameras: list[dict], capsys=None) -> tuple[int, list[dict], str]:
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"model": "default", "rules": RULES, "cameras": cameras}))
+    out = tmp_path / "cases.jsonl"
+    code = main(
+        [
+            "score",
+            "--config",
+            str(config),
+            "--out",
+            str(out),
+            "--evidence-dir",
+            str(tmp_path / "evidence"),
+        ]
+    )
+    cases = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+    printed = capsys.readouterr() if capsys else None
+    return code, cases, (printed.out + printed.err) if printed else ""
+
+
+def at(seconds: float) -> datetime:
+    return START + timedelta(seconds=seconds)
+
+
+def ts(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+def cases_of(cases: list[dict], cam: str, zone: str | None = None) -> list[dict]:
+    return [c for c in cases if c["camera_id"] == cam and (zone is None or c["zone_id"] == zone)]
+
+
+def test_real_footage_parked_van_is_one_case_and_pedestrians_none(
+    default_model, vtest_avi, tmp_path, capsys
+):
+    both = ["illegal_parking", "street_stall"]
+    code, cases, printed = score(
+        tmp_path,
+        [
+            camera(
+                "cam-001",
+                vtest_avi,
+                [
+                    ("no-parking-east", VAN_ZONE, ["illegal_parking"]),
+                    ("walkway", WALKWAY, both),
+                    ("grass", GRASS, both),
+                ],
+            )
+        ],
+        capsys,
+    )
+    assert code == 0, printed
+    assert len(cases) == 1, cases
+    case = cases[0]
+    assert (case["camera_id"], case["zone_id"], case["type"]) == (
+        "cam-001",
+        "no-parking-east",
+        "illegal_parking",
+    )
+    assert case["event_code"] == "09009"
+    assert case["class_name"] in {"truck", "car", "bus"}
+    # The van is there from the first frame: confirmed one dwell (10 s) later, never cleared.
+    assert ts(case["first_seen"]) == at(0)
+    assert at(10) <= ts(case["confirmed_at"]) <= at(11)
+    assert case["cleared_at"] is None
+    assert ts(case["last_seen"]) >= at(78)
+    assert case["location"]["grid"] == "510402001001"
+    x1, y1, x2, y2 = case["bbox"]
+    assert 630 < x1 < x2 < 740 and 30 < y1 < y2 < 110
+    # Evidence: decodable JPEGs whose hashes match the report.
+    assert {e["kind"] for e in case["evidence"]} == {"first_seen", "confirmed"}
+    for ev in case["evidence"]:
+        data = Path(ev["path"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == ev["sha256"]
+        assert cv2.imread(ev["path"]) is not None
+    assert "1 incidents" in printed and "frames/s" in printed
+
+
+def test_scene_cases(default_model, clips, tmp_path, capsys):
+    road = [("bay", BAY, ["illegal_parking", "street_stall"])]
+    code, cases, printed = score(
+        tmp_path,
+        [
+            camera("cam-twice", clips["park_twice"], road),
+            camera("cam-drive", clips["drive_through"], [("road", ROAD_BAND, ["illegal_parking"])]),
+            camera("cam-occluded", clips["occluded"], road),
+            camera(
+                "cam-standing",
+                clips["standing"],
+                [
+                    ("walkway", WALKWAY, ["illegal_parking", "street_stall"]),
+                    ("grass", GRASS, ["illegal_parking", "street_stall"]),
+                ],
+            ),
+        ],
+        capsys,
+    )
+    assert code == 0, printed
+
+    # Leaves and parks again: two cases, each confirmed a dwell after it settled.
+    first, second = cases_of(cases, "cam-twice")
+    assert at(12) <= ts(first["confirmed_at"]) <= at(13.5)
+    assert at(22) <= ts(first["cleared_at"]) <= at(28)
+    assert at(42) <= ts(second["confirmed_at"]) <= at(43.5)
+    assert second["cleared_at"] is None
+    assert first["id"] != second["id"]
+    assert {e["kind"] for e in first["evidence"]} == {"first_seen", "confirmed", "cleared"}
+
+    # Driving through, people standing still: nothing.
+    assert cases_of(cases, "cam-drive") == []
+    assert cases_of(cases, "cam-standing") == []
+
+    # Hidden behind a passer-by for a few seconds: still one case, dwell timer not reset.
+    (occluded,) = cases_of(cases, "cam-occluded")
+    assert at(12) <= ts(occluded["confirmed_at"]) <= at(13.5)
+
+    # Same input, same ids: a second run is identical.
+    again = tmp_path / "again"
+    again.mkdir()
+    _, cases_again, _ = score(again, [camera("cam-twice", clips["park_twice"], road)])
+    assert [c["id"] for c in cases_again] == [c["id"] for c in cases_of(cases, "cam-twice")]
+
+
+def test_unreadable_video_is_reported_and_skipped(default_model, clips, tmp_path, capsys):
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"\x00\x01not a video" * 1000)
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(clips["park_twice"].read_bytes()[:5000])
+    road = [("bay", BAY, ["illegal_parking"])]
+    code, cases, printed = score(
+        tmp_path,
+        [
+            camera("cam-garbage", garbage, road),
+            camera("cam-truncated", truncated, road),
+            camera("cam-missing", tmp_path / "nope.mp4", road),
+            camera("cam-good", clips["park_twice"], road),
+        ],
+        capsys,
+    )
+    assert code == 1
+    assert len(cases_of(cases, "cam-good")) == 2
+    assert {c["camera_id"] for c in cases} == {"cam-good"}
+    for cam in ("cam-garbage", "cam-missing"):
+        assert f"camera {cam}:" in printed
+    assert "failed: " in printed
+
+
+def test_bad_config_is_refused_with_yaml_paths(tmp_path, capsys):
+    config = tmp_path / "bad.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "rules": {"illegal_parking": {"dwell_s": "long"}},
+                "cameras": [
+                    {
+                        "id": "cam 1",
+                        "source": "x.mp4",
+                        "zones": [{"id": "z", "polygon": [[0, 0], [1, 1]], "checks": ["parking"]}],
+                    }
+                ],
+            }
+        )
+    )
+    out = tmp_path / "cases.jsonl"
+    code = main(["score", "--config", str(config), "--out", str(out), "--evidence-dir", "ev"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert not out.exists()
+    for path in (
+        "rules.illegal_parking.dwell_s",
+        "cameras[0].id",
+        "cameras[0].zones[0].polygon",
+        "cameras[0].zones[0].checks[0]",
+    ):
+        assert path in err
+
+
+def test_malformed_yaml_is_refused_with_its_line(tmp_path, capsys):
+    config = tmp_path / "broken.yaml"
+    config.write_text("cameras:\n  - id: a\n   source: [unclosed\n")
+    code = main(["score", "--config", str(config), "--out", "o.jsonl", "--evidence-dir", "ev"])
+    assert code == 2
+    assert "line 3" in capsys.readouterr().err
