@@ -140,9 +140,7 @@ class SiteRule:
     def update(self, frame: Frame, dets: Detections, in_zone: np.ndarray) -> list[IncidentEvent]:
         p = self.spec.params
         pts = frame.pts
-        qualifies = (
-            self._class_lookup[dets.class_ids] & (dets.scores >= p.min_confidence) & in_zone
-        )
+        qualifies = self._class_lookup[dets.class_ids] & (dets.scores >= p.min_confidence) & in_zone
         q = np.flatnonzero(qualifies)
         boxes = dets.boxes[q]
         attended = np.ones(len(q), bool)

@@ -16,9 +16,10 @@ from detector.incidents import EvidenceShot, Incident
 BOX_COLOUR = (0, 0, 255)  # red, BGR
 
 
-def annotate(shot: EvidenceShot, label: str) -> np.ndarray:
+def annotate(shot: EvidenceShot, label: str, caption: str) -> np.ndarray:
+    """The frame with the site box, what was seen, and where and when it was captured."""
     image = shot.image.copy()
-    x1, y1, x2, y2 = (int(round(v)) for v in shot.box)
+    x1, y1, x2, y2 = np.round(shot.box).astype(int).tolist()
     thickness = max(2, image.shape[0] // 300)
     cv2.rectangle(image, (x1, y1), (x2, y2), BOX_COLOUR, thickness)
     scale = max(0.5, image.shape[0] / 1000)
@@ -27,6 +28,12 @@ def annotate(shot: EvidenceShot, label: str) -> np.ndarray:
     cv2.rectangle(image, (x1, top), (x1 + tw + 4, top + th + base + 4), BOX_COLOUR, -1)
     cv2.putText(
         image, label, (x1 + 2, top + th + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1
+    )
+    (cw, ch), cbase = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    bottom = image.shape[0] - 4
+    cv2.rectangle(image, (0, bottom - ch - cbase - 4), (cw + 8, image.shape[0]), (0, 0, 0), -1)
+    cv2.putText(
+        image, caption, (4, bottom - cbase), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1
     )
     return image
 
@@ -45,10 +52,13 @@ class EvidenceWriter:
 
     def write(self, incident: Incident, epoch: datetime) -> list[EvidenceRef]:
         refs = self.refs.setdefault(incident.id, [])
+        label = f"{incident.type} {incident.class_name} {incident.confidence:.2f}"
         for shot in incident.evidence:
-            label = f"{incident.type} {incident.class_name} {incident.confidence:.2f}"
+            captured_at = epoch + timedelta(seconds=shot.pts)
+            when = captured_at.isoformat(timespec="seconds")
+            caption = f"{incident.camera_id}/{incident.zone_id} {when} {shot.kind}"
             ok, jpeg = cv2.imencode(
-                ".jpg", annotate(shot, label), [cv2.IMWRITE_JPEG_QUALITY, self.quality]
+                ".jpg", annotate(shot, label, caption), [cv2.IMWRITE_JPEG_QUALITY, self.quality]
             )
             if not ok:
                 raise RuntimeError(f"JPEG encoding failed for {incident.id}")
@@ -59,7 +69,7 @@ class EvidenceWriter:
                 EvidenceRef(
                     kind=shot.kind,
                     path=str(path),
-                    captured_at=epoch + timedelta(seconds=shot.pts),
+                    captured_at=captured_at,
                     sha256=hashlib.sha256(data).hexdigest(),
                 )
             )

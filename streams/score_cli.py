@@ -24,9 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config", required=True, type=Path, help="YAML configuration file")
     p.add_argument("--out", required=True, type=Path, help="where to write cases (JSON lines)")
-    p.add_argument(
-        "--evidence-dir", required=True, type=Path, help="where to write evidence JPEGs"
-    )
+    p.add_argument("--evidence-dir", required=True, type=Path, help="where to write evidence JPEGs")
     p.set_defaults(func=run)
 
 
