@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from pathlib import PureWindowsPath
 from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -49,6 +50,11 @@ class EvidenceRef(BaseModel):
     path: str
     captured_at: AwareDatetime
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+    @property
+    def filename(self) -> str:
+        """The name its file part carries in `POST /v1/cases`: the basename of `path`."""
+        return PureWindowsPath(self.path).name  # splits on both / and \\
 
 
 class CaseReport(BaseModel):

@@ -7,7 +7,6 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import PureWindowsPath
 from typing import BinaryIO
 
 from sqlalchemy.orm import Session
@@ -54,16 +53,11 @@ def read_uploads(
     return uploads
 
 
-def basename(path: str) -> str:
-    # Workers may run on Windows; PureWindowsPath splits on both separators.
-    return PureWindowsPath(path).name
-
-
 def match(
     refs: Sequence[EvidenceRef], uploads: Sequence[Upload]
 ) -> list[tuple[EvidenceRef, Upload]]:
     """Pair each evidence ref with its upload (by file name); all must pair, hashes must agree."""
-    by_name = {basename(r.path): r for r in refs}
+    by_name = {r.filename: r for r in refs}
     if len(by_name) != len(refs):
         raise Problem(422, "Evidence refs must have distinct file names", kind="evidence-mismatch")
     uploaded = {u.filename: u for u in uploads}

@@ -1,0 +1,141 @@
+"""A small typed client for the intake API, as workers use it.
+
+Failures come in two kinds, so a caller (the outbox) knows what to do:
+`RetryableError` (connection errors, timeouts, 429, 5xx): try again later;
+`RejectedError` (any other 4xx): the request itself is wrong, retrying will not help.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel
+
+from api.contract import CaseReceipt, CaseReport, EvidenceRef, Observation, ObservationReceipt
+
+
+class IntakeError(Exception):
+    """Any failure to get a request accepted."""
+
+
+class RetryableError(IntakeError):
+    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None):
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class RejectedError(IntakeError):
+    """A permanent 4xx; `problem` is the server's problem document (RFC 9457)."""
+
+    def __init__(self, status: int, problem: dict[str, Any]):
+        super().__init__(f"{status}: {problem.get('detail') or problem.get('title')}")
+        self.status = status
+        self.problem = problem
+
+
+EvidenceSource = Path | str | Iterable[Path | str] | None
+
+
+def _evidence_files(refs: list[EvidenceRef], evidence: EvidenceSource) -> list[tuple[str, bytes]]:
+    """Each ref's bytes: from a directory (by basename), a list of paths, or the ref's path."""
+    if evidence is None:
+        paths = {r.filename: Path(r.path) for r in refs}
+    elif isinstance(evidence, str | Path) and Path(evidence).is_dir():
+        paths = {r.filename: Path(evidence) / r.filename for r in refs}
+    else:
+        given = [evidence] if isinstance(evidence, str | Path) else evidence
+        by_name = {Path(p).name: Path(p) for p in given}
+        paths = {r.filename: by_name.get(r.filename, Path(r.path)) for r in refs}
+    return [(name, path.read_bytes()) for name, path in paths.items()]
+
+
+def _multipart(field: str, body: BaseModel, files: list[tuple[str, bytes]]) -> list[Any]:
+    """The JSON as a form field (no filename) and the images as `evidence` file parts."""
+    return [
+        (field, (None, body.model_dump_json(), "application/json")),
+        *(("evidence", (name, data, "image/jpeg")) for name, data in files),
+    ]
+
+
+class IntakeClient:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {api_key}"},
+            timeout=timeout,
+            transport=transport,
+        )
+
+    def post_case(
+        self, report: CaseReport, evidence: EvidenceSource, idempotency_key: str
+    ) -> CaseReceipt:
+        """Post a report with its evidence; safe to repeat with the same key."""
+        response = self._request(
+            "POST",
+            "/v1/cases",
+            files=_multipart("case", report, _evidence_files(report.evidence, evidence)),
+            headers={"Idempotency-Key": idempotency_key},
+        )
+        return CaseReceipt.model_validate_json(response.content)
+
+    def patch_case(
+        self, case_or_report_id: str, observation: Observation, evidence: EvidenceSource = None
+    ) -> ObservationReceipt:
+        """Send a later observation (last seen, cleared, new evidence); idempotent."""
+        files = _evidence_files(observation.evidence, evidence)
+        response = self._request(
+            "PATCH",
+            f"/v1/cases/{quote(case_or_report_id, safe='')}",
+            files=_multipart("observation", observation, files),
+        )
+        return ObservationReceipt.model_validate_json(response.content)
+
+    def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, url, **kwargs)
+        except (httpx.TimeoutException, httpx.TransportError) as exc:
+            raise RetryableError(f"{type(exc).__name__}: {exc}") from exc
+        if response.is_success:
+            return response
+        status = response.status_code
+        if status == 429 or status >= 500:
+            retry_after = response.headers.get("Retry-After")
+            raise RetryableError(
+                f"{status} from {url}",
+                status=status,
+                retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
+            )
+        try:
+            problem = response.json()
+        except ValueError:
+            problem = {"title": response.reason_phrase, "detail": response.text[:500]}
+        if not isinstance(problem, dict):  # Open311 errors are lists
+            problem = {"detail": str(problem)}
+        raise RejectedError(status, problem)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> IntakeClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

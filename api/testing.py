@@ -1,0 +1,105 @@
+"""Helpers for tests that need a real intake server: over real HTTP, on a real database.
+
+    with run_server(Settings(data_dir=tmp_path)) as server:
+        key = server.create_key("ingest")
+        httpx.post(f"{server.url}/v1/cases", ...)
+
+`postgres_cluster()` starts a throwaway PostgreSQL on loopback (scripts/postgres-test.sh)
+and `fresh_database()` makes an empty database in it per test.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import uvicorn
+from sqlalchemy.engine import make_url
+
+from api.app import create_app
+from api.auth import Scope, create_key
+from api.db import Database
+from api.settings import Settings
+
+POSTGRES_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "postgres-test.sh"
+
+
+@dataclass
+class RunningServer:
+    url: str
+    settings: Settings
+    db: Database
+
+    def create_key(self, *scopes: str, name: str = "test") -> str:
+        with self.db.write() as session:
+            _, key = create_key(session, name, [Scope(s) for s in scopes])
+        return key
+
+
+@contextmanager
+def run_server(settings: Settings, host: str = "127.0.0.1") -> Iterator[RunningServer]:
+    """Migrate the database, then serve the real app with uvicorn on a free port."""
+    db = Database(settings.database_url)
+    db.upgrade()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings, db), log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            sock.close()
+            raise RuntimeError("the intake server did not start")
+        time.sleep(0.01)
+    try:
+        yield RunningServer(f"http://{host}:{port}", settings, db)
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+
+
+@contextmanager
+def postgres_cluster() -> Iterator[str]:
+    """A throwaway PostgreSQL server on 127.0.0.1; yields its admin URL, stops it after."""
+    directory = tempfile.mkdtemp(prefix="streetwatch-pg-")
+    started = subprocess.run(
+        [str(POSTGRES_SCRIPT), "start", directory], capture_output=True, text=True, timeout=120
+    )
+    if started.returncode != 0:
+        raise RuntimeError(f"PostgreSQL did not start: {started.stderr.strip()}")
+    try:
+        yield started.stdout.strip().splitlines()[-1]
+    finally:
+        subprocess.run([str(POSTGRES_SCRIPT), "stop", directory], check=False, timeout=120)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextmanager
+def fresh_database(admin_url: str) -> Iterator[str]:
+    """An empty database on the server of `admin_url`, dropped afterwards."""
+    name = f"sw_test_{secrets.token_hex(6)}"
+    url = make_url(admin_url)
+    conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -1,0 +1,116 @@
+"""Fixtures for the intake API tests: a real uvicorn server over real HTTP, on SQLite and
+on a throwaway PostgreSQL cluster (every test that takes `api` runs on both)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+
+from api.settings import MiB, Settings
+from api.testing import RunningServer, fresh_database, postgres_cluster, run_server
+
+# Small limits, so the oversized-body tests send little; real photos still fit.
+TEST_LIMITS = {"max_body_bytes": 4 * MiB, "max_evidence_bytes": 2 * MiB}
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> Iterator[str]:
+    """STREETWATCH_TEST_PG_URL if set, else a cluster started by scripts/postgres-test.sh."""
+    if url := os.environ.get("STREETWATCH_TEST_PG_URL"):
+        yield url
+        return
+    try:
+        cluster = postgres_cluster()
+        url = cluster.__enter__()
+    except Exception as exc:  # noqa: BLE001 - any failure to start means no PostgreSQL here
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"PostgreSQL is required under CI: {exc}")
+        pytest.skip(f"PostgreSQL unavailable: {exc}")
+    try:
+        yield url
+    finally:
+        cluster.__exit__(None, None, None)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'db' / 'streetwatch.db'}"
+        return
+    with fresh_database(request.getfixturevalue("postgres_admin_url")) as url:
+        yield url
+
+
+@dataclass
+class Api:
+    """A running server and one client per scope."""
+
+    server: RunningServer
+    ingest: httpx.Client
+    dispatch: httpx.Client
+    admin: httpx.Client
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def evidence_files(self) -> list[Path]:
+        return [p for p in self.server.settings.evidence_dir.rglob("*") if p.is_file()]
+
+
+def make_api(settings: Settings) -> Iterator[Api]:
+    with run_server(settings) as server:
+        clients = {
+            scope: httpx.Client(
+                base_url=server.url,
+                headers={"Authorization": f"Bearer {server.create_key(scope, name=scope)}"},
+                timeout=30,
+            )
+            for scope in ("ingest", "dispatch", "admin")
+        }
+        try:
+            yield Api(server, **clients)
+        finally:
+            for c in clients.values():
+                c.close()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_url: str) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        db_url=db_url,
+        webhook_backoff_s=(0.2, 0.4),
+        webhook_poll_s=0.05,
+        webhook_timeout_s=2,
+        **TEST_LIMITS,
+    )
+
+
+@pytest.fixture
+def api(settings: Settings) -> Iterator[Api]:
+    yield from make_api(settings)
+
+
+@pytest.fixture(scope="session")
+def photos(bus_jpg: Path, zidane_jpg: Path) -> list[bytes]:
+    """Distinct real JPEGs: crops of the sample photos, encoded with cv2."""
+    out = []
+    for path in (bus_jpg, zidane_jpg):
+        img = cv2.imread(str(path))
+        assert img is not None
+        h, w = img.shape[:2]
+        for i in range(4):
+            crop = img[i * h // 16 : h - i * h // 16, i * w // 16 : w - i * w // 16]
+            ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(crop))
+            assert ok
+            out.append(buf.tobytes())
+    return out

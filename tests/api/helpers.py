@@ -1,0 +1,118 @@
+"""Building reports and multipart requests the way workers send them."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from api.contract import CaseReport, EvidenceRef
+
+T0 = datetime(2025, 6, 1, 8, 0, tzinfo=UTC)
+# Two points about 11 m apart on a street in Hangzhou, and one about 1.1 km away.
+HERE = (30.2741, 120.1551)
+NEARBY = (30.2741, 120.15522)
+FAR = (30.2841, 120.1551)
+_ids = itertools.count(1)
+
+
+def report(
+    photos: list[bytes],
+    *,
+    camera: str = "cam-1",
+    type_: str = "street_stall",
+    code: str = "09006",
+    at: tuple[float, float] | None = HERE,
+    bbox: list[float] | None = None,
+    start: datetime = T0,
+    n_evidence: int = 2,
+    photo_offset: int = 0,
+    report_id: str | None = None,
+    **extra: Any,
+) -> tuple[CaseReport, list[tuple[str, bytes]]]:
+    """A worker's report with `n_evidence` real JPEGs, and the files to upload."""
+    rid = report_id or f"{camera}-inc-{next(_ids)}"
+    files = []
+    refs = []
+    for i in range(n_evidence):
+        data = photos[(photo_offset + i) % len(photos)]
+        name = f"{rid}-{i}.jpg"
+        files.append((name, data))
+        refs.append(
+            EvidenceRef(
+                kind="first_seen" if i == 0 else "confirmed",
+                path=f"/var/lib/streetwatch/evidence/{name}",
+                captured_at=start + timedelta(seconds=30 * i),
+                sha256=hashlib.sha256(data).hexdigest(),
+            )
+        )
+    location = {"lat": at[0], "lon": at[1], "grid": "330102001"} if at else {}
+    body = {
+        "id": rid,
+        "type": type_,
+        "event_code": code,
+        "camera_id": camera,
+        "zone_id": "sidewalk-a",
+        "class_name": "stall",
+        "confidence": 0.87,
+        "bbox": bbox or [100.0, 200.0, 300.0, 400.0],
+        "first_seen": start.isoformat(),
+        "confirmed_at": (start + timedelta(seconds=60)).isoformat(),
+        "last_seen": (start + timedelta(seconds=120)).isoformat(),
+        "location": location,
+        "evidence": [json.loads(r.model_dump_json()) for r in refs],
+        **extra,
+    }
+    return CaseReport.model_validate(body), files
+
+
+def post(
+    client: httpx.Client,
+    case: CaseReport | str,
+    files: list[tuple[str, bytes]],
+    key: str | None = "key-default",
+) -> httpx.Response:
+    payload = case if isinstance(case, str) else case.model_dump_json()
+    parts: list[Any] = [("case", (None, payload, "application/json"))]
+    parts += [("evidence", (name, data, "image/jpeg")) for name, data in files]
+    headers = {"Idempotency-Key": key} if key is not None else {}
+    return client.post("/v1/cases", files=parts, headers=headers)
+
+
+def patch(
+    client: httpx.Client, id_: str, observation: dict[str, Any], files: list[tuple[str, bytes]] = ()
+) -> httpx.Response:
+    parts: list[Any] = [("observation", (None, json.dumps(observation), "application/json"))]
+    parts += [("evidence", (name, data, "image/jpeg")) for name, data in files]
+    return client.patch(f"/v1/cases/{id_}", files=parts)
+
+
+def all_changes(client: httpx.Client, page: int = 3) -> list[dict[str, Any]]:
+    """The whole change feed, read from the start in small pages."""
+    out: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": page}
+        if cursor:
+            params["cursor"] = cursor
+        body = client.get("/v1/changes", params=params).raise_for_status().json()
+        out += body["changes"]
+        if body["next_cursor"] == cursor or not body["changes"]:
+            return out
+        cursor = body["next_cursor"]
+
+
+def count_cases(client: httpx.Client) -> int:
+    return len(client.get("/v1/cases", params={"limit": 500}).raise_for_status().json()["items"])
+
+
+def is_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["status"] == status and body["title"]
+    return body
