@@ -1,0 +1,68 @@
+"""Configuration validation: the documented example loads, and each fault names its path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from streams.config import ConfigError, load_config, parse_config
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "config.yaml"
+
+
+def minimal(**camera) -> dict:
+    cam = {
+        "id": "cam-1",
+        "source": "clip.mp4",
+        "zones": [{"id": "z", "polygon": [[0, 0], [10, 0], [10, 10]], "checks": ["garbage"]}],
+    } | camera
+    return {"cameras": [cam]}
+
+
+def problems(data: object) -> list[str]:
+    with pytest.raises(ConfigError) as err:
+        parse_config(data)
+    return err.value.problems
+
+
+def test_the_documented_example_is_valid():
+    config = load_config(EXAMPLE)
+    assert config.cameras[0].zones[0].id == "no-parking-east"
+    # Relative sources resolve against the config's own folder.
+    assert config.cameras[0].source == str(EXAMPLE.parent / "recordings" / "cam-001.mp4")
+
+
+def test_partial_rule_override_keeps_the_other_defaults():
+    config = parse_config({"rules": {"street_stall": {"dwell_s": 30}}} | minimal())
+    assert config.rules.street_stall.dwell_s == 30
+    assert config.rules.street_stall.clear_s == 60
+    assert config.rules.illegal_parking.dwell_s == 120
+
+
+def test_sampling_defaults_and_exclusivity():
+    assert parse_config(minimal()).cameras[0].sample.fps == 2.0
+    assert parse_config(minimal(sample={"keyframes": True})).cameras[0].sample.fps is None
+    assert problems(minimal(sample={"fps": 2, "keyframes": True})) == [
+        "cameras[0].sample: Value error, set either fps or keyframes: true, not both"
+    ]
+
+
+def test_duplicates_unknown_keys_and_types_are_refused():
+    data = minimal()
+    data["cameras"].append(dict(data["cameras"][0]))
+    assert "duplicate camera id 'cam-1'" in problems(data)[0]
+    assert problems(minimal(zoom=2)) == ["cameras[0].zoom: Extra inputs are not permitted"]
+    found = problems(minimal(start_time="2026-05-01T08:00:00"))  # no offset: ambiguous
+    assert found[0].startswith("cameras[0].start_time:")
+    assert problems([1, 2]) == ["(top level): expected a mapping of settings"]
+
+
+def test_unreadable_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(minimal()) + "  - : [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
