@@ -48,8 +48,9 @@ class Engine:
         input_size: (w, h) to feed instead of the manifest's, for models with dynamic_hw
         (e.g. 416x256 for wide frames: fewer pixels, same scale).
         """
-        self.manifest: Manifest
-        self.manifest, self.model_path = resolve(model)
+        manifest, path = resolve(model)
+        self.manifest: Manifest = manifest
+        self.model_path: Path = path
         self.class_names: list[str] = list(self.manifest.class_names)
         self.conf_threshold = conf_threshold
         self.iou_threshold = iou_threshold

@@ -82,7 +82,7 @@ def resolve(name_or_path: str | Path) -> tuple[Manifest, Path]:
         if path.suffix != ".onnx":
             raise ModelError(f"{path}: expected an .onnx file or a model directory")
         return manifest_from_onnx(path, name=_safe_name(path.stem)), path
-    if isinstance(name_or_path, Path) or os.sep in str(name_or_path):
+    if isinstance(name_or_path, Path) or os.sep in str(name_or_path) or path.suffix == ".onnx":
         raise ModelNotFoundError(f"{path}: no such file or directory")
     return get(str(name_or_path))
 
