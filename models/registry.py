@@ -97,6 +97,8 @@ def _install(manifest: Manifest, write_model: Callable[[Path], object]) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     stage = root / f".{manifest.name}.stage-{uuid.uuid4().hex}"
     stage.mkdir()  # not mkdtemp: that would make it 0700 regardless of umask
+    target = root / manifest.name
+    old = root / f".{manifest.name}.old-{uuid.uuid4().hex}"
     try:
         model_path = stage / MODEL_FILE
         write_model(model_path)
@@ -105,13 +107,13 @@ def _install(manifest: Manifest, write_model: Callable[[Path], object]) -> Path:
         for f in (model_path, stage / MANIFEST_FILE):
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
-        target = root / manifest.name
-        old = root / f".{manifest.name}.old-{uuid.uuid4().hex}"
         if target.exists():
             target.rename(old)
         stage.rename(target)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
+        if old.exists() and not target.exists():
+            old.rename(target)  # put the previous model back
         raise
     shutil.rmtree(old, ignore_errors=True)
     return target / MODEL_FILE
