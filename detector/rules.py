@@ -9,6 +9,10 @@ Life of a site:
   confirmed  -- stood still for `dwell_s`: the incident opens (evidence: first-seen and
                 confirming frames); any qualifying object overlapping the site keeps it occupied
   cleared    -- empty for `clear_s`: the incident is closed; a new occupation is a new incident
+
+Dwell and emptiness are measured in *observed* time: the step between two frames counts for
+at most `max_gap_s`, so a camera outage neither confirms a dwell nor clears a site that
+nobody could see. Reported times stay media times.
 """
 
 from __future__ import annotations
@@ -58,6 +62,9 @@ DEFAULT_RULES: dict[str, RuleParams] = {
 
 # A site counts as still occupied by any qualifying box overlapping it this much.
 OCCUPANCY_IOU = 0.3
+# Frames further apart than this count as this far apart: the rest was not observed.
+MAX_GAP_S = 10.0
+EPS = 1e-6  # observed time is a float sum: compare thresholds with a little slack
 
 
 @dataclass(slots=True)
@@ -67,6 +74,8 @@ class _Site:
     first_seen: float
     last_seen: float
     first_shot: EvidenceShot
+    dwelt_s: float = 0.0  # observed time since the site was first seen
+    unseen_s: float = 0.0  # observed time since the site was last seen
     class_scores: dict[int, float] = field(default_factory=dict)
     score_sum: float = 0.0
     sightings: int = 0
@@ -76,6 +85,7 @@ class _Site:
     def observe(self, box: np.ndarray, score: float, class_id: int, pts: float, attended: bool):
         self.box = box
         self.last_seen = pts
+        self.unseen_s = 0.0
         self.sightings += 1
         self.attended += attended
         self.score_sum += score
@@ -125,13 +135,16 @@ class SiteRule:
         spec: RuleSpec,
         class_names: list[str],
         epoch: datetime,
+        max_gap_s: float = MAX_GAP_S,
     ) -> None:
         self.camera_id = camera_id
         self.zone = zone
         self.spec = spec
         self.class_names = class_names
         self.epoch = epoch
+        self.max_gap_s = max_gap_s
         self.sites: list[_Site] = []
+        self._last_pts: float | None = None
         self._class_lookup = np.zeros(max(len(class_names), 1), bool)
         self._class_lookup[list(spec.class_ids)] = True
         self._attendant_lookup = np.zeros_like(self._class_lookup)
@@ -140,6 +153,11 @@ class SiteRule:
     def update(self, frame: Frame, dets: Detections, in_zone: np.ndarray) -> list[IncidentEvent]:
         p = self.spec.params
         pts = frame.pts
+        last, self._last_pts = self._last_pts, pts
+        step = 0.0 if last is None else min(max(pts - last, 0.0), self.max_gap_s)
+        for site in self.sites:
+            site.dwelt_s += step
+            site.unseen_s += step
         qualifies = self._class_lookup[dets.class_ids] & (dets.scores >= p.min_confidence) & in_zone
         q = np.flatnonzero(qualifies)
         boxes = dets.boxes[q]
@@ -167,7 +185,7 @@ class SiteRule:
         if candidates and rest:
             anchors = np.stack([s.anchor for s in candidates])
             still = _stationary(anchors, boxes[rest], p.max_move) > 0
-            age = np.array([pts - s.first_seen for s in candidates])
+            age = np.array([s.dwelt_s for s in candidates])
             affinity = np.where(still, 1.0 + age[:, None], 0.0)
             for si, ri in greedy_match(affinity, 1.0):
                 self._observe(candidates[si], q, rest[ri], dets, pts, attended)
@@ -205,11 +223,11 @@ class SiteRule:
         for site in self.sites:
             incident = site.incident
             if incident is None:
-                if pts - site.last_seen > p.occlusion_s:
+                if site.unseen_s > p.occlusion_s + EPS:
                     continue  # gone before it dwelt long enough
                 if (
-                    site.last_seen == pts
-                    and pts - site.first_seen >= p.dwell_s
+                    site.unseen_s == 0.0
+                    and site.dwelt_s >= p.dwell_s - EPS
                     and site.attended >= p.attendant_fraction * site.sightings
                 ):
                     events.append(IncidentEvent("confirmed", self._open(site, frame)))
@@ -217,7 +235,7 @@ class SiteRule:
                 incident.last_seen = site.last_seen
                 incident.box = site.box
                 incident.confidence, incident.class_name = self._summary(site)
-                if pts - site.last_seen >= p.clear_s:
+                if site.unseen_s >= p.clear_s - EPS:
                     incident.cleared_at = pts
                     incident.evidence.append(EvidenceShot("cleared", pts, frame.image, site.box))
                     events.append(IncidentEvent("cleared", incident))

@@ -168,3 +168,33 @@ def test_people_standing_still_and_benches_never_make_a_stall():
         60,
     )
     assert events == []
+
+
+def test_a_camera_outage_neither_confirms_nor_clears():
+    """Frames 60 s apart (camera down) count as MAX_GAP_S = 10 s of observed time."""
+    pipeline = make_pipeline(illegal_parking=RuleParams(dwell_s=30, clear_s=15, occlusion_s=15))
+
+    def feed(times, *objects):
+        events = []
+        for t in times:
+            events += pipeline.process(Frame("cam", 0, float(t), IMAGE), dets(*objects))
+        return [(e.kind, e.incident.confirmed_at) for e in events]
+
+    assert feed(np.arange(0, 4.5, 0.5), ("car", CAR)) == []
+    assert feed([64.0], ("car", CAR)) == []  # 4 + 10 s observed: no dwell of 30 s yet
+    assert feed(np.arange(64.5, 80.5, 0.5), ("car", CAR)) == [("confirmed", 80.0)]
+    # Confirmed; then the site is empty, but the camera is down for most of a minute.
+    assert (
+        feed(
+            [81.0],
+        )
+        == []
+    )
+    assert (
+        feed(
+            [141.0],
+        )
+        == []
+    )  # 0.5 + 10 s of observed emptiness: not yet clear_s
+    assert feed(np.arange(141.5, 145, 0.5), ("car", CAR)) == []  # still there: one incident
+    assert len(pipeline.open_incidents()) == 1

@@ -1,0 +1,342 @@
+"""A durable outbox: reports and observations wait on disk until the intake API takes them.
+
+SQLite (WAL, synchronous=FULL) in the worker's state directory. An item is committed before
+the call that enqueued it returns and is deleted only after the API accepted it, so a crash,
+`kill -9`, restart or API outage loses nothing; the deterministic Idempotency-Key makes a
+redelivery after an unacknowledged success land once. Items of one incident go in order
+(its POST before its PATCHes). Retryable failures back off exponentially with full jitter,
+capped; a permanent 4xx moves the item to the dead-letter table with the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from api.client import IntakeClient, RejectedError, RetryableError
+from api.contract import CaseReport, Observation
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["post", "patch"]
+DELIVERED_KEEP_S = 7 * 24 * 3600
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    incident_id TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('post', 'patch')),
+    body TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL UNIQUE,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    created_at REAL NOT NULL,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_incident ON outbox (incident_id, id);
+CREATE TABLE IF NOT EXISTS dead_letter (
+    id INTEGER PRIMARY KEY,
+    incident_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    body TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL UNIQUE,
+    attempts INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    failed_at REAL NOT NULL,
+    status INTEGER,
+    reason TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS delivered (
+    idempotency_key TEXT PRIMARY KEY,
+    case_id TEXT,
+    delivered_at REAL NOT NULL
+);
+"""
+
+
+class OutboxError(RuntimeError):
+    """The outbox cannot be written (disk full, unreadable state directory)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    id: int
+    incident_id: str
+    kind: Kind
+    body: str
+    idempotency_key: str
+    attempts: int
+    next_attempt_at: float
+    created_at: float
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadItem:
+    id: int
+    incident_id: str
+    kind: Kind
+    idempotency_key: str
+    attempts: int
+    failed_at: float
+    status: int | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    base_s: float = 1.0
+    cap_s: float = 300.0
+
+    def delay(self, attempts: int, retry_after: float | None = None) -> float:
+        ceiling = min(self.cap_s, self.base_s * 2 ** min(attempts, 30))
+        return max(retry_after or 0.0, random.uniform(0, ceiling))  # full jitter
+
+
+class Outbox:
+    def __init__(self, path: Path, backoff: Backoff = Backoff()) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.backoff = backoff
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(SCHEMA)
+            # The delivered log only guards against queueing a thing twice; keep a week.
+            self._db.execute(
+                "DELETE FROM delivered WHERE delivered_at < ?", (time.time() - DELIVERED_KEEP_S,)
+            )
+        except sqlite3.Error as exc:
+            raise OutboxError(f"cannot open outbox {path}: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- enqueue -------------------------------------------------------------------------
+
+    def enqueue_report(self, report: CaseReport) -> bool:
+        """Queues a new case; the incident id is its Idempotency-Key. False if already queued."""
+        return self._enqueue(report.id, "post", report.model_dump_json(), report.id)
+
+    def enqueue_observation(self, incident_id: str, observation: Observation) -> bool:
+        body = observation.model_dump_json()
+        key = f"{incident_id}:obs:{_digest(body)}"
+        return self._enqueue(incident_id, "patch", body, key)
+
+    def _enqueue(self, incident_id: str, kind: Kind, body: str, key: str) -> bool:
+        now = time.time()
+        try:
+            with self._lock:
+                if self._known(key):
+                    return False
+                self._db.execute(
+                    "INSERT INTO outbox (incident_id, kind, body, idempotency_key,"
+                    " next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (incident_id, kind, body, key, now, now),
+                )
+        except sqlite3.Error as exc:
+            raise OutboxError(
+                f"cannot queue {kind} for {incident_id} in {self.path}: {exc}"
+            ) from exc
+        return True
+
+    def _known(self, key: str) -> bool:
+        for table in ("outbox", "dead_letter", "delivered"):
+            row = self._db.execute(
+                f"SELECT 1 FROM {table} WHERE idempotency_key = ?", (key,)
+            ).fetchone()
+            if row:
+                return True
+        return False
+
+    # -- delivery ------------------------------------------------------------------------
+
+    def due(self, now: float | None = None, limit: int = 32) -> list[Item]:
+        """Items ready to send: the oldest pending item of each incident, if its time came."""
+        now = time.time() if now is None else now
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT o.* FROM outbox o WHERE o.next_attempt_at <= ? AND o.id = "
+                "(SELECT MIN(id) FROM outbox WHERE incident_id = o.incident_id) "
+                "ORDER BY o.id LIMIT ?",
+                (now, limit),
+            ).fetchall()
+        return [Item(*row) for row in rows]
+
+    def deliver(self, client: IntakeClient, item: Item, evidence_dir: Path | None) -> bool:
+        """Sends one item; True when the API took it. Never raises for API failures."""
+        try:
+            if item.kind == "post":
+                receipt = client.post_case(
+                    CaseReport.model_validate_json(item.body), evidence_dir, item.idempotency_key
+                )
+            else:
+                receipt = client.patch_case(
+                    item.incident_id, Observation.model_validate_json(item.body), evidence_dir
+                )
+        except RetryableError as exc:
+            self._retry_later(item, str(exc), exc.retry_after)
+            return False
+        except RejectedError as exc:
+            self._bury(item, exc.status, str(exc))
+            return False
+        except OSError as exc:  # evidence file unreadable: nothing the API can fix
+            self._bury(item, None, f"evidence unreadable: {exc}")
+            return False
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("DELETE FROM outbox WHERE id = ?", (item.id,))
+            self._db.execute(
+                "INSERT OR REPLACE INTO delivered VALUES (?, ?, ?)",
+                (item.idempotency_key, receipt.case_id, time.time()),
+            )
+            self._db.execute("COMMIT")
+        return True
+
+    def _retry_later(self, item: Item, error: str, retry_after: float | None) -> None:
+        delay = self.backoff.delay(item.attempts, retry_after)
+        log.info(
+            "outbox: %s %s failed (%s); retry in %.1f s", item.kind, item.incident_id, error, delay
+        )
+        with self._lock:
+            self._db.execute(
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?"
+                " WHERE id = ?",
+                (time.time() + delay, error, item.id),
+            )
+
+    def _bury(self, item: Item, status: int | None, reason: str) -> None:
+        log.error("outbox: %s %s refused for good: %s", item.kind, item.incident_id, reason)
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(
+                "INSERT OR REPLACE INTO dead_letter VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    item.id,
+                    item.incident_id,
+                    item.kind,
+                    item.body,
+                    item.idempotency_key,
+                    item.attempts + 1,
+                    item.created_at,
+                    time.time(),
+                    status,
+                    reason,
+                ),
+            )
+            self._db.execute("DELETE FROM outbox WHERE id = ?", (item.id,))
+            self._db.execute("COMMIT")
+
+    def run_once(self, client: IntakeClient, evidence_dir: Path | None = None) -> int:
+        """Delivers what is due; returns how many items the API took."""
+        return sum(self.deliver(client, item, evidence_dir) for item in self.due())
+
+    # -- inspection and repair -----------------------------------------------------------
+
+    def pending(self) -> list[Item]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM outbox ORDER BY id").fetchall()
+        return [Item(*row) for row in rows]
+
+    def dead(self) -> list[DeadItem]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, incident_id, kind, idempotency_key, attempts, failed_at, status, reason"
+                " FROM dead_letter ORDER BY id"
+            ).fetchall()
+        return [DeadItem(*row) for row in rows]
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                table: self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+                for table in ("outbox", "dead_letter", "delivered")
+            }
+
+    def retry_dead(self, ids: list[int] | None = None) -> int:
+        """Moves dead letters back to the queue (all, or those ids), due now."""
+        where, args = (
+            ("", ())
+            if not ids
+            else (
+                f" WHERE id IN ({','.join('?' * len(ids))})",
+                tuple(ids),
+            )
+        )
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            moved = self._db.execute(
+                "INSERT INTO outbox (id, incident_id, kind, body, idempotency_key, attempts,"
+                " next_attempt_at, created_at, last_error) SELECT id, incident_id, kind, body,"
+                f" idempotency_key, 0, ?, created_at, reason FROM dead_letter{where}",
+                (time.time(), *args),
+            ).rowcount
+            self._db.execute(f"DELETE FROM dead_letter{where}", args)
+            self._db.execute("COMMIT")
+        return moved
+
+
+class Deliverer:
+    """A background thread that drains the outbox into the API."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        client_factory: Callable[[], IntakeClient],
+        evidence_dir: Path | None = None,
+        poll_s: float = 0.5,
+        on_delivered: Callable[[int], None] | None = None,
+    ) -> None:
+        self.outbox = outbox
+        self.client_factory = client_factory
+        self.evidence_dir = evidence_dir
+        self.poll_s = poll_s
+        self.on_delivered = on_delivered
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="outbox", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, drain_s: float = 0.0) -> None:
+        """Stops, first trying for up to `drain_s` to deliver what is due."""
+        deadline = time.monotonic() + drain_s
+        while drain_s and time.monotonic() < deadline and self.outbox.due():
+            self._wake.set()
+            time.sleep(0.05)
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=60)
+
+    def _run(self) -> None:
+        with self.client_factory() as client:
+            while not self._stop.is_set():
+                try:
+                    delivered = self.outbox.run_once(client, self.evidence_dir)
+                except sqlite3.Error as exc:
+                    log.error("outbox: %s", exc)
+                    delivered = 0
+                if delivered and self.on_delivered:
+                    self.on_delivered(delivered)
+                if not delivered:
+                    self._wake.wait(self.poll_s)
+                    self._wake.clear()
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
