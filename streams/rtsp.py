@@ -1,0 +1,327 @@
+"""Live camera source: RTSP over TCP, decoded on a thread per camera, latest frame wins.
+
+    source = RtspSource("cam-7", "rtsp://10.0.0.7/stream1", Sampling(keyframes=True),
+                        on_health=events.put)
+    source.start()
+    while running:
+        frame = source.latest(timeout=1.0)  # the newest sample, or None; stale ones are dropped
+    source.stop()
+
+or simply `for frame in source.frames(): ...`, which starts the source and stops it when the
+loop ends. The decode thread reconnects forever, with capped, fully jittered exponential
+backoff, and reports what happens as HealthEvents (see streams/health.py).
+
+Time: `Frame.wall_time` is time.time() at decode; `Frame.pts` is seconds since start(), taken
+from the monotonic clock, so it keeps increasing across reconnects and clock steps: the rules
+run on pts, and a camera's own timestamps restart at every reconnect.
+
+Timeouts are hard bounds. PyAV's interrupt callback restarts its timer per blocking FFmpeg
+call, and both opening (open + probe) and reading (the RTP depacketiser may hand out one
+held-back frame when the first read times out) take two such calls, so each call gets half
+the budget.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import av
+import av.error
+import numpy as np
+
+from detector.types import Frame
+from streams.health import FreezeDetector, HealthCallback, HealthEvent, HealthKind, report
+from streams.sources import FpsSampler, Sampling, configure_decoder
+
+log = logging.getLogger(__name__)
+
+FFMPEG_OPTIONS = {
+    "rtsp_transport": "tcp",  # UDP loses packets (smeared frames) and is often firewalled
+    "allowed_media_types": "video",  # don't set up a camera's audio track
+    "analyzeduration": "1000000",  # µs of stream probed at open; the default 5 s delays start
+}
+EVERY_FRAME = Sampling()
+SIGNATURE_SIZE = (32, 24)  # width, height of the grey thumbnail compared for frozen pictures
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Capped exponential backoff with full jitter, so cameras behind one dead switch
+    don't reconnect in lockstep."""
+
+    initial_s: float = 0.5
+    max_s: float = 30.0
+    multiplier: float = 2.0
+    reset_after_s: float = 10.0  # a connection up this long starts the backoff over
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before retry number `attempt` (0-based)."""
+        cap = min(self.max_s, self.initial_s * self.multiplier ** min(attempt, 64))
+        return random.uniform(0.0, cap)
+
+
+@dataclass(slots=True)
+class RtspStats:
+    """Counters for one camera; written by its decode thread, read by anyone."""
+
+    connects: int = 0  # connections that delivered pictures
+    reconnects: int = 0  # of those, the ones after the first
+    failed_connects: int = 0  # attempts that never got a picture
+    decoded: int = 0  # frames out of the decoder
+    produced: int = 0  # samples put in the mailbox
+    delivered: int = 0  # samples taken by the consumer
+    dropped: int = 0  # samples overwritten before the consumer took them
+    decode_errors: int = 0  # packets the decoder rejected
+    last_frame_at: float | None = None  # time.monotonic() of the last decoded frame
+
+    @property
+    def last_frame_age_s(self) -> float | None:
+        return None if self.last_frame_at is None else time.monotonic() - self.last_frame_at
+
+
+class _StreamLost(Exception):
+    """Ends one connection; the message says why (for the health event)."""
+
+    def __init__(self, reason: str, kind: HealthKind = "disconnected") -> None:
+        super().__init__(reason)
+        self.kind = kind
+
+
+class RtspSource:
+    """One live camera, run once: start(), then latest() or frames(), then stop().
+
+    `on_health` is called on the decode thread, so it should be quick (a queue's put).
+    """
+
+    def __init__(
+        self,
+        camera_id: str,
+        url: str,
+        sampling: Sampling = EVERY_FRAME,
+        *,
+        open_timeout_s: float = 10.0,
+        read_timeout_s: float = 5.0,
+        backoff: Backoff = Backoff(),
+        dead_after_s: float = 30.0,
+        freeze_after_s: float = 60.0,
+        on_health: HealthCallback | None = None,
+    ) -> None:
+        self.camera_id = camera_id
+        self.url = url
+        self.sampling = sampling
+        self.open_timeout_s = open_timeout_s
+        self.read_timeout_s = read_timeout_s
+        self.backoff = backoff
+        self.dead_after_s = dead_after_s
+        self.on_health = on_health
+        self.stats = RtspStats()
+        self.connected = False  # pictures are flowing on the current connection
+        self.dead = False  # no picture for dead_after_s; cleared by the next picture
+        self._freeze = FreezeDetector(freeze_after_s)
+        self._sampler = FpsSampler(None if sampling.keyframes else sampling.fps)
+        self._stopping = threading.Event()
+        self._slot_lock = threading.Condition()
+        self._slot: Frame | None = None
+        self._thread: threading.Thread | None = None
+        self._started_at = 0.0  # monotonic; pts counts from here
+        self._connected_at = 0.0  # monotonic; when the current connection's pictures began
+        self._last_pts = -1.0
+        self._index = -1
+
+    # -- consumer side -------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._started_at = time.monotonic()
+        self._thread = threading.Thread(
+            target=self._run, name=f"rtsp-{self.camera_id}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stops the decode thread; returns within the open or read timeout (plus a margin)."""
+        self._stopping.set()
+        with self._slot_lock:
+            self._slot_lock.notify_all()
+        if self._thread is None:
+            return
+        self._thread.join(max(self.open_timeout_s, self.read_timeout_s) + 2.0)
+        if self._thread.is_alive():
+            log.warning("camera %s: decode thread still blocked after stop()", self.camera_id)
+
+    def latest(self, timeout: float | None = None) -> Frame | None:
+        """Takes the newest sample, waiting up to `timeout` for one; None if none came
+        (or the source stopped). Each sample is handed out once."""
+        with self._slot_lock:
+            if self._slot is None and not self._stopping.is_set():
+                self._slot_lock.wait(timeout)
+            frame, self._slot = self._slot, None
+        if frame is not None:
+            self.stats.delivered += 1
+        return frame
+
+    def frames(self) -> Iterator[Frame]:
+        """Starts the source and yields samples until stop(); leaving the loop stops it."""
+        self.start()
+        try:
+            while not self._stopping.is_set():
+                frame = self.latest(timeout=0.5)  # wake now and then to notice stop()
+                if frame is not None:
+                    yield frame
+        finally:
+            self.stop()
+
+    def __enter__(self) -> RtspSource:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    # -- decode thread -------------------------------------------------------------------
+
+    def _health(self, kind: HealthKind, detail: str = "") -> None:
+        report(HealthEvent(self.camera_id, kind, detail), self.on_health)
+
+    def _run(self) -> None:
+        attempt = 0
+        while not self._stopping.is_set():
+            try:
+                self._connection()
+                reason, kind = "stream ended", "disconnected"
+            except _StreamLost as lost:
+                reason, kind = str(lost), lost.kind
+            except Exception as exc:  # a bug or an FFmpeg surprise must not end the camera
+                log.exception("camera %s: unexpected error", self.camera_id)
+                reason, kind = f"unexpected {type(exc).__name__}: {exc}", "decode_error"
+            if self._stopping.is_set():
+                break
+            if self.connected:
+                self.connected = False
+                self._health("disconnected", reason)
+                if time.monotonic() - self._connected_at >= self.backoff.reset_after_s:
+                    attempt = 0  # a flapping camera keeps backing off; a stable one doesn't
+            else:
+                self.stats.failed_connects += 1
+                if kind == "decode_error":
+                    self._health("decode_error", reason)
+            delay = self.backoff.delay(attempt)
+            attempt += 1
+            self._health("reconnecting", f"attempt {attempt} in {delay:.1f}s: {reason}")
+            self._wait(delay)
+        self.connected = False
+
+    def _wait(self, seconds: float) -> None:
+        """Sleeps, waking early on stop() and to report a dead camera on time."""
+        deadline = time.monotonic() + seconds
+        while not self._stopping.is_set() and (left := deadline - time.monotonic()) > 0:
+            self._check_dead()
+            self._stopping.wait(min(left, 0.5))
+
+    def _check_dead(self) -> None:
+        last = self.stats.last_frame_at or self._started_at
+        if not self.dead and time.monotonic() - last >= self.dead_after_s:
+            self.dead = True
+            self._health("dead", f"no picture for {self.dead_after_s:g}s")
+
+    def _open(self) -> av.container.InputContainer:
+        began = time.monotonic()
+        try:
+            container = av.open(
+                self.url,
+                options=FFMPEG_OPTIONS,
+                timeout=(self.open_timeout_s / 2, self.read_timeout_s / 2),
+            )
+        except av.error.InvalidDataError as exc:
+            # FFmpeg says "invalid data" both for a garbage reply and for no reply at all.
+            if time.monotonic() - began >= self.open_timeout_s / 2 * 0.9:
+                raise _StreamLost(f"no answer within {self.open_timeout_s:g}s") from exc
+            raise _StreamLost(f"not a playable stream: {exc}", "decode_error") from exc
+        except (av.error.ExitError, av.error.TimeoutError) as exc:
+            raise _StreamLost(f"no answer within {self.open_timeout_s:g}s") from exc
+        except (av.error.FFmpegError, OSError) as exc:
+            raise _StreamLost(f"cannot open: {exc}") from exc
+        video = container.streams.video
+        if not video or video[0].codec_context is None:
+            what = f"no decoder for {video[0].codec.name}" if video else "no video stream"
+            container.close()
+            raise _StreamLost(what, "decode_error")
+        return container
+
+    def _connection(self) -> None:
+        """One connection, from open to the end of the stream; raises _StreamLost."""
+        container = self._open()
+        opened_at = time.monotonic()
+        try:
+            stream = container.streams.video[0]
+            configure_decoder(stream, self.sampling)
+            self._freeze.reset()
+            corrupt = 0
+            for packet in container.demux(stream):
+                if self._stopping.is_set():
+                    return
+                try:
+                    decoded = packet.decode()
+                except av.error.InvalidDataError as exc:
+                    self.stats.decode_errors += 1
+                    corrupt += 1
+                    if corrupt == 1:  # one event per connection, not one per packet
+                        self._health("decode_error", f"corrupt packet: {exc}")
+                    continue
+                for vframe in decoded:
+                    if not self.connected or self.dead:
+                        self._on_picture(stream, time.monotonic() - opened_at)
+                    self._take(vframe)
+                self._check_dead()
+        except (av.error.ExitError, av.error.TimeoutError) as exc:
+            raise _StreamLost(f"no data for {self.read_timeout_s:g}s") from exc
+        except av.error.FFmpegError as exc:
+            raise _StreamLost(f"read failed: {exc}") from exc
+        finally:
+            container.close()
+
+    def _on_picture(self, stream: av.video.stream.VideoStream, after_s: float) -> None:
+        """The first picture of a connection, or the first after the camera was dead."""
+        if not self.connected:
+            self.connected = True
+            self._connected_at = time.monotonic()
+            self.stats.connects += 1
+            self.stats.reconnects += self.stats.connects > 1
+        self.dead = False
+        ctx = stream.codec_context
+        self._health("connected", f"{ctx.name} {ctx.width}x{ctx.height}, {after_s:.1f}s to picture")
+
+    def _take(self, vframe: av.VideoFrame) -> None:
+        now = time.monotonic()
+        wall = time.time()
+        self.stats.decoded += 1
+        self.stats.last_frame_at = now
+        self._index += 1
+        pts = max(now - self._started_at, self._last_pts + 1e-6)  # strictly increasing
+        self._last_pts = pts
+        if not self._sampler.keep(pts):
+            return  # skipping the BGR conversion is most of the saving
+        self._watch_freeze(vframe, now)
+        frame = Frame(self.camera_id, self._index, pts, vframe.to_ndarray(format="bgr24"), wall)
+        with self._slot_lock:
+            if self._slot is not None:
+                self.stats.dropped += 1
+            self._slot = frame
+            self._slot_lock.notify()
+        self.stats.produced += 1
+
+    def _watch_freeze(self, vframe: av.VideoFrame, now: float) -> None:
+        width, height = SIGNATURE_SIZE
+        thumb = vframe.reformat(width=width, height=height, format="gray", interpolation="AREA")
+        signature: np.ndarray = thumb.to_ndarray()
+        changed = self._freeze.update(signature, now)
+        if changed is True:
+            self._health("frozen", f"picture unchanged for {self._freeze.after_s:g}s")
+        elif changed is False:
+            self._health("unfrozen")
