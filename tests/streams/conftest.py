@@ -1,0 +1,49 @@
+"""Fixtures for the stream tests: real footage, clips made with ffmpeg, loopback cameras."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.streams.rtsp_server import SYSTEM_PYTHON
+
+VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")  # from opencv-doc
+
+
+def _rtsp_server_missing() -> str | None:
+    if shutil.which("ffmpeg") is None:
+        return "ffmpeg"
+    probe = "import gi; gi.require_version('GstRtspServer', '1.0')"
+    probe += "; from gi.repository import GstRtspServer"
+    if subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True).returncode:
+        return "GStreamer RTSP server for /usr/bin/python3"
+    return None
+
+
+@pytest.fixture(scope="session")
+def rtsp_server_deps() -> None:
+    missing = _rtsp_server_missing()
+    if missing:
+        pytest.skip(f"needs {missing}: run `make system-deps`")
+
+
+@pytest.fixture(scope="session")
+def vtest() -> Path:
+    if not VTEST.is_file():
+        pytest.skip(f"needs {VTEST}: run `make system-deps`")
+    return VTEST
+
+
+@pytest.fixture(scope="session")
+def still_clip(tmp_path_factory: pytest.TempPathFactory, rtsp_server_deps: None) -> Path:
+    """Three seconds of one unchanging picture (colour bars)."""
+    path = tmp_path_factory.mktemp("clips") / "still.mp4"
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "smptebars=size=320x240:rate=10",
+         "-t", "3", "-pix_fmt", "yuv420p", str(path)],
+        check=True,
+    )  # fmt: skip
+    return path

@@ -1,0 +1,274 @@
+"""RtspSource against real loopback RTSP cameras playing real footage; faults injected with
+signals (kill, SIGSTOP) and tiny misbehaving TCP servers. No mocks."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+
+from streams.health import HealthEvent
+from streams.rtsp import Backoff, RtspSource
+from streams.sources import Sampling
+from tests.streams.rtsp_server import RtspServer
+
+FAST_RETRY = Backoff(initial_s=0.2, max_s=1.0)
+MARGIN_S = 1.0  # scheduling slack on a busy 2-core machine
+
+
+class Events:
+    """Collects health events; tests wait for a kind to arrive."""
+
+    def __init__(self) -> None:
+        self.events: list[HealthEvent] = []
+        self.arrived = threading.Condition()
+
+    def __call__(self, event: HealthEvent) -> None:
+        with self.arrived:
+            self.events.append(event)
+            self.arrived.notify_all()
+
+    def kinds(self) -> list[str]:
+        return [e.kind for e in self.events]
+
+    def wait_for(self, kind: str, timeout: float, since: int = 0) -> HealthEvent:
+        """The first `kind` event at or after position `since`; fails after `timeout` s."""
+        deadline = time.monotonic() + timeout
+        with self.arrived:
+            while True:
+                found = [e for e in self.events[since:] if e.kind == kind]
+                if found:
+                    return found[0]
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    pytest.fail(f"no {kind!r} within {timeout}s; got {self.kinds()}")
+                self.arrived.wait(left)
+
+    def mark(self) -> int:
+        return len(self.events)
+
+
+def camera(url: str, events: Events, **options: object) -> RtspSource:
+    options = {"open_timeout_s": 4.0, "read_timeout_s": 2.0, "backoff": FAST_RETRY} | options
+    return RtspSource("cam", url, on_health=events, **options)  # type: ignore[arg-type]
+
+
+def wait_frame(source: RtspSource, timeout: float = 10.0):
+    frame = source.latest(timeout)
+    assert frame is not None, f"no frame within {timeout}s"
+    return frame
+
+
+@pytest.fixture(scope="module")
+def street(rtsp_server_deps: None, vtest: Path) -> Iterator[RtspServer]:
+    """A healthy camera, shared by the tests that don't break it: 10 fps, a keyframe a second."""
+    with RtspServer({"street": vtest}, keyint=10) as server:
+        yield server
+
+
+@pytest.fixture
+def own_street(rtsp_server_deps: None, vtest: Path) -> Iterator[RtspServer]:
+    """A camera a test may kill or freeze."""
+    with RtspServer({"street": vtest}, keyint=10) as server:
+        yield server
+
+
+def test_frames_arrive_with_monotonic_pts_and_wall_time(street: RtspServer) -> None:
+    events = Events()
+    frames = []
+    for frame in camera(street.url("street"), events).frames():
+        frames.append(frame)
+        if len(frames) == 20:
+            break
+    assert [e.kind for e in events.events][:1] == ["connected"]
+    assert all(f.image.shape == (240, 320, 3) for f in frames)
+    assert all(b.pts > a.pts for a, b in pairwise(frames))
+    assert all(b.index > a.index for a, b in pairwise(frames))
+    assert all(b.wall_time >= a.wall_time for a, b in pairwise(frames))
+    assert abs(frames[-1].wall_time - time.time()) < 2.0
+
+
+def test_keyframe_mode_decodes_about_one_frame_per_keyint(street: RtspServer) -> None:
+    events = Events()
+    with camera(street.url("street"), events, sampling=Sampling(keyframes=True)) as source:
+        wait_frame(source)
+        before = source.stats.decoded
+        time.sleep(4.0)  # four keyframe intervals at 10 fps, keyint 10
+        decoded = source.stats.decoded - before
+    assert 3 <= decoded <= 5
+
+
+def test_fps_sampling_keeps_that_many_frames_per_second(street: RtspServer) -> None:
+    events = Events()
+    with camera(street.url("street"), events, sampling=Sampling(fps=2.0)) as source:
+        wait_frame(source)
+        decoded, produced = source.stats.decoded, source.stats.produced
+        time.sleep(3.0)
+        decoded, produced = source.stats.decoded - decoded, source.stats.produced - produced
+    assert 20 <= decoded <= 40  # every frame is decoded ...
+    assert 5 <= produced <= 7  # ... but only 2 a second are kept
+
+
+def test_slow_consumer_gets_the_latest_frame_and_stale_ones_are_dropped(
+    street: RtspServer,
+) -> None:
+    events = Events()
+    with camera(street.url("street"), events) as source:
+        wait_frame(source)
+        for _ in range(3):
+            time.sleep(1.0)  # a consumer far slower than 10 fps
+            frame = wait_frame(source)
+            assert time.time() - frame.wall_time < 0.5  # fresh, not a second old
+        stats = source.stats
+        assert stats.dropped >= 20
+        assert stats.produced - stats.delivered - stats.dropped in (0, 1)  # 1: in the slot
+
+
+def test_reconnects_after_the_server_restarts_on_the_same_port(own_street: RtspServer) -> None:
+    events = Events()
+    with camera(own_street.url("street"), events) as source:
+        before = wait_frame(source)
+        mark = events.mark()
+        own_street.kill()
+        events.wait_for("disconnected", timeout=2.0 + MARGIN_S, since=mark)
+        events.wait_for("reconnecting", timeout=1.0, since=mark)
+        time.sleep(1.0)  # a second of outage: retries hit a closed port
+        own_street.restart()
+        restarted = time.monotonic()
+        events.wait_for("connected", timeout=10.0, since=mark)
+        recovery_s = time.monotonic() - restarted
+        after = wait_frame(source)
+    assert source.stats.reconnects == 1
+    assert after.pts > before.pts and after.index > before.index
+    assert recovery_s < 1.0 + 4.0  # one capped backoff + one open
+
+
+def test_stalled_server_times_out_within_the_bound_and_recovers(own_street: RtspServer) -> None:
+    events = Events()
+    with camera(own_street.url("street"), events, read_timeout_s=2.0) as source:
+        wait_frame(source)
+        mark = events.mark()
+        own_street.freeze()
+        frozen_at = time.monotonic()
+        lost = events.wait_for("disconnected", timeout=2.0 + MARGIN_S, since=mark)
+        assert "no data" in lost.detail
+        assert time.monotonic() - frozen_at <= 2.0 + MARGIN_S
+        time.sleep(1.0)  # reconnect attempts meet a frozen server: the open times out
+        own_street.thaw()
+        events.wait_for("connected", timeout=15.0, since=mark)
+        wait_frame(source)
+
+
+def test_stop_returns_promptly_while_a_read_is_blocked(own_street: RtspServer) -> None:
+    source = camera(own_street.url("street"), Events(), read_timeout_s=2.0)
+    source.start()
+    wait_frame(source)
+    own_street.freeze()
+    time.sleep(0.5)  # the decode thread is now blocked reading a silent socket
+    began = time.monotonic()
+    source.stop()
+    assert time.monotonic() - began <= 2.0 + MARGIN_S
+    own_street.thaw()
+
+
+def test_closed_port_reports_reconnecting_then_dead(rtsp_server_deps: None) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    events = Events()
+    source = camera(f"rtsp://127.0.0.1:{port}/none", events, dead_after_s=1.5)
+    with source:
+        retry = events.wait_for("reconnecting", timeout=2.0)
+        assert "refused" in retry.detail.lower()
+        events.wait_for("dead", timeout=1.5 + MARGIN_S)
+        assert source.latest(0.1) is None
+    assert source.stats.failed_connects >= 2 and source.stats.connects == 0
+
+
+def serve_tcp(reply: bytes | None) -> tuple[socket.socket, int]:
+    """A loopback TCP server that answers every request with `reply` (None: never answers)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return  # listener closed: the test is over
+            with conn:
+                conn.settimeout(5.0)
+                try:
+                    conn.recv(4096)
+                    if reply is not None:
+                        conn.sendall(reply)
+                    conn.recv(4096)  # hold the connection until the client gives up
+                except OSError:
+                    pass
+
+    threading.Thread(target=answer, daemon=True).start()
+    return listener, listener.getsockname()[1]
+
+
+def test_camera_that_sends_garbage_reports_decode_error(rtsp_server_deps: None) -> None:
+    listener, port = serve_tcp(b"\x00\xff\x13garbage\r\n" * 100)
+    events = Events()
+    with listener, camera(f"rtsp://127.0.0.1:{port}/cam", events) as source:
+        error = events.wait_for("decode_error", timeout=3.0)
+        assert "not a playable stream" in error.detail
+        assert source.latest(0.1) is None
+
+
+def test_camera_that_never_answers_times_out_on_open(rtsp_server_deps: None) -> None:
+    listener, port = serve_tcp(None)
+    events = Events()
+    with listener, camera(f"rtsp://127.0.0.1:{port}/cam", events, open_timeout_s=2.0):
+        began = time.monotonic()
+        retry = events.wait_for("reconnecting", timeout=2.0 + MARGIN_S)
+        assert "no answer" in retry.detail
+        assert time.monotonic() - began <= 2.0 + MARGIN_S
+        assert "decode_error" not in events.kinds()
+
+
+@pytest.mark.parametrize("kind", ["json", "audio"])
+def test_url_that_is_not_a_video_reports_decode_error(
+    rtsp_server_deps: None, tmp_path: Path, kind: str
+) -> None:
+    if kind == "json":
+        url = tmp_path / "camera.json"
+        url.write_text('{"not": "a video"}')
+        expected = "not a playable stream"
+    else:
+        url = tmp_path / "tone.wav"
+        subprocess.run(
+            ["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "sine=duration=1", str(url)],
+            check=True,
+        )
+        expected = "no video stream"
+    events = Events()
+    with camera(str(url), events):
+        error = events.wait_for("decode_error", timeout=3.0)
+    assert expected in error.detail
+    assert "connected" not in events.kinds()
+
+
+def test_frozen_picture_is_reported_and_moving_street_is_not(
+    rtsp_server_deps: None, vtest: Path, still_clip: Path
+) -> None:
+    still_events, street_events = Events(), Events()
+    with (
+        RtspServer({"still": still_clip, "street": vtest}) as server,
+        camera(server.url("still"), still_events, freeze_after_s=2.0) as still,
+        camera(server.url("street"), street_events, freeze_after_s=2.0) as street,
+    ):
+        frozen = still_events.wait_for("frozen", timeout=10.0)
+        assert "unchanged" in frozen.detail
+        assert still.connected
+        wait_frame(street)
+        time.sleep(1.0)  # the street has had as long as the still picture
+    assert "frozen" not in street_events.kinds()
