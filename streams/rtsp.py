@@ -144,12 +144,15 @@ class RtspSource:
         )
         self._thread.start()
 
-    def stop(self) -> None:
-        """Stops the decode thread; returns within the open or read timeout (plus a margin)."""
+    def stop(self, wait: bool = True) -> None:
+        """Stops the decode thread; returns within the open or read timeout (plus a margin).
+
+        To stop many cameras within one such bound, call stop(wait=False) on each, then stop().
+        """
         self._stopping.set()
         with self._slot_lock:
             self._slot_lock.notify_all()
-        if self._thread is None:
+        if self._thread is None or not wait:
             return
         self._thread.join(max(self.open_timeout_s, self.read_timeout_s) + 2.0)
         if self._thread.is_alive():
