@@ -47,3 +47,19 @@ def still_clip(tmp_path_factory: pytest.TempPathFactory, rtsp_server_deps: None)
         check=True,
     )  # fmt: skip
     return path
+
+
+@pytest.fixture(scope="session")
+def still_then_moving_clip(
+    tmp_path_factory: pytest.TempPathFactory, rtsp_server_deps: None
+) -> Path:
+    """Four seconds of a still picture, then four of a moving test pattern."""
+    path = tmp_path_factory.mktemp("clips") / "still_then_moving.mp4"
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error",
+         "-f", "lavfi", "-i", "smptebars=size=320x240:rate=10:duration=4",
+         "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=10:duration=4",
+         "-filter_complex", "[0:v][1:v]concat=n=2:v=1", "-pix_fmt", "yuv420p", str(path)],
+        check=True,
+    )  # fmt: skip
+    return path

@@ -272,3 +272,15 @@ def test_frozen_picture_is_reported_and_moving_street_is_not(
         wait_frame(street)
         time.sleep(1.0)  # the street has had as long as the still picture
     assert "frozen" not in street_events.kinds()
+
+
+def test_picture_that_moves_again_is_reported_unfrozen(
+    rtsp_server_deps: None, still_then_moving_clip: Path
+) -> None:
+    events = Events()
+    with (
+        RtspServer({"cam": still_then_moving_clip}) as server,
+        camera(server.url("cam"), events, freeze_after_s=2.0),
+    ):
+        events.wait_for("frozen", timeout=8.0)
+        events.wait_for("unfrozen", timeout=5.0)
