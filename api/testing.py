@@ -47,13 +47,15 @@ class RunningServer:
 
 
 @contextmanager
-def run_server(settings: Settings, host: str = "127.0.0.1") -> Iterator[RunningServer]:
-    """Migrate the database, then serve the real app with uvicorn on a free port."""
+def run_server(
+    settings: Settings, host: str = "127.0.0.1", port: int = 0
+) -> Iterator[RunningServer]:
+    """Migrate the database, then serve the real app with uvicorn on `port` (0: a free one)."""
     db = Database(settings.database_url)
     db.upgrade()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
+    sock.bind((host, port))
     port = sock.getsockname()[1]
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings, db), log_level="warning", lifespan="on")

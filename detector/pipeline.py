@@ -7,7 +7,7 @@ from datetime import datetime
 import numpy as np
 
 from detector.incidents import Incident, IncidentEvent
-from detector.rules import RuleParams, RuleSpec, SiteRule
+from detector.rules import MAX_GAP_S, RuleParams, RuleSpec, SiteRule
 from detector.tracker import Tracker
 from detector.types import Detections, Frame
 from detector.zones import Zone
@@ -17,7 +17,8 @@ class CameraPipeline:
     """Feeds each sampled frame's detections through the camera's zones and rules.
 
     `epoch` is the wall time of media time zero (a file's `start_time`, or when a live
-    source started): incident ids and reported times derive from it.
+    source started): incident ids and reported times derive from it. `max_gap_s` bounds how
+    much observed time one step between frames can count (see detector.rules).
     """
 
     def __init__(
@@ -28,12 +29,13 @@ class CameraPipeline:
         class_names: list[str],
         epoch: datetime,
         tracker: Tracker | None = None,
+        max_gap_s: float = MAX_GAP_S,
     ) -> None:
         self.camera_id = camera_id
         self.zones = zones
         self.tracker = tracker or Tracker()
         self.rules: list[tuple[Zone, SiteRule]] = [
-            (zone, SiteRule(camera_id, zone, specs[t], class_names, epoch))
+            (zone, SiteRule(camera_id, zone, specs[t], class_names, epoch, max_gap_s))
             for zone in zones
             for t in sorted(zone.checks)
             if t in specs

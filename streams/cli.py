@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 # Each module exposes `register(subparsers)`; a subcommand sets `func(args) -> int`.
-SUBCOMMAND_MODULES = ("streams.score_cli", "models.cli", "api.cli")
+SUBCOMMAND_MODULES = ("streams.score_cli", "streams.worker_cli", "models.cli", "api.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,6 +31,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

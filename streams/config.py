@@ -48,6 +48,11 @@ class SampleConfig(Strict):
             self.fps = 2.0
         return self
 
+    @property
+    def max_gap_s(self) -> float:
+        """Samples further apart than this mean the camera was not watching (an outage)."""
+        return max(1.0, 3.0 / self.fps) if self.fps else 10.0
+
 
 class ZoneConfig(Strict):
     id: Identifier

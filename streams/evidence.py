@@ -76,6 +76,10 @@ class EvidenceWriter:
         incident.evidence.clear()
         return refs
 
+    def forget(self, incident_id: str) -> None:
+        """Drops an incident's references once nothing more will be reported about it."""
+        self.refs.pop(incident_id, None)
+
 
 def _write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)

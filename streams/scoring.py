@@ -46,6 +46,20 @@ def zones_of(camera: CameraConfig) -> list[Zone]:
     ]
 
 
+def camera_pipeline(
+    camera: CameraConfig, specs: dict[str, RuleSpec], class_names: list[str], epoch: datetime
+) -> CameraPipeline:
+    """A camera's tracker, zones and rules, as both `score` and the live worker run them."""
+    return CameraPipeline(
+        camera.id,
+        zones_of(camera),
+        specs,
+        class_names,
+        epoch,
+        max_gap_s=camera.sample.max_gap_s,
+    )
+
+
 def specs_for(engine: Engine, config: Config) -> dict[str, RuleSpec]:
     m = engine.manifest
     params = {name: getattr(config.rules, name) for name in type(config.rules).model_fields}
@@ -143,7 +157,7 @@ def score_camera(
     source = FileSource(camera.id, camera.source, sampling)
     try:
         epoch = file_epoch(camera)
-        pipeline = CameraPipeline(camera.id, zones_of(camera), specs, engine.class_names, epoch)
+        pipeline = camera_pipeline(camera, specs, engine.class_names, epoch)
         reports: dict[str, CaseReport] = {}
 
         def report(incident: Incident) -> None:

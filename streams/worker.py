@@ -1,0 +1,338 @@
+"""The live worker: many RTSP cameras in one process, one batched inference loop.
+
+Each camera decodes on its own thread into a latest-frame mailbox (streams/rtsp.py); the loop
+takes whatever samples are new across cameras, runs them through the engine as one batch,
+then through each camera's pipeline (the same tracker, zones and rules as `score`).
+Confirmed and cleared incidents are written as evidence and queued in the durable outbox
+(api/outbox.py), which a background thread drains into the intake API.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from api.client import IntakeClient
+from api.contract import CaseReport, Observation
+from api.outbox import Backoff, Deliverer, Outbox
+from detector.engine import Engine
+from detector.incidents import Incident, IncidentEvent
+from detector.pipeline import CameraPipeline
+from detector.rules import RuleSpec
+from streams.config import CameraConfig, ConfigError, load_config
+from streams.evidence import EvidenceWriter
+from streams.health import HealthEvent
+from streams.metrics import WorkerMetrics
+from streams.rtsp import RtspSource
+from streams.scoring import camera_pipeline, specs_for, to_report, warn_unchecked
+from streams.sources import Sampling
+
+log = logging.getLogger(__name__)
+
+OBSERVE_EVERY_S = 60.0  # how often an open incident's last_seen goes to the API
+RELOAD_POLL_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """This process's part of the fleet: cameras whose stable hash falls on `index` of `count`."""
+
+    index: int = 0
+    count: int = 1
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        try:
+            index, count = (int(v) for v in text.split("/"))
+        except ValueError:
+            raise ValueError(f"--shard must look like I/N, got {text!r}") from None
+        if not 0 <= index < count:
+            raise ValueError(f"--shard {text}: need 0 <= I < N")
+        return cls(index, count)
+
+    def owns(self, camera_id: str) -> bool:
+        digest = hashlib.sha256(camera_id.encode()).digest()
+        return int.from_bytes(digest[:8], "big") % self.count == self.index
+
+
+@dataclass(slots=True)
+class LiveCamera:
+    config: CameraConfig
+    source: RtspSource
+    pipeline: CameraPipeline | None = None  # made at the first frame: its epoch is then
+    epoch: datetime | None = None
+    reports: dict[str, CaseReport] = field(default_factory=dict)  # open incidents, by id
+    observed_at: dict[str, float] = field(default_factory=dict)  # last observation sent
+
+
+class Worker:
+    def __init__(
+        self,
+        config_path: Path,
+        state_dir: Path,
+        shard: Shard = Shard(),
+        metrics_port: int | None = None,
+        metrics_host: str = "127.0.0.1",
+        api_key: str | None = None,
+        open_timeout_s: float = 10.0,
+        read_timeout_s: float = 5.0,
+        freeze_after_s: float = 60.0,
+        outbox_backoff: Backoff | None = None,
+    ) -> None:
+        self.config_path = config_path
+        self.config = load_config(config_path)
+        if self.config.api is None:
+            raise ConfigError(str(config_path), ["api: required by `streetwatch run`"])
+        self.shard = shard
+        self.source_options = {
+            "open_timeout_s": open_timeout_s,
+            "read_timeout_s": read_timeout_s,
+            "freeze_after_s": freeze_after_s,
+        }
+        key = api_key or os.environ.get(self.config.api.key_env)
+        if not key:
+            raise ConfigError(
+                str(config_path),
+                [f"api.key_env: environment variable {self.config.api.key_env} is not set"],
+            )
+        self.state_dir = state_dir
+        self.evidence = EvidenceWriter(state_dir / "evidence")
+        self.outbox = Outbox(state_dir / "outbox.sqlite3", outbox_backoff or Backoff())
+        self.metrics = WorkerMetrics(lambda: [c.source for c in self.cameras.values()])
+        self.metrics_port = metrics_port
+        self.metrics_host = metrics_host
+        api_url = self.config.api.url
+        self.deliverer = Deliverer(
+            self.outbox,
+            lambda: IntakeClient(api_url, key),
+            evidence_dir=self.evidence.directory,
+            on_delivered=self.metrics.posted.inc,
+        )
+        self.engine = Engine(
+            self.config.model,
+            conf_threshold=self.config.detector.conf_threshold,
+            iou_threshold=self.config.detector.iou_threshold,
+        )
+        self.specs: dict[str, RuleSpec] = specs_for(self.engine, self.config)
+        self.cameras: dict[str, LiveCamera] = {}
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._config_mtime = config_path.stat().st_mtime
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
+        signal.signal(signal.SIGINT, lambda *_: self._stop.set())
+        signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        if self.metrics_port is not None:
+            self.metrics.serve(self.metrics_port, self.metrics_host)
+        self.deliverer.start()
+        self._apply(self.config.cameras)
+        log.info(
+            "worker %d/%d: %d cameras, model %s, state in %s",
+            self.shard.index,
+            self.shard.count,
+            len(self.cameras),
+            self.engine.manifest.name,
+            self.state_dir,
+        )
+        next_reload_check = time.monotonic() + RELOAD_POLL_S
+        try:
+            while not self._stop.is_set():
+                if time.monotonic() >= next_reload_check:
+                    next_reload_check = time.monotonic() + RELOAD_POLL_S
+                    self._check_reload()
+                if not self.step():
+                    self._stop.wait(0.01)
+        finally:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        """Stops cameras, hands every open incident's latest state to the outbox, drains it."""
+        for cam in list(self.cameras.values()):
+            self._retire(cam)
+        self.cameras.clear()
+        self.deliverer.stop(drain_s=5.0)
+        pending = self.outbox_pending
+        self.outbox.close()
+        log.info("worker stopped; %d items wait in the outbox", pending)
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def step(self) -> bool:
+        """One batch: the newest unseen sample of every camera. False when there was none."""
+        batch = [
+            (cam, frame)
+            for cam in self.cameras.values()
+            if (frame := cam.source.latest(timeout=0)) is not None
+        ]
+        if not batch:
+            self._update_outbox_metrics()
+            return False
+        started = time.perf_counter()
+        detections = self.engine.detect([frame.image for _, frame in batch])
+        self.metrics.inference.observe(time.perf_counter() - started)
+        self.metrics.batch.observe(len(batch))
+        now = time.time()
+        for (cam, frame), dets in zip(batch, detections, strict=True):
+            if cam.pipeline is None:
+                cam.epoch = datetime.fromtimestamp((frame.wall_time or now) - frame.pts, UTC)
+                cam.pipeline = camera_pipeline(
+                    cam.config, self.specs, self.engine.class_names, cam.epoch
+                )
+            for event in cam.pipeline.process(frame, dets):
+                self._on_incident(cam, event)
+            self._observe_open(cam, now)
+            self.metrics.processed.labels(cam.config.id).inc()
+            if frame.wall_time is not None:
+                self.metrics.lag.labels(cam.config.id).set(now - frame.wall_time)
+        return True
+
+    def _on_incident(self, cam: LiveCamera, event: IncidentEvent) -> None:
+        incident = event.incident
+        assert cam.epoch is not None
+        self.metrics.incidents.labels(cam.config.id, incident.type, event.kind).inc()
+        refs = self.evidence.write(incident, cam.epoch)
+        if event.kind == "confirmed":
+            report = to_report(incident, cam.config, self.config, cam.epoch, refs)
+            cam.reports[incident.id] = report
+            cam.observed_at[incident.id] = time.monotonic()
+            self.outbox.enqueue_report(report)
+            log.info(
+                "camera %s: %s confirmed in zone %s (%s %.2f): %s",
+                cam.config.id,
+                incident.type,
+                incident.zone_id,
+                incident.class_name,
+                incident.confidence,
+                incident.id,
+            )
+        else:
+            reported = cam.reports.get(incident.id)
+            sent = {r.sha256 for r in reported.evidence} if reported else set()
+            self._enqueue_observation(
+                cam, incident, cleared=True, evidence=[r for r in refs if r.sha256 not in sent]
+            )
+            cam.reports.pop(incident.id, None)
+            cam.observed_at.pop(incident.id, None)
+            self.evidence.forget(incident.id)
+            log.info("camera %s: %s cleared: %s", cam.config.id, incident.type, incident.id)
+        self.deliverer.wake()
+
+    def _observe_open(self, cam: LiveCamera, now_wall: float) -> None:
+        """Sends each open incident's last_seen now and then, so the API sees it is still there."""
+        if cam.pipeline is None:
+            return
+        now = time.monotonic()
+        for incident in cam.pipeline.open_incidents():
+            if now - cam.observed_at.get(incident.id, now) >= OBSERVE_EVERY_S:
+                self._enqueue_observation(cam, incident)
+                cam.observed_at[incident.id] = now
+
+    def _enqueue_observation(
+        self, cam: LiveCamera, incident: Incident, cleared: bool = False, evidence=()
+    ) -> None:
+        assert cam.epoch is not None
+        report = to_report(incident, cam.config, self.config, cam.epoch, list(evidence))
+        observation = Observation(
+            last_seen=report.last_seen,
+            cleared_at=report.cleared_at if cleared else None,
+            evidence=report.evidence,
+        )
+        self.outbox.enqueue_observation(incident.id, observation)
+
+    # -- cameras and reload --------------------------------------------------------------
+
+    def _make_source(self, camera: CameraConfig) -> RtspSource:
+        sampling = Sampling(fps=camera.sample.fps, keyframes=camera.sample.keyframes)
+        return RtspSource(
+            camera.id, camera.source, sampling, on_health=self._on_health, **self.source_options
+        )
+
+    def _on_health(self, event: HealthEvent) -> None:
+        self.metrics.health.labels(event.camera_id, event.kind).inc()
+
+    def _apply(self, cameras: list[CameraConfig]) -> None:
+        """Starts, restarts and stops cameras so the running set matches `cameras`."""
+        wanted = {}
+        for camera in cameras:
+            if not self.shard.owns(camera.id):
+                continue
+            if not camera.is_live:
+                log.warning(
+                    "camera %s: %s is not a live source; use `score`", camera.id, camera.source
+                )
+                continue
+            wanted[camera.id] = camera
+        for cam_id in list(self.cameras):
+            if cam_id not in wanted or wanted[cam_id] != self.cameras[cam_id].config:
+                self._retire(self.cameras.pop(cam_id))
+                log.info(
+                    "camera %s: stopped (%s)", cam_id, "changed" if cam_id in wanted else "removed"
+                )
+        for cam_id, camera in wanted.items():
+            if cam_id not in self.cameras:
+                cam = LiveCamera(camera, self._make_source(camera))
+                cam.source.start()
+                self.cameras[cam_id] = cam
+        self.metrics.cameras.set(len(self.cameras))
+
+    def _retire(self, cam: LiveCamera) -> None:
+        """Stops a camera; its open incidents' latest state goes to the outbox first."""
+        cam.source.stop()
+        if cam.pipeline is not None:
+            for incident in cam.pipeline.open_incidents():
+                self._enqueue_observation(cam, incident)
+
+    def _check_reload(self) -> None:
+        try:
+            mtime = self.config_path.stat().st_mtime
+        except OSError:
+            mtime = self._config_mtime
+        if mtime != self._config_mtime:
+            self._config_mtime = mtime
+            self._reload.set()
+        if self._reload.is_set():
+            self._reload.clear()
+            self.reload()
+
+    def reload(self) -> None:
+        """Re-reads the config; a bad file is logged and the running cameras carry on."""
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running configuration: %s", exc)
+            return
+        fixed = ("model", "detector", "rules", "event_codes", "api")
+        changed = [k for k in fixed if getattr(config, k) != getattr(self.config, k)]
+        if changed:
+            log.warning("reload: %s changed; that takes a restart to apply", ", ".join(changed))
+            config = config.model_copy(update={k: getattr(self.config, k) for k in changed})
+        warn_unchecked(config.cameras, self.specs, config.model)
+        self.config = config
+        self._apply(config.cameras)
+        log.info("reloaded %s: %d cameras", self.config_path, len(self.cameras))
+
+    # -- metrics -------------------------------------------------------------------------
+
+    @property
+    def outbox_pending(self) -> int:
+        return self.outbox.counts()["outbox"]
+
+    def _update_outbox_metrics(self) -> None:
+        counts = self.outbox.counts()
+        self.metrics.outbox_depth.set(counts["outbox"])
+        self.metrics.dead_letters.set(counts["dead_letter"])

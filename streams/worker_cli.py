@@ -1,0 +1,115 @@
+"""`streetwatch run` (the live worker) and `streetwatch outbox` (inspect and retry delivery)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from streams.config import ConfigError
+
+log = logging.getLogger("streetwatch.run")
+
+
+def default_state_dir(shard: str) -> Path:
+    if env := os.environ.get("STREETWATCH_STATE"):
+        return Path(env)
+    xdg = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(xdg) / "streetwatch" / f"worker-{shard.replace('/', '-of-')}"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="watch the config's RTSP cameras and post cases to the intake API",
+        description="Runs every live camera of the config (or of this shard) in one process, "
+        "with one batched inference loop. SIGHUP or editing the config reloads cameras; "
+        "SIGTERM stops cleanly, handing open incidents to the outbox first.",
+    )
+    p.add_argument("--config", required=True, type=Path, help="YAML configuration file")
+    p.add_argument("--shard", default="0/1", help="I/N: run the cameras of shard I of N")
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        help="outbox and evidence (env STREETWATCH_STATE; default ~/.local/state/streetwatch/…)",
+    )
+    p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    p.add_argument("--metrics-host", default="127.0.0.1", help="address for the metrics port")
+    p.add_argument("--open-timeout", type=float, default=10.0, help="seconds to open a camera")
+    p.add_argument("--read-timeout", type=float, default=5.0, help="seconds without data = lost")
+    p.set_defaults(func=run)
+
+    p = sub.add_parser("outbox", help="list or retry what waits for the intake API")
+    p.add_argument("action", choices=["list", "retry"])
+    p.add_argument("ids", nargs="*", type=int, help="retry: dead-letter ids (default: all)")
+    p.add_argument("--shard", default="0/1", help="which worker's state (with default paths)")
+    p.add_argument("--state-dir", type=Path, help="the worker's state directory")
+    p.set_defaults(func=outbox)
+
+
+def run(args: argparse.Namespace) -> int:
+    from streams.worker import Shard, Worker
+
+    try:
+        shard = Shard.parse(args.shard)
+        worker = Worker(
+            args.config,
+            args.state_dir or default_state_dir(args.shard),
+            shard,
+            metrics_port=args.metrics_port,
+            metrics_host=args.metrics_host,
+            open_timeout_s=args.open_timeout,
+            read_timeout_s=args.read_timeout,
+        )
+    except (ConfigError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    worker.install_signal_handlers()
+    worker.run()
+    return 0
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
+def outbox(args: argparse.Namespace) -> int:
+    from api.outbox import Outbox, OutboxError
+
+    state = args.state_dir or default_state_dir(args.shard)
+    path = state / "outbox.sqlite3"
+    if not path.exists():
+        print(f"error: no outbox at {path}", file=sys.stderr)
+        return 2
+    try:
+        box = Outbox(path)
+    except OutboxError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        if args.action == "retry":
+            moved = box.retry_dead(args.ids or None)
+            print(f"{moved} dead letter(s) queued again")
+            return 0
+        counts = box.counts()
+        print(
+            f"{path}: {counts['outbox']} pending, {counts['dead_letter']} dead, "
+            f"{counts['delivered']} delivered (last 7 days)"
+        )
+        for item in box.pending():
+            error = f"  last error: {item.last_error}" if item.last_error else ""
+            print(
+                f"pending {item.id:>6} {item.kind:5} {item.incident_id}  attempts {item.attempts}"
+                f"  next {_when(item.next_attempt_at)}{error}"
+            )
+        for dead in box.dead():
+            print(
+                f"dead    {dead.id:>6} {dead.kind:5} {dead.incident_id}  status {dead.status}"
+                f"  at {_when(dead.failed_at)}  reason: {dead.reason}"
+            )
+        return 0
+    finally:
+        box.close()

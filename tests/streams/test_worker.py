@@ -1,0 +1,333 @@
+"""The live worker end to end: loopback RTSP cameras, the real API, the real model.
+
+The worker runs as its own process (`streetwatch run`), so it can be killed with SIGKILL
+and stopped with SIGTERM like in production.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from api.outbox import Outbox
+from api.settings import Settings
+from api.testing import RunningServer, run_server
+from models.cache import HOME_ENV, home
+from streams.scenes import BUS_CROP, VTEST_AVI, Sprite, crop, render, video_frames
+from tests.streams.rtsp_server import RtspServer
+
+REPO = Path(__file__).resolve().parents[2]
+BAY = [[380, 380], [767, 380], [767, 560], [380, 560]]
+RULES = {"illegal_parking": {"dwell_s": 4, "clear_s": 6, "occlusion_s": 3}}
+READ_TIMEOUT_S = 3.0
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def parked_clip(tmp_path_factory, bus_jpg, rtsp_server_deps) -> Path:
+    """Real street footage with the bus of bus.jpg parked in the bay the whole time."""
+    bus = Sprite(crop(bus_jpg, BUS_CROP, 300)).parked(0, 10, (420, 300))
+    return render(
+        tmp_path_factory.mktemp("live") / "parked.mp4", video_frames(VTEST_AVI), 10, 10, [bus]
+    )
+
+
+@pytest.fixture
+def street(parked_clip) -> Iterator[RtspServer]:
+    with RtspServer({"cam": parked_clip}, fps=10, width=768, height=576, keyint=10) as server:
+        yield server
+
+
+class Worker:
+    """`streetwatch run` in a subprocess, with its metrics endpoint."""
+
+    def __init__(self, config: Path, state: Path, key: str) -> None:
+        self.config, self.state, self.key = config, state, key
+        self.metrics_port = free_port()
+        self.process: subprocess.Popen[str] | None = None
+        self.log: list[str] = []
+
+    def start(self) -> None:
+        env = os.environ | {
+            "STREETWATCH_API_KEY": self.key,
+            HOME_ENV: str(home()),
+            "PYTHONPATH": str(REPO),
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "run", "--config", str(self.config),
+             "--state-dir", str(self.state), "--metrics-port", str(self.metrics_port),
+             "--open-timeout", "4", "--read-timeout", str(READ_TIMEOUT_S)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        threading.Thread(target=self._drain, args=(self.process,), daemon=True).start()
+
+    def _drain(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            self.log.append(line.rstrip())
+
+    def metric(self, name: str, **labels: str) -> float:
+        try:
+            text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2).text
+        except httpx.HTTPError:
+            return 0.0
+        want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        total = 0.0
+        for line in text.splitlines():
+            head, _, value = line.rpartition(" ")
+            metric = head.split("{")[0]
+            if metric == name and (not want or want in head):
+                total += float(value)
+        return total
+
+    def signal(self, signum: int) -> int:
+        assert self.process is not None
+        self.process.send_signal(signum)
+        return self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.signal(signal.SIGKILL)
+
+    def pending(self) -> int:
+        box = Outbox(self.state / "outbox.sqlite3")
+        try:
+            return box.counts()["outbox"]
+        finally:
+            box.close()
+
+
+def write_config(path: Path, api_url: str, cameras: dict[str, str]) -> Path:
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "model": "default",
+                "rules": RULES,
+                "api": {"url": api_url},
+                "cameras": [
+                    {
+                        "id": cam_id,
+                        "source": url,
+                        "location": {"lat": 26.58, "lon": 101.72, "grid": "510402001001"},
+                        "sample": {"fps": 2},
+                        "zones": [{"id": "bay", "polygon": BAY, "checks": ["illegal_parking"]}],
+                    }
+                    for cam_id, url in cameras.items()
+                ],
+            }
+        )
+    )
+    return path
+
+
+def cases(server: RunningServer, key: str) -> list[dict]:
+    response = httpx.get(
+        f"{server.url}/v1/cases", headers={"Authorization": f"Bearer {key}"}, timeout=10
+    )
+    response.raise_for_status()
+    return response.json()["items"]
+
+
+@pytest.fixture
+def worker_factory(tmp_path, default_model) -> Iterator[Callable[..., Worker]]:
+    started: list[Worker] = []
+
+    def make(config: Path, key: str, state: Path | None = None) -> Worker:
+        worker = Worker(config, state or tmp_path / "state", key)
+        worker.start()
+        started.append(worker)
+        return worker
+
+    yield make
+    for worker in started:
+        worker.stop()
+
+
+def junk_camera() -> tuple[int, threading.Event]:
+    """A TCP server on loopback that answers anything with garbage, like a broken camera."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    server.settimeout(0.5)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.recv(4096)
+                conn.sendall(b"\x00\xffGARBAGE\r\n" * 64)
+        server.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server.getsockname()[1], stop
+
+
+def test_parked_vehicle_is_one_case_through_camera_faults(street, worker_factory, tmp_path):
+    junk_port, junk_stop = junk_camera()
+    with run_server(Settings(data_dir=tmp_path / "api")) as server:
+        key = server.create_key("ingest", "dispatch")
+        config = write_config(
+            tmp_path / "config.yaml",
+            server.url,
+            {
+                "cam-good": street.url("cam"),
+                "cam-dead": f"rtsp://127.0.0.1:{free_port()}/nothing",
+                "cam-junk": f"rtsp://127.0.0.1:{junk_port}/stream",
+            },
+        )
+        worker = worker_factory(config, key)
+        wait_until(lambda: cases(server, key), 90, "the parked bus's case")
+
+        # The broken cameras report health events; the good one is unaffected.
+        wait_until(
+            lambda: worker.metric("streetwatch_health_events_total", camera="cam-dead"),
+            30,
+            "a health event for the dead camera",
+        )
+        wait_until(
+            lambda: worker.metric("streetwatch_health_events_total", camera="cam-junk"),
+            30,
+            "a health event for the junk camera",
+        )
+        assert any("cam-dead" in line and "reconnecting" in line for line in worker.log)
+
+        # Camera killed and restarted: the worker reconnects and carries on.
+        street.kill()
+        time.sleep(1)
+        street.restart()
+        wait_until(
+            lambda: worker.metric("streetwatch_reconnects_total", camera="cam-good") >= 1,
+            40,
+            "a reconnect after the camera restarted",
+        )
+        before = worker.metric("streetwatch_samples_processed_total", camera="cam-good")
+        wait_until(
+            lambda: (
+                worker.metric("streetwatch_samples_processed_total", camera="cam-good") > before + 4
+            ),
+            30,
+            "samples after the reconnect",
+        )
+
+        # Camera frozen (SIGSTOP): the read times out within the bound, then it recovers.
+        street.freeze()
+        frozen_at = time.monotonic()
+        wait_until(
+            lambda: (
+                worker.metric(
+                    "streetwatch_health_events_total", camera="cam-good", kind="disconnected"
+                )
+                >= 2
+            ),
+            READ_TIMEOUT_S + 10,
+            "the frozen camera's read timeout",
+        )
+        assert time.monotonic() - frozen_at <= READ_TIMEOUT_S + 6
+        street.thaw()
+        wait_until(
+            lambda: worker.metric("streetwatch_reconnects_total", camera="cam-good") >= 2,
+            40,
+            "a reconnect after the camera thawed",
+        )
+
+        # SIGTERM: a clean stop that hands open incidents to the outbox and drains it.
+        assert worker.signal(signal.SIGTERM) == 0, "\n".join(worker.log[-30:])
+        assert worker.pending() == 0
+        (case,) = cases(server, key)
+        assert case["type"] == "illegal_parking" and case["camera_id"] == "cam-good"
+        assert case["report_count"] == 1
+        assert case["location"]["grid"] == "510402001001"
+        assert {e["kind"] for e in case["evidence"]} >= {"first_seen", "confirmed"}
+    junk_stop.set()
+
+
+def test_api_outage_and_kill_9_lose_nothing_and_post_nothing_twice(
+    street, worker_factory, tmp_path
+):
+    api_port = free_port()
+    state = tmp_path / "state"
+    settings = Settings(data_dir=tmp_path / "api")
+    # A key made before the API is up: the worker starts against a dead API.
+    with run_server(settings, port=free_port()) as bootstrap:
+        key = bootstrap.create_key("ingest", "dispatch")
+    config = write_config(
+        tmp_path / "config.yaml", f"http://127.0.0.1:{api_port}", {"cam-1": street.url("cam")}
+    )
+    worker = worker_factory(config, key, state)
+    wait_until(worker.pending, 90, "the confirmed case queued in the outbox")
+    worker.signal(signal.SIGKILL)  # between enqueue and delivery
+
+    with run_server(settings, port=api_port) as server:
+        restarted = worker_factory(config, key, state)
+        wait_until(lambda: cases(server, key), 30, "the queued case delivered after restart")
+        # The restarted worker sees the same bus again; the API merges it into the case.
+        wait_until(
+            lambda: restarted.metric("streetwatch_incidents_total", event="confirmed"),
+            60,
+            "the restarted worker's own confirmation",
+        )
+        wait_until(lambda: restarted.pending() == 0, 30, "the outbox to drain")
+        assert restarted.signal(signal.SIGTERM) == 0
+        (case,) = cases(server, key)
+        assert case["report_count"] == 2  # the queued report and the new one: one case
+
+
+def test_reload_adds_and_removes_cameras_without_restart(street, worker_factory, tmp_path):
+    with run_server(Settings(data_dir=tmp_path / "api")) as server:
+        key = server.create_key("ingest", "dispatch")
+        config = write_config(tmp_path / "config.yaml", server.url, {"cam-a": street.url("cam")})
+        worker = worker_factory(config, key)
+        wait_until(lambda: worker.metric("streetwatch_cameras") == 1, 60, "one camera running")
+        wait_until(
+            lambda: worker.metric("streetwatch_samples_processed_total", camera="cam-a"),
+            60,
+            "cam-a's first samples",
+        )
+        write_config(config, server.url, {"cam-a": street.url("cam"), "cam-b": street.url("cam")})
+        worker.process.send_signal(signal.SIGHUP)
+        wait_until(
+            lambda: worker.metric("streetwatch_samples_processed_total", camera="cam-b"),
+            60,
+            "cam-b started by the reload",
+        )
+        processed_a = worker.metric("streetwatch_samples_processed_total", camera="cam-a")
+        # A broken edit is refused and the cameras carry on.
+        config.write_text("cameras: [")
+        worker.process.send_signal(signal.SIGHUP)
+        wait_until(lambda: any("reload refused" in line for line in worker.log), 20, "the refusal")
+        write_config(config, server.url, {"cam-b": street.url("cam")})
+        worker.process.send_signal(signal.SIGHUP)
+        wait_until(lambda: worker.metric("streetwatch_cameras") == 1, 20, "cam-a removed")
+        # cam-a ran on without a restart until it was removed.
+        assert worker.metric("streetwatch_samples_processed_total", camera="cam-a") >= processed_a
+        assert worker.signal(signal.SIGTERM) == 0
