@@ -77,13 +77,14 @@ class Dispatcher:
         # Claiming pushes next_attempt_at past the send timeout, so another dispatcher
         # (another server process) will not send the same delivery meanwhile.
         lease = timedelta(seconds=self.settings.webhook_timeout_s * 3)
+        due_now = (WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now)
+        with self.db.read() as session:  # polling must not take the write lock for nothing
+            if session.scalar(select(WebhookDelivery.id).where(*due_now).limit(1)) is None:
+                return []
         jobs = []
         with self.db.write() as session:
             due = session.scalars(
-                select(WebhookDelivery)
-                .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now)
-                .order_by(WebhookDelivery.id)
-                .limit(limit)
+                select(WebhookDelivery).where(*due_now).order_by(WebhookDelivery.id).limit(limit)
             ).all()
             for d in due:
                 hook = session.get_one(Webhook, d.webhook_id)

@@ -29,7 +29,7 @@ def postgres_admin_url() -> Iterator[str]:
     try:
         cluster = postgres_cluster()
         url = cluster.__enter__()
-    except Exception as exc:  # noqa: BLE001 - any failure to start means no PostgreSQL here
+    except Exception as exc:  # any failure to start means no PostgreSQL here
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"PostgreSQL is required under CI: {exc}")
         pytest.skip(f"PostgreSQL unavailable: {exc}")
@@ -67,20 +67,17 @@ class Api:
 
 
 def make_api(settings: Settings) -> Iterator[Api]:
-    with run_server(settings) as server:
+    with run_server(settings) as server, httpx.HTTPTransport() as transport:
         clients = {
             scope: httpx.Client(
                 base_url=server.url,
                 headers={"Authorization": f"Bearer {server.create_key(scope, name=scope)}"},
                 timeout=30,
+                transport=transport,  # one connection pool (and TLS context) for all three
             )
             for scope in ("ingest", "dispatch", "admin")
         }
-        try:
-            yield Api(server, **clients)
-        finally:
-            for c in clients.values():
-                c.close()
+        yield Api(server, **clients)
 
 
 @pytest.fixture

@@ -74,9 +74,12 @@ def post(
     client: httpx.Client,
     case: CaseReport | str,
     files: list[tuple[str, bytes]],
-    key: str | None = "key-default",
+    key: str | None = "",
 ) -> httpx.Response:
+    """POST a report; the Idempotency-Key defaults to the report id, as workers derive it."""
     payload = case if isinstance(case, str) else case.model_dump_json()
+    if key == "":
+        key = "malformed" if isinstance(case, str) else case.id
     parts: list[Any] = [("case", (None, payload, "application/json"))]
     parts += [("evidence", (name, data, "image/jpeg")) for name, data in files]
     headers = {"Idempotency-Key": key} if key is not None else {}

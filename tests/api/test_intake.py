@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 from tests.api.conftest import Api
 from tests.api.helpers import all_changes, count_cases, is_problem, post, report
@@ -65,8 +66,6 @@ def test_malformed_json_is_400_and_invalid_report_422(api: Api, photos: list[byt
     body = is_problem(post(api.ingest, '{"id": "x", ', files), 400)
     assert "JSON" in body["detail"]
     bad = case.model_dump(mode="json") | {"confidence": 7, "type": "ufo"}
-    import json
-
     body = is_problem(post(api.ingest, json.dumps(bad), files), 422)
     assert {tuple(e["loc"]) for e in body["errors"]} == {("case", "confidence"), ("case", "type")}
     missing_field = api.ingest.post(
@@ -119,12 +118,13 @@ def test_oversized_body_and_evidence_are_413(api: Api, photos: list[bytes]) -> N
 
 
 def test_chunked_body_over_the_limit_is_413(api: Api, photos: list[bytes]) -> None:
-    case, files = report(photos, n_evidence=1)
+    case, _ = report(photos, n_evidence=1)
+    part = b'Content-Disposition: form-data; name="evidence"; filename="x.jpg"'
 
     def stream():  # no Content-Length: the limit is enforced while reading
         yield b'--b\r\nContent-Disposition: form-data; name="case"\r\n\r\n'
         yield case.model_dump_json().encode()
-        yield b'\r\n--b\r\nContent-Disposition: form-data; name="evidence"; filename="x.jpg"\r\n\r\n'
+        yield b"\r\n--b\r\n" + part + b"\r\n\r\n"
         for _ in range(6):
             yield b"\0" * (1024 * 1024)
         yield b"\r\n--b--\r\n"
