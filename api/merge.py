@@ -1,8 +1,10 @@
 """Cross-report deduplication: does a new report describe an incident an open case holds?
 
-A report matches a case of the same type that is still being worked on and was seen within
-the time window, when one of the case's reports is from the same camera with an overlapping
-site box, or is within `merge_distance_m` on the map.
+A report matches a case of the same type that is still being worked on, was seen within
+the time window and was not cleared before the report began, when one of the case's reports
+is from the same camera with an overlapping site box, or from another camera within
+`merge_distance_m` on the map. A camera's reports all carry the camera's own location, so
+distance says nothing between two reports of one camera: there only the boxes decide.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from api.lifecycle import MERGEABLE
@@ -54,8 +56,9 @@ def iou(a: list[float], b: list[float]) -> float:
 def _score(s: Sighting, r: Report, settings: Settings) -> float | None:
     """A match distance (lower is closer) between the sighting and one report, or None."""
     same_camera = s.camera_id is not None and s.camera_id == r.camera_id
-    if same_camera and s.bbox and r.bbox and iou(s.bbox, r.bbox) >= settings.merge_min_iou:
-        return 0.0
+    if same_camera:
+        overlap = s.bbox and r.bbox and iou(s.bbox, r.bbox) >= settings.merge_min_iou
+        return 0.0 if overlap else None
     if None not in (s.lat, s.lon, r.lat, r.lon):
         d = haversine_m(s.lat, s.lon, r.lat, r.lon)  # type: ignore[arg-type]
         if d <= settings.merge_distance_m:
@@ -73,6 +76,8 @@ def find_match(session: Session, s: Sighting, settings: Settings) -> Case | None
             Case.status.in_([m.value for m in MERGEABLE]),
             Case.last_seen >= s.first_seen - window,
             Case.first_seen <= s.last_seen + window,
+            # A site seen empty before this report began is a new occupation, a new case.
+            or_(Case.cleared_at.is_(None), Case.cleared_at > s.first_seen),
         )
         .order_by(Case.seq)
     )

@@ -103,9 +103,11 @@ async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
 async def _validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+    # Open311 reports every bad parameter as 400.
+    status = 400 if request.url.path.startswith(OPEN311_PREFIX) else 422
     return respond(
         request.url.path,
-        422,
+        status,
         "Invalid request",
         "The request does not match the schema",
         "invalid-request",
@@ -134,8 +136,11 @@ def fix_openapi(schema: dict[str, Any]) -> None:
     assumes for every model response."""
     ref = "#/components/schemas/ProblemDetail"
     fastapi_422 = "#/components/schemas/HTTPValidationError"
-    for path in schema.get("paths", {}).values():
+    for route, path in schema.get("paths", {}).items():
         for operation in path.values():
+            if route.startswith(OPEN311_PREFIX):  # its own error format, and 400 for 422
+                operation.get("responses", {}).pop("422", None)
+                continue
             for response in operation.get("responses", {}).values():
                 content = response.get("content", {})
                 json_ref = content.get("application/json", {}).get("schema", {}).get("$ref")

@@ -72,5 +72,7 @@ def test_errors_use_the_open311_format(api: Api) -> None:
     assert r.status_code == 400 and "location" in r.json()[0]["description"]
     r = httpx.get(url, params={"api_key": key})  # an ingest key cannot read
     assert r.status_code == 403 and r.json()[0]["code"] == 403
+    r = api.dispatch.get("/open311/v2/requests.json", params={"status": "maybe"})
+    assert r.status_code == 400 and r.json()[0]["code"] == 400
     r = api.dispatch.get("/open311/v2/requests/cs_nope.json")
     assert r.status_code == 404 and r.json()[0]["code"] == 404
