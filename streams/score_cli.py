@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ from streams.config import ConfigError, load_config
 log = logging.getLogger("streetwatch.score")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+POST_ATTEMPTS = 4
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,6 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", required=True, type=Path, help="YAML configuration file")
     p.add_argument("--out", required=True, type=Path, help="where to write cases (JSON lines)")
     p.add_argument("--evidence-dir", required=True, type=Path, help="where to write evidence JPEGs")
+    p.add_argument(
+        "--post",
+        metavar="URL",
+        help="also post each case to the intake API at URL (key from the environment variable "
+        "named by the config's api.key_env, default STREETWATCH_API_KEY); safe to repeat",
+    )
     p.set_defaults(func=run)
 
 
@@ -40,6 +48,11 @@ def run(args: argparse.Namespace) -> int:
     from streams.evidence import EvidenceWriter
     from streams.scoring import score_camera, specs_for, warn_unchecked, write_jsonl
 
+    key_env = config.api.key_env if config.api else "STREETWATCH_API_KEY"
+    api_key = os.environ.get(key_env)
+    if args.post and not api_key:
+        print(f"error: --post needs an API key in ${key_env}", file=sys.stderr)
+        return EXIT_USAGE
     files = [c for c in config.cameras if not c.is_live]
     for cam in config.cameras:
         if cam.is_live:
@@ -88,4 +101,34 @@ def run(args: argparse.Namespace) -> int:
     if failed:
         summary += f"; failed: {', '.join(failed)}"
     print(summary)
+    if args.post and not post_all(args.post, api_key, reports):
+        return EXIT_FAILED
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def post_all(url: str, api_key: str, reports: list) -> bool:
+    """Posts every case with its evidence; the incident id is the Idempotency-Key."""
+    from api.client import IntakeClient, IntakeError, RetryableError
+
+    posted = merged = 0
+    problems = []
+    with IntakeClient(url, api_key) as client:
+        for report in reports:
+            for attempt in range(POST_ATTEMPTS):
+                try:
+                    receipt = client.post_case(report, None, report.id)
+                except RetryableError as exc:
+                    if attempt + 1 < POST_ATTEMPTS:
+                        time.sleep(2**attempt)
+                        continue
+                    problems.append(f"{report.id}: {exc}")
+                except IntakeError as exc:
+                    problems.append(f"{report.id}: {exc}")
+                else:
+                    posted += 1
+                    merged += receipt.merged
+                break
+    print(f"posted {posted}/{len(reports)} cases to {url} ({merged} merged into existing cases)")
+    for problem in problems:
+        print(f"error: not posted: {problem}", file=sys.stderr)
+    return not problems

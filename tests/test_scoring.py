@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -290,3 +291,47 @@ def test_malformed_yaml_is_refused_with_its_line(tmp_path, capsys):
     code = main(["score", "--config", str(config), "--out", "o.jsonl", "--evidence-dir", "ev"])
     assert code == 2
     assert "line 3" in capsys.readouterr().err
+
+
+def test_post_sends_each_case_once_even_when_run_twice(
+    default_model, clips, tmp_path, capsys, monkeypatch
+):
+    import httpx
+
+    from api.settings import Settings
+    from api.testing import run_server
+
+    road = [("bay", BAY, ["illegal_parking"])]
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump({"rules": RULES, "cameras": [camera("cam-1", clips["park_twice"], road)]})
+    )
+    with run_server(Settings(data_dir=tmp_path / "api")) as server:
+        monkeypatch.setenv("STREETWATCH_API_KEY", server.create_key("ingest", "dispatch"))
+        argv = ["score", "--config", str(config), "--out", str(tmp_path / "cases.jsonl")]
+        argv += ["--evidence-dir", str(tmp_path / "ev"), "--post", server.url]
+        assert main(argv) == 0
+        assert main(argv) == 0  # a re-run replays the same Idempotency-Keys
+        printed = capsys.readouterr().out
+        assert printed.count("posted 2/2 cases") == 2
+        listed = httpx.get(
+            f"{server.url}/v1/cases",
+            headers={"Authorization": f"Bearer {os.environ['STREETWATCH_API_KEY']}"},
+        ).json()["items"]
+    assert len(listed) == 2
+    # The first stay was cleared (first seen, confirmed, cleared); the second lasts to the end.
+    assert sorted(len(case["evidence"]) for case in listed) == [2, 3]
+
+
+def test_post_without_a_key_is_refused_before_scoring(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("STREETWATCH_API_KEY", raising=False)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {"cameras": [camera("cam-1", tmp_path / "x.mp4", [("z", BAY, ["garbage"])])]}
+        )
+    )
+    argv = ["score", "--config", str(config), "--out", str(tmp_path / "o.jsonl")]
+    code = main([*argv, "--evidence-dir", str(tmp_path), "--post", "http://127.0.0.1:9"])
+    assert code == 2
+    assert "STREETWATCH_API_KEY" in capsys.readouterr().err
