@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -14,7 +13,8 @@ import numpy as np
 import pytest
 
 from api.settings import MiB, Settings
-from api.testing import RunningServer, fresh_database, postgres_cluster, run_server
+from api.testing import fresh_database, postgres_cluster, run_server
+from tests.api.helpers import Api
 
 # Small limits, so the oversized-body tests send little; real photos still fit.
 TEST_LIMITS = {"max_body_bytes": 4 * MiB, "max_evidence_bytes": 2 * MiB}
@@ -46,24 +46,6 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         return
     with fresh_database(request.getfixturevalue("postgres_admin_url")) as url:
         yield url
-
-
-@dataclass
-class Api:
-    """A running server and one client per scope."""
-
-    server: RunningServer
-    ingest: httpx.Client
-    dispatch: httpx.Client
-    admin: httpx.Client
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    @property
-    def evidence_files(self) -> list[Path]:
-        return [p for p in self.server.settings.evidence_dir.rglob("*") if p.is_file()]
 
 
 def make_api(settings: Settings) -> Iterator[Api]:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from api.contract import CaseReport, EvidenceRef
+from api.testing import RunningServer
 
 T0 = datetime(2025, 6, 1, 8, 0, tzinfo=UTC)
 # Two points about 11 m apart on a street in Hangzhou, and one about 1.1 km away.
@@ -18,6 +21,24 @@ HERE = (30.2741, 120.1551)
 NEARBY = (30.2741, 120.15522)
 FAR = (30.2841, 120.1551)
 _ids = itertools.count(1)
+
+
+@dataclass
+class Api:
+    """A running server and one client per scope."""
+
+    server: RunningServer
+    ingest: httpx.Client
+    dispatch: httpx.Client
+    admin: httpx.Client
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def evidence_files(self) -> list[Path]:
+        return [p for p in self.server.settings.evidence_dir.rglob("*") if p.is_file()]
 
 
 def report(

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.api.conftest import Api
-from tests.api.helpers import count_cases, is_problem, post, report
+from tests.api.helpers import Api, count_cases, is_problem, post, report
 
 
 def test_missing_or_bad_key_is_401(api: Api, photos: list[bytes]) -> None:

@@ -10,8 +10,7 @@ import pytest
 
 from api.client import IntakeClient, RejectedError, RetryableError
 from api.contract import Observation
-from tests.api.conftest import Api
-from tests.api.helpers import NEARBY, T0, report
+from tests.api.helpers import NEARBY, T0, Api, report
 
 
 def _key(client: httpx.Client) -> str:

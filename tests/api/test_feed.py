@@ -9,8 +9,7 @@ from typing import Any
 
 import httpx
 
-from tests.api.conftest import Api
-from tests.api.helpers import FAR, NEARBY, T0, all_changes, patch, post, report
+from tests.api.helpers import FAR, NEARBY, T0, Api, all_changes, patch, post, report
 
 
 def test_feed_lists_every_change_once_in_order(api: Api, photos: list[bytes]) -> None:

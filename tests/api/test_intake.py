@@ -5,8 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from tests.api.conftest import Api
-from tests.api.helpers import all_changes, count_cases, is_problem, post, report
+from tests.api.helpers import Api, all_changes, count_cases, is_problem, post, report
 
 
 def test_new_report_opens_a_case_with_its_evidence(api: Api, photos: list[bytes]) -> None:

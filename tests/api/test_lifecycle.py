@@ -6,8 +6,7 @@ from typing import Any
 
 import httpx
 
-from tests.api.conftest import Api
-from tests.api.helpers import is_problem, post, report
+from tests.api.helpers import Api, is_problem, post, report
 
 
 def _move(client: httpx.Client, case_id: str, to: str, **extra: Any) -> httpx.Response:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tests.api.conftest import Api
-from tests.api.helpers import FAR, NEARBY, T0, all_changes, count_cases, patch, post, report
+from tests.api.helpers import FAR, NEARBY, T0, Api, all_changes, count_cases, patch, post, report
 
 
 def test_two_cameras_seeing_one_stall_make_one_case(api: Api, photos: list[bytes]) -> None:

@@ -6,8 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from tests.api.conftest import Api
-from tests.api.helpers import NEARBY, post, report
+from tests.api.helpers import NEARBY, Api, post, report
 
 
 def _key(api: Api, client: httpx.Client) -> str:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import httpx
 from openapi_spec_validator import validate
 
-from tests.api.conftest import Api
-from tests.api.helpers import post, report
+from tests.api.helpers import Api, post, report
 
 
 def test_health_ready_metrics(api: Api, photos: list[bytes]) -> None:

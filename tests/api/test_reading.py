@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tests.api.conftest import Api
-from tests.api.helpers import FAR, T0, is_problem, post, report
+from tests.api.helpers import FAR, T0, Api, is_problem, post, report
 
 
 def _ids(api: Api, **params: object) -> set[str]:

@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 
 from api.webhooks import verify
-from tests.api.conftest import Api
-from tests.api.helpers import post, report
+from tests.api.helpers import Api, post, report
 
 
 class Receiver:
