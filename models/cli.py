@@ -127,7 +127,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--attendant-classes",
         metavar="CLS,CLS",
-        help="classes marking a stall as attended (default: person, if the model has it)",
+        help="classes marking a stall as attended (default: person for COCO stand-ins, "
+        "none when --incident-classes names the stall classes)",
     )
     p.add_argument("--force", action="store_true", help="replace a model with the same name")
     p.set_defaults(func=_import)

@@ -57,7 +57,8 @@ def manifest_from_onnx(
     """Build a manifest for an Ultralytics detect ONNX.
 
     incident_classes overrides the mapping per incident type; types it leaves out get the
-    COCO stand-ins the model has (none for a model without COCO names).
+    COCO stand-ins the model has (none for a model without COCO names). Stall attendants
+    default to people only while the stall classes are those stand-ins.
     """
     try:
         model = onnx.load(str(path), load_external_data=False)
@@ -81,6 +82,11 @@ def manifest_from_onnx(
             "nms=True / end2end so the raw detect head is kept"
         )
     default_incident, default_attendants = coco_incident_defaults(names)
+    if stall_attendant_classes is None:
+        # Attendants make COCO stand-ins (umbrella, table) a stall; a model trained on
+        # stalls or vendors detects them directly.
+        trained_stalls = "street_stall" in (incident_classes or {})
+        stall_attendant_classes = [] if trained_stalls else default_attendants
     digest = sha256_file(path)
     return Manifest(
         name=name,
@@ -90,9 +96,7 @@ def manifest_from_onnx(
         stride=int(props.get("stride", 32)),
         class_names=names,
         incident_classes=default_incident | (incident_classes or {}),
-        stall_attendant_classes=(
-            default_attendants if stall_attendant_classes is None else stall_attendant_classes
-        ),
+        stall_attendant_classes=stall_attendant_classes,
         licence=props.get("license", "unknown"),
         source=Source(file=str(path.resolve()), sha256=digest),
         sha256=digest,

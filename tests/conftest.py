@@ -16,6 +16,14 @@ from models.samples import sample_path
 os.environ.setdefault(HOME_ENV, str(Path(__file__).resolve().parent.parent / ".cache/streetwatch"))
 
 
+def missing_dependency(what: str) -> None:
+    """Skips a test whose system dependency is missing; under CI that is a failure."""
+    message = f"needs {what}: run `make system-deps`"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 @pytest.fixture(scope="session")
 def default_model() -> Path:
     """Path of the default model's ONNX file, fetched and verified once per session."""

@@ -161,7 +161,8 @@ def test_ultralytics_import_runs_through_engine(empty_home: Path, tmp_path: Path
         "street_stall": ["umbrella"],
         "garbage": [],
     }
-    assert manifest.stall_attendant_classes == ["person"]
+    # Named stall classes are the model's own: they need no attendant beside them.
+    assert manifest.stall_attendant_classes == []
     assert manifest.licence.startswith("AGPL-3.0")
 
     assert main(["models", "list"]) == 0

@@ -27,6 +27,7 @@ from streams.scenes import (
     still_frames,
     video_frames,
 )
+from tests.conftest import missing_dependency
 
 START = datetime.fromisoformat("2026-05-01T08:00:00+08:00")
 VAN_ZONE = [[640, 40], [730, 40], [730, 105], [640, 105]]  # the van parked at the top right
@@ -43,7 +44,8 @@ RULES = {
 
 @pytest.fixture(scope="session")
 def vtest_avi() -> Path:
-    assert VTEST_AVI.is_file(), "vtest.avi missing: run scripts/system-deps.sh (opencv-doc)"
+    if not VTEST_AVI.is_file():
+        missing_dependency(str(VTEST_AVI))
     return VTEST_AVI
 
 

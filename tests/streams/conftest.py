@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.streams.rtsp_server import SYSTEM_PYTHON
-
-VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")  # from opencv-doc
+from streams.scenes import VTEST_AVI
+from streams.testcam import SYSTEM_PYTHON
+from tests.conftest import missing_dependency
 
 
 def _rtsp_server_missing() -> str | None:
@@ -27,14 +27,14 @@ def _rtsp_server_missing() -> str | None:
 def rtsp_server_deps() -> None:
     missing = _rtsp_server_missing()
     if missing:
-        pytest.skip(f"needs {missing}: run `make system-deps`")
+        missing_dependency(missing)
 
 
 @pytest.fixture(scope="session")
 def vtest() -> Path:
-    if not VTEST.is_file():
-        pytest.skip(f"needs {VTEST}: run `make system-deps`")
-    return VTEST
+    if not VTEST_AVI.is_file():
+        missing_dependency(str(VTEST_AVI))
+    return VTEST_AVI
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ import pytest
 from streams.health import HealthEvent
 from streams.rtsp import Backoff, RtspSource
 from streams.sources import Sampling
-from tests.streams.rtsp_server import RtspServer
+from streams.testcam import RtspServer
 
 FAST_RETRY = Backoff(initial_s=0.2, max_s=1.0)
 MARGIN_S = 1.0  # scheduling slack on a busy 2-core machine

@@ -25,7 +25,7 @@ from api.settings import Settings
 from api.testing import RunningServer, run_server
 from models.cache import HOME_ENV, home
 from streams.scenes import BUS_CROP, VTEST_AVI, Sprite, crop, render, video_frames
-from tests.streams.rtsp_server import RtspServer
+from streams.testcam import RtspServer
 
 REPO = Path(__file__).resolve().parents[2]
 BAY = [[380, 380], [767, 380], [767, 560], [380, 560]]

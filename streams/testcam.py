@@ -1,4 +1,6 @@
-"""Runs scripts/rtsp_server.py as a loopback test camera, with fault injection.
+"""Loopback test cameras: scripts/rtsp_server.py under control, with fault injection.
+
+Used by the tests and by `make demo`; cameras listen on 127.0.0.1 only.
 
 with RtspServer({"cam": clip}, keyint=10) as server:
     url = server.url("cam")
@@ -15,7 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "rtsp_server.py"
 SYSTEM_PYTHON = "/usr/bin/python3"  # GStreamer's gi bindings are a Debian package
 READY_TIMEOUT_S = 15.0
