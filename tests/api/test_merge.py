@@ -103,3 +103,22 @@ def test_observations_and_clearing_of_a_merged_case(api: Api, photos: list[bytes
 def test_patch_unknown_id_is_404(api: Api) -> None:
     r = patch(api.ingest, "nope", {"last_seen": T0.isoformat()})
     assert r.status_code == 404
+
+
+def test_one_cameras_reports_merge_by_box_not_by_its_location(
+    api: Api, photos: list[bytes]
+) -> None:
+    # Every report of a camera carries the camera's location: two bays side by side in its
+    # view are two incidents even though their map positions are equal.
+    a, a_files = report(photos, bbox=[0, 0, 100, 100])
+    b, b_files = report(photos, bbox=[300, 0, 400, 100], photo_offset=2)
+    assert post(api.ingest, a, a_files).status_code == 201
+    assert post(api.ingest, b, b_files).status_code == 201
+
+
+def test_a_new_occupation_after_clearing_is_a_new_case(api: Api, photos: list[bytes]) -> None:
+    first, files = report(photos, cleared_at=(T0 + timedelta(minutes=3)).isoformat())
+    assert post(api.ingest, first, files).status_code == 201
+    again, files = report(photos, start=T0 + timedelta(minutes=10), photo_offset=2)
+    assert post(api.ingest, again, files).status_code == 201
+    assert count_cases(api.dispatch) == 2
