@@ -3,21 +3,33 @@
 Builds a clip from real material that a fresh machine can get from the package registries
 (vtest.avi, real street footage from Debian's opencv-doc, with a van parked at the top right;
 the bus from the model wheel's bus.jpg driving in, parking for 45 s and leaving), scores it
-with the default model and prints the cases and where their evidence is.
+offline with the default model and prints the cases and their evidence; then runs the live
+path on this machine: the clip served by a loopback RTSP camera, `streetwatch run` watching
+it, `streetwatch serve` taking the cases, which are shown as the API holds them.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
+import socket
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from subprocess import STDOUT, Popen, TimeoutExpired, run
 
+import httpx
 import yaml
 
 from models.default import fetch_default
 from models.samples import sample_path
 from streams.cli import main as cli
 from streams.scenes import BUS_CROP, VTEST_AVI, Sprite, crop, render, video_frames
+from streams.testcam import RtspServer
 
 OUT = Path("out/demo")
 CLIP_SECONDS = 75
@@ -79,7 +91,7 @@ def build_clip(path: Path) -> Path:
 
 def show(cases_path: Path) -> None:
     cases = [json.loads(line) for line in cases_path.read_text().splitlines()]
-    print(f"\n{len(cases)} case(s):")
+    print(f"\n{len(cases)} case(s) from offline scoring:")
     for c in cases:
         print(
             f"- {c['type']} ({c['event_code']}) on {c['camera_id']}/{c['zone_id']}: "
@@ -89,6 +101,105 @@ def show(cases_path: Path) -> None:
         )
         for ev in c["evidence"]:
             print(f"    evidence {ev['kind']}: {ev['path']}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def process(argv: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[Popen]:
+    """A child process writing to `log`, stopped with SIGTERM (then SIGKILL) at the end."""
+    with open(log, "w") as out:
+        child = Popen(argv, stdout=out, stderr=STDOUT, env=env)
+        try:
+            yield child
+        finally:
+            child.send_signal(signal.SIGTERM)
+            try:
+                child.wait(timeout=20)
+            except TimeoutExpired:
+                child.kill()
+                child.wait()
+
+
+def wait_for(check, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        time.sleep(1)
+    raise TimeoutError(f"gave up waiting for {what} after {timeout_s:g} s")
+
+
+def live(clip: Path) -> int:
+    """The live path: a loopback RTSP camera, `streetwatch run`, `streetwatch serve`."""
+    api_dir = OUT / "api"
+    shutil.rmtree(api_dir, ignore_errors=True)
+    shutil.rmtree(OUT / "worker", ignore_errors=True)
+    cli_cmd = [sys.executable, "-m", "streams.cli"]
+    created = run(
+        [*cli_cmd, "keys", "create", "--data-dir", str(api_dir), "--scope", "ingest,dispatch",
+         "--name", "demo"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    key = created.stdout.strip().splitlines()[-1]
+    api_url = f"http://127.0.0.1:{free_port()}"
+    port = api_url.rsplit(":", 1)[1]
+    headers = {"Authorization": f"Bearer {key}"}
+    print(f"\nLive: API at {api_url}, a loopback RTSP camera playing the clip, a worker.")
+    with (
+        process(
+            [*cli_cmd, "serve", "--data-dir", str(api_dir), "--host", "127.0.0.1", "--port", port],
+            OUT / "api.log",
+        ),
+        RtspServer({"cam-001": clip}, fps=10, width=768, height=576, keyint=20) as camera,
+    ):
+        wait_for(lambda: _get(f"{api_url}/readyz", {}), 60, "the API")
+        config = CONFIG | {
+            "api": {"url": api_url},
+            "cameras": [CONFIG["cameras"][0] | {"source": camera.url("cam-001")}],
+        }
+        config["cameras"][0].pop("start_time")
+        live_config = OUT / "live.yaml"
+        live_config.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+        env = os.environ | {"STREETWATCH_API_KEY": key}
+        worker = [*cli_cmd, "run", "--config", str(live_config), "--state-dir", str(OUT / "worker")]
+        with process(worker, OUT / "worker.log", env):
+            started = time.monotonic()
+
+            def two_cases():
+                page = _get(f"{api_url}/v1/cases", headers)
+                count = len(page["items"]) if page else 0
+                print(
+                    f"\r  {time.monotonic() - started:4.0f} s: {count} case(s) in the API", end=""
+                )
+                return page["items"] if count >= 2 else None
+
+            cases = wait_for(two_cases, 150, "the worker's cases")
+            print()
+        changes = _get(f"{api_url}/v1/changes", headers)
+        print(f"\n{len(cases)} case(s) in the intake API ({api_url}/v1/cases):")
+        for c in sorted(cases, key=lambda c: c["first_seen"]):
+            print(
+                f"- {c['id']} [{c['status']}] {c['type']} ({c['event_code']}) on "
+                f"{c['camera_id']}/{c['zone_id']}: {c['class_name']} {c['confidence']:.2f}, "
+                f"reports {c['report_count']}\n    confirmed {c['confirmed_at']}"
+            )
+            for ev in c["evidence"]:
+                print(f"    evidence {ev['kind']}: {ev.get('url') or ev.get('sha256')}")
+        print(f"change feed: {len(changes['changes'])} change(s); logs in {OUT}/*.log")
+    return 0
+
+
+def _get(url: str, headers: dict[str, str]):
+    try:
+        response = httpx.get(url, headers=headers, timeout=5)
+    except httpx.HTTPError:
+        return None
+    return response.json() if response.is_success else None
 
 
 def main() -> int:
@@ -111,10 +222,11 @@ def main() -> int:
             str(OUT / "evidence"),
         ]
     )
-    if code == 0:
-        show(cases)
-        print(f"\nconfig: {config}\ncases:  {cases}")
-    return code
+    if code != 0:
+        return code
+    show(cases)
+    print(f"\nconfig: {config}\ncases:  {cases}")
+    return live(clip)
 
 
 if __name__ == "__main__":
