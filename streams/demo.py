@@ -169,17 +169,18 @@ def live(clip: Path) -> int:
         worker = [*cli_cmd, "run", "--config", str(live_config), "--state-dir", str(OUT / "worker")]
         with process(worker, OUT / "worker.log", env):
             started = time.monotonic()
+            seen = [0]
 
             def two_cases():
                 page = _get(f"{api_url}/v1/cases", headers)
                 count = len(page["items"]) if page else 0
-                print(
-                    f"\r  {time.monotonic() - started:4.0f} s: {count} case(s) in the API", end=""
-                )
+                if count != seen[0]:
+                    seen[0] = count
+                    print(f"  after {time.monotonic() - started:.0f} s: {count} case(s) in the API")
                 return page["items"] if count >= 2 else None
 
+            print("  waiting for the worker to confirm the parked van and the bus (dwell 20 s)")
             cases = wait_for(two_cases, 150, "the worker's cases")
-            print()
         changes = _get(f"{api_url}/v1/changes", headers)
         print(f"\n{len(cases)} case(s) in the intake API ({api_url}/v1/cases):")
         for c in sorted(cases, key=lambda c: c["first_seen"]):
