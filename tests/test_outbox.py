@@ -1,0 +1,141 @@
+"""The durable outbox against the real intake API over real HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+
+from api.client import IntakeClient
+from api.contract import CaseReport, EvidenceRef, Observation
+from api.outbox import Backoff, Outbox
+from api.settings import Settings
+from api.testing import run_server
+from streams.cli import main
+
+T0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
+
+
+def jpeg(path: Path, photo: Path | None = None) -> EvidenceRef:
+    image = cv2.imread(str(photo)) if photo else np.full((48, 64, 3), 90, np.uint8)
+    data = cv2.imencode(".jpg", image)[1].tobytes()
+    path.write_bytes(data)
+    return EvidenceRef(
+        kind="confirmed", path=str(path), captured_at=T0, sha256=hashlib.sha256(data).hexdigest()
+    )
+
+
+def report(incident_id: str, evidence: list[EvidenceRef]) -> CaseReport:
+    return CaseReport(
+        id=incident_id,
+        type="illegal_parking",
+        event_code="09009",
+        camera_id="cam-1",
+        zone_id="bay",
+        class_name="car",
+        confidence=0.8,
+        bbox=[10, 10, 60, 40],
+        first_seen=T0,
+        confirmed_at=T0 + timedelta(seconds=120),
+        last_seen=T0 + timedelta(seconds=120),
+        evidence=evidence,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def outbox(tmp_path: Path):
+    box = Outbox(tmp_path / "state" / "outbox.sqlite3", Backoff(base_s=0.01, cap_s=0.05))
+    yield box
+    box.close()
+
+
+def test_outage_then_delivery_exactly_once_in_order(tmp_path, outbox, bus_jpg):
+    settings = Settings(data_dir=tmp_path / "api")
+    port = free_port()
+    ev = jpeg(tmp_path / "inc-1-confirmed.jpg", bus_jpg)
+    assert outbox.enqueue_report(report("inc-1", [ev]))
+    assert not outbox.enqueue_report(report("inc-1", [ev]))  # the same report is queued once
+    cleared = Observation(
+        last_seen=T0 + timedelta(seconds=300), cleared_at=T0 + timedelta(seconds=330)
+    )
+    assert outbox.enqueue_observation("inc-1", cleared)
+    assert [i.kind for i in outbox.due()] == ["post"]  # the PATCH waits for its POST
+
+    with run_server(settings, port=free_port()) as setup:
+        key = setup.create_key("ingest", "dispatch")
+    with IntakeClient(f"http://127.0.0.1:{port}", key, timeout=2) as client:
+        assert outbox.run_once(client) == 0  # API down: kept, with the error and a retry time
+        (item,) = outbox.pending()[:1]
+        assert item.attempts == 1 and "ConnectError" in (item.last_error or "")
+
+        with run_server(settings, port=port) as server:
+            deadline = time.monotonic() + 10
+            while outbox.pending() and time.monotonic() < deadline:
+                outbox.run_once(client)
+                time.sleep(0.05)
+            assert outbox.counts() == {"outbox": 0, "dead_letter": 0, "delivered": 2}
+            (case,) = server_cases(server.url, key)
+    assert case["report_count"] == 1
+    assert case["cleared_at"] is not None
+    assert len(case["evidence"]) == 1
+
+
+def server_cases(url: str, key: str) -> list[dict]:
+    return httpx.get(f"{url}/v1/cases", headers={"Authorization": f"Bearer {key}"}).json()["items"]
+
+
+def test_permanent_refusal_is_a_dead_letter_listed_and_retryable(tmp_path, outbox, capsys):
+    fake = tmp_path / "inc-2-confirmed.jpg"
+    fake.write_bytes(b"this is not a picture")
+    ref = EvidenceRef(
+        kind="confirmed",
+        path=str(fake),
+        captured_at=T0,
+        sha256=hashlib.sha256(fake.read_bytes()).hexdigest(),
+    )
+    outbox.enqueue_report(report("inc-2", [ref]))
+    with run_server(Settings(data_dir=tmp_path / "api")) as server:
+        key = server.create_key("ingest")
+        with IntakeClient(server.url, key) as client:
+            assert outbox.run_once(client) == 0
+            (dead,) = outbox.dead()
+            assert dead.status == 422 and dead.incident_id == "inc-2"
+            assert outbox.counts()["outbox"] == 0
+
+            state = ["--state-dir", str(tmp_path / "state")]
+            assert main(["outbox", "list", *state]) == 0
+            listed = capsys.readouterr().out
+            assert "0 pending, 1 dead" in listed and "status 422" in listed
+
+            # The operator fixes the cause, then queues the dead letter again.
+            assert main(["outbox", "retry", *state]) == 0
+            assert "1 dead letter(s) queued again" in capsys.readouterr().out
+            assert [i.incident_id for i in outbox.pending()] == ["inc-2"]
+
+
+def test_outbox_survives_reopening(tmp_path):
+    path = tmp_path / "outbox.sqlite3"
+    box = Outbox(path)
+    box.enqueue_report(report("inc-3", []))
+    box.close()  # as after a crash: what was committed is there
+    again = Outbox(path)
+    assert [i.incident_id for i in again.pending()] == ["inc-3"]
+    again.close()
+
+
+def test_outbox_list_without_state_is_a_clear_error(tmp_path, capsys):
+    assert main(["outbox", "list", "--state-dir", str(tmp_path / "nothing")]) == 2
+    assert "no outbox at" in capsys.readouterr().err
