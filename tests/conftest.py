@@ -1,4 +1,5 @@
-"""Shared fixtures. Models and photos are real and live in a persistent cache, not in git."""
+"""Shared fixtures. Models and photos are real and live in the StreetWatch cache
+($STREETWATCH_HOME, default ~/.cache/streetwatch, the one `make model` fills), not in git."""
 
 from __future__ import annotations
 
@@ -7,13 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from models.cache import HOME_ENV
 from models.default import fetch_default
 from models.samples import sample_path
-
-# The cache is resolved lazily, so this takes effect for everything the tests call:
-# repeated runs reuse one fetched model instead of downloading it again.
-os.environ.setdefault(HOME_ENV, str(Path(__file__).resolve().parent.parent / ".cache/streetwatch"))
 
 
 def missing_dependency(what: str) -> None:
