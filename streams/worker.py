@@ -162,6 +162,8 @@ class Worker:
 
     def _shutdown(self) -> None:
         """Stops cameras, hands every open incident's latest state to the outbox, drains it."""
+        for cam in self.cameras.values():
+            cam.source.stop(wait=False)  # all at once: each may take a read timeout to end
         for cam in list(self.cameras.values()):
             self._retire(cam)
         self.cameras.clear()
