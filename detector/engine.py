@@ -2,10 +2,15 @@
 
 Every model is registered with the same output contract (see models.manifest), so the engine
 only letterboxes, runs the session and decodes.
+
+Batching across cameras: `Engine.detect` takes frames of any sizes in one call. Frames that
+need the same model input (same aspect, see `input_for`) share one session run; a worker
+gets the most out of it by passing every camera's newest frame together.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from detector.letterbox import Letterboxer
+from detector.letterbox import Letterboxer, Placement
 from detector.postprocess import decode
 from detector.types import Detections
 from models.manifest import Manifest
@@ -27,6 +32,8 @@ def _session(path: Path, intra_op_threads: int | None) -> ort.InferenceSession:
     opts.inter_op_num_threads = 1
     # Default to the cores this process may run on (cgroup/affinity aware), not the host's.
     opts.intra_op_num_threads = intra_op_threads or len(os.sched_getaffinity(0))
+    # Idle workers would otherwise spin between ops on the cores the decode threads need.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
@@ -42,11 +49,16 @@ class Engine:
         intra_op_threads: int | None = None,
         input_size: tuple[int, int] | None = None,
         max_detections: int = 300,
+        rect: bool = False,
     ) -> None:
         """model: a registry name ("default"), a model directory, or an Ultralytics .onnx.
 
         input_size: (w, h) to feed instead of the manifest's, for models with dynamic_hw
         (e.g. 416x256 for wide frames: fewer pixels, same scale).
+        rect: for models with dynamic_hw and no explicit input_size, feed each frame the
+        smallest stride-multiple input that holds it at the manifest's scale (a 16:9 frame
+        runs at 416x256 instead of 416x416); fixed-size models always get their own size.
+        Off by default: it is faster, but detections shift (see benchmarks/RESULTS.md).
         """
         manifest, path = resolve(model)
         self.manifest: Manifest = manifest
@@ -57,13 +69,14 @@ class Engine:
         self.max_detections = max_detections
         self.input_size = input_size or self.manifest.input_size
         self._check_input_size()
+        self.rect = rect and input_size is None and self.manifest.dynamic_hw
         self._class_ids = self._class_filter(classes)
         self._session = _session(self.model_path, intra_op_threads)
         inp = self._session.get_inputs()[0]
         self._input_name = inp.name
         # Ultralytics exports have a fixed batch of 1 unless exported with dynamic=True.
         self._max_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
-        self._letterbox = Letterboxer(*self.input_size)
+        self._letterboxers: dict[tuple[int, int], Letterboxer] = {}
 
     def _check_input_size(self) -> None:
         w, h = self.input_size
@@ -86,20 +99,59 @@ class Engine:
             raise ValueError(f"classes {unknown} are not in model '{self.manifest.name}'")
         return np.array(sorted(self.class_names.index(c) for c in classes), np.int64)
 
+    def input_for(self, width: int, height: int) -> tuple[int, int]:
+        """The (w, h) model input a width x height frame is letterboxed into."""
+        if not self.rect:
+            return self.input_size
+        w, h = self.input_size
+        scale = min(w / width, h / height)
+        stride = self.manifest.stride
+        return (
+            min(w, math.ceil(round(width * scale) / stride) * stride),
+            min(h, math.ceil(round(height * scale) / stride) * stride),
+        )
+
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        """Detections per image, boxes in each image's own pixels; images may differ in size."""
-        step = self._max_batch or max(len(images), 1)
-        results: list[Detections] = []
-        for start in range(0, len(images), step):
-            results.extend(self._run(images[start : start + step]))
-        return results
+        """Detections per image, boxes in each image's own pixels; images may differ in size.
+
+        Images are grouped by model input size and each group runs as one batch (split to the
+        model's fixed batch size if it has one), so results do not depend on the company an
+        image keeps in a call.
+        """
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, image in enumerate(images):
+            groups.setdefault(self.input_for(image.shape[1], image.shape[0]), []).append(i)
+        results: dict[int, Detections] = {}
+        for members in groups.values():
+            step = self._max_batch or len(members)
+            for start in range(0, len(members), step):
+                chunk = members[start : start + step]
+                results.update(zip(chunk, self._run([images[i] for i in chunk]), strict=True))
+        return [results[i] for i in range(len(images))]
 
     def detect_one(self, image: np.ndarray) -> Detections:
         return self.detect([image])[0]
 
-    def _run(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        tensor, placements = self._letterbox(images)
+    def letterbox(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[Placement]]:
+        """Model input for images that share one input size (see `input_for`).
+
+        The tensor is a view of a buffer the next call reuses.
+        """
+        sizes = {self.input_for(image.shape[1], image.shape[0]) for image in images}
+        if len(sizes) != 1:
+            raise ValueError(f"images need {len(sizes)} input sizes; use detect() for a mix")
+        (size,) = sizes
+        letterbox = self._letterboxers.get(size)
+        if letterbox is None:
+            letterbox = self._letterboxers[size] = Letterboxer(*size)
+        return letterbox(images)
+
+    def infer(self, tensor: np.ndarray) -> np.ndarray:
+        """Raw model output, (B, 4 + nc, N)."""
         (output,) = self._session.run(None, {self._input_name: tensor})
+        return output
+
+    def decode(self, output: np.ndarray, placements: Sequence[Placement]) -> list[Detections]:
         results = []
         for pred, placement in zip(output, placements, strict=True):
             boxes, scores, class_ids = decode(
@@ -107,3 +159,7 @@ class Engine:
             )
             results.append(Detections(placement.to_original(boxes), scores, class_ids))
         return results
+
+    def _run(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        tensor, placements = self.letterbox(images)
+        return self.decode(self.infer(tensor), placements)
