@@ -1,4 +1,7 @@
-"""`streetwatch models {list,fetch,import}`. Exit codes: 0 ok, 1 failure, 2 usage/input error."""
+"""`streetwatch models {list,fetch,import,quantize}`.
+
+Exit codes: 0 ok, 1 failure, 2 usage/input error.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from models import registry
 from models.default import fetch_default
 from models.errors import ModelError
 from models.manifest import IncidentKind, Manifest
+from models.quantize import MIN_AGREEMENT
 from models.ultralytics import manifest_from_onnx
 
 KIND_ALIASES: dict[str, IncidentKind] = {
@@ -100,6 +104,33 @@ def _import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quantize(args: argparse.Namespace) -> int:
+    # Calibration runs the detector on real frames: the one place models/ reaches up into
+    # detector/, and only when this command runs.
+    from detector.calibration import quantize_model
+
+    if not args.force and args.name in {m.name for m in registry.list_models()}:
+        _err(f"model '{args.name}' already exists; pass --force to replace it")
+        return 2
+    missing = [p for p in args.footage if not p.exists()]
+    if missing:
+        _err(f"no such footage: {', '.join(map(str, missing))}")
+        return 2
+    print(f"quantising {args.model} to int8 on real frames (about a minute)")
+    try:
+        manifest, path = quantize_model(args.model, args.name, args.footage or None, args.force)
+    except (ModelError, ValueError) as exc:
+        _err(str(exc))
+        return 1
+    q = manifest.quantization
+    print(
+        f"registered {manifest.name} ({q.method}), agreement with {q.quantized_from} "
+        f"on held-out footage: {q.agreement:.1%}"
+    )
+    print(f"  stored at {path}")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("models", help="list, fetch and import detection models")
     sub = parser.add_subparsers(dest="models_command", required=True, metavar="ACTION")
@@ -132,3 +163,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--force", action="store_true", help="replace a model with the same name")
     p.set_defaults(func=_import)
+
+    p = sub.add_parser(
+        "quantize",
+        help="derive an int8 model, calibrated on real frames, registered with its agreement",
+        description="Static int8 quantisation (ONNX Runtime, QDQ). Calibrates on the first "
+        "half of each video, measures agreement with the float model on the second half "
+        f"(same class, IoU >= 0.5) and refuses to register below {MIN_AGREEMENT:.0%}.",
+    )
+    p.add_argument("model", help="registered model to quantise, e.g. default")
+    p.add_argument("--name", required=True, help="registry name, e.g. yolov4-tiny-int8")
+    p.add_argument(
+        "--footage",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="real video or photo to calibrate on; repeatable (default: vtest.avi from "
+        "opencv-doc and the default model's sample photos)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a model with the same name; register even below the agreement threshold",
+    )
+    p.set_defaults(func=_quantize)
