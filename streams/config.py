@@ -118,6 +118,16 @@ class ApiConfig(Strict):
 class DetectorConfig(Strict):
     conf_threshold: float = Field(default=0.25, gt=0, lt=1)
     iou_threshold: float = Field(default=0.45, gt=0, lt=1)
+    rect: bool = Field(
+        default=False,
+        description="aspect-preserving model input for models with dynamic H/W: fewer pixels "
+        "per frame (a 16:9 frame at 416x256, not 416x416), detections shift slightly",
+    )
+    motion_gate: bool = Field(
+        default=False,
+        description="skip inference on frames where nothing moved since the last inferred "
+        "one, reusing its detections (see detector.motion)",
+    )
 
 
 class Config(Strict):

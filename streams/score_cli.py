@@ -65,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
             config.model,
             conf_threshold=config.detector.conf_threshold,
             iou_threshold=config.detector.iou_threshold,
+            rect=config.detector.rect,
         )
     except ModelError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from api.contract import CaseReport, EvidenceRef
 from detector.engine import Engine
 from detector.incidents import Incident
+from detector.motion import MotionGate
 from detector.pipeline import CameraPipeline, rule_specs
 from detector.rules import RuleSpec
 from detector.zones import Zone
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 class CameraResult:
     camera_id: str
     frames: int = 0
+    gated: int = 0  # frames that reused the previous detections (motion gate)
     seconds: float = 0.0
     cases: list[CaseReport] = field(default_factory=list)
     error: str | None = None
@@ -159,6 +161,7 @@ def score_camera(
         epoch = file_epoch(camera)
         pipeline = camera_pipeline(camera, specs, engine.class_names, epoch)
         reports: dict[str, CaseReport] = {}
+        gate = MotionGate() if config.detector.motion_gate else None
 
         def report(incident: Incident) -> None:
             refs = evidence.write(incident, epoch)
@@ -166,7 +169,10 @@ def score_camera(
 
         with progress(camera, source.duration_s()) as bar:
             for frame in prefetch(source.frames()):
-                detections = engine.detect_one(frame.image)
+                if gate:
+                    detections = gate.detect(frame, engine.detect_one)
+                else:
+                    detections = engine.detect_one(frame.image)
                 for event in pipeline.process(frame, detections):
                     report(event.incident)
                 result.frames += 1
@@ -174,6 +180,7 @@ def score_camera(
         for incident in pipeline.open_incidents():
             report(incident)  # still there when the video ends: cleared_at stays null
         result.cases = sorted(reports.values(), key=lambda r: (r.first_seen, r.id))
+        result.gated = gate.skipped if gate else 0
     except SourceError as exc:
         result.error = str(exc)
     result.seconds = time.perf_counter() - started

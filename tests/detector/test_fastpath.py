@@ -1,0 +1,119 @@
+"""The fast path on the real default model: aspect-preserving input, motion gating, int8."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from detector.calibration import VTEST_AVI, agreement, quantize_model
+from detector.engine import Engine
+from detector.motion import MotionGate
+from detector.types import Detections, Frame
+from models import registry
+from models.cache import HOME_ENV, models_dir
+from models.errors import ModelError
+from models.quantize import quantized_manifest, register_quantized
+from streams.cli import main
+
+
+@pytest.fixture(scope="module")
+def rect_engine(default_model: Path) -> Engine:
+    return Engine("default", rect=True)
+
+
+def test_rect_input_fits_each_aspect_at_the_square_scale(rect_engine: Engine):
+    assert rect_engine.input_for(1920, 1080) == (416, 256)
+    assert rect_engine.input_for(810, 1080) == (320, 416)
+    assert rect_engine.input_for(416, 416) == (416, 416)
+    assert Engine("default").input_for(1920, 1080) == (416, 416)  # off unless asked
+
+
+def test_rect_batch_of_mixed_aspects_matches_one_by_one(
+    rect_engine: Engine, bus_jpg: Path, zidane_jpg: Path
+):
+    bus, zidane = cv2.imread(str(bus_jpg)), cv2.imread(str(zidane_jpg))
+    images = [bus, zidane, bus]
+    for image, together in zip(images, rect_engine.detect(images), strict=True):
+        alone = rect_engine.detect_one(image)
+        np.testing.assert_array_equal(together.class_ids, alone.class_ids)
+        np.testing.assert_allclose(together.boxes, alone.boxes, atol=0.05)
+    bus_id = rect_engine.class_names.index("bus")
+    assert bus_id in rect_engine.detect_one(bus).class_ids
+
+
+def _frame(image: np.ndarray, pts: float) -> Frame:
+    return Frame("cam", round(pts * 10), pts, image)
+
+
+def test_motion_gate_skips_still_frames_and_reruns_on_change(bus_jpg: Path):
+    still = cv2.imread(str(bus_jpg))
+    calls: list[float] = []
+    found = Detections(np.array([[10, 10, 50, 50]], np.float32), np.ones(1, np.float32),
+                       np.zeros(1, np.int32))  # fmt: skip
+
+    def infer(image: np.ndarray) -> Detections:
+        calls.append(float(image.mean()))
+        return found
+
+    gate = MotionGate(max_skip_s=2.0)
+    for i in range(10):  # 0.0 .. 0.9 s, nothing moves: inferred once
+        dets = gate.detect(_frame(still, i / 10), infer)
+        np.testing.assert_array_equal(dets.boxes, found.boxes)  # a gated frame is still seen
+    assert len(calls) == 1 and gate.skipped == 9
+    moved = still.copy()
+    moved[400:460, 300:340] = 255  # a 40 x 60 px object appears
+    gate.detect(_frame(moved, 1.0), infer)
+    assert len(calls) == 2
+    gate.detect(_frame(moved, 3.5), infer)  # max_skip_s bounds how long detections are reused
+    assert len(calls) == 3
+
+
+def test_agreement_counts_missed_and_extra_boxes():
+    def dets(boxes: list[list[float]], classes: list[int]) -> Detections:
+        n = len(boxes)
+        return Detections(np.array(boxes, np.float32).reshape(n, 4), np.ones(n, np.float32),
+                          np.array(classes, np.int32))  # fmt: skip
+
+    ref = [dets([[0, 0, 10, 10], [20, 20, 40, 40]], [0, 2])]
+    assert agreement(ref, ref) == 1.0
+    assert agreement(ref, [dets([[1, 1, 10, 10]], [0])]) == pytest.approx(2 / 3)
+    assert agreement(ref, [dets([[0, 0, 10, 10], [20, 20, 40, 40]], [0, 5])]) == 0.5
+    assert agreement([Detections.empty()], [Detections.empty()]) == 1.0
+
+
+@pytest.fixture
+def own_home(default_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A cache holding only a copy of the default model, so int8 models stay out of others'."""
+    shutil.copytree(default_model.parent, tmp_path / "models" / default_model.parent.name)
+    shutil.copytree(default_model.parent.parent.parent / "samples", tmp_path / "samples")
+    monkeypatch.setenv(HOME_ENV, str(tmp_path))
+    return tmp_path
+
+
+@pytest.mark.skipif(not VTEST_AVI.is_file(), reason="needs opencv-doc's vtest.avi")
+def test_quantize_registers_an_int8_child_with_its_agreement(own_home: Path, bus_jpg: Path):
+    manifest, path = quantize_model("default", "tiny-int8", force=True, frames_per_video=16)
+    q = manifest.quantization
+    assert q is not None and q.quantized_from == "yolov4-tiny" and "qdq" in q.method
+    assert q.agreement is not None and 0.5 <= q.agreement <= 1.0
+    assert path == models_dir() / "tiny-int8" / "model.onnx"
+    engine = Engine("tiny-int8")  # registered, sha256-verified, and it still sees the bus
+    assert engine.manifest.quantization == q
+    dets = engine.detect_one(cv2.imread(str(bus_jpg)))
+    assert engine.class_names.index("bus") in dets.class_ids
+    # Below the threshold a model is refused unless forced.
+    low = quantized_manifest(manifest, path, "tiny-int8-low", agreement=0.5)
+    with pytest.raises(ModelError, match="below 95%"):
+        register_quantized(low, path)
+    assert "tiny-int8-low" not in {m.name for m in registry.list_models()}
+    register_quantized(low, path, force=True)
+    assert registry.get("tiny-int8-low")[0].quantization.agreement == 0.5
+
+
+def test_quantize_cli_refuses_an_existing_name(own_home: Path, capsys):
+    assert main(["models", "quantize", "default", "--name", "yolov4-tiny"]) == 2
+    assert "already exists" in capsys.readouterr().err
