@@ -115,7 +115,8 @@ class FileSource:
                         continue  # skipping the BGR conversion is most of the saving
                     yield Frame(
                         camera_id=self.camera_id,
-                        index=index,
+                        # Keyframe-only decoding skips frames: number them from media time.
+                        index=round(pts * rate) if self.sampling.keyframes else index,
                         pts=pts,
                         image=vframe.to_ndarray(format="bgr24"),
                     )

@@ -337,3 +337,12 @@ def test_post_without_a_key_is_refused_before_scoring(tmp_path, capsys, monkeypa
     code = main([*argv, "--evidence-dir", str(tmp_path), "--post", "http://127.0.0.1:9"])
     assert code == 2
     assert "STREETWATCH_API_KEY" in capsys.readouterr().err
+
+
+def test_keyframe_sampling_numbers_frames_by_media_time(clips):
+    from streams.sources import FileSource, Sampling
+
+    frames = list(FileSource("cam", clips["drive_through"], Sampling(keyframes=True)).frames())
+    # The scenes are encoded with a keyframe every 2 s at 10 fps.
+    assert [f.index for f in frames] == [round(f.pts * 10) for f in frames]
+    assert [f.index for f in frames][:3] == [0, 20, 40]
