@@ -175,16 +175,19 @@ class Outbox:
         return [Item(*row) for row in rows]
 
     def deliver(self, client: IntakeClient, item: Item, evidence_dir: Path | None) -> bool:
-        """Sends one item; True when the API took it. Never raises for API failures."""
+        """Sends one item; True when the API took it. Never raises for API failures.
+
+        `evidence_dir` is where the worker keeps evidence it has not delivered yet: files
+        are read from it, and removed once the API holds them, so the disk stays flat.
+        """
+        payload = (CaseReport if item.kind == "post" else Observation).model_validate_json(
+            item.body
+        )
         try:
-            if item.kind == "post":
-                receipt = client.post_case(
-                    CaseReport.model_validate_json(item.body), evidence_dir, item.idempotency_key
-                )
+            if isinstance(payload, CaseReport):
+                receipt = client.post_case(payload, evidence_dir, item.idempotency_key)
             else:
-                receipt = client.patch_case(
-                    item.incident_id, Observation.model_validate_json(item.body), evidence_dir
-                )
+                receipt = client.patch_case(item.incident_id, payload, evidence_dir)
         except RetryableError as exc:
             self._retry_later(item, str(exc), exc.retry_after)
             return False
@@ -202,6 +205,9 @@ class Outbox:
                 (item.idempotency_key, receipt.case_id, time.time()),
             )
             self._db.execute("COMMIT")
+        if evidence_dir is not None:
+            for ref in payload.evidence:
+                (evidence_dir / ref.filename).unlink(missing_ok=True)
         return True
 
     def _retry_later(self, item: Item, error: str, retry_after: float | None) -> None:

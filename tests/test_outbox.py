@@ -77,16 +77,17 @@ def test_outage_then_delivery_exactly_once_in_order(tmp_path, outbox, bus_jpg):
     with run_server(settings, port=free_port()) as setup:
         key = setup.create_key("ingest", "dispatch")
     with IntakeClient(f"http://127.0.0.1:{port}", key, timeout=2) as client:
-        assert outbox.run_once(client) == 0  # API down: kept, with the error and a retry time
+        assert outbox.run_once(client, tmp_path) == 0  # API down: kept, error and retry time
         (item,) = outbox.pending()[:1]
         assert item.attempts == 1 and "ConnectError" in (item.last_error or "")
 
         with run_server(settings, port=port) as server:
             deadline = time.monotonic() + 10
             while outbox.pending() and time.monotonic() < deadline:
-                outbox.run_once(client)
+                outbox.run_once(client, tmp_path)
                 time.sleep(0.05)
             assert outbox.counts() == {"outbox": 0, "dead_letter": 0, "delivered": 2}
+            assert not Path(ev.path).exists()  # delivered evidence leaves the worker's disk
             (case,) = server_cases(server.url, key)
     assert case["report_count"] == 1
     assert case["cleared_at"] is not None

@@ -263,6 +263,7 @@ def test_parked_vehicle_is_one_case_through_camera_faults(street, worker_factory
         # SIGTERM: a clean stop that hands open incidents to the outbox and drains it.
         assert worker.signal(signal.SIGTERM) == 0, "\n".join(worker.log[-30:])
         assert worker.pending() == 0
+        assert not list((tmp_path / "state" / "evidence").glob("*.jpg"))  # the API has them
         (case,) = cases(server, key)
         assert case["type"] == "illegal_parking" and case["camera_id"] == "cam-good"
         assert case["report_count"] == 1
