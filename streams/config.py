@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from api.codes import DEFAULT_CODES, CodeTable
 from api.contract import IncidentType, Location
 from detector.rules import DEFAULT_RULES, RuleParams
 
@@ -95,19 +96,6 @@ class RulesConfig(Strict):
         return value
 
 
-class EventCodes(Strict):
-    """Event codes by incident type; cities number differently, so this is configuration."""
-
-    standard: str = "GB/T 47678.5; GB/T 30428.2"
-    illegal_parking: str = "09009"
-    street_stall: str = "09006"
-    mobile_vendor: str = "09001"
-    garbage: str = "06010"
-
-    def code(self, incident_type: str) -> str:
-        return getattr(self, incident_type)
-
-
 class ApiConfig(Strict):
     url: str = Field(pattern=r"^https?://")
     key_env: str = Field(
@@ -134,9 +122,20 @@ class Config(Strict):
     model: str = Field(default="default", description="registry name or path to a model")
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     rules: RulesConfig = Field(default_factory=RulesConfig)
-    event_codes: EventCodes = Field(default_factory=EventCodes)
+    event_codes: CodeTable = Field(
+        default_factory=lambda: DEFAULT_CODES.model_copy(deep=True),
+        description="the city's event-code table, the format `streetwatch serve --codes` reads",
+    )
     api: ApiConfig | None = None
     cameras: list[CameraConfig] = Field(min_length=1)
+
+    @field_validator("event_codes")
+    @classmethod
+    def _every_type_has_a_code(cls, table: CodeTable) -> CodeTable:
+        missing = sorted({t.value for t in IncidentType} - {c.type.value for c in table.codes})
+        if missing:
+            raise ValueError(f"no code for {', '.join(missing)}")
+        return table
 
     @field_validator("cameras")
     @classmethod

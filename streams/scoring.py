@@ -114,7 +114,7 @@ def to_report(
     return CaseReport(
         id=incident.id,
         type=incident.type,
-        event_code=config.event_codes.code(incident.type),
+        event_code=config.event_codes.default_for(incident.type).code,
         camera_id=camera.id,
         zone_id=incident.zone_id,
         class_name=incident.class_name,

@@ -66,3 +66,13 @@ def test_unreadable_and_malformed_files(tmp_path):
     bad.write_text(yaml.safe_dump(minimal()) + "  - : [\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+def test_event_code_table_must_cover_every_type():
+    table = {
+        "standard": "city rules 2026",
+        "codes": [{"code": "1", "type": "garbage", "name": "x"}],
+    }
+    assert problems(minimal() | {"event_codes": table}) == [
+        "event_codes: Value error, no code for illegal_parking, street_stall"
+    ]
