@@ -23,10 +23,14 @@ from detector.rules import RuleSpec
 from detector.zones import Zone
 from streams.config import CameraConfig, Config
 from streams.evidence import EvidenceWriter
-from streams.prefetch import prefetch
+from streams.prefetch import batched, prefetch
 from streams.sources import FileSource, Sampling, SourceError
 
 log = logging.getLogger(__name__)
+
+# Frames per session run: batching amortises per-run overhead (int8 gains most, see
+# benchmarks/RESULTS.md); models with a fixed batch of 1 run them one by one.
+BATCH = 4
 
 
 @dataclass(slots=True)
@@ -168,15 +172,16 @@ def score_camera(
             reports[incident.id] = to_report(incident, camera, config, epoch, refs)
 
         with progress(camera, source.duration_s()) as bar:
-            for frame in prefetch(source.frames()):
+            for frames in batched(prefetch(source.frames()), BATCH):
                 if gate:
-                    detections = gate.detect(frame, engine.detect_one)
+                    found = [gate.detect(frame, engine.detect_one) for frame in frames]
                 else:
-                    detections = engine.detect_one(frame.image)
-                for event in pipeline.process(frame, detections):
-                    report(event.incident)
-                result.frames += 1
-                bar.update(frame.pts - bar.n)
+                    found = engine.detect([frame.image for frame in frames])
+                for frame, detections in zip(frames, found, strict=True):
+                    for event in pipeline.process(frame, detections):
+                        report(event.incident)
+                result.frames += len(frames)
+                bar.update(frames[-1].pts - bar.n)
         for incident in pipeline.open_incidents():
             report(incident)  # still there when the video ends: cleared_at stays null
         result.cases = sorted(reports.values(), key=lambda r: (r.first_seen, r.id))
