@@ -155,6 +155,7 @@ class Worker:
                 if time.monotonic() >= next_reload_check:
                     next_reload_check = time.monotonic() + RELOAD_POLL_S
                     self._check_reload()
+                    self._update_outbox_metrics()
                 if not self.step():
                     self._stop.wait(0.01)
         finally:
@@ -182,7 +183,6 @@ class Worker:
             if (frame := cam.source.latest(timeout=0)) is not None
         ]
         if not batch:
-            self._update_outbox_metrics()
             return False
         started = time.perf_counter()
         detections = self.engine.detect([frame.image for _, frame in batch])
