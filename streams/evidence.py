@@ -51,7 +51,12 @@ class EvidenceWriter:
         self.refs: dict[str, list[EvidenceRef]] = {}
 
     def write(self, incident: Incident, epoch: datetime) -> list[EvidenceRef]:
-        refs = self.refs.setdefault(incident.id, [])
+        """Writes the incident's pending shots; returns all its references so far.
+
+        All or nothing: if a write fails (a full disk), the shots stay pending and a later
+        call writes them again.
+        """
+        written: list[EvidenceRef] = []
         label = f"{incident.type} {incident.class_name} {incident.confidence:.2f}"
         for shot in incident.evidence:
             captured_at = epoch + timedelta(seconds=shot.pts)
@@ -65,7 +70,7 @@ class EvidenceWriter:
             data = jpeg.tobytes()
             path = self.directory / f"{incident.id}-{shot.kind}.jpg"
             _write_atomic(path, data)
-            refs.append(
+            written.append(
                 EvidenceRef(
                     kind=shot.kind,
                     path=str(path),
@@ -74,6 +79,8 @@ class EvidenceWriter:
                 )
             )
         incident.evidence.clear()
+        refs = self.refs.setdefault(incident.id, [])
+        refs.extend(written)
         return refs
 
     def forget(self, incident_id: str) -> None:

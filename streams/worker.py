@@ -21,7 +21,7 @@ from pathlib import Path
 
 from api.client import IntakeClient
 from api.contract import CaseReport, Observation
-from api.outbox import Backoff, Deliverer, Outbox
+from api.outbox import Backoff, Deliverer, Outbox, OutboxError
 from detector.engine import Engine
 from detector.incidents import Incident, IncidentEvent
 from detector.pipeline import CameraPipeline
@@ -122,6 +122,7 @@ class Worker:
         )
         self.specs: dict[str, RuleSpec] = specs_for(self.engine, self.config)
         self.cameras: dict[str, LiveCamera] = {}
+        self._unsaved: list[tuple[LiveCamera, IncidentEvent]] = []
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._config_mtime = config_path.stat().st_mtime
@@ -155,6 +156,7 @@ class Worker:
                 if time.monotonic() >= next_reload_check:
                     next_reload_check = time.monotonic() + RELOAD_POLL_S
                     self._check_reload()
+                    self._retry_unsaved()
                     self._update_outbox_metrics()
                 if not self.step():
                     self._stop.wait(0.01)
@@ -196,12 +198,31 @@ class Worker:
                     cam.config, self.specs, self.engine.class_names, cam.epoch
                 )
             for event in cam.pipeline.process(frame, dets):
-                self._on_incident(cam, event)
+                self._save(cam, event)
             self._observe_open(cam, now)
             self.metrics.processed.labels(cam.config.id).inc()
             if frame.wall_time is not None:
                 self.metrics.lag.labels(cam.config.id).set(now - frame.wall_time)
         return True
+
+    def _save(self, cam: LiveCamera, event: IncidentEvent) -> None:
+        """Saves an incident event, or keeps it to retry if the disk refuses (full disk)."""
+        try:
+            self._on_incident(cam, event)
+        except (OSError, OutboxError) as exc:
+            log.error(
+                "camera %s: cannot save %s %s (%s); kept in memory, retrying",
+                cam.config.id,
+                event.kind,
+                event.incident.id,
+                exc,
+            )
+            self._unsaved.append((cam, event))
+
+    def _retry_unsaved(self) -> None:
+        unsaved, self._unsaved = self._unsaved, []
+        for cam, event in unsaved:
+            self._save(cam, event)
 
     def _on_incident(self, cam: LiveCamera, event: IncidentEvent) -> None:
         incident = event.incident

@@ -51,6 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from api.outbox import OutboxError
+    from models.errors import ModelError
     from streams.worker import Shard, Worker
 
     try:
@@ -67,8 +69,15 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except (ModelError, OutboxError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     worker.install_signal_handlers()
-    worker.run()
+    try:
+        worker.run()
+    except OSError as exc:  # e.g. the metrics port is taken
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
