@@ -6,15 +6,16 @@ import argparse
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
-from api.auth import Scope, create_key
-from api.codes import CodeTable
-from api.db import Database
 from api.settings import Settings, default_data_dir
-from api.tables import ApiKey, utcnow
+
+if TYPE_CHECKING:
+    from api.auth import Scope
+    from api.db import Database
+
+# The service's modules (FastAPI, SQLAlchemy, Alembic) load inside the commands, so that
+# `streetwatch --help` and the worker's commands don't pay for them.
 
 
 def _storage_args(p: argparse.ArgumentParser) -> None:
@@ -42,6 +43,8 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
 
 
 def _database(args: argparse.Namespace) -> Database:
+    from api.db import Database
+
     db = Database(_settings(args).database_url)
     db.upgrade()
     return db
@@ -51,6 +54,8 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.app import create_app
+    from api.codes import CodeTable
+    from api.db import Database
 
     overrides: dict[str, Any] = {}
     if args.codes:
@@ -63,6 +68,8 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def keys_create(args: argparse.Namespace) -> int:
+    from api.auth import create_key
+
     db = _database(args)
     with db.write() as session:
         record, key = create_key(session, args.name, args.scope)
@@ -75,6 +82,10 @@ def keys_create(args: argparse.Namespace) -> int:
 
 
 def keys_list(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from api.tables import ApiKey
+
     db = _database(args)
     with db.read() as session:
         for k in session.scalars(select(ApiKey).order_by(ApiKey.created_at)):
@@ -86,6 +97,8 @@ def keys_list(args: argparse.Namespace) -> int:
 
 
 def keys_revoke(args: argparse.Namespace) -> int:
+    from api.tables import ApiKey, utcnow
+
     db = _database(args)
     with db.write() as session:
         record = session.get(ApiKey, args.key_id)
@@ -99,6 +112,8 @@ def keys_revoke(args: argparse.Namespace) -> int:
 
 
 def _scopes(value: str) -> list[Scope]:
+    from api.auth import Scope
+
     try:
         return [Scope(s.strip()) for s in value.split(",") if s.strip()]
     except ValueError:
