@@ -32,8 +32,8 @@ def _session(path: Path, intra_op_threads: int | None) -> ort.InferenceSession:
     opts.inter_op_num_threads = 1
     # Default to the cores this process may run on (cgroup/affinity aware), not the host's.
     opts.intra_op_num_threads = intra_op_threads or len(os.sched_getaffinity(0))
-    # Idle workers would otherwise spin between ops on the cores the decode threads need.
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # Spin-waiting workers stay on (ORT's default): turning them off to leave the decode
+    # thread more CPU measured slower, raw and end to end (benchmarks/RESULTS.md).
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
