@@ -35,7 +35,17 @@ format: venv
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: model system-deps
+# The peer (Ultralytics + full torch, the `train` extra) gets its own venv, never the runtime's.
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+$(BENCH_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q --disable-pip-version-check -e '.[train]'
+	rm -f $(BENCH_VENV)/.installed-* && touch $@
+
+# Everything (~20 min on 2 cores); one section: $(BIN)/python -m benchmarks --only stages
+bench: model system-deps $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks
 
 clean:

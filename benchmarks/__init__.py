@@ -1,0 +1,1 @@
+"""Throughput benchmarks; `make bench` (python -m benchmarks) writes benchmarks/RESULTS.md."""

@@ -1,0 +1,54 @@
+"""`python -m benchmarks [--only SECTION ...]`: run benchmarks, update benchmarks/RESULTS.md.
+
+Each section replaces its own block in RESULTS.md, so one can be re-run alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+from benchmarks import e2e, inference, stages
+from benchmarks.common import build_clip, machine, write_section
+
+SECTIONS = ("e2e", "stages", "inference", "capacity", "api")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--only", action="append", choices=SECTIONS, help="repeatable")
+    parser.add_argument("--runs", type=int, default=3, help="runs per figure (median)")
+    parser.add_argument("--seconds", type=float, default=12, help="length of the 1080p clip")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    chosen = args.only or SECTIONS
+    clip = build_clip(args.seconds)
+    how = (
+        f"Machine: {machine()}. Input: {clip.name}, opencv-doc vtest.avi (real street "
+        f"footage) upscaled to 1920x1080, H.264, 25 fps, a keyframe every 2 s, built by "
+        f"the benchmark. Median of {args.runs} runs."
+    )
+    for name in chosen:
+        started = time.perf_counter()
+        if name == "e2e":
+            body = e2e.run(clip, args.runs)
+        elif name == "stages":
+            models = e2e.exported_models()
+            body = stages.run(
+                clip, args.runs, {"YOLOv4-tiny": "default", "YOLOv8n": str(models["fixed"])}
+            )
+        elif name == "inference":
+            body = inference.run(clip, args.runs, e2e.exported_models())
+        else:
+            continue  # capacity and api: see RESULTS.md for what they wait on
+        command = (
+            f"`python -m benchmarks --only {name} --runs {args.runs} --seconds {args.seconds:g}`"
+        )
+        took = time.perf_counter() - started
+        write_section(name, f"{body}\n\n{how} Reproduce: {command} ({took:.0f} s).")
+        print(f"{name}: done in {took:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Shared pieces of the benchmarks: the machine, the clip, timing, and RESULTS.md sections."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from models.cache import home
+from streams.scenes import VTEST_AVI, render, video_frames
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+BENCH_VENV = ROOT / ".venv-bench"
+CLIP_SIZE = (1920, 1080)
+CLIP_FPS = 25
+KEYINT_S = 2.0
+
+
+def work_dir() -> Path:
+    """Generated clips and exported models: in the cache, never in the source tree."""
+    path = home() / "bench"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0))
+    import onnxruntime
+
+    return (
+        f"{cores} cores ({cpu}), Python {platform.python_version()}, "
+        f"onnxruntime {onnxruntime.__version__}, numpy {np.__version__}"
+    )
+
+
+def build_clip(seconds: float) -> Path:
+    """Real street footage (opencv-doc vtest.avi) upscaled to 1080p H.264, 25 fps,
+    one keyframe every 2 s: what a city camera sends. Built once per length."""
+    path = work_dir() / f"street-1080p-{seconds:g}s.mp4"
+    if not path.exists():
+        w, h = CLIP_SIZE
+        frames = (
+            cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR) for f in video_frames(VTEST_AVI)
+        )
+        render(path, frames, seconds, CLIP_FPS, keyint_s=KEYINT_S)
+    return path
+
+
+def median_of(runs: int, fn: Callable[[], float]) -> float:
+    return statistics.median(fn() for _ in range(runs))
+
+
+def per_call_ms(fn: Callable[[], object], repeat: int, runs: int = 5) -> float:
+    """Median over `runs` of the mean wall time of `repeat` calls, in milliseconds."""
+    fn()  # warm-up: first-call allocations and lazy initialisation
+
+    def once() -> float:
+        started = time.perf_counter()
+        for _ in range(repeat):
+            fn()
+        return (time.perf_counter() - started) / repeat * 1e3
+
+    return median_of(runs, once)
+
+
+def bench_python() -> Path:
+    python = BENCH_VENV / "bin" / "python"
+    if not python.exists():
+        sys.exit(f"{python} is missing: run `make bench` (it creates the benchmark venv)")
+    return python
+
+
+def run_json(cmd: list[str], env: dict[str, str] | None = None) -> str:
+    result = subprocess.run(
+        cmd, capture_output=True, text=True, check=False, env={**os.environ, **(env or {})}
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stderr[-3000:]}")
+    return result.stdout
+
+
+def table(header: list[str], rows: list[list[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_section(name: str, body: str) -> None:
+    """Replace (or append) one section of RESULTS.md, keeping the others as they are."""
+    start, end = f"<!-- section:{name} -->", f"<!-- /section:{name} -->"
+    block = f"{start}\n{body.strip()}\n{end}"
+    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else ""
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: block, text)
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    RESULTS.write_text(text.lstrip(), encoding="utf-8")
