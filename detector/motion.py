@@ -9,7 +9,7 @@ being seen and dwell timers keep running.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -29,6 +29,7 @@ class MotionGate:
         self._thumb: np.ndarray | None = None
         self._detections = Detections.empty()
         self._inferred_at = float("-inf")
+        self._pending: tuple[np.ndarray, float] | None = None
         self.skipped = 0
 
     @staticmethod
@@ -36,8 +37,9 @@ class MotionGate:
         small = image[::SUBSAMPLE, ::SUBSAMPLE]
         return cv2.resize(small, GRID, interpolation=cv2.INTER_AREA).astype(np.int16)
 
-    def detect(self, frame: Frame, infer: Callable[[np.ndarray], Detections]) -> Detections:
-        """Detections for `frame`: `infer(frame.image)`, or the last ones if nothing moved."""
+    def reuse(self, frame: Frame) -> Detections | None:
+        """The last detections if nothing moved since the last inferred frame; else None,
+        and the caller runs inference on `frame` and hands the result to `inferred`."""
         thumb = self._thumbnail(frame.image)
         if (
             self._thumb is not None
@@ -48,6 +50,29 @@ class MotionGate:
             self.skipped += 1
             d = self._detections
             return Detections(d.boxes.copy(), d.scores.copy(), d.class_ids.copy())
-        self._thumb, self._inferred_at = thumb, frame.pts
-        self._detections = infer(frame.image)
-        return self._detections
+        self._pending = (thumb, frame.pts)
+        return None
+
+    def inferred(self, detections: Detections) -> None:
+        assert self._pending is not None, "inferred() follows a reuse() that returned None"
+        self._thumb, self._inferred_at = self._pending
+        self._detections = detections
+
+
+def detect_gated(
+    detect: Callable[[list[np.ndarray]], list[Detections]],
+    frames: Sequence[Frame],
+    gates: Sequence[MotionGate | None],
+) -> list[Detections]:
+    """Detections for each frame: one batched `detect` call for the frames that moved (or
+    have no gate), the gate's last detections for the rest."""
+    found: list[Detections | None] = [
+        None if gate is None else gate.reuse(frame)
+        for frame, gate in zip(frames, gates, strict=True)
+    ]
+    todo = [i for i, d in enumerate(found) if d is None]
+    for i, detections in zip(todo, detect([frames[i].image for i in todo]), strict=True):
+        found[i] = detections
+        if (gate := gates[i]) is not None:
+            gate.inferred(detections)
+    return found  # type: ignore[return-value]  # every slot is filled by now

@@ -43,10 +43,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     # Imported after validation so a bad config is refused before any heavy loading.
-    from detector.engine import Engine
     from models.errors import ModelError
     from streams.evidence import EvidenceWriter
-    from streams.scoring import score_camera, specs_for, warn_unchecked, write_jsonl
+    from streams.scoring import (
+        engine_for,
+        score_camera,
+        specs_for,
+        warn_unchecked,
+        write_jsonl,
+    )
 
     key_env = config.api.key_env if config.api else "STREETWATCH_API_KEY"
     api_key = os.environ.get(key_env)
@@ -61,12 +66,7 @@ def run(args: argparse.Namespace) -> int:
         print("error: no camera in the config has a file source", file=sys.stderr)
         return EXIT_USAGE
     try:
-        engine = Engine(
-            config.model,
-            conf_threshold=config.detector.conf_threshold,
-            iou_threshold=config.detector.iou_threshold,
-            rect=config.detector.rect,
-        )
+        engine = engine_for(config)
     except ModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED

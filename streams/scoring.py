@@ -17,7 +17,7 @@ from tqdm import tqdm
 from api.contract import CaseReport, EvidenceRef
 from detector.engine import Engine
 from detector.incidents import Incident
-from detector.motion import MotionGate
+from detector.motion import MotionGate, detect_gated
 from detector.pipeline import CameraPipeline, rule_specs
 from detector.rules import RuleSpec
 from detector.zones import Zone
@@ -63,6 +63,16 @@ def camera_pipeline(
         class_names,
         epoch,
         max_gap_s=camera.sample.max_gap_s,
+    )
+
+
+def engine_for(config: Config) -> Engine:
+    """The engine as the config's `model` and `detector` settings ask for it."""
+    return Engine(
+        config.model,
+        conf_threshold=config.detector.conf_threshold,
+        iou_threshold=config.detector.iou_threshold,
+        rect=config.detector.rect,
     )
 
 
@@ -173,10 +183,7 @@ def score_camera(
 
         with progress(camera, source.duration_s()) as bar:
             for frames in batched(prefetch(source.frames()), BATCH):
-                if gate:
-                    found = [gate.detect(frame, engine.detect_one) for frame in frames]
-                else:
-                    found = engine.detect([frame.image for frame in frames])
+                found = detect_gated(engine.detect, frames, [gate] * len(frames))
                 for frame, detections in zip(frames, found, strict=True):
                     for event in pipeline.process(frame, detections):
                         report(event.incident)

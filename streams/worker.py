@@ -22,8 +22,8 @@ from pathlib import Path
 from api.client import IntakeClient
 from api.contract import CaseReport, Observation
 from api.outbox import Backoff, Deliverer, Outbox, OutboxError
-from detector.engine import Engine
 from detector.incidents import Incident, IncidentEvent
+from detector.motion import MotionGate, detect_gated
 from detector.pipeline import CameraPipeline
 from detector.rules import RuleSpec
 from streams.config import CameraConfig, ConfigError, load_config
@@ -31,7 +31,13 @@ from streams.evidence import EvidenceWriter
 from streams.health import HealthEvent
 from streams.metrics import WorkerMetrics
 from streams.rtsp import RtspSource
-from streams.scoring import camera_pipeline, specs_for, to_report, warn_unchecked
+from streams.scoring import (
+    camera_pipeline,
+    engine_for,
+    specs_for,
+    to_report,
+    warn_unchecked,
+)
 from streams.sources import Sampling
 
 log = logging.getLogger(__name__)
@@ -66,6 +72,7 @@ class Shard:
 class LiveCamera:
     config: CameraConfig
     source: RtspSource
+    gate: MotionGate | None = None
     pipeline: CameraPipeline | None = None  # made at the first frame: its epoch is then
     epoch: datetime | None = None
     reports: dict[str, CaseReport] = field(default_factory=dict)  # open incidents, by id
@@ -115,11 +122,7 @@ class Worker:
             evidence_dir=self.evidence.directory,
             on_delivered=self.metrics.posted.inc,
         )
-        self.engine = Engine(
-            self.config.model,
-            conf_threshold=self.config.detector.conf_threshold,
-            iou_threshold=self.config.detector.iou_threshold,
-        )
+        self.engine = engine_for(self.config)
         self.specs: dict[str, RuleSpec] = specs_for(self.engine, self.config)
         self.cameras: dict[str, LiveCamera] = {}
         self._unsaved: list[tuple[LiveCamera, IncidentEvent]] = []
@@ -187,7 +190,9 @@ class Worker:
         if not batch:
             return False
         started = time.perf_counter()
-        detections = self.engine.detect([frame.image for _, frame in batch])
+        detections = detect_gated(
+            self.engine.detect, [frame for _, frame in batch], [cam.gate for cam, _ in batch]
+        )
         self.metrics.inference.observe(time.perf_counter() - started)
         self.metrics.batch.observe(len(batch))
         now = time.time()
@@ -308,7 +313,8 @@ class Worker:
                 )
         for cam_id, camera in wanted.items():
             if cam_id not in self.cameras:
-                cam = LiveCamera(camera, self._make_source(camera))
+                gate = MotionGate() if self.config.detector.motion_gate else None
+                cam = LiveCamera(camera, self._make_source(camera), gate)
                 cam.source.start()
                 self.cameras[cam_id] = cam
         self.metrics.cameras.set(len(self.cameras))

@@ -11,7 +11,7 @@ import pytest
 
 from detector.calibration import VTEST_AVI, agreement, quantize_model
 from detector.engine import Engine
-from detector.motion import MotionGate
+from detector.motion import MotionGate, detect_gated
 from detector.types import Detections, Frame
 from models import registry
 from models.cache import HOME_ENV, models_dir
@@ -51,25 +51,29 @@ def _frame(image: np.ndarray, pts: float) -> Frame:
 
 def test_motion_gate_skips_still_frames_and_reruns_on_change(bus_jpg: Path):
     still = cv2.imread(str(bus_jpg))
-    calls: list[float] = []
+    calls: list[int] = []
     found = Detections(np.array([[10, 10, 50, 50]], np.float32), np.ones(1, np.float32),
                        np.zeros(1, np.int32))  # fmt: skip
 
-    def infer(image: np.ndarray) -> Detections:
-        calls.append(float(image.mean()))
-        return found
+    def detect(images: list[np.ndarray]) -> list[Detections]:
+        calls.append(len(images))
+        return [found] * len(images)
 
     gate = MotionGate(max_skip_s=2.0)
     for i in range(10):  # 0.0 .. 0.9 s, nothing moves: inferred once
-        dets = gate.detect(_frame(still, i / 10), infer)
+        (dets,) = detect_gated(detect, [_frame(still, i / 10)], [gate])
         np.testing.assert_array_equal(dets.boxes, found.boxes)  # a gated frame is still seen
-    assert len(calls) == 1 and gate.skipped == 9
+    assert sum(calls) == 1 and gate.skipped == 9
     moved = still.copy()
     moved[400:460, 300:340] = 255  # a 40 x 60 px object appears
-    gate.detect(_frame(moved, 1.0), infer)
-    assert len(calls) == 2
-    gate.detect(_frame(moved, 3.5), infer)  # max_skip_s bounds how long detections are reused
-    assert len(calls) == 3
+    detect_gated(detect, [_frame(moved, 1.0)], [gate])
+    assert sum(calls) == 2
+    detect_gated(detect, [_frame(moved, 3.5)], [gate])  # max_skip_s bounds the reuse
+    assert sum(calls) == 3
+    # Across cameras: gated frames are left out of the one batched call.
+    other = MotionGate()
+    detect_gated(detect, [_frame(moved, 3.6), _frame(still, 3.6)], [gate, other])
+    assert calls[-1] == 1  # only the other camera's first frame was inferred
 
 
 def test_agreement_counts_missed_and_extra_boxes():
