@@ -51,6 +51,4 @@ class Detections:
     @property
     def ground_points(self) -> np.ndarray:
         """Bottom-centre of each box (N x 2): where an object stands on the street."""
-        return np.stack(
-            [(self.boxes[:, 0] + self.boxes[:, 2]) * 0.5, self.boxes[:, 3]], axis=1
-        )
+        return np.stack([(self.boxes[:, 0] + self.boxes[:, 2]) * 0.5, self.boxes[:, 3]], axis=1)
