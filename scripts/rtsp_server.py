@@ -8,9 +8,12 @@ Run by the system Python (it needs GStreamer's `gi` bindings):
 Each mount decodes its file with ffmpeg (any codec ffmpeg reads, e.g. the msmpeg4 of
 opencv-doc's vtest.avi, which GStreamer alone cannot decode), scales it to --width x
 --height at --fps, and GStreamer re-encodes it with x264 (zerolatency, a keyframe every
---keyint frames). Files loop forever unless --once. Prints one line
+--keyint frames). With --passthrough, each file must already be H.264 and is served as it is
+(ffmpeg copies it, paced in real time; nothing is decoded or encoded), so many 1080p cameras
+cost the machine little; --stagger spreads the mounts' starts over that many seconds, so their
+keyframes do not all arrive at once. Files loop forever unless --once. Prints one line
 "READY rtsp://127.0.0.1:PORT/MOUNT ..." once listening. SIGTERM/SIGINT stop it cleanly;
-the launcher in tests/streams/rtsp_server.py also SIGKILLs and SIGSTOPs its process group.
+the launcher in streams/testcam.py also SIGKILLs and SIGSTOPs its process group.
 """
 
 from __future__ import annotations
@@ -31,27 +34,51 @@ from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
 HOST = "127.0.0.1"  # test cameras are never reachable from outside the machine
 
 
-class FileCamera(GstRtspServer.RTSPMediaFactory):
-    """Serves one file; every new media (first client after an idle spell) starts an ffmpeg."""
+class Camera(GstRtspServer.RTSPMediaFactory):
+    """One mount; every new media (first client after an idle spell) starts an ffmpeg that
+    feeds the pipeline's fdsrc."""
 
-    def __init__(self, path: Path, args: argparse.Namespace) -> None:
+    def __init__(self, path: Path, args: argparse.Namespace, launch: str) -> None:
         super().__init__()
         self.path = path
         self.args = args
+        self.set_launch(launch)
+        self.set_shared(True)  # like a real camera: all clients see the same stream
+        self.connect("media-configure", self._on_media_configure)
+
+    def _ffmpeg(self) -> subprocess.Popen[bytes]:
+        raise NotImplementedError
+
+    def _on_media_configure(self, _factory: object, media: GstRtspServer.RTSPMedia) -> None:
+        decoder = self._ffmpeg()
+        media.get_element().get_by_name("src").set_property("fd", decoder.stdout.fileno())
+
+        def stop_decoder(_media: object) -> None:
+            decoder.kill()
+            decoder.wait()
+            decoder.stdout.close()
+
+        media.connect("unprepared", stop_decoder)
+
+
+class FileCamera(Camera):
+    """Decodes any file with ffmpeg, scales it, and re-encodes it with x264."""
+
+    def __init__(self, path: Path, args: argparse.Namespace) -> None:
         rate = Fraction(args.fps).limit_denominator(1001)
         # threads=1: one slice per frame. With zerolatency's sliced threads, rtph264pay repeats
         # SPS/PPS before every IDR slice and FFmpeg splits each keyframe into two frames.
-        self.set_launch(
+        super().__init__(
+            path,
+            args,
             "( fdsrc name=src"
             f" ! rawvideoparse width={args.width} height={args.height} format=i420"
             f" framerate={rate.numerator}/{rate.denominator}"
             " ! queue ! x264enc tune=zerolatency speed-preset=ultrafast threads=1"
             f" key-int-max={args.keyint} bitrate={args.bitrate}"
             " ! video/x-h264,profile=constrained-baseline"
-            " ! rtph264pay name=pay0 pt=96 config-interval=-1 )"
+            " ! rtph264pay name=pay0 pt=96 config-interval=-1 )",
         )
-        self.set_shared(True)  # like a real camera: all clients see the same stream
-        self.connect("media-configure", self._on_media_configure)
 
     def _ffmpeg(self) -> subprocess.Popen[bytes]:
         a = self.args
@@ -64,16 +91,33 @@ class FileCamera(GstRtspServer.RTSPMediaFactory):
         # If the server dies, the pipe's read end closes and ffmpeg exits on EPIPE.
         return subprocess.Popen(command, stdout=subprocess.PIPE)
 
-    def _on_media_configure(self, _factory: object, media: GstRtspServer.RTSPMedia) -> None:
-        decoder = self._ffmpeg()
-        media.get_element().get_by_name("src").set_property("fd", decoder.stdout.fileno())
 
-        def stop_decoder(_media: object) -> None:
-            decoder.kill()
-            decoder.wait()
-            decoder.stdout.close()
+class CopyCamera(Camera):
+    """Serves an H.264 file as it is: ffmpeg only demuxes it and paces it (-re), GStreamer
+    parses and packetises. `delay_s` holds the stream back at start (see --stagger)."""
 
-        media.connect("unprepared", stop_decoder)
+    def __init__(self, path: Path, args: argparse.Namespace, delay_s: float) -> None:
+        # do-timestamp: the raw H.264 pipe carries no timestamps; ffmpeg's -re pacing gives them.
+        # config-interval=0: the stream has SPS/PPS before every IDR already; repeated before
+        # each IDR slice as well (-1), FFmpeg splits a multi-slice keyframe into two frames.
+        super().__init__(
+            path,
+            args,
+            "( fdsrc name=src do-timestamp=true ! h264parse ! video/x-h264,alignment=au"
+            " ! rtph264pay name=pay0 pt=96 config-interval=0 )",
+        )
+        self.delay_s = delay_s
+
+    def _ffmpeg(self) -> subprocess.Popen[bytes]:
+        loop = [] if self.args.once else ["-stream_loop", "-1"]
+        # No explicit -bsf:v h264_mp4toannexb: in ffmpeg 5.1 that one stops the stream at the
+        # first loop ("A non-NULL packet sent after an EOF"); the muxer's own does not.
+        command = [
+            "ffmpeg", "-nostdin", "-loglevel", "error", "-re", *loop, "-i", str(self.path),
+            "-an", "-c:v", "copy", "-f", "h264", "pipe:1",
+        ]  # fmt: skip
+        delayed = ["sh", "-c", 'sleep "$0" && exec "$@"', f"{self.delay_s:.3f}", *command]
+        return subprocess.Popen(delayed, stdout=subprocess.PIPE)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -88,6 +132,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--keyint", type=int, default=20, help="frames between keyframes")
     parser.add_argument("--bitrate", type=int, default=1000, help="kbit/s")
     parser.add_argument("--once", action="store_true", help="play each file once, not looped")
+    parser.add_argument(
+        "--passthrough",
+        action="store_true",
+        help="serve H.264 files without re-encoding (--fps/--width/--height/--keyint unused)",
+    )
+    parser.add_argument(
+        "--stagger", type=float, default=0.0, help="passthrough: spread mount starts over S s"
+    )
     args = parser.parse_args(argv)
     mounts = {}
     for spec in args.mount:
@@ -105,9 +157,16 @@ def main(argv: list[str]) -> int:
     server = GstRtspServer.RTSPServer()
     server.set_address(HOST)
     server.set_service(str(args.port))
+    # One thread per client: the default single thread prepares the mounts' media one after
+    # another, and with dozens of cameras the last ones time out.
+    server.get_thread_pool().set_max_threads(-1)
     points = server.get_mount_points()
-    for mount, path in args.mounts.items():
-        points.add_factory(mount, FileCamera(path, args))
+    for i, (mount, path) in enumerate(args.mounts.items()):
+        if args.passthrough:
+            delay_s = args.stagger * i / len(args.mounts)
+            points.add_factory(mount, CopyCamera(path, args, delay_s))
+        else:
+            points.add_factory(mount, FileCamera(path, args))
     if server.attach(None) == 0:
         print(f"cannot listen on {HOST}:{args.port}", file=sys.stderr)
         return 1

@@ -6,6 +6,9 @@ with RtspServer({"cam": clip}, keyint=10) as server:
     url = server.url("cam")
     server.kill(); server.restart()  # same port: clients can reconnect
     server.freeze(); server.thaw()  # SIGSTOP / SIGCONT: connections stay open, silent
+
+RtspServer({"cam-1": mp4, "cam-2": mp4}, passthrough=True, stagger_s=2.0) serves H.264 files
+without re-encoding, for many cameras at full resolution (benchmarks/capacity.py).
 """
 
 from __future__ import annotations
@@ -33,10 +36,18 @@ class RtspServer:
         height: int = 240,
         keyint: int = 20,
         once: bool = False,
+        passthrough: bool = False,
+        stagger_s: float = 0.0,
     ) -> None:
+        """passthrough: serve H.264 files as they are (fps, size and keyint unused), their
+        starts spread over stagger_s seconds; see scripts/rtsp_server.py."""
         self.mounts = mounts
-        self.options = ["--fps", str(fps), "--width", str(width), "--height", str(height)]
-        self.options += ["--keyint", str(keyint)] + ["--once"] * once
+        if passthrough:
+            self.options = ["--passthrough", "--stagger", str(stagger_s)]
+        else:
+            self.options = ["--fps", str(fps), "--width", str(width), "--height", str(height)]
+            self.options += ["--keyint", str(keyint)]
+        self.options += ["--once"] * once
         self.port = 0  # the first start picks a free port; restarts reuse it
         self.process: subprocess.Popen[str] | None = None
 
