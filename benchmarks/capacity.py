@@ -1,0 +1,160 @@
+"""Section 4: how many 1080p cameras one worker keeps up with.
+
+N loopback RTSP cameras serve the 1080p clip (25 fps, a keyframe every 2 s) pass-through,
+niced, their keyframes spread over one GOP (real cameras are not in step). `streetwatch run`
+watches them with the recommended live settings (live.RECOMMENDED, keyframes only) and posts
+to a real intake server. After a warm-up, scrapes of its /metrics over a window give, per
+camera, samples processed against the window / 2 s expected, and the lag gauge (the maximum
+over scrapes a second apart); /proc gives the CPU of the worker and of the server with its
+ffmpegs. A step passes when every camera has >= 95% of its expected samples and no lag
+reached 2 s. Steps go up until one fails, then bisect down to a gap of 8 cameras.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.common import KEYINT_S, table
+from benchmarks.live import (
+    Scrape,
+    camera_config,
+    cameras,
+    cpu_seconds,
+    describe,
+    group_cpu_seconds,
+    intake,
+    live_worker,
+)
+
+MIN_SHARE_PCT = 95.0
+MAX_LAG_S = 2.0
+STEPS = (8, 16, 32, 64, 96, 128)
+BISECT_TO = 8
+SCRAPE_EVERY_S = 1.0
+
+
+@dataclass(frozen=True)
+class Step:
+    cameras: int
+    processed_pct: list[float]  # per camera, of the samples the window should hold
+    produced_pct: list[float]  # keyframes decoded and offered to the loop, same scale
+    max_lag_s: float
+    worker_cores: float
+    server_cores: float
+    mean_batch: float
+    inference_ms: float  # per batched call
+
+    @property
+    def passed(self) -> bool:
+        return min(self.processed_pct) >= MIN_SHARE_PCT and self.max_lag_s < MAX_LAG_S
+
+    def row(self) -> list[object]:
+        return [
+            self.cameras,
+            f"{min(self.processed_pct):.0f} / {statistics.median(self.processed_pct):.0f}",
+            f"{min(self.produced_pct):.0f}",
+            f"{self.max_lag_s:.2f}",
+            f"{self.worker_cores:.2f}",
+            f"{self.server_cores:.2f}",
+            f"{self.mean_batch:.1f}",
+            f"{self.inference_ms:.0f}",
+            "pass" if self.passed else "**fail**",
+        ]
+
+
+HEADER = [
+    "cameras",
+    "samples processed, min / median % of expected",
+    "samples produced, min %",
+    "max lag s",
+    "worker CPU (cores)",
+    "server CPU (cores)",
+    "mean batch",
+    "ms per batch",
+    "verdict",
+]
+
+
+def _delta(first: Scrape, last: Scrape, metric: str) -> dict[str, float]:
+    before = first.per_camera(metric)
+    return {cam: v - before.get(cam, 0.0) for cam, v in last.per_camera(metric).items()}
+
+
+def _mean(first: Scrape, last: Scrape, histogram: str) -> float:
+    count = last.total(f"{histogram}_count") - first.total(f"{histogram}_count")
+    total = last.total(f"{histogram}_sum") - first.total(f"{histogram}_sum")
+    return total / count if count else 0.0
+
+
+def measure(clip: Path, count: int, api: tuple[str, str], warmup_s: float, window_s: float) -> Step:
+    with cameras(clip, count, KEYINT_S) as (server, urls):
+        assert server.process is not None
+        pgid = server.process.pid
+        configs = [
+            camera_config(f"cam-{i:03d}", url, {"keyframes": True}) for i, url in enumerate(urls)
+        ]
+        with live_worker(api, configs) as worker:
+            worker.wait_all_processing(count, timeout_s=60 + count)
+            time.sleep(warmup_s)
+            first = worker.metrics()
+            cpu_before = cpu_seconds(worker.pid), group_cpu_seconds(pgid)
+            max_lag, last = 0.0, first
+            while last.at - first.at < window_s:
+                time.sleep(SCRAPE_EVERY_S)
+                last = worker.metrics()
+                max_lag = max(max_lag, *last.per_camera("streetwatch_lag_seconds").values())
+            cpu_after = cpu_seconds(worker.pid), group_cpu_seconds(pgid)
+    seconds = last.at - first.at
+    expected = seconds / KEYINT_S
+    processed = _delta(first, last, "streetwatch_samples_processed_total")
+    produced = _delta(first, last, "streetwatch_samples_produced_total")
+    return Step(
+        cameras=count,
+        processed_pct=[processed.get(c["id"], 0.0) / expected * 100 for c in configs],
+        produced_pct=[produced.get(c["id"], 0.0) / expected * 100 for c in configs],
+        max_lag_s=max_lag,
+        worker_cores=(cpu_after[0] - cpu_before[0]) / seconds,
+        server_cores=(cpu_after[1] - cpu_before[1]) / seconds,
+        mean_batch=_mean(first, last, "streetwatch_batch_size"),
+        inference_ms=_mean(first, last, "streetwatch_inference_seconds") * 1e3,
+    )
+
+
+def run(clip: Path, warmup_s: float, window_s: float, steps: tuple[int, ...] = STEPS) -> str:
+    how = describe(clip)
+    results: list[Step] = []
+    best, failed = 0, None
+    with intake() as api:
+
+        def step(count: int) -> bool:
+            result = measure(clip, count, api, warmup_s, window_s)
+            results.append(result)
+            print(f"capacity: {count} cameras: {'pass' if result.passed else 'fail'}", flush=True)
+            return result.passed
+
+        for count in steps:
+            if not step(count):
+                failed = count
+                break
+            best = count
+        while failed is not None and failed - best > BISECT_TO:
+            middle = (best + failed) // 2
+            if step(middle):
+                best = middle
+            else:
+                failed = middle
+    results.sort(key=lambda r: r.cameras)
+    rows = [r.row() for r in results]
+    verdict = f"**Largest N passing: {best}**" if best else "**No N passed**"
+    return (
+        f"{table(HEADER, rows)}\n\n{verdict} (every camera >= {MIN_SHARE_PCT:g}% of its "
+        f"expected samples, lag < {MAX_LAG_S:g} s), steps {', '.join(map(str, steps))} "
+        f"until the first failure, then bisected to {BISECT_TO}. Each step: a fresh server "
+        f"and worker, {warmup_s:g} s warm-up after every camera's first sample, then "
+        f"{window_s:g} s measured (expected samples = window / {KEYINT_S:g} s; lag = the "
+        f"worker's capture-to-inference gauge, maximum over scrapes {SCRAPE_EVERY_S:g} s apart; "
+        f"CPU from /proc, in cores of 2, the server's including its ffmpegs).\n\n{how}"
+    )

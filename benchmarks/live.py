@@ -1,0 +1,219 @@
+"""What the capacity and soak sections share: loopback cameras, a real intake server, and
+`streetwatch run` in a subprocess, watched from outside through its /metrics and /proc."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import yaml
+
+from api.settings import Settings
+from api.testing import run_server
+from benchmarks.common import CLIP_SIZE, ROOT, machine
+from streams.testcam import RtspServer
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+SERVER_NICE = 10  # the cameras stand in for other machines: the worker comes first
+CHECKS = ["illegal_parking", "street_stall", "garbage"]
+# What the benchmarks run live: keyframes only, the int8 model on aspect-preserving input
+# (section 3: the fastest variant with >= 95% agreement).
+RECOMMENDED = {"model": "yolov4-tiny-int8", "detector": {"rect": True}}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process (threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU time of every live process in a process group (the server and its ffmpegs)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[2]) == pgid:
+            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return total
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def describe(clip: Path) -> str:
+    """Machine, load and input line of a live section, taken at its start."""
+    load = " / ".join(f"{v:.1f}" for v in os.getloadavg())
+    settings = ", ".join(f"{k}: {v}" for k, v in RECOMMENDED.items())
+    return (
+        f"Machine: {machine()}; load average at start {load} (1 / 5 / 15 min; other "
+        f"engineers' jobs share the 2 cores). Input: {clip.name} (the 1080p street clip, "
+        f"H.264, 25 fps, a keyframe every 2 s) looped by loopback RTSP cameras, "
+        f"`scripts/rtsp_server.py --passthrough` (no re-encoding), niced +{SERVER_NICE}. "
+        f"Worker: `streetwatch run` in its own process ({settings}), posting to a real "
+        f"intake server (SQLite)."
+    )
+
+
+@dataclass(frozen=True)
+class Scrape:
+    """One read of the worker's /metrics: (metric, camera label or "") -> value."""
+
+    at: float  # time.monotonic()
+    values: dict[tuple[str, str], float]
+
+    def per_camera(self, metric: str) -> dict[str, float]:
+        return {cam: v for (name, cam), v in self.values.items() if name == metric and cam}
+
+    def total(self, metric: str) -> float:
+        return sum(v for (name, _), v in self.values.items() if name == metric)
+
+
+def parse_metrics(text: str, at: float) -> Scrape:
+    values: dict[tuple[str, str], float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        name, _, labels = head.partition("{")
+        camera = ""
+        for label in labels.rstrip("}").split(","):
+            key, _, quoted = label.partition("=")
+            if key == "camera":
+                camera = quoted.strip('"')
+        values[(name, camera)] = values.get((name, camera), 0.0) + float(value)
+    return Scrape(at, values)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def camera_config(cam_id: str, url: str, sample: dict[str, object]) -> dict[str, object]:
+    w, h = CLIP_SIZE
+    return {
+        "id": cam_id,
+        "source": url,
+        "location": {"lat": 26.58, "lon": 101.72, "grid": "510402001001"},
+        "sample": sample,
+        "zones": [{"id": "street", "polygon": [[0, 0], [w, 0], [w, h], [0, h]], "checks": CHECKS}],
+    }
+
+
+class LiveWorker:
+    """`streetwatch run` on a generated config, in its own process; its log goes to a file."""
+
+    def __init__(self, workdir: Path, api_url: str, key: str, cameras: list[dict]) -> None:
+        self.workdir = workdir
+        self.config = workdir / "worker.yaml"
+        self.config.write_text(
+            yaml.safe_dump({**RECOMMENDED, "api": {"url": api_url}, "cameras": cameras})
+        )
+        self.key = key
+        self.metrics_url = f"http://127.0.0.1:{free_port()}/metrics"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self) -> None:
+        env = os.environ | {"STREETWATCH_API_KEY": self.key, "PYTHONPATH": str(ROOT)}
+        port = self.metrics_url.rsplit(":", 1)[1].split("/")[0]
+        with open(self.workdir / "worker.log", "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", "run", "--config", str(self.config),
+                 "--state-dir", str(self.workdir / "state"), "--metrics-port", port],
+                env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+            )  # fmt: skip
+
+    def scrape(self) -> Scrape | None:
+        """The metrics now, or None while the worker is not serving them yet."""
+        if self.process is not None and self.process.poll() is not None:
+            raise RuntimeError(f"the worker exited ({self.process.returncode}):\n{self.log_tail()}")
+        try:
+            text = httpx.get(self.metrics_url, timeout=5).text
+        except httpx.HTTPError:
+            return None
+        return parse_metrics(text, time.monotonic())
+
+    def metrics(self) -> Scrape:
+        """The metrics now; a loaded worker may miss a scrape's timeout, so it is retried."""
+        for _ in range(10):
+            if scrape := self.scrape():
+                return scrape
+        raise RuntimeError(f"no metrics from the worker:\n{self.log_tail()}")
+
+    def wait_all_processing(self, cameras: int, timeout_s: float) -> Scrape:
+        """Waits until every camera has had a sample through the detector."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            scrape = self.scrape()
+            if scrape and len(scrape.per_camera("streetwatch_samples_processed_total")) >= cameras:
+                return scrape
+            time.sleep(1.0)
+        raise RuntimeError(f"not every camera delivered within {timeout_s:g} s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 20) -> str:
+        log = self.workdir / "worker.log"
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@contextmanager
+def intake() -> Iterator[tuple[str, str]]:
+    """A real intake server (SQLite, in this process): its url and an ingest key."""
+    with tempfile.TemporaryDirectory() as tmp, run_server(Settings(data_dir=Path(tmp))) as server:
+        yield server.url, server.create_key("ingest")
+
+
+@contextmanager
+def cameras(clip: Path, count: int, keyint_s: float) -> Iterator[tuple[RtspServer, list[str]]]:
+    """`count` pass-through cameras serving `clip`, niced, their keyframes spread over a GOP."""
+    mounts = {f"cam-{i:03d}": clip for i in range(count)}
+    with RtspServer(mounts, passthrough=True, stagger_s=keyint_s) as server:
+        assert server.process is not None
+        # Every thread of its group now, and the ffmpegs it starts for each client inherit it.
+        os.setpriority(os.PRIO_PGRP, server.process.pid, SERVER_NICE)
+        yield server, [server.url(m) for m in mounts]
+
+
+@contextmanager
+def live_worker(api: tuple[str, str], cams: list[dict]) -> Iterator[LiveWorker]:
+    with tempfile.TemporaryDirectory(prefix="sw-live-") as tmp:
+        worker = LiveWorker(Path(tmp), *api, cams)
+        worker.start()
+        try:
+            yield worker
+        finally:
+            worker.stop()
