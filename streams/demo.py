@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ from models.default import fetch_default
 from models.samples import sample_path
 from streams.cli import main as cli
 from streams.scenes import BUS_CROP, VTEST_AVI, Sprite, crop, render, video_frames
-from streams.testcam import RtspServer
+from streams.testcam import RtspServer, free_port, wait_until
 
 OUT = Path("out/demo")
 CLIP_SECONDS = 75
@@ -103,12 +102,6 @@ def show(cases_path: Path) -> None:
             print(f"    evidence {ev['kind']}: {ev['path']}")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def process(argv: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[Popen]:
     """A child process writing to `log`, stopped with SIGTERM (then SIGKILL) at the end."""
@@ -123,15 +116,6 @@ def process(argv: list[str], log: Path, env: dict[str, str] | None = None) -> It
             except TimeoutExpired:
                 child.kill()
                 child.wait()
-
-
-def wait_for(check, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(1)
-    raise TimeoutError(f"gave up waiting for {what} after {timeout_s:g} s")
 
 
 def live(clip: Path) -> int:
@@ -157,7 +141,7 @@ def live(clip: Path) -> int:
         ),
         RtspServer({"cam-001": clip}, fps=10, width=768, height=576, keyint=20) as camera,
     ):
-        wait_for(lambda: _get(f"{api_url}/readyz", {}), 60, "the API")
+        wait_until(lambda: _get(f"{api_url}/readyz", {}), 60, "the API")
         config = CONFIG | {
             "api": {"url": api_url},
             "cameras": [CONFIG["cameras"][0] | {"source": camera.url("cam-001")}],
@@ -180,7 +164,7 @@ def live(clip: Path) -> int:
                 return page["items"] if count >= 2 else None
 
             print("  waiting for the worker to confirm the parked van and the bus (dwell 20 s)")
-            cases = wait_for(two_cases, 150, "the worker's cases")
+            cases = wait_until(two_cases, 150, "the worker's cases")
         changes = _get(f"{api_url}/v1/changes", headers)
         print(f"\n{len(cases)} case(s) in the intake API ({api_url}/v1/cases):")
         for c in sorted(cases, key=lambda c: c["first_seen"]):

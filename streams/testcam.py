@@ -16,14 +16,18 @@ from __future__ import annotations
 import os
 import selectors
 import signal
+import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "rtsp_server.py"
 SYSTEM_PYTHON = "/usr/bin/python3"  # GStreamer's gi bindings are a Debian package
 READY_TIMEOUT_S = 15.0
+T = TypeVar("T")
 
 
 class RtspServer:
@@ -125,3 +129,22 @@ class RtspServer:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback address right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(
+    check: Callable[[], T | None], timeout_s: float, what: str, poll_s: float = 0.25
+) -> T:
+    """Polls `check` until it returns something truthy, which is returned."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        time.sleep(poll_s)
+    raise TimeoutError(f"gave up waiting for {what} after {timeout_s:g} s")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import socket
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +18,7 @@ from api.outbox import Backoff, Outbox
 from api.settings import Settings
 from api.testing import run_server
 from streams.cli import main
+from streams.testcam import free_port
 
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
 
@@ -47,12 +47,6 @@ def report(incident_id: str, evidence: list[EvidenceRef]) -> CaseReport:
         last_seen=T0 + timedelta(seconds=120),
         evidence=evidence,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -25,27 +25,12 @@ from api.settings import Settings
 from api.testing import RunningServer, run_server
 from models.cache import HOME_ENV, home
 from streams.scenes import BUS_CROP, VTEST_AVI, Sprite, crop, render, video_frames
-from streams.testcam import RtspServer
+from streams.testcam import RtspServer, free_port, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 BAY = [[380, 380], [767, 380], [767, 560], [380, 560]]
 RULES = {"illegal_parking": {"dwell_s": 4, "clear_s": 6, "occlusion_s": 3}}
 READ_TIMEOUT_S = 3.0
-
-
-def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
