@@ -9,10 +9,11 @@ import argparse
 import logging
 import time
 
-from benchmarks import api, e2e, inference, stages
+from benchmarks import api, capacity, e2e, inference, soak, stages
 from benchmarks.common import build_clip, machine, write_section
 
-SECTIONS = ("e2e", "stages", "inference", "capacity", "api")
+SECTIONS = ("e2e", "stages", "inference", "capacity", "api", "soak")
+OWN_HOW = ("api", "capacity", "soak")  # sections that say their own machine and input
 
 
 def main() -> None:
@@ -20,6 +21,9 @@ def main() -> None:
     parser.add_argument("--only", action="append", choices=SECTIONS, help="repeatable")
     parser.add_argument("--runs", type=int, default=3, help="runs per figure (median)")
     parser.add_argument("--seconds", type=float, default=12, help="length of the 1080p clip")
+    parser.add_argument("--window", type=float, default=60, help="capacity: seconds measured")
+    parser.add_argument("--warmup", type=float, default=10, help="capacity: seconds before")
+    parser.add_argument("--minutes", type=float, default=10, help="soak: length of the run")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     chosen = args.only or SECTIONS
@@ -42,15 +46,27 @@ def main() -> None:
             body = inference.run(clip, args.runs, e2e.exported_models())
         elif name == "api":
             body = api.run(args.runs)  # says its own machine and input; no clip
+        elif name == "capacity":
+            body = capacity.run(clip, args.warmup, args.window)
         else:
-            continue  # capacity: see RESULTS.md for what it waits on
+            body = soak.run(clip, args.minutes)
         command = (
             f"`python -m benchmarks --only {name} --runs {args.runs} --seconds {args.seconds:g}`"
         )
         if name == "api":
             command = f"`python -m benchmarks --only api --runs {args.runs}`"
+        elif name == "capacity":
+            command = (
+                f"`python -m benchmarks --only capacity --seconds {args.seconds:g} "
+                f"--warmup {args.warmup:g} --window {args.window:g}`"
+            )
+        elif name == "soak":
+            command = (
+                f"`python -m benchmarks --only soak --seconds {args.seconds:g} "
+                f"--minutes {args.minutes:g}`"
+            )
         took = time.perf_counter() - started
-        text = body if name == "api" else f"{body}\n\n{how}"
+        text = body if name in OWN_HOW else f"{body}\n\n{how}"
         write_section(name, f"{text} Reproduce: {command} ({took:.0f} s).")
         print(f"{name}: done in {took:.0f} s")
 

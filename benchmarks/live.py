@@ -26,9 +26,10 @@ from streams.testcam import RtspServer
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SERVER_NICE = 10  # the cameras stand in for other machines: the worker comes first
 CHECKS = ["illegal_parking", "street_stall", "garbage"]
-# What the benchmarks run live: keyframes only, the int8 model on aspect-preserving input
-# (section 3: the fastest variant with >= 95% agreement).
+# What the benchmarks run live (besides keyframe sampling): the int8 model on aspect-preserving
+# input, section 3's fastest variant with >= 95% agreement.
 RECOMMENDED = {"model": "yolov4-tiny-int8", "detector": {"rect": True}}
+RECOMMENDED_TEXT = "model yolov4-tiny-int8, `detector: {rect: true}`"
 
 
 def cpu_seconds(pid: int) -> float:
@@ -62,13 +63,12 @@ def rss_mib(pid: int) -> float:
 def describe(clip: Path) -> str:
     """Machine, load and input line of a live section, taken at its start."""
     load = " / ".join(f"{v:.1f}" for v in os.getloadavg())
-    settings = ", ".join(f"{k}: {v}" for k, v in RECOMMENDED.items())
     return (
         f"Machine: {machine()}; load average at start {load} (1 / 5 / 15 min; other "
         f"engineers' jobs share the 2 cores). Input: {clip.name} (the 1080p street clip, "
         f"H.264, 25 fps, a keyframe every 2 s) looped by loopback RTSP cameras, "
         f"`scripts/rtsp_server.py --passthrough` (no re-encoding), niced +{SERVER_NICE}. "
-        f"Worker: `streetwatch run` in its own process ({settings}), posting to a real "
+        f"Worker: `streetwatch run` in its own process ({RECOMMENDED_TEXT}), posting to a real "
         f"intake server (SQLite)."
     )
 
