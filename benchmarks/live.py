@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,7 +20,7 @@ import yaml
 from api.settings import Settings
 from api.testing import run_server
 from benchmarks.common import CLIP_SIZE, ROOT, machine
-from streams.testcam import RtspServer
+from streams.testcam import RtspServer, free_port
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SERVER_NICE = 10  # the cameras stand in for other machines: the worker comes first
@@ -101,12 +100,6 @@ def parse_metrics(text: str, at: float) -> Scrape:
                 camera = quoted.strip('"')
         values[(name, camera)] = values.get((name, camera), 0.0) + float(value)
     return Scrape(at, values)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def camera_config(cam_id: str, url: str, sample: dict[str, object]) -> dict[str, object]:
