@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import random
 import sqlite3
 import threading
 import time
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from api.backoff import Backoff
 from api.client import IntakeClient, RejectedError, RetryableError
 from api.contract import CaseReport, Observation
 
@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 Kind = Literal["post", "patch"]
 DELIVERED_KEEP_S = 7 * 24 * 3600
+DEFAULT_BACKOFF = Backoff(initial_s=1.0, max_s=300.0)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -91,18 +92,8 @@ class DeadItem:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    base_s: float = 1.0
-    cap_s: float = 300.0
-
-    def delay(self, attempts: int, retry_after: float | None = None) -> float:
-        ceiling = min(self.cap_s, self.base_s * 2 ** min(attempts, 30))
-        return max(retry_after or 0.0, random.uniform(0, ceiling))  # full jitter
-
-
 class Outbox:
-    def __init__(self, path: Path, backoff: Backoff = Backoff()) -> None:
+    def __init__(self, path: Path, backoff: Backoff = DEFAULT_BACKOFF) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.backoff = backoff
@@ -211,7 +202,7 @@ class Outbox:
         return True
 
     def _retry_later(self, item: Item, error: str, retry_after: float | None) -> None:
-        delay = self.backoff.delay(item.attempts, retry_after)
+        delay = max(retry_after or 0.0, self.backoff.delay(item.attempts))
         log.info(
             "outbox: %s %s failed (%s); retry in %.1f s", item.kind, item.incident_id, error, delay
         )

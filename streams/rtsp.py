@@ -24,7 +24,6 @@ the budget.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Iterator
@@ -34,6 +33,7 @@ import av
 import av.error
 import numpy as np
 
+from api.backoff import Backoff
 from detector.types import Frame
 from streams.health import FreezeDetector, HealthCallback, HealthEvent, HealthKind, report
 from streams.sources import FpsSampler, Sampling, configure_decoder
@@ -46,23 +46,8 @@ FFMPEG_OPTIONS = {
     "analyzeduration": "500000",  # µs probed at open: the default 5 s delays every (re)connect
 }
 EVERY_FRAME = Sampling()
+RECONNECT_BACKOFF = Backoff(initial_s=0.5, max_s=30.0)
 SIGNATURE_SIZE = (32, 24)  # width, height of the grey thumbnail compared for frozen pictures
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Capped exponential backoff with full jitter, so cameras behind one dead switch
-    don't reconnect in lockstep."""
-
-    initial_s: float = 0.5
-    max_s: float = 30.0
-    multiplier: float = 2.0
-    reset_after_s: float = 10.0  # a connection up this long starts the backoff over
-
-    def delay(self, attempt: int) -> float:
-        """Seconds to wait before retry number `attempt` (0-based)."""
-        cap = min(self.max_s, self.initial_s * self.multiplier ** min(attempt, 64))
-        return random.uniform(0.0, cap)
 
 
 @dataclass(slots=True)
@@ -106,7 +91,8 @@ class RtspSource:
         *,
         open_timeout_s: float = 10.0,
         read_timeout_s: float = 5.0,
-        backoff: Backoff = Backoff(),
+        backoff: Backoff = RECONNECT_BACKOFF,
+        backoff_reset_s: float = 10.0,
         dead_after_s: float = 30.0,
         freeze_after_s: float = 60.0,
         on_health: HealthCallback | None = None,
@@ -117,6 +103,7 @@ class RtspSource:
         self.open_timeout_s = open_timeout_s
         self.read_timeout_s = read_timeout_s
         self.backoff = backoff
+        self.backoff_reset_s = backoff_reset_s  # a connection up this long starts over
         self.dead_after_s = dead_after_s
         self.on_health = on_health
         self.stats = RtspStats()
@@ -208,7 +195,7 @@ class RtspSource:
             if self.connected:
                 self.connected = False
                 self._health("disconnected", reason)
-                if time.monotonic() - self._connected_at >= self.backoff.reset_after_s:
+                if time.monotonic() - self._connected_at >= self.backoff_reset_s:
                     attempt = 0  # a flapping camera keeps backing off; a stable one doesn't
             else:
                 self.stats.failed_connects += 1

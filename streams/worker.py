@@ -21,7 +21,7 @@ from pathlib import Path
 
 from api.client import IntakeClient
 from api.contract import CaseReport, Observation
-from api.outbox import Backoff, Deliverer, Outbox, OutboxError
+from api.outbox import Deliverer, Outbox, OutboxError
 from detector.incidents import Incident, IncidentEvent
 from detector.motion import MotionGate, detect_gated
 from detector.pipeline import CameraPipeline
@@ -91,7 +91,6 @@ class Worker:
         open_timeout_s: float = 10.0,
         read_timeout_s: float = 5.0,
         freeze_after_s: float = 60.0,
-        outbox_backoff: Backoff | None = None,
     ) -> None:
         self.config_path = config_path
         self.config = load_config(config_path)
@@ -111,7 +110,7 @@ class Worker:
             )
         self.state_dir = state_dir
         self.evidence = EvidenceWriter(state_dir / "evidence")
-        self.outbox = Outbox(state_dir / "outbox.sqlite3", outbox_backoff or Backoff())
+        self.outbox = Outbox(state_dir / "outbox.sqlite3")
         self.metrics = WorkerMetrics(lambda: [c.source for c in self.cameras.values()])
         self.metrics_port = metrics_port
         self.metrics_host = metrics_host

@@ -12,9 +12,10 @@ import httpx
 import numpy as np
 import pytest
 
+from api.backoff import Backoff
 from api.client import IntakeClient
 from api.contract import CaseReport, EvidenceRef, Observation
-from api.outbox import Backoff, Outbox
+from api.outbox import Outbox
 from api.settings import Settings
 from api.testing import run_server
 from streams.cli import main
@@ -51,7 +52,7 @@ def report(incident_id: str, evidence: list[EvidenceRef]) -> CaseReport:
 
 @pytest.fixture
 def outbox(tmp_path: Path):
-    box = Outbox(tmp_path / "state" / "outbox.sqlite3", Backoff(base_s=0.01, cap_s=0.05))
+    box = Outbox(tmp_path / "state" / "outbox.sqlite3", Backoff(initial_s=0.01, max_s=0.05))
     yield box
     box.close()
 

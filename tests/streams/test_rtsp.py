@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from api.backoff import Backoff
 from streams.health import HealthEvent
-from streams.rtsp import Backoff, RtspSource
+from streams.rtsp import RtspSource
 from streams.sources import Sampling
 from streams.testcam import RtspServer
 
