@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import av
+import numpy as np
 from tqdm import tqdm
 
 from api.contract import CaseReport, EvidenceRef
@@ -44,8 +45,6 @@ class CameraResult:
 
 
 def zones_of(camera: CameraConfig) -> list[Zone]:
-    import numpy as np
-
     return [
         Zone(z.id, np.asarray(z.polygon, np.float32), frozenset(str(t) for t in z.checks))
         for z in camera.zones
