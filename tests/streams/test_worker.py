@@ -295,10 +295,12 @@ def test_reload_adds_and_removes_cameras_without_restart(street, worker_factory,
         worker = worker_factory(config, key)
         wait_until(lambda: worker.metric("streetwatch_cameras") == 1, 60, "one camera running")
         wait_until(
-            lambda: worker.metric("streetwatch_samples_processed_total", camera="cam-a"),
+            lambda: worker.metric("streetwatch_samples_produced_total", camera="cam-a") >= 6,
             60,
             "cam-a's first samples",
         )
+        # The source's own counter: a restarted camera would start again from zero.
+        produced_a = worker.metric("streetwatch_samples_produced_total", camera="cam-a")
         write_config(config, server.url, {"cam-a": street.url("cam"), "cam-b": street.url("cam")})
         worker.process.send_signal(signal.SIGHUP)
         wait_until(
@@ -306,14 +308,15 @@ def test_reload_adds_and_removes_cameras_without_restart(street, worker_factory,
             60,
             "cam-b started by the reload",
         )
-        processed_a = worker.metric("streetwatch_samples_processed_total", camera="cam-a")
+        assert worker.metric("streetwatch_samples_produced_total", camera="cam-a") > produced_a
+        produced_a = worker.metric("streetwatch_samples_produced_total", camera="cam-a")
         # A broken edit is refused and the cameras carry on.
         config.write_text("cameras: [")
         worker.process.send_signal(signal.SIGHUP)
         wait_until(lambda: any("reload refused" in line for line in worker.log), 20, "the refusal")
+        assert worker.metric("streetwatch_samples_produced_total", camera="cam-a") >= produced_a
         write_config(config, server.url, {"cam-b": street.url("cam")})
         worker.process.send_signal(signal.SIGHUP)
         wait_until(lambda: worker.metric("streetwatch_cameras") == 1, 20, "cam-a removed")
-        # cam-a ran on without a restart until it was removed.
-        assert worker.metric("streetwatch_samples_processed_total", camera="cam-a") >= processed_a
+        assert worker.metric("streetwatch_samples_produced_total", camera="cam-a") == 0  # gone
         assert worker.signal(signal.SIGTERM) == 0
