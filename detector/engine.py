@@ -6,13 +6,21 @@ only letterboxes, runs the session and decodes.
 Batching across cameras: `Engine.detect` takes frames of any sizes in one call. Frames that
 need the same model input (same aspect, see `input_for`) share one session run; a worker
 gets the most out of it by passing every camera's newest frame together.
+
+Parallel runs: a batch is split into one share per core, run concurrently on one session
+whose runs each use a single thread. On a small CPU this beats one run spread over every
+core (YOLOv8n 1.25x on 2 cores, benchmarks/RESULTS.md): a YOLO graph's many small layers
+leave a multi-threaded run waiting on its slowest thread after each one.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -25,20 +33,27 @@ from models.manifest import Manifest
 from models.registry import resolve
 
 
-def _session(path: Path, intra_op_threads: int | None) -> ort.InferenceSession:
+def available_cores() -> int:
+    """The cores this process may run on (affinity aware), not the host's."""
+    return len(os.sched_getaffinity(0))
+
+
+def _session(path: Path, intra_op_threads: int) -> ort.InferenceSession:
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL  # a YOLO graph is one chain
     opts.inter_op_num_threads = 1
-    # Default to the cores this process may run on (cgroup/affinity aware), not the host's.
-    opts.intra_op_num_threads = intra_op_threads or len(os.sched_getaffinity(0))
-    # Spin-waiting workers stay on (ORT's default): turning them off to leave the decode
-    # thread more CPU measured slower, raw and end to end (benchmarks/RESULTS.md).
+    # With more than one thread, spin-waiting workers stay on (ORT's default): turning them
+    # off measured slower, raw and end to end (benchmarks/RESULTS.md).
+    opts.intra_op_num_threads = intra_op_threads
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
 class Engine:
     """Detect objects in BGR frames. Holds reusable buffers: use one engine per thread."""
+
+    parallel_runs: int
+    """How many session runs a batch is split across (see the module docstring)."""
 
     def __init__(
         self,
@@ -50,6 +65,7 @@ class Engine:
         input_size: tuple[int, int] | None = None,
         max_detections: int = 300,
         rect: bool = False,
+        parallel_runs: int | None = None,
     ) -> None:
         """model: a registry name ("default"), a model directory, or an Ultralytics .onnx.
 
@@ -59,7 +75,13 @@ class Engine:
         smallest stride-multiple input that holds it at the manifest's scale (a 16:9 frame
         runs at 416x256 instead of 416x416); fixed-size models always get their own size.
         Off by default: it is faster, but detections shift (see benchmarks/RESULTS.md).
+        parallel_runs: concurrent session runs per batch, default one per core; each run
+        gets intra_op_threads (default: the cores divided among the runs). 1 with
+        intra_op_threads unset runs every batch as one run on all cores (lowest latency
+        for a lone frame).
         """
+        if parallel_runs is not None and parallel_runs < 1:
+            raise ValueError(f"parallel_runs must be >= 1, got {parallel_runs}")
         manifest, path = resolve(model)
         self.manifest: Manifest = manifest
         self.model_path: Path = path
@@ -71,12 +93,21 @@ class Engine:
         self._check_input_size()
         self.rect = rect and input_size is None and self.manifest.dynamic_hw
         self._class_ids = self._class_filter(classes)
-        self._session = _session(self.model_path, intra_op_threads)
+        cores = available_cores()
+        self.parallel_runs = parallel_runs or cores
+        self._session = _session(
+            self.model_path, intra_op_threads or max(1, cores // self.parallel_runs)
+        )
         inp = self._session.get_inputs()[0]
         self._input_name = inp.name
         # Ultralytics exports have a fixed batch of 1 unless exported with dynamic=True.
         self._max_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
-        self._letterboxers: dict[tuple[int, int], Letterboxer] = {}
+        self._local = threading.local()  # each thread letterboxes into buffers of its own
+        self._pool = (
+            ThreadPoolExecutor(self.parallel_runs - 1, thread_name_prefix="infer")
+            if self.parallel_runs > 1
+            else None
+        )
 
     def _check_input_size(self) -> None:
         w, h = self.input_size
@@ -114,20 +145,42 @@ class Engine:
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
         """Detections per image, boxes in each image's own pixels; images may differ in size.
 
-        Images are grouped by model input size and each group runs as one batch (split to the
-        model's fixed batch size if it has one), so results do not depend on the company an
-        image keeps in a call.
+        Images are grouped by model input size; each group is split into one chunk per
+        parallel run (and to the model's fixed batch size if it has one), and the chunks run
+        concurrently. Results do not depend on the company an image keeps in a call.
         """
         groups: dict[tuple[int, int], list[int]] = {}
         for i, image in enumerate(images):
             groups.setdefault(self.input_for(image.shape[1], image.shape[0]), []).append(i)
-        results: dict[int, Detections] = {}
+        chunks: list[list[int]] = []
         for members in groups.values():
-            step = self._max_batch or len(members)
-            for start in range(0, len(members), step):
-                chunk = members[start : start + step]
-                results.update(zip(chunk, self._run([images[i] for i in chunk]), strict=True))
+            step = math.ceil(len(members) / (2 * self.parallel_runs))
+            step = min(step, self._max_batch or step)
+            chunks += [members[start : start + step] for start in range(0, len(members), step)]
+        results: dict[int, Detections] = {}
+        for chunk, found in zip(chunks, self._run_all(images, chunks), strict=True):
+            results.update(zip(chunk, found, strict=True))
         return [results[i] for i in range(len(images))]
+
+    def _run_all(
+        self, images: Sequence[np.ndarray], chunks: list[list[int]]
+    ) -> list[list[Detections]]:
+        """Detections per chunk. The calling thread and the pool's take the next chunk as
+        each finishes its last, so a run slowed by other work (a decode thread) does not
+        hold the others up."""
+        results: list[list[Detections]] = [[] for _ in chunks]
+        order = itertools.count()  # next() on a count is atomic under the GIL
+
+        def work() -> None:
+            while (k := next(order)) < len(chunks):
+                results[k] = self._run([images[i] for i in chunks[k]])
+
+        helpers = min(len(chunks), self.parallel_runs) - 1
+        pending = [self._pool.submit(work) for _ in range(helpers)] if self._pool else []
+        work()
+        for future in pending:
+            future.result()
+        return results
 
     def detect_one(self, image: np.ndarray) -> Detections:
         return self.detect([image])[0]
@@ -135,15 +188,16 @@ class Engine:
     def letterbox(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[Placement]]:
         """Model input for images that share one input size (see `input_for`).
 
-        The tensor is a view of a buffer the next call reuses.
+        The tensor is a view of a buffer the calling thread's next call reuses.
         """
         sizes = {self.input_for(image.shape[1], image.shape[0]) for image in images}
         if len(sizes) != 1:
             raise ValueError(f"images need {len(sizes)} input sizes; use detect() for a mix")
         (size,) = sizes
-        letterbox = self._letterboxers.get(size)
+        letterboxers = self._local.__dict__.setdefault("letterboxers", {})
+        letterbox = letterboxers.get(size)
         if letterbox is None:
-            letterbox = self._letterboxers[size] = Letterboxer(*size)
+            letterbox = letterboxers[size] = Letterboxer(*size)
         return letterbox(images)
 
     def infer(self, tensor: np.ndarray) -> np.ndarray:

@@ -72,6 +72,26 @@ def test_batch_of_different_sizes_matches_one_by_one(
         np.testing.assert_allclose(together.boxes, alone.boxes, atol=0.05)
 
 
+def test_parallel_runs_match_one_run_in_input_order(
+    engine: Engine, bus: np.ndarray, zidane: np.ndarray
+):
+    """A batch split across concurrent runs (chunks handed out as runs finish) comes back in
+    input order with the detections one run on all cores gives."""
+    images = [bus, zidane, bus[:, ::-1].copy(), cv2.resize(zidane, (640, 360)), bus, zidane]
+    one_run = Engine("default", parallel_runs=1)
+    assert engine.parallel_runs >= 1 and one_run.parallel_runs == 1
+    three_runs = Engine("default", parallel_runs=3)
+    for split in (three_runs.detect(images), engine.detect(images)):
+        for together, alone in zip(split, one_run.detect(images), strict=True):
+            np.testing.assert_array_equal(together.class_ids, alone.class_ids)
+            np.testing.assert_allclose(together.scores, alone.scores, atol=1e-4)
+            np.testing.assert_allclose(together.boxes, alone.boxes, atol=0.05)
+    with pytest.raises(ValueError, match="H x W x 3 uint8"):  # raised in a pool thread too
+        three_runs.detect([bus, zidane, bus, np.zeros((8, 8), np.uint8)])
+    with pytest.raises(ValueError, match="parallel_runs"):
+        Engine("default", parallel_runs=0)
+
+
 def test_boxes_are_in_original_pixels_and_inside_the_image(
     engine: Engine, bus: np.ndarray, zidane: np.ndarray
 ):
