@@ -10,11 +10,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from detector.engine import Engine
 from models.cache import home
 from streams.scenes import VTEST_AVI, render, video_frames
 
@@ -33,20 +35,28 @@ def work_dir() -> Path:
     return path
 
 
+# The instruction sets ONNX Runtime's kernels choose between: int8 gains most with VNNI/AMX.
+SIMD_FLAGS = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_vnni": "VNNI", "amx_int8": "AMX"}
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
+    flags: set[str] = set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
                 break
     except OSError:
         pass
+    simd = "/".join(name for flag, name in SIMD_FLAGS.items() if flag in flags) or "no AVX2"
     cores = len(os.sched_getaffinity(0))
     import onnxruntime
 
     return (
-        f"{cores} cores ({cpu}), Python {platform.python_version()}, "
+        f"{cores} cores ({cpu}, {simd}), Python {platform.python_version()}, "
         f"onnxruntime {onnxruntime.__version__}, numpy {np.__version__}"
     )
 
@@ -79,6 +89,19 @@ def per_call_ms(fn: Callable[[], object], repeat: int, runs: int = 5) -> float:
         return (time.perf_counter() - started) / repeat * 1e3
 
     return median_of(runs, once)
+
+
+def inference_ms(engine: Engine, tensor: np.ndarray, repeat: int, runs: int = 5) -> float:
+    """Raw `session.run` time per frame of `tensor`'s batch, the engine's way: as many
+    concurrent runs as it splits a batch into (`Engine.parallel_runs`), `repeat` calls each.
+    Median over `runs`, in milliseconds of wall time per frame."""
+    calls = engine.parallel_runs
+    with ThreadPoolExecutor(calls) as pool:
+
+        def all_runs() -> None:
+            list(pool.map(lambda _: engine.infer(tensor), range(calls)))
+
+        return per_call_ms(all_runs, repeat, runs) / (calls * tensor.shape[0])
 
 
 def bench_python() -> Path:

@@ -2,7 +2,8 @@
 and what int8 and rect inputs cost in agreement with fp32 square on held-out real footage.
 
 All variants are timed in one process, taking turns within each run, on 1080p clip frames
-letterboxed as the engine feeds them.
+letterboxed as the engine feeds them; each both as one session run on every core and the
+engine's default way, one single-threaded run per core side by side.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import per_call_ms, table
+from benchmarks.common import inference_ms, table
 from detector.calibration import agreement, default_footage, split_footage
 from detector.engine import Engine
 from models import registry
@@ -34,16 +35,26 @@ def ensure_int8() -> None:
         subprocess.run(cmd, check=True)
 
 
-def _variants(yolov8: dict[str, Path]) -> dict[str, tuple[Engine, tuple[int, ...]]]:
-    variants: dict[str, tuple[Engine, tuple[int, ...]]] = {}
-    for label, model in (("YOLOv4-tiny fp32", "default"), ("YOLOv4-tiny int8", INT8)):
-        for rect in (False, True):
-            variants[f"{label}|{'rect' if rect else 'square'}"] = (
-                Engine(model, rect=rect),
-                BATCHES,
-            )
-    variants["YOLOv8n fp32|square"] = (Engine(yolov8["fixed"]), (1,))
-    variants["YOLOv8n fp32|rect"] = (Engine(yolov8["dynamic"], rect=True), (1,))
+def _variants(yolov8: dict[str, Path]) -> dict[str, tuple[Engine, Engine, tuple[int, ...]]]:
+    """Per model and input: the engine as one run on every core, the engine as it runs by
+    default (one single-threaded run per core, see detector.engine), and the batches."""
+    variants: dict[str, tuple[Engine, Engine, tuple[int, ...]]] = {}
+    models: list[tuple[str, str | Path, bool, tuple[int, ...]]] = [
+        (label, model, rect, BATCHES)
+        for label, model in (("YOLOv4-tiny fp32", "default"), ("YOLOv4-tiny int8", INT8))
+        for rect in (False, True)
+    ]
+    models += [
+        ("YOLOv8n fp32", yolov8["fixed"], False, (1,)),
+        ("YOLOv8n fp32", yolov8["dynamic"], True, (1,)),
+    ]
+    for label, model, rect, batches in models:
+        one_run = Engine(model, rect=rect, parallel_runs=1)
+        variants[f"{label}|{'rect' if rect else 'square'}"] = (
+            one_run,
+            Engine(model, rect=rect),
+            batches,
+        )
     return variants
 
 
@@ -65,29 +76,49 @@ def run(clip: Path, runs: int, yolov8: dict[str, Path]) -> str:
     ensure_int8()
     frame = next(FileSource("bench", clip).frames()).image
     variants = _variants(yolov8)
-    samples: dict[tuple[str, int], list[float]] = {}
+    samples: dict[tuple[str, int, int], list[float]] = {}
     for _ in range(runs):
-        for name, (engine, batches) in variants.items():
+        for name, (one_run, parallel, batches) in variants.items():
             for b in batches:
-                tensor = np.ascontiguousarray(engine.letterbox([frame] * b)[0])
-                ms = per_call_ms(lambda e=engine, t=tensor: e.infer(t), 10, 1) / b
-                samples.setdefault((name, b), []).append(ms)
+                for layout, engine in enumerate((one_run, parallel)):
+                    tensor = np.ascontiguousarray(engine.letterbox([frame] * b)[0])
+                    ms = inference_ms(engine, tensor, 10, 1)
+                    samples.setdefault((name, b, layout), []).append(ms)
     medians = {key: statistics.median(v) for key, v in samples.items()}
+    runs_label = f"{variants[next(iter(variants))][1].parallel_runs} runs x 1 thread"
     rows = []
-    for (name, b), ms in medians.items():
+    for (name, b, layout), ms in medians.items():
+        if layout == 0:
+            continue
         model, shape = name.split("|")
-        engine = variants[name][0]
-        w, h = engine.input_for(frame.shape[1], frame.shape[0])
-        base = medians[(f"{model.replace('int8', 'fp32')}|square", 1)]
+        one_run_ms = medians[(name, b, 0)]
+        w, h = variants[name][1].input_for(frame.shape[1], frame.shape[0])
+        fp32_ms = medians[(f"{model.replace('int8', 'fp32')}|{shape}", b, 1)]
         rows.append(
-            [model, f"{shape} {w}x{h}", b, f"{ms:.1f}", f"{1e3 / ms:.1f}", f"{base / ms:.2f}x"]
+            [
+                model,
+                f"{shape} {w}x{h}",
+                b,
+                f"{one_run_ms:.1f}",
+                f"{ms:.1f}",
+                f"{1e3 / ms:.1f}",
+                f"{one_run_ms / ms:.2f}x",
+                f"{fp32_ms / ms:.2f}x",
+            ]
         )
-    speed = table(
-        ["model", "input", "batch", "ms per frame", "frames/s", "vs fp32 square batch 1"], rows
-    )
+    header = [
+        "model",
+        "input",
+        "batch per run",
+        "one run, all cores: ms per frame",
+        f"{runs_label}: ms per frame",
+        "frames/s",
+        "parallel runs vs one run",
+        "vs fp32, same input and batch",
+    ]
     q = registry.get(INT8)[0].quantization
     agree = table(
         ["variant (against fp32 square)", "agreement"],
         [[f"YOLOv4-tiny int8 (manifest: {q.method})", f"{q.agreement:.1%}"], *_agreements()],
     )
-    return f"{speed}\n\n{agree}"
+    return f"{table(header, rows)}\n\n{agree}"
