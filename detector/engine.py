@@ -20,7 +20,7 @@ import math
 import os
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -103,11 +103,9 @@ class Engine:
         # Ultralytics exports have a fixed batch of 1 unless exported with dynamic=True.
         self._max_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
         self._local = threading.local()  # each thread letterboxes into buffers of its own
-        self._pool = (
-            ThreadPoolExecutor(self.parallel_runs - 1, thread_name_prefix="infer")
-            if self.parallel_runs > 1
-            else None
-        )
+        # detect() runs one share in the calling thread and the rest here; submit() and
+        # detector.motion.detect_stream run every frame here.
+        self._pool = ThreadPoolExecutor(self.parallel_runs, thread_name_prefix="infer")
 
     def _check_input_size(self) -> None:
         w, h = self.input_size
@@ -176,7 +174,7 @@ class Engine:
                 results[k] = self._run([images[i] for i in chunks[k]])
 
         helpers = min(len(chunks), self.parallel_runs) - 1
-        pending = [self._pool.submit(work) for _ in range(helpers)] if self._pool else []
+        pending = [self._pool.submit(work) for _ in range(helpers)]
         work()
         for future in pending:
             future.result()
@@ -184,6 +182,11 @@ class Engine:
 
     def detect_one(self, image: np.ndarray) -> Detections:
         return self.detect([image])[0]
+
+    def submit(self, image: np.ndarray) -> Future[Detections]:
+        """Detect in one image in the background, as a run of its own: up to parallel_runs
+        such runs go at once, the rest queue."""
+        return self._pool.submit(lambda: self._run([image])[0])
 
     def letterbox(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[Placement]]:
         """Model input for images that share one input size (see `input_for`).

@@ -5,15 +5,21 @@ Conservative by construction: a frame is compared with the last frame that was *
 grid (one changed cell re-runs inference), and inference runs at least every `max_skip_s` of
 media time. A gated frame reuses the last detections under its own timestamp, so sites keep
 being seen and dwell timers keep running.
+
+`detect_gated` gates a batch across cameras (the live worker); `detect_stream` gates and
+pipelines one camera's frames (offline scoring).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future
 
 import cv2
 import numpy as np
 
+from detector.engine import Engine
 from detector.types import Detections, Frame
 
 GRID = (64, 36)  # cells across x down: ~30 px square on a 1080p frame
@@ -27,9 +33,10 @@ class MotionGate:
         self.threshold = threshold
         self.max_skip_s = max_skip_s
         self._thumb: np.ndarray | None = None
-        self._detections = Detections.empty()
         self._inferred_at = float("-inf")
-        self._pending: tuple[np.ndarray, float] | None = None
+        # The detections of the last inferred frame, which the gated frames after it reuse;
+        # kept here by detect_gated (detect_stream keeps its own, in frame order).
+        self.detections = Detections.empty()
         self.skipped = 0
 
     @staticmethod
@@ -37,9 +44,10 @@ class MotionGate:
         small = image[::SUBSAMPLE, ::SUBSAMPLE]
         return cv2.resize(small, GRID, interpolation=cv2.INTER_AREA).astype(np.int16)
 
-    def reuse(self, frame: Frame) -> Detections | None:
-        """The last detections if nothing moved since the last inferred frame; else None,
-        and the caller runs inference on `frame` and hands the result to `inferred`."""
+    def moved(self, frame: Frame) -> bool:
+        """True if `frame` must be inferred: it then becomes the frame later ones are compared
+        with. False if nothing moved since the last inferred frame (counted in `skipped`): the
+        caller reuses that frame's detections."""
         thumb = self._thumbnail(frame.image)
         if (
             self._thumb is not None
@@ -48,15 +56,9 @@ class MotionGate:
             and np.abs(thumb - self._thumb).max() < self.threshold
         ):
             self.skipped += 1
-            d = self._detections
-            return Detections(d.boxes.copy(), d.scores.copy(), d.class_ids.copy())
-        self._pending = (thumb, frame.pts)
-        return None
-
-    def inferred(self, detections: Detections) -> None:
-        assert self._pending is not None, "inferred() follows a reuse() that returned None"
-        self._thumb, self._inferred_at = self._pending
-        self._detections = detections
+            return False
+        self._thumb, self._inferred_at = thumb, frame.pts
+        return True
 
 
 def detect_gated(
@@ -65,14 +67,57 @@ def detect_gated(
     gates: Sequence[MotionGate | None],
 ) -> list[Detections]:
     """Detections for each frame: one batched `detect` call for the frames that moved (or
-    have no gate), the gate's last detections for the rest."""
-    found: list[Detections | None] = [
-        None if gate is None else gate.reuse(frame)
-        for frame, gate in zip(frames, gates, strict=True)
-    ]
-    todo = [i for i, d in enumerate(found) if d is None]
-    for i, detections in zip(todo, detect([frames[i].image for i in todo]), strict=True):
-        found[i] = detections
-        if (gate := gates[i]) is not None:
-            gate.inferred(detections)
-    return found  # type: ignore[return-value]  # every slot is filled by now
+    have no gate), the gate's last inferred detections for the rest (a gate's frames are
+    taken in order, so one inferred earlier in the same call counts)."""
+    todo = [
+        i for i, (frame, gate) in enumerate(zip(frames, gates, strict=True))
+        if gate is None or gate.moved(frame)
+    ]  # fmt: skip
+    inferred = dict(zip(todo, detect([frames[i].image for i in todo]), strict=True))
+    found = []
+    for i, gate in enumerate(gates):
+        if i in inferred:
+            if gate is not None:
+                gate.detections = inferred[i]
+            found.append(inferred[i])
+        else:
+            assert gate is not None  # only gated frames are left out
+            found.append(gate.detections.copy())
+    return found
+
+
+def detect_stream(
+    engine: Engine,
+    frames: Iterable[Frame],
+    gate: MotionGate | None = None,
+    depth: int | None = None,
+) -> Iterator[tuple[Frame, Detections]]:
+    """Each of one camera's frames with its detections, in order, pipelined: up to `depth`
+    frames (default two per parallel run) are in flight on the engine's runs while the
+    caller works on earlier ones, so no run waits for the others at a batch boundary.
+    Frames the gate lets through are inferred; the rest reuse the detections of the last
+    inferred frame before them."""
+    depth = depth or 2 * engine.parallel_runs
+    inflight: deque[tuple[Frame, Future[Detections] | None]] = deque()
+    last = Detections.empty()
+
+    def settle() -> tuple[Frame, Detections]:
+        nonlocal last
+        frame, future = inflight.popleft()
+        if future is None:
+            return frame, last.copy()
+        last = future.result()
+        return frame, last
+
+    try:
+        for frame in frames:
+            inferred = gate is None or gate.moved(frame)
+            inflight.append((frame, engine.submit(frame.image) if inferred else None))
+            if len(inflight) >= depth:
+                yield settle()
+        while inflight:
+            yield settle()
+    finally:  # the caller stopped early or a run failed: drop the frames not yet started
+        for _, future in inflight:
+            if future is not None:
+                future.cancel()

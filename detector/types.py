@@ -45,6 +45,10 @@ class Detections:
     def __len__(self) -> int:
         return int(self.scores.shape[0])
 
+    def copy(self) -> Detections:
+        """A copy to hand to another frame: boxes may be changed in place downstream."""
+        return Detections(self.boxes.copy(), self.scores.copy(), self.class_ids.copy())
+
     def __getitem__(self, index: np.ndarray | slice) -> Detections:
         return Detections(self.boxes[index], self.scores[index], self.class_ids[index])
 

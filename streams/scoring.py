@@ -18,20 +18,16 @@ from tqdm import tqdm
 from api.contract import CaseReport, EvidenceRef
 from detector.engine import Engine
 from detector.incidents import Incident
-from detector.motion import MotionGate, detect_gated
+from detector.motion import MotionGate, detect_stream
 from detector.pipeline import CameraPipeline, rule_specs
 from detector.rules import RuleSpec
 from detector.zones import Zone
 from streams.config import CameraConfig, Config
 from streams.evidence import EvidenceWriter
-from streams.prefetch import batched, prefetch
+from streams.prefetch import prefetch
 from streams.sources import FileSource, Sampling, SourceError
 
 log = logging.getLogger(__name__)
-
-# Frames per session run: batching amortises per-run overhead (int8 gains most, see
-# benchmarks/RESULTS.md); models with a fixed batch of 1 run them one by one.
-BATCH = 4
 
 
 @dataclass(slots=True)
@@ -181,13 +177,11 @@ def score_camera(
             reports[incident.id] = to_report(incident, camera, config, epoch, refs)
 
         with progress(camera, source.duration_s()) as bar:
-            for frames in batched(prefetch(source.frames()), BATCH):
-                found = detect_gated(engine.detect, frames, [gate] * len(frames))
-                for frame, detections in zip(frames, found, strict=True):
-                    for event in pipeline.process(frame, detections):
-                        report(event.incident)
-                result.frames += len(frames)
-                bar.update(frames[-1].pts - bar.n)
+            for frame, detections in detect_stream(engine, prefetch(source.frames()), gate):
+                for event in pipeline.process(frame, detections):
+                    report(event.incident)
+                result.frames += 1
+                bar.update(frame.pts - bar.n)
         for incident in pipeline.open_incidents():
             report(incident)  # still there when the video ends: cleared_at stays null
         result.cases = sorted(reports.values(), key=lambda r: (r.first_seen, r.id))

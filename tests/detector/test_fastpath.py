@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from itertools import islice
 from pathlib import Path
 
 import cv2
@@ -11,7 +12,7 @@ import pytest
 
 from detector.calibration import VTEST_AVI, agreement, quantize_model
 from detector.engine import Engine
-from detector.motion import MotionGate, detect_gated
+from detector.motion import MotionGate, detect_gated, detect_stream
 from detector.types import Detections, Frame
 from models import registry
 from models.cache import HOME_ENV, models_dir
@@ -74,6 +75,36 @@ def test_motion_gate_skips_still_frames_and_reruns_on_change(bus_jpg: Path):
     other = MotionGate()
     detect_gated(detect, [_frame(moved, 3.6), _frame(still, 3.6)], [gate, other])
     assert calls[-1] == 1  # only the other camera's first frame was inferred
+    # One camera's frames in one call: a frame gated behind one inferred in the same call
+    # reuses that frame's detections.
+    fresh = MotionGate()
+    first, again = detect_gated(detect, [_frame(moved, 5.0), _frame(moved, 5.1)], [fresh] * 2)
+    assert calls[-1] == 1 and fresh.skipped == 1
+    np.testing.assert_array_equal(again.boxes, first.boxes)
+
+
+def test_detect_stream_pipelines_gates_and_keeps_order(bus_jpg: Path, zidane_jpg: Path):
+    """The real model over a scripted stream: every frame comes back in order; a frame that
+    moved gets its own detections, a still one those of the last inferred frame before it."""
+    engine = Engine("default")
+    bus, zidane = cv2.imread(str(bus_jpg)), cv2.imread(str(zidane_jpg))
+    zidane = cv2.resize(zidane, (bus.shape[1], bus.shape[0]))  # same size: the gate compares
+    script = [bus, bus, bus, zidane, zidane, bus, zidane, zidane, zidane]
+    frames = [_frame(image, i / 10) for i, image in enumerate(script)]
+    expected = {id(bus): engine.detect_one(bus), id(zidane): engine.detect_one(zidane)}
+    gate = MotionGate()
+    out = list(detect_stream(engine, iter(frames), gate))
+    assert [f.index for f, _ in out] == [f.index for f in frames]
+    assert gate.skipped == 5  # inferred: frames 0, 3, 5 and 6, where the picture changed
+    for (_, dets), image in zip(out, script, strict=True):
+        np.testing.assert_array_equal(dets.class_ids, expected[id(image)].class_ids)
+        np.testing.assert_allclose(dets.boxes, expected[id(image)].boxes, atol=0.05)
+    # Ungated with a shallow pipeline: every frame inferred; a consumer may stop early.
+    ungated = detect_stream(engine, iter(frames), depth=2)
+    assert [len(d) for _, d in islice(ungated, 3)] == [len(expected[id(bus)])] * 3
+    ungated.close()
+    with pytest.raises(ValueError, match="H x W x 3 uint8"):  # a failed run reaches the caller
+        list(detect_stream(engine, iter([frames[0], _frame(np.zeros((9, 9), np.uint8), 1.0)])))
 
 
 def test_agreement_counts_missed_and_extra_boxes():
