@@ -32,7 +32,7 @@ from benchmarks.live import (
 MIN_SHARE_PCT = 95.0
 MAX_LAG_S = 2.0
 STEPS = (8, 16, 32, 64, 96, 128)
-BISECT_TO = 8
+BISECT_TO = 4
 SCRAPE_EVERY_S = 1.0
 
 
