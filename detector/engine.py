@@ -7,10 +7,11 @@ Batching across cameras: `Engine.detect` takes frames of any sizes in one call. 
 need the same model input (same aspect, see `input_for`) share one session run; a worker
 gets the most out of it by passing every camera's newest frame together.
 
-Parallel runs: a batch is split into one share per core, run concurrently on one session
-whose runs each use a single thread. On a small CPU this beats one run spread over every
-core (YOLOv8n 1.25x on 2 cores, benchmarks/RESULTS.md): a YOLO graph's many small layers
-leave a multi-threaded run waiting on its slowest thread after each one.
+Parallel runs: a batch is split into chunks that single-threaded runs of one session take in
+turn, one run per core at a time. On a small CPU this beats one run spread over every core
+(YOLOv8n raw 1.06-1.19x on 2 cores, benchmarks/RESULTS.md): a YOLO graph's many small layers
+leave a multi-threaded run waiting on its slowest thread after each one, and its spinning
+workers burn CPU between runs.
 """
 
 from __future__ import annotations

@@ -69,10 +69,8 @@ def detect_gated(
     """Detections for each frame: one batched `detect` call for the frames that moved (or
     have no gate), the gate's last inferred detections for the rest (a gate's frames are
     taken in order, so one inferred earlier in the same call counts)."""
-    todo = [
-        i for i, (frame, gate) in enumerate(zip(frames, gates, strict=True))
-        if gate is None or gate.moved(frame)
-    ]  # fmt: skip
+    pairs = list(zip(frames, gates, strict=True))
+    todo = [i for i, (frame, gate) in enumerate(pairs) if gate is None or gate.moved(frame)]
     inferred = dict(zip(todo, detect([frames[i].image for i in todo]), strict=True))
     found = []
     for i, gate in enumerate(gates):
