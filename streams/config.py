@@ -116,6 +116,13 @@ class DetectorConfig(Strict):
         description="skip inference on frames where nothing moved since the last inferred "
         "one, reusing its detections (see detector.motion)",
     )
+    parallel_runs: int | None = Field(
+        default=None,
+        ge=1,
+        description="single-threaded inference runs side by side; default one per core. 1 "
+        "runs every batch as one run on all cores: the lowest latency per frame, for a lone "
+        "camera sampled faster than one core keeps up with",
+    )
 
 
 class Config(Strict):

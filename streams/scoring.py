@@ -68,6 +68,7 @@ def engine_for(config: Config) -> Engine:
         conf_threshold=config.detector.conf_threshold,
         iou_threshold=config.detector.iou_threshold,
         rect=config.detector.rect,
+        parallel_runs=config.detector.parallel_runs,
     )
 
 

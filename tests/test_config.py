@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from streams.config import ConfigError, load_config, parse_config
+from streams.config import ConfigError, DetectorConfig, load_config, parse_config
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "config.yaml"
 
@@ -32,6 +32,17 @@ def test_the_documented_example_is_valid():
     assert config.cameras[0].zones[0].id == "no-parking-east"
     # Relative sources resolve against the config's own folder.
     assert config.cameras[0].source == str(EXAMPLE.parent / "recordings" / "cam-001.mp4")
+
+
+def test_the_example_names_every_detector_setting():
+    """The README promises the example shows every key; the detector's are the ones added
+    most often."""
+    detector = load_config(EXAMPLE).detector
+    written = yaml.safe_load(EXAMPLE.read_text())["detector"]
+    assert set(written) == set(type(detector).model_fields)
+    assert detector == DetectorConfig()  # the example shows the defaults
+    with pytest.raises(ConfigError, match="parallel_runs"):
+        parse_config(minimal() | {"detector": {"parallel_runs": 0}})
 
 
 def test_partial_rule_override_keeps_the_other_defaults():
