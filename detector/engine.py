@@ -144,9 +144,9 @@ class Engine:
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
         """Detections per image, boxes in each image's own pixels; images may differ in size.
 
-        Images are grouped by model input size; each group is split into one chunk per
-        parallel run (and to the model's fixed batch size if it has one), and the chunks run
-        concurrently. Results do not depend on the company an image keeps in a call.
+        Images are grouped by model input size; each group is split into chunks, two per
+        parallel run (smaller where the model has a fixed batch size), which the runs take as
+        they finish. Results do not depend on the company an image keeps in a call.
         """
         groups: dict[tuple[int, int], list[int]] = {}
         for i, image in enumerate(images):
