@@ -16,9 +16,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from detector.engine import Engine
+from detector.engine import Engine, available_cores
 from models.cache import home
-from streams.scenes import VTEST_AVI, render, video_frames
+from models.samples import VTEST_AVI
+from streams.scenes import render, video_frames
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
@@ -52,7 +53,7 @@ def machine() -> str:
     except OSError:
         pass
     simd = "/".join(name for flag, name in SIMD_FLAGS.items() if flag in flags) or "no AVX2"
-    cores = len(os.sched_getaffinity(0))
+    cores = available_cores()
     import onnxruntime
 
     return (

@@ -22,9 +22,8 @@ from detector.types import Detections
 from models.manifest import Manifest
 from models.quantize import quantize_file, quantized_manifest, register_quantized
 from models.registry import MANIFEST_FILE, MODEL_FILE
-from models.samples import sample_path
+from models.samples import VTEST_AVI, sample_path
 
-VTEST_AVI = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")  # Debian opencv-doc
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 MATCH_IOU = 0.5
 

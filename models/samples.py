@@ -1,4 +1,5 @@
-"""Real photos (from the default model's wheel) for tests and the demo."""
+"""Real photos (from the default model's wheel) and footage (Debian's opencv-doc) for
+tests, calibration, the demo and the benchmarks."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ from pathlib import Path
 
 from models.cache import samples_dir
 from models.default import SAMPLES, fetch_default
+
+# Real pedestrian street footage, from Debian's opencv-doc (`make system-deps` installs it).
+VTEST_AVI = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 
 
 def sample_path(name: str) -> Path:

@@ -25,9 +25,9 @@ import httpx
 import yaml
 
 from models.default import fetch_default
-from models.samples import sample_path
+from models.samples import VTEST_AVI, sample_path
 from streams.cli import main as cli
-from streams.scenes import BUS_CROP, VTEST_AVI, Sprite, crop, render, video_frames
+from streams.scenes import BUS_CROP, Sprite, crop, render, video_frames
 from streams.testcam import RtspServer, free_port, wait_until
 
 OUT = Path("out/demo")

@@ -15,8 +15,6 @@ import av
 import cv2
 import numpy as np
 
-VTEST_AVI = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")  # Debian opencv-doc
-
 # Where the bus stands in the model wheel's samples/bus.jpg (810 x 1080), and the player
 # on the left of samples/zidane.jpg (1280 x 720).
 BUS_CROP = (0, 228, 810, 740)

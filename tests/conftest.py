@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from models.default import fetch_default
-from models.samples import sample_path
+from models.samples import VTEST_AVI, sample_path
 
 
 def missing_dependency(what: str) -> None:
@@ -25,6 +25,14 @@ def default_model() -> Path:
     """Path of the default model's ONNX file, fetched and verified once per session."""
     _, path = fetch_default()
     return path
+
+
+@pytest.fixture(scope="session")
+def vtest_avi() -> Path:
+    """Real pedestrian street footage (Debian's opencv-doc)."""
+    if not VTEST_AVI.is_file():
+        missing_dependency(str(VTEST_AVI))
+    return VTEST_AVI
 
 
 @pytest.fixture(scope="session")

@@ -20,14 +20,12 @@ from streams.cli import main
 from streams.scenes import (
     BUS_CROP,
     PERSON_CROP,
-    VTEST_AVI,
     Sprite,
     crop,
     render,
     still_frames,
     video_frames,
 )
-from tests.conftest import missing_dependency
 
 START = datetime.fromisoformat("2026-05-01T08:00:00+08:00")
 VAN_ZONE = [[640, 40], [730, 40], [730, 105], [640, 105]]  # the van parked at the top right
@@ -40,13 +38,6 @@ RULES = {
     "illegal_parking": {"dwell_s": 10, "clear_s": 4, "occlusion_s": 6},
     "street_stall": {"dwell_s": 10, "clear_s": 4, "occlusion_s": 3},
 }
-
-
-@pytest.fixture(scope="session")
-def vtest_avi() -> Path:
-    if not VTEST_AVI.is_file():
-        missing_dependency(str(VTEST_AVI))
-    return VTEST_AVI
 
 
 @pytest.fixture(scope="session")

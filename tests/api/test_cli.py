@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import httpx
 
+from streams.testcam import free_port
 from tests.api.helpers import post, report
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,12 +24,6 @@ def _streetwatch(*args: str, **kwargs) -> subprocess.CompletedProcess[str]:  # t
     )  # fmt: skip
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_keys_and_serve(db_url: str, tmp_path: Path, photos: list[bytes]) -> None:
     storage = ["--data-dir", str(tmp_path / "data"), "--db", db_url]
     created = _streetwatch("keys", "create", *storage, "--scope", "ingest", "--scope", "dispatch",
@@ -39,7 +33,7 @@ def test_keys_and_serve(db_url: str, tmp_path: Path, photos: list[bytes]) -> Non
     listed = _streetwatch("keys", "list", *storage).stdout
     assert "worker-7" in listed and key not in listed
 
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     server = subprocess.Popen(
         [sys.executable, "-m", "streams.cli", "serve", *storage, "--port", str(port)],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import pytest
 
 from api.webhooks import verify
+from streams.testcam import wait_until
 from tests.api.helpers import Api, post, report
 
 
@@ -37,10 +37,17 @@ class Receiver:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
 
     def wait_for(self, n: int, timeout: float = 15) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.received) < n:
-            assert time.monotonic() < deadline, f"got {len(self.received)} of {n} requests"
-            time.sleep(0.05)
+        wait_until(lambda: len(self.received) >= n, timeout, f"{n} requests", poll_s=0.05)
+
+
+def last_delivery(api: Api, hook_id: str, status: str, timeout: float) -> dict[str, Any]:
+    """The endpoint's newest delivery-log entry, once it has reached `status`."""
+
+    def reached() -> dict[str, Any] | None:
+        entry = api.admin.get(f"/v1/webhooks/{hook_id}/deliveries").json()[0]
+        return entry if entry["status"] == status else None
+
+    return wait_until(reached, timeout, f"a {status} delivery", poll_s=0.05)
 
 
 @pytest.fixture
@@ -93,26 +100,16 @@ def test_failed_deliveries_are_retried_with_backoff(
     receiver.wait_for(3)
     ids = {h["webhook-id"] for h, _ in receiver.received}
     assert len(ids) == 1  # the same message each time, so the receiver can deduplicate
-    deadline = time.monotonic() + 10
-    while (log := api.admin.get(f"/v1/webhooks/{hook['id']}/deliveries").json())[0][
-        "status"
-    ] != "delivered":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    assert log[0]["attempts"] == 3 and log[0]["last_status_code"] == 204
+    delivery = last_delivery(api, hook["id"], "delivered", 10)
+    assert delivery["attempts"] == 3 and delivery["last_status_code"] == 204
 
 
 def test_unreachable_endpoint_fails_after_the_last_retry(api: Api, photos: list[bytes]) -> None:
     hook = api.admin.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/nothing"}).json()
     case, files = report(photos)
     post(api.ingest, case, files).raise_for_status()
-    deadline = time.monotonic() + 15
-    while (log := api.admin.get(f"/v1/webhooks/{hook['id']}/deliveries").json())[0][
-        "status"
-    ] != "failed":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    assert log[0]["attempts"] == 3 and log[0]["last_error"]  # 1 + two retries (test backoff)
+    delivery = last_delivery(api, hook["id"], "failed", 15)
+    assert delivery["attempts"] == 3 and delivery["last_error"]  # 1 + two retries (test backoff)
 
 
 def test_webhook_validation(api: Api) -> None:

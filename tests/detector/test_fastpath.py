@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from detector.calibration import VTEST_AVI, agreement, quantize_model
+from detector.calibration import agreement, quantize_model
 from detector.engine import Engine
 from detector.motion import MotionGate, detect_gated, detect_stream
 from detector.types import Detections, Frame
@@ -129,8 +129,9 @@ def own_home(default_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     return tmp_path
 
 
-@pytest.mark.skipif(not VTEST_AVI.is_file(), reason="needs opencv-doc's vtest.avi")
-def test_quantize_registers_an_int8_child_with_its_agreement(own_home: Path, bus_jpg: Path):
+def test_quantize_registers_an_int8_child_with_its_agreement(
+    own_home: Path, bus_jpg: Path, vtest_avi: Path
+):
     manifest, path = quantize_model("default", "tiny-int8", force=True, frames_per_video=16)
     q = manifest.quantization
     assert q is not None and q.quantized_from == "yolov4-tiny" and "qdq" in q.method

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from streams.scenes import VTEST_AVI
 from streams.testcam import SYSTEM_PYTHON
 from tests.conftest import missing_dependency
 
@@ -28,13 +27,6 @@ def rtsp_server_deps() -> None:
     missing = _rtsp_server_missing()
     if missing:
         missing_dependency(missing)
-
-
-@pytest.fixture(scope="session")
-def vtest() -> Path:
-    if not VTEST_AVI.is_file():
-        missing_dependency(str(VTEST_AVI))
-    return VTEST_AVI
 
 
 @pytest.fixture(scope="session")

@@ -67,16 +67,16 @@ def wait_frame(source: RtspSource, timeout: float = 10.0):
 
 
 @pytest.fixture(scope="module")
-def street(rtsp_server_deps: None, vtest: Path) -> Iterator[RtspServer]:
+def street(rtsp_server_deps: None, vtest_avi: Path) -> Iterator[RtspServer]:
     """A healthy camera, shared by the tests that don't break it: 10 fps, a keyframe a second."""
-    with RtspServer({"street": vtest}, keyint=10) as server:
+    with RtspServer({"street": vtest_avi}, keyint=10) as server:
         yield server
 
 
 @pytest.fixture
-def own_street(rtsp_server_deps: None, vtest: Path) -> Iterator[RtspServer]:
+def own_street(rtsp_server_deps: None, vtest_avi: Path) -> Iterator[RtspServer]:
     """A camera a test may kill or freeze."""
-    with RtspServer({"street": vtest}, keyint=10) as server:
+    with RtspServer({"street": vtest_avi}, keyint=10) as server:
         yield server
 
 
@@ -259,11 +259,11 @@ def test_url_that_is_not_a_video_reports_decode_error(
 
 
 def test_frozen_picture_is_reported_and_moving_street_is_not(
-    rtsp_server_deps: None, vtest: Path, still_clip: Path
+    rtsp_server_deps: None, vtest_avi: Path, still_clip: Path
 ) -> None:
     still_events, street_events = Events(), Events()
     with (
-        RtspServer({"still": still_clip, "street": vtest}) as server,
+        RtspServer({"still": still_clip, "street": vtest_avi}) as server,
         camera(server.url("still"), still_events, freeze_after_s=2.0) as still,
         camera(server.url("street"), street_events, freeze_after_s=2.0) as street,
     ):

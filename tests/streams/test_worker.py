@@ -24,7 +24,7 @@ from api.outbox import Outbox
 from api.settings import Settings
 from api.testing import RunningServer, run_server
 from models.cache import HOME_ENV, home
-from streams.scenes import BUS_CROP, VTEST_AVI, Sprite, crop, render, video_frames
+from streams.scenes import BUS_CROP, Sprite, crop, render, video_frames
 from streams.testcam import RtspServer, free_port, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,11 +34,11 @@ READ_TIMEOUT_S = 3.0
 
 
 @pytest.fixture(scope="module")
-def parked_clip(tmp_path_factory, bus_jpg, rtsp_server_deps) -> Path:
+def parked_clip(tmp_path_factory, bus_jpg, vtest_avi, rtsp_server_deps) -> Path:
     """Real street footage with the bus of bus.jpg parked in the bay the whole time."""
     bus = Sprite(crop(bus_jpg, BUS_CROP, 300)).parked(0, 10, (420, 300))
     return render(
-        tmp_path_factory.mktemp("live") / "parked.mp4", video_frames(VTEST_AVI), 10, 10, [bus]
+        tmp_path_factory.mktemp("live") / "parked.mp4", video_frames(vtest_avi), 10, 10, [bus]
     )
 
 
