@@ -62,7 +62,6 @@ class Engine:
         conf_threshold: float = 0.25,
         iou_threshold: float = 0.45,
         classes: set[str] | None = None,
-        intra_op_threads: int | None = None,
         input_size: tuple[int, int] | None = None,
         max_detections: int = 300,
         rect: bool = False,
@@ -76,10 +75,9 @@ class Engine:
         smallest stride-multiple input that holds it at the manifest's scale (a 16:9 frame
         runs at 416x256 instead of 416x416); fixed-size models always get their own size.
         Off by default: it is faster, but detections shift (see benchmarks/RESULTS.md).
-        parallel_runs: concurrent session runs per batch, default one per core; each run
-        gets intra_op_threads (default: the cores divided among the runs). 1 with
-        intra_op_threads unset runs every batch as one run on all cores (lowest latency
-        for a lone frame).
+        parallel_runs: concurrent session runs per batch, default one per core, each on its
+        share of the cores; 1 runs every batch as one run on all cores (lowest latency for
+        a lone frame).
         """
         if parallel_runs is not None and parallel_runs < 1:
             raise ValueError(f"parallel_runs must be >= 1, got {parallel_runs}")
@@ -96,9 +94,7 @@ class Engine:
         self._class_ids = self._class_filter(classes)
         cores = available_cores()
         self.parallel_runs = parallel_runs or cores
-        self._session = _session(
-            self.model_path, intra_op_threads or max(1, cores // self.parallel_runs)
-        )
+        self._session = _session(self.model_path, max(1, cores // self.parallel_runs))
         inp = self._session.get_inputs()[0]
         self._input_name = inp.name
         # Ultralytics exports have a fixed batch of 1 unless exported with dynamic=True.

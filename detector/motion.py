@@ -35,7 +35,7 @@ class MotionGate:
         self._thumb: np.ndarray | None = None
         self._inferred_at = float("-inf")
         # The detections of the last inferred frame, which the gated frames after it reuse;
-        # kept here by detect_gated (detect_stream keeps its own, in frame order).
+        # the caller (detect_gated, detect_stream) stores them as each inference lands.
         self.detections = Detections.empty()
         self.skipped = 0
 
@@ -97,15 +97,16 @@ def detect_stream(
     inferred frame before them."""
     depth = depth or 2 * engine.parallel_runs
     inflight: deque[tuple[Frame, Future[Detections] | None]] = deque()
-    last = Detections.empty()
 
     def settle() -> tuple[Frame, Detections]:
-        nonlocal last
         frame, future = inflight.popleft()
-        if future is None:
-            return frame, last.copy()
-        last = future.result()
-        return frame, last
+        if future is None:  # gated: settled in order, so the gate holds the last inferred
+            assert gate is not None
+            return frame, gate.detections.copy()
+        detections = future.result()
+        if gate is not None:
+            gate.detections = detections
+        return frame, detections
 
     try:
         for frame in frames:
