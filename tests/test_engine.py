@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from detector.engine import Engine
+from detector.engine import Engine, available_cores
 from detector.types import Detections
 
 # Hand-drawn boxes of the two men in zidane.jpg (1280 x 720), arms excluded.
@@ -79,15 +79,18 @@ def test_parallel_runs_match_one_run_in_input_order(
     input order with the detections one run on all cores gives."""
     images = [bus, zidane, bus[:, ::-1].copy(), cv2.resize(zidane, (640, 360)), bus, zidane]
     one_run = Engine("default", parallel_runs=1)
-    assert engine.parallel_runs >= 1 and one_run.parallel_runs == 1
+    assert engine.parallel_runs == available_cores()  # the default: one run per core
     three_runs = Engine("default", parallel_runs=3)
     for split in (three_runs.detect(images), engine.detect(images)):
         for together, alone in zip(split, one_run.detect(images), strict=True):
             np.testing.assert_array_equal(together.class_ids, alone.class_ids)
             np.testing.assert_allclose(together.scores, alone.scores, atol=1e-4)
             np.testing.assert_allclose(together.boxes, alone.boxes, atol=0.05)
-    with pytest.raises(ValueError, match="H x W x 3 uint8"):  # raised in a pool thread too
-        three_runs.detect([bus, zidane, bus, np.zeros((8, 8), np.uint8)])
+    for at in range(4):  # whichever thread (caller or pool) meets the bad image, it is raised
+        batch = [bus, zidane, bus]
+        batch.insert(at, np.zeros((8, 8), np.uint8))
+        with pytest.raises(ValueError, match="H x W x 3 uint8"):
+            three_runs.detect(batch)
     with pytest.raises(ValueError, match="parallel_runs"):
         Engine("default", parallel_runs=0)
 

@@ -305,6 +305,9 @@ def test_post_sends_each_case_once_even_when_run_twice(
         argv += ["--evidence-dir", str(tmp_path / "ev"), "--post", server.url]
         assert main(argv) == 0
         assert main(argv) == 0  # a re-run replays the same Idempotency-Keys
+        metrics = httpx.get(f"{server.url}/metrics").text
+        assert 'streetwatch_reports_total{outcome="created"} 2.0' in metrics
+        assert 'streetwatch_reports_total{outcome="replayed"} 2.0' in metrics
         printed = capsys.readouterr().out
         assert printed.count("posted 2/2 cases") == 2
         listed = httpx.get(
@@ -328,6 +331,7 @@ def test_post_without_a_key_is_refused_before_scoring(tmp_path, capsys, monkeypa
     code = main([*argv, "--evidence-dir", str(tmp_path), "--post", "http://127.0.0.1:9"])
     assert code == 2
     assert "STREETWATCH_API_KEY" in capsys.readouterr().err
+    assert not (tmp_path / "o.jsonl").exists()
 
 
 def test_keyframe_sampling_numbers_frames_by_media_time(clips):

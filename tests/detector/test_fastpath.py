@@ -99,10 +99,23 @@ def test_detect_stream_pipelines_gates_and_keeps_order(bus_jpg: Path, zidane_jpg
     for (_, dets), image in zip(out, script, strict=True):
         np.testing.assert_array_equal(dets.class_ids, expected[id(image)].class_ids)
         np.testing.assert_allclose(dets.boxes, expected[id(image)].boxes, atol=0.05)
-    # Ungated with a shallow pipeline: every frame inferred; a consumer may stop early.
+    # Ungated with a shallow pipeline: every frame inferred; a consumer may stop early,
+    # leaving at most the frames in flight started.
+    submitted: list[int] = []
+    real_submit = engine.submit
+
+    def counting_submit(image: np.ndarray):
+        submitted.append(1)
+        return real_submit(image)
+
+    engine.submit = counting_submit  # type: ignore[method-assign]
+    assert len(list(detect_stream(engine, iter(frames), depth=2))) == len(frames)
+    assert len(submitted) == len(frames)
+    submitted.clear()
     ungated = detect_stream(engine, iter(frames), depth=2)
     assert [len(d) for _, d in islice(ungated, 3)] == [len(expected[id(bus)])] * 3
     ungated.close()
+    assert len(submitted) <= 3 + 2
     with pytest.raises(ValueError, match="H x W x 3 uint8"):  # a failed run reaches the caller
         list(detect_stream(engine, iter([frames[0], _frame(np.zeros((9, 9), np.uint8), 1.0)])))
 
@@ -135,7 +148,7 @@ def test_quantize_registers_an_int8_child_with_its_agreement(
     manifest, path = quantize_model("default", "tiny-int8", force=True, frames_per_video=16)
     q = manifest.quantization
     assert q is not None and q.quantized_from == "yolov4-tiny" and "qdq" in q.method
-    assert q.agreement is not None and 0.5 <= q.agreement <= 1.0
+    assert q.agreement is not None and 0.95 <= q.agreement <= 1.0  # 1.0 measured at 16 frames
     assert path == models_dir() / "tiny-int8" / "model.onnx"
     engine = Engine("tiny-int8")  # registered, sha256-verified, and it still sees the bus
     assert engine.manifest.quantization == q

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import time
 from itertools import pairwise
 from pathlib import Path
 
@@ -50,13 +51,15 @@ def test_keyframes_of_a_b_frame_stream_come_out_as_they_arrive(b_frame_clip):
             on_health=on_health,
         )
         source.start()
+        deadline = time.monotonic() + 30  # the clip plays once, then the server hangs up
         try:
-            while not ended.is_set():
+            while not ended.is_set() and time.monotonic() < deadline:
                 frame = source.latest(timeout=0.05)
                 if frame is not None:
                     samples.append(frame.wall_time)
         finally:
             source.stop()
+    assert ended.is_set(), "the stream never ended"
     # Held back in the decoder, the last two keyframes would come out together at the
     # stream's end (one of them dropped by the mailbox), not a second apart.
     assert len(samples) == KEYFRAMES

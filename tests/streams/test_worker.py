@@ -286,6 +286,12 @@ def test_api_outage_and_kill_9_lose_nothing_and_post_nothing_twice(
         assert restarted.signal(signal.SIGTERM) == 0
         (case,) = cases(server, key)
         assert case["report_count"] == 2  # the queued report and the new one: one case
+        # Each report reached the API once: a second post of either would be counted as a
+        # replay (same key) or a merge (a known report id under another key).
+        metrics = httpx.get(f"{server.url}/metrics").text
+        assert 'streetwatch_reports_total{outcome="created"} 1.0' in metrics
+        assert 'streetwatch_reports_total{outcome="merged"} 1.0' in metrics
+        assert 'outcome="replayed"' not in metrics
 
 
 def test_reload_adds_and_removes_cameras_without_restart(street, worker_factory, tmp_path):
@@ -314,7 +320,13 @@ def test_reload_adds_and_removes_cameras_without_restart(street, worker_factory,
         config.write_text("cameras: [")
         worker.process.send_signal(signal.SIGHUP)
         wait_until(lambda: any("reload refused" in line for line in worker.log), 20, "the refusal")
-        assert worker.metric("streetwatch_samples_produced_total", camera="cam-a") >= produced_a
+        wait_until(
+            lambda: (
+                worker.metric("streetwatch_samples_produced_total", camera="cam-a") > produced_a
+            ),
+            20,
+            "cam-a still producing after the refused reload",
+        )
         write_config(config, server.url, {"cam-b": street.url("cam")})
         worker.process.send_signal(signal.SIGHUP)
         wait_until(lambda: worker.metric("streetwatch_cameras") == 1, 20, "cam-a removed")
