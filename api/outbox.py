@@ -15,7 +15,8 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -94,11 +95,11 @@ class DeadItem:
 
 class Outbox:
     def __init__(self, path: Path, backoff: Backoff = DEFAULT_BACKOFF) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.backoff = backoff
         self._lock = threading.Lock()
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
@@ -107,7 +108,7 @@ class Outbox:
             self._db.execute(
                 "DELETE FROM delivered WHERE delivered_at < ?", (time.time() - DELIVERED_KEEP_S,)
             )
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise OutboxError(f"cannot open outbox {path}: {exc}") from exc
 
     def close(self) -> None:
@@ -188,14 +189,16 @@ class Outbox:
         except OSError as exc:  # evidence file unreadable: nothing the API can fix
             self._bury(item, None, f"evidence unreadable: {exc}")
             return False
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+        except Exception as exc:  # e.g. a 2xx with a body that is no receipt (a proxy's page)
+            log.exception("outbox: %s %s: unexpected failure", item.kind, item.incident_id)
+            self._retry_later(item, f"unexpected {type(exc).__name__}: {exc}", None)
+            return False
+        with self._transaction():
             self._db.execute("DELETE FROM outbox WHERE id = ?", (item.id,))
             self._db.execute(
                 "INSERT OR REPLACE INTO delivered VALUES (?, ?, ?)",
                 (item.idempotency_key, receipt.case_id, time.time()),
             )
-            self._db.execute("COMMIT")
         if evidence_dir is not None:
             for ref in payload.evidence:
                 (evidence_dir / ref.filename).unlink(missing_ok=True)
@@ -215,8 +218,7 @@ class Outbox:
 
     def _bury(self, item: Item, status: int | None, reason: str) -> None:
         log.error("outbox: %s %s refused for good: %s", item.kind, item.incident_id, reason)
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._transaction():
             self._db.execute(
                 "INSERT OR REPLACE INTO dead_letter VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -233,6 +235,18 @@ class Outbox:
                 ),
             )
             self._db.execute("DELETE FROM outbox WHERE id = ?", (item.id,))
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction under the lock. Rolled back if a statement fails (a full
+        disk), so the connection never stays inside it, hiding later autocommit writes."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
             self._db.execute("COMMIT")
 
     def run_once(self, client: IntakeClient, evidence_dir: Path | None = None) -> int:
@@ -271,8 +285,7 @@ class Outbox:
                 tuple(ids),
             )
         )
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._transaction():
             moved = self._db.execute(
                 "INSERT INTO outbox (id, incident_id, kind, body, idempotency_key, attempts,"
                 " next_attempt_at, created_at, last_error) SELECT id, incident_id, kind, body,"
@@ -280,7 +293,6 @@ class Outbox:
                 (time.time(), *args),
             ).rowcount
             self._db.execute(f"DELETE FROM dead_letter{where}", args)
-            self._db.execute("COMMIT")
         return moved
 
 

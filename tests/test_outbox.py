@@ -135,3 +135,33 @@ def test_outbox_survives_reopening(tmp_path):
 def test_outbox_list_without_state_is_a_clear_error(tmp_path, capsys):
     assert main(["outbox", "list", "--state-dir", str(tmp_path / "nothing")]) == 2
     assert "no outbox at" in capsys.readouterr().err
+
+
+def test_an_unexpected_answer_is_retried_not_fatal(tmp_path, outbox):
+    """A 2xx that is no receipt (a proxy's page) leaves the item queued with its error,
+    instead of ending the delivery thread."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    class Proxy(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["content-length"]))
+            self.send_response(200)
+            self.send_header("content-type", "text/html")
+            self.end_headers()
+            self.wfile.write(b"<html>captive portal</html>")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        outbox.enqueue_report(report("inc-proxy", [jpeg(tmp_path / "a.jpg")]))
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        with IntakeClient(url, "key") as client:
+            assert outbox.run_once(client) == 0
+        (item,) = outbox.pending()
+        assert item.attempts == 1 and "unexpected" in (item.last_error or "")
+    finally:
+        server.shutdown()
