@@ -203,14 +203,18 @@ class Worker:
                 )
             for event in cam.pipeline.process(frame, dets):
                 self._save(cam, event)
-            self._observe_open(cam, now)
+            self._observe_open(cam)
             self.metrics.processed.labels(cam.config.id).inc()
             if frame.wall_time is not None:
                 self.metrics.lag.labels(cam.config.id).set(now - frame.wall_time)
         return True
 
     def _save(self, cam: LiveCamera, event: IncidentEvent) -> None:
-        """Saves an incident event, or keeps it to retry if the disk refuses (full disk)."""
+        """Saves an incident event, or keeps it to retry if the disk refuses (full disk).
+        Events wait behind older unsaved ones, so a clearing never overtakes its report."""
+        if self._unsaved:
+            self._unsaved.append((cam, event))
+            return
         try:
             self._on_incident(cam, event)
         except (OSError, OutboxError) as exc:
@@ -225,13 +229,15 @@ class Worker:
 
     def _retry_unsaved(self) -> None:
         unsaved, self._unsaved = self._unsaved, []
-        for cam, event in unsaved:
+        for i, (cam, event) in enumerate(unsaved):
             self._save(cam, event)
+            if self._unsaved:  # the disk still refuses: keep the rest, in order
+                self._unsaved += unsaved[i + 1 :]
+                return
 
     def _on_incident(self, cam: LiveCamera, event: IncidentEvent) -> None:
         incident = event.incident
         assert cam.epoch is not None
-        self.metrics.incidents.labels(cam.config.id, incident.type, event.kind).inc()
         refs = self.evidence.write(incident, cam.epoch)
         if event.kind == "confirmed":
             report = to_report(incident, cam.config, self.config, cam.epoch, refs)
@@ -257,17 +263,28 @@ class Worker:
             cam.observed_at.pop(incident.id, None)
             self.evidence.forget(incident.id)
             log.info("camera %s: %s cleared: %s", cam.config.id, incident.type, incident.id)
+        self.metrics.incidents.labels(cam.config.id, incident.type, event.kind).inc()
         self.deliverer.wake()
 
-    def _observe_open(self, cam: LiveCamera, now_wall: float) -> None:
+    def _observe_open(self, cam: LiveCamera) -> None:
         """Sends each open incident's last_seen now and then, so the API sees it is still there."""
         if cam.pipeline is None:
             return
         now = time.monotonic()
         for incident in cam.pipeline.open_incidents():
             if now - cam.observed_at.get(incident.id, now) >= OBSERVE_EVERY_S:
-                self._enqueue_observation(cam, incident)
+                self._observe(cam, incident)
                 cam.observed_at[incident.id] = now
+
+    def _observe(self, cam: LiveCamera, incident: Incident) -> None:
+        """Queues an open incident's latest state; if the disk refuses, the next one will
+        carry it (each observation supersedes the last), so it is logged, not kept."""
+        try:
+            self._enqueue_observation(cam, incident)
+        except (OSError, OutboxError) as exc:
+            log.error(
+                "camera %s: cannot queue an update of %s (%s)", cam.config.id, incident.id, exc
+            )
 
     def _enqueue_observation(
         self, cam: LiveCamera, incident: Incident, cleared: bool = False, evidence=()
@@ -323,7 +340,8 @@ class Worker:
         cam.source.stop()
         if cam.pipeline is not None:
             for incident in cam.pipeline.open_incidents():
-                self._enqueue_observation(cam, incident)
+                self._observe(cam, incident)
+                self.evidence.forget(incident.id)
 
     def _check_reload(self) -> None:
         try:
