@@ -27,6 +27,8 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     chosen = args.only or SECTIONS
+    if set(chosen) - {"api"}:
+        inference.ensure_int8()  # e2e, inference, capacity and soak all run the int8 model
     clip = build_clip(args.seconds)
     how = (
         f"Machine: {machine()}. Input: {clip.name}, opencv-doc vtest.avi (real street "

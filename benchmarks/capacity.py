@@ -7,7 +7,7 @@ to a real intake server. After a warm-up, scrapes of its /metrics over a window 
 camera, samples processed against the window / 2 s expected, and the lag gauge (the maximum
 over scrapes a second apart); /proc gives the CPU of the worker and of the server with its
 ffmpegs. A step passes when every camera has >= 95% of its expected samples and no lag
-reached 2 s. Steps go up until one fails, then bisect down to a gap of 8 cameras.
+reached 2 s. Steps go up until one fails, then bisect down to a gap of 4 cameras.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from benchmarks.live import (
     intake,
     live_worker,
 )
+from detector.engine import available_cores
 
 MIN_SHARE_PCT = 95.0
 MAX_LAG_S = 2.0
@@ -156,5 +157,6 @@ def run(clip: Path, warmup_s: float, window_s: float, steps: tuple[int, ...] = S
         f"and worker, {warmup_s:g} s warm-up after every camera's first sample, then "
         f"{window_s:g} s measured (expected samples = window / {KEYINT_S:g} s; lag = the "
         f"worker's capture-to-inference gauge, maximum over scrapes {SCRAPE_EVERY_S:g} s apart; "
-        f"CPU from /proc, in cores of 2, the server's including its ffmpegs).\n\n{how}"
+        f"CPU from /proc, in cores of {available_cores()}, the server's including its "
+        f"ffmpegs).\n\n{how}"
     )

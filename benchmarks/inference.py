@@ -73,7 +73,6 @@ def _agreements() -> list[list[str]]:
 
 
 def run(clip: Path, runs: int, yolov8: dict[str, Path]) -> str:
-    ensure_int8()
     frame = next(FileSource("bench", clip).frames()).image
     variants = _variants(yolov8)
     samples: dict[tuple[str, int, int], list[float]] = {}

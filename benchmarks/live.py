@@ -20,6 +20,7 @@ import yaml
 from api.settings import Settings
 from api.testing import run_server
 from benchmarks.common import CLIP_SIZE, ROOT, machine
+from detector.engine import available_cores
 from streams.testcam import RtspServer, free_port
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -64,7 +65,7 @@ def describe(clip: Path) -> str:
     load = " / ".join(f"{v:.1f}" for v in os.getloadavg())
     return (
         f"Machine: {machine()}; load average at start {load} (1 / 5 / 15 min; other "
-        f"engineers' jobs share the 2 cores). Input: {clip.name} (the 1080p street clip, "
+        f"work shares the {available_cores()} cores). Input: {clip.name} (the 1080p street clip, "
         f"H.264, 25 fps, a keyframe every 2 s) looped by loopback RTSP cameras, "
         f"`scripts/rtsp_server.py --passthrough` (no re-encoding), niced +{SERVER_NICE}. "
         f"Worker: `streetwatch run` in its own process ({RECOMMENDED_TEXT}), posting to a real "

@@ -17,11 +17,10 @@ from pathlib import Path
 
 from benchmarks.common import inference_ms, median_of, per_call_ms, table
 from benchmarks.e2e import score_config
-from detector.engine import Engine
 from detector.types import Frame
 from streams.config import parse_config
 from streams.evidence import EvidenceWriter
-from streams.scoring import camera_pipeline, score_camera, specs_for
+from streams.scoring import camera_pipeline, engine_for, score_camera, specs_for
 from streams.sources import FileSource, Sampling
 
 RAW_CALLS = 40  # per concurrent run: a few seconds, like the end-to-end pass it is set against
@@ -59,7 +58,7 @@ def _decode_rows(clip: Path, runs: int) -> list[list[str]]:
 
 def _end_to_end_fps(model: str, clip: Path) -> float:
     config = parse_config(score_config(model, clip))
-    engine = Engine(model)
+    engine = engine_for(config)
     with tempfile.TemporaryDirectory() as tmp:
         result = score_camera(
             config.cameras[0], engine, config, specs_for(engine, config), EvidenceWriter(Path(tmp))
@@ -70,8 +69,8 @@ def _end_to_end_fps(model: str, clip: Path) -> float:
 def _model_rows(
     label: str, model: str, clip: Path, frames: list[Frame], runs: int
 ) -> list[list[str]]:
-    engine = Engine(model)
     config = parse_config(score_config(model, clip))
+    engine = engine_for(config)
     camera = config.cameras[0]
     specs = specs_for(engine, config)
     image = frames[0].image
