@@ -9,12 +9,14 @@ import sys
 import time
 from pathlib import Path
 
+from api.backoff import Backoff
 from streams.config import ConfigError, load_config
 
 log = logging.getLogger("streetwatch.score")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 POST_ATTEMPTS = 4
+POST_BACKOFF = Backoff(initial_s=1.0, max_s=8.0)  # jittered, so parallel runs spread out
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -120,7 +122,7 @@ def post_all(url: str, api_key: str, reports: list) -> bool:
                     receipt = client.post_case(report, None, report.id)
                 except RetryableError as exc:
                     if attempt + 1 < POST_ATTEMPTS:
-                        time.sleep(2**attempt)
+                        time.sleep(max(exc.retry_after or 0.0, POST_BACKOFF.delay(attempt)))
                         continue
                     problems.append(f"{report.id}: {exc}")
                 except IntakeError as exc:

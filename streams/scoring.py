@@ -61,6 +61,15 @@ def camera_pipeline(
     )
 
 
+def sampling_for(camera: CameraConfig) -> Sampling:
+    return Sampling(fps=camera.sample.fps, keyframes=camera.sample.keyframes)
+
+
+def gate_for(config: Config) -> MotionGate | None:
+    """A camera's own motion gate, if the config turns gating on."""
+    return MotionGate() if config.detector.motion_gate else None
+
+
 def engine_for(config: Config) -> Engine:
     """The engine as the config's `model` and `detector` settings ask for it."""
     return Engine(
@@ -165,13 +174,12 @@ def score_camera(
 ) -> CameraResult:
     result = CameraResult(camera.id)
     started = time.perf_counter()
-    sampling = Sampling(fps=camera.sample.fps, keyframes=camera.sample.keyframes)
-    source = FileSource(camera.id, camera.source, sampling)
+    source = FileSource(camera.id, camera.source, sampling_for(camera))
     try:
         epoch = file_epoch(camera)
         pipeline = camera_pipeline(camera, specs, engine.class_names, epoch)
         reports: dict[str, CaseReport] = {}
-        gate = MotionGate() if config.detector.motion_gate else None
+        gate = gate_for(config)
 
         def report(incident: Incident) -> None:
             refs = evidence.write(incident, epoch)

@@ -34,11 +34,12 @@ from streams.rtsp import RtspSource
 from streams.scoring import (
     camera_pipeline,
     engine_for,
+    gate_for,
+    sampling_for,
     specs_for,
     to_report,
     warn_unchecked,
 )
-from streams.sources import Sampling
 
 log = logging.getLogger(__name__)
 
@@ -301,7 +302,7 @@ class Worker:
     # -- cameras and reload --------------------------------------------------------------
 
     def _make_source(self, camera: CameraConfig) -> RtspSource:
-        sampling = Sampling(fps=camera.sample.fps, keyframes=camera.sample.keyframes)
+        sampling = sampling_for(camera)
         return RtspSource(
             camera.id, camera.source, sampling, on_health=self._on_health, **self.source_options
         )
@@ -329,7 +330,7 @@ class Worker:
                 )
         for cam_id, camera in wanted.items():
             if cam_id not in self.cameras:
-                gate = MotionGate() if self.config.detector.motion_gate else None
+                gate = gate_for(self.config)
                 cam = LiveCamera(camera, self._make_source(camera), gate)
                 cam.source.start()
                 self.cameras[cam_id] = cam
