@@ -12,6 +12,9 @@ turn, one run per core at a time. On a small CPU this beats one run spread over 
 (YOLOv8n raw 1.06-1.19x on 2 cores, benchmarks/RESULTS.md): a YOLO graph's many small layers
 leave a multi-threaded run waiting on its slowest thread after each one, and its spinning
 workers burn CPU between runs.
+
+Graph rewrites: models are loaded through detector.graph, which replaces patterns ONNX Runtime
+runs slowly with equivalent ones (the DFL head of every YOLOv8/YOLO11 export: ~5% of YOLOv8n).
 """
 
 from __future__ import annotations
@@ -25,8 +28,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 
+from detector.graph import faster_dfl
 from detector.letterbox import Letterboxer, Placement
 from detector.postprocess import decode
 from detector.types import Detections
@@ -47,7 +52,9 @@ def _session(path: Path, intra_op_threads: int) -> ort.InferenceSession:
     # With more than one thread, spin-waiting workers stay on (ORT's default): turning them
     # off measured slower, raw and end to end (benchmarks/RESULTS.md).
     opts.intra_op_num_threads = intra_op_threads
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    model = onnx.load(str(path))
+    source: str | bytes = model.SerializeToString() if faster_dfl(model) else str(path)
+    return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
 
 
 class Engine:
