@@ -1,5 +1,6 @@
 """Section 3: inference alone. fp32 against int8, batch sizes, square against rect input,
-and what int8 and rect inputs cost in agreement with fp32 square on held-out real footage.
+and what int8 and rect inputs cost in agreement with fp32 square on held-out real footage;
+for fp32, how near each model comes to the cores' float peak (benchmarks.roofline).
 
 All variants are timed in one process, taking turns within each run, on 1080p clip frames
 letterboxed as the engine feeds them; each both as one session run on every core and the
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import inference_ms, table
+from benchmarks.roofline import conv_gflop, sgemm_gflops
 from detector.calibration import agreement, default_footage, split_footage
 from detector.engine import Engine
 from models import registry
@@ -76,7 +78,9 @@ def run(clip: Path, runs: int, yolov8: dict[str, Path]) -> str:
     frame = next(FileSource("bench", clip).frames()).image
     variants = _variants(yolov8)
     samples: dict[tuple[str, int, int], list[float]] = {}
+    peak: list[float] = []  # the cores' SGEMM rate, taken in every run beside the models
     for _ in range(runs):
+        peak.append(sgemm_gflops(1))
         for name, (one_run, parallel, batches) in variants.items():
             for b in batches:
                 for layout, engine in enumerate((one_run, parallel)):
@@ -86,6 +90,7 @@ def run(clip: Path, runs: int, yolov8: dict[str, Path]) -> str:
     medians = {key: statistics.median(v) for key, v in samples.items()}
     runs_label = f"{variants[next(iter(variants))][1].parallel_runs} runs x 1 thread"
     rows = []
+    float_rows = []
     for (name, b, layout), ms in medians.items():
         if layout == 0:
             continue
@@ -105,6 +110,18 @@ def run(clip: Path, runs: int, yolov8: dict[str, Path]) -> str:
                 f"{fp32_ms / ms:.2f}x",
             ]
         )
+        if b == 1 and "fp32" in model:
+            gflop = conv_gflop(variants[name][1].model_path, w, h)
+            float_rows.append(
+                [
+                    model,
+                    f"{shape} {w}x{h}",
+                    f"{gflop:.2f}",
+                    f"{1e3 / ms:.1f}",
+                    f"{gflop * 1e3 / ms:.0f}",
+                    f"{gflop * 1e3 / ms / statistics.median(peak):.0%}",
+                ]
+            )
     header = [
         "model",
         "input",
@@ -120,4 +137,15 @@ def run(clip: Path, runs: int, yolov8: dict[str, Path]) -> str:
         ["variant (against fp32 square)", "agreement"],
         [[f"YOLOv4-tiny int8 (manifest: {q.method})", f"{q.agreement:.1%}"], *_agreements()],
     )
-    return f"{table(header, rows)}\n\n{agree}"
+    roofline = table(
+        [
+            "model",
+            "input",
+            "GFLOP per frame (convolutions)",
+            f"frames/s ({runs_label})",
+            "GFLOP/s",
+            f"of the float peak (OpenBLAS SGEMM, {statistics.median(peak):.0f} GFLOP/s)",
+        ],
+        float_rows,
+    )
+    return f"{table(header, rows)}\n\n{roofline}\n\n{agree}"

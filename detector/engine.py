@@ -13,7 +13,7 @@ turn, one run per core at a time. On a small CPU this beats one run spread over 
 leave a multi-threaded run waiting on its slowest thread after each one, and its spinning
 workers burn CPU between runs.
 
-Graph rewrites: models are loaded through detector.graph, which replaces patterns ONNX Runtime
+Graph rewrites: models are loaded through models.graph, which replaces patterns ONNX Runtime
 runs slowly with equivalent ones (the DFL head of every YOLOv8/YOLO11 export: ~5% of YOLOv8n).
 """
 
@@ -31,10 +31,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from detector.graph import faster_dfl
 from detector.letterbox import Letterboxer, Placement
 from detector.postprocess import decode
 from detector.types import Detections
+from models.graph import faster_dfl
 from models.manifest import Manifest
 from models.registry import resolve
 

@@ -26,6 +26,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from models import registry
 from models.errors import ModelError
+from models.graph import faster_dfl
 from models.integrity import sha256_file
 from models.manifest import Manifest, Quantization
 
@@ -73,10 +74,13 @@ def quantize_file(source: Path, target: Path, calibration: Iterable[np.ndarray])
         # Shape inference + constant folding first, as ONNX Runtime recommends before QDQ.
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
         model = onnx.load(str(prepared))
+        # Before quantising: the rewritten DFL head no longer feeds a Conv, so it stays float
+        # (and keeps its fast layout) instead of getting Q/DQ pairs the engine cannot rewrite.
+        rewritten = faster_dfl(model)
         named = [n for n in model.graph.node if not n.name]
         for i, node in enumerate(named):
             node.name = f"node_{i}"  # exclusion works by name
-        if named:
+        if named or rewritten:
             onnx.save(model, str(prepared))
         keep = set(trunk_nodes(model))
         if not keep:

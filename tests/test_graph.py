@@ -1,4 +1,4 @@
-"""detector.graph on a DFL head laid out as Ultralytics exports it (no Ultralytics model can
+"""models.graph on a DFL head laid out as Ultralytics exports it (no Ultralytics model can
 be made here without torch: the nodes, shapes and opset are those of a YOLOv8n export)."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from detector.graph import faster_dfl
+from models.graph import faster_dfl
+from models.quantize import trunk_nodes
 
 R = 16  # Ultralytics' reg_max
 
@@ -79,3 +80,17 @@ def test_lookalikes_are_left_alone(model: onnx.ModelProto) -> None:
 def test_default_model_has_nothing_to_rewrite(default_model: Path) -> None:
     model = onnx.load(str(default_model))
     assert faster_dfl(model) == 0
+
+
+def test_quantisation_leaves_the_rewritten_head_float() -> None:
+    # models.quantize quantises what feeds a Conv: the DFL softmax did until the rewrite.
+    model = dfl_head()
+    assert "Softmax" in {n.op_type for n in model.graph.node if n.name in trunk(model)}
+    faster_dfl(model)
+    assert trunk(model) == set()
+
+
+def trunk(model: onnx.ModelProto) -> set[str]:
+    for i, node in enumerate(model.graph.node):
+        node.name = node.name or f"node_{i}"
+    return set(trunk_nodes(model))
