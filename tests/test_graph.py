@@ -11,6 +11,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from detector.engine import _session
 from models.graph import faster_dfl
 from models.quantize import trunk_nodes
 
@@ -60,7 +61,7 @@ def test_dfl_rewrite_gives_the_same_distances() -> None:
     assert faster_dfl(rewritten) == 1
     ops = [n.op_type for n in rewritten.graph.node]
     assert "Conv" not in ops and "MatMul" in ops
-    assert [t.name for t in rewritten.graph.initializer if t.name == "dfl.conv.weight"] == []
+    assert "dfl.conv.weight" not in {t.name for t in rewritten.graph.initializer}
     onnx.checker.check_model(rewritten, full_check=True)
     np.testing.assert_allclose(run(rewritten, x), expected, rtol=1e-5, atol=1e-5)
     assert expected.shape == (2, 4, 5040) and expected.min() > 0 and expected.max() < R - 1
@@ -75,6 +76,15 @@ def test_lookalikes_are_left_alone(model: onnx.ModelProto) -> None:
     before = model.SerializeToString()
     assert faster_dfl(model) == 0
     assert model.SerializeToString() == before
+
+
+def test_engine_sessions_load_rewritten(tmp_path: Path) -> None:
+    path = tmp_path / "head.onnx"
+    onnx.save(dfl_head(), str(path))
+    x = np.random.default_rng(1).normal(0, 3, (1, 4 * R, 8400)).astype(np.float32)
+    (got,) = _session(path, 1).run(None, {"logits": x})
+    np.testing.assert_allclose(got, run(dfl_head(), x), rtol=1e-5, atol=1e-5)
+    assert onnx.load(str(path)).SerializeToString() == dfl_head().SerializeToString()  # untouched
 
 
 def test_default_model_has_nothing_to_rewrite(default_model: Path) -> None:
