@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from api.settings import Settings
 from api.testing import run_server
@@ -88,18 +89,12 @@ class Scrape:
 
 
 def parse_metrics(text: str, at: float) -> Scrape:
+    """Samples summed per (sample name, camera label), e.g. ("streetwatch_frames_total", id)."""
     values: dict[tuple[str, str], float] = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        head, _, value = line.rpartition(" ")
-        name, _, labels = head.partition("{")
-        camera = ""
-        for label in labels.rstrip("}").split(","):
-            key, _, quoted = label.partition("=")
-            if key == "camera":
-                camera = quoted.strip('"')
-        values[(name, camera)] = values.get((name, camera), 0.0) + float(value)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            key = (sample.name, sample.labels.get("camera", ""))
+            values[key] = values.get(key, 0.0) + sample.value
     return Scrape(at, values)
 
 
