@@ -8,14 +8,18 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from detector.motion import MotionGate
 from streams.rtsp import RtspSource
 
+CameraParts = Callable[[], list[tuple[RtspSource, MotionGate | None]]]
+"""Each camera's source and motion gate (None where gating is off), read at scrape time."""
 
-class SourceCollector(Collector):
+
+class CameraCollector(Collector):
     """Reads each camera's own counters at scrape time, so nothing is counted twice."""
 
-    def __init__(self, sources: Callable[[], list[RtspSource]]) -> None:
-        self.sources = sources
+    def __init__(self, cameras: CameraParts) -> None:
+        self.cameras = cameras
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         counters = {
@@ -28,26 +32,34 @@ class SourceCollector(Collector):
             field: CounterMetricFamily(name, doc, labels=["camera"])
             for field, (name, doc) in counters.items()
         }
+        gated = CounterMetricFamily(
+            "streetwatch_samples_gated",
+            "samples the motion gate kept from inference (nothing moved)",
+            labels=["camera"],
+        )
         age = GaugeMetricFamily(
             "streetwatch_last_frame_age_seconds",
             "time since the last decoded frame",
             labels=["camera"],
         )
         up = GaugeMetricFamily("streetwatch_camera_up", "1 while pictures flow", labels=["camera"])
-        for source in self.sources():
+        for source, gate in self.cameras():
             for field, family in families.items():
                 family.add_metric([source.camera_id], getattr(source.stats, field))
+            if gate is not None:
+                gated.add_metric([source.camera_id], gate.skipped)
             last = source.stats.last_frame_age_s
             if last is not None:
                 age.add_metric([source.camera_id], last)
             up.add_metric([source.camera_id], float(source.connected))
         yield from families.values()
+        yield gated
         yield age
         yield up
 
 
 class WorkerMetrics:
-    def __init__(self, sources: Callable[[], list[RtspSource]]) -> None:
+    def __init__(self, cameras: CameraParts) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.processed = Counter(
@@ -64,13 +76,13 @@ class WorkerMetrics:
         )
         self.inference = Histogram(
             "streetwatch_inference_seconds",
-            "one batched inference call",
+            "one batched inference call (gated samples not included)",
             buckets=(0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56),
             registry=r,
         )
         self.batch = Histogram(
             "streetwatch_batch_size",
-            "frames per inference call",
+            "frames per inference call (gated samples not included)",
             buckets=(1, 2, 4, 8, 16, 32),
             registry=r,
         )
@@ -90,7 +102,7 @@ class WorkerMetrics:
             "streetwatch_outbox_dead_letters", "items the API refused for good", registry=r
         )
         self.cameras = Gauge("streetwatch_cameras", "cameras this worker runs", registry=r)
-        r.register(SourceCollector(sources))
+        r.register(CameraCollector(cameras))
 
     def serve(self, port: int, host: str = "127.0.0.1") -> None:
         start_http_server(port, addr=host, registry=self.registry)

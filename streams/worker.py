@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+
 from api.client import IntakeClient
 from api.contract import CaseReport, Observation
 from api.outbox import Deliverer, Outbox, OutboxError
@@ -26,6 +28,7 @@ from detector.incidents import Incident, IncidentEvent
 from detector.motion import MotionGate, detect_gated
 from detector.pipeline import CameraPipeline
 from detector.rules import RuleSpec
+from detector.types import Detections
 from streams.config import CameraConfig, ConfigError, load_config
 from streams.evidence import EvidenceWriter
 from streams.health import HealthEvent
@@ -112,7 +115,7 @@ class Worker:
         self.state_dir = state_dir
         self.evidence = EvidenceWriter(state_dir / "evidence")
         self.outbox = Outbox(state_dir / "outbox.sqlite3")
-        self.metrics = WorkerMetrics(lambda: [c.source for c in self.cameras.values()])
+        self.metrics = WorkerMetrics(lambda: [(c.source, c.gate) for c in self.cameras.values()])
         self.metrics_port = metrics_port
         self.metrics_host = metrics_host
         api_url = self.config.api.url
@@ -189,12 +192,9 @@ class Worker:
         ]
         if not batch:
             return False
-        started = time.perf_counter()
         detections = detect_gated(
-            self.engine.detect, [frame for _, frame in batch], [cam.gate for cam, _ in batch]
+            self._detect, [frame for _, frame in batch], [cam.gate for cam, _ in batch]
         )
-        self.metrics.inference.observe(time.perf_counter() - started)
-        self.metrics.batch.observe(len(batch))
         now = time.time()
         for (cam, frame), dets in zip(batch, detections, strict=True):
             if cam.pipeline is None:
@@ -209,6 +209,16 @@ class Worker:
             if frame.wall_time is not None:
                 self.metrics.lag.labels(cam.config.id).set(now - frame.wall_time)
         return True
+
+    def _detect(self, images: list[np.ndarray]) -> list[Detections]:
+        """The engine's detect, timed; the motion gate may have left nothing to infer."""
+        if not images:
+            return []
+        started = time.perf_counter()
+        found = self.engine.detect(images)
+        self.metrics.inference.observe(time.perf_counter() - started)
+        self.metrics.batch.observe(len(images))
+        return found
 
     def _save(self, cam: LiveCamera, event: IncidentEvent) -> None:
         """Saves an incident event, or keeps it to retry if the disk refuses (full disk).

@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from api.outbox import Outbox
 from api.settings import Settings
@@ -78,18 +79,17 @@ class Worker:
             self.log.append(line.rstrip())
 
     def metric(self, name: str, **labels: str) -> float:
+        """The sum of the samples called `name` whose labels include `labels`; 0 if none."""
         try:
             text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2).text
         except httpx.HTTPError:
             return 0.0
-        want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-        total = 0.0
-        for line in text.splitlines():
-            head, _, value = line.rpartition(" ")
-            metric = head.split("{")[0]
-            if metric == name and (not want or want in head):
-                total += float(value)
-        return total
+        return sum(
+            s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name == name and labels.items() <= s.labels.items()
+        )
 
     def signal(self, signum: int) -> int:
         assert self.process is not None
