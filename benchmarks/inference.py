@@ -80,7 +80,7 @@ def run(clip: Path, runs: int, yolov8: dict[str, Path]) -> str:
     samples: dict[tuple[str, int, int], list[float]] = {}
     peak: list[float] = []  # the cores' SGEMM rate, taken in every run beside the models
     for _ in range(runs):
-        peak.append(sgemm_gflops(1))
+        peak.append(sgemm_gflops())
         for name, (one_run, parallel, batches) in variants.items():
             for b in batches:
                 for layout, engine in enumerate((one_run, parallel)):
