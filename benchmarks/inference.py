@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import inference_ms, table
-from benchmarks.roofline import conv_gflop, sgemm_gflops
+from benchmarks.roofline import roofline
 from detector.calibration import agreement, default_footage, split_footage
 from detector.engine import Engine
 from models import registry
@@ -78,9 +78,7 @@ def run(clip: Path, runs: int, yolov8: dict[str, Path]) -> str:
     frame = next(FileSource("bench", clip).frames()).image
     variants = _variants(yolov8)
     samples: dict[tuple[str, int, int], list[float]] = {}
-    peak: list[float] = []  # the cores' SGEMM rate, taken in every run beside the models
     for _ in range(runs):
-        peak.append(sgemm_gflops())
         for name, (one_run, parallel, batches) in variants.items():
             for b in batches:
                 for layout, engine in enumerate((one_run, parallel)):
@@ -90,7 +88,6 @@ def run(clip: Path, runs: int, yolov8: dict[str, Path]) -> str:
     medians = {key: statistics.median(v) for key, v in samples.items()}
     runs_label = f"{variants[next(iter(variants))][1].parallel_runs} runs x 1 thread"
     rows = []
-    float_rows = []
     for (name, b, layout), ms in medians.items():
         if layout == 0:
             continue
@@ -110,18 +107,6 @@ def run(clip: Path, runs: int, yolov8: dict[str, Path]) -> str:
                 f"{fp32_ms / ms:.2f}x",
             ]
         )
-        if b == 1 and "fp32" in model:
-            gflop = conv_gflop(variants[name][1].model_path, w, h)
-            float_rows.append(
-                [
-                    model,
-                    f"{shape} {w}x{h}",
-                    f"{gflop:.2f}",
-                    f"{1e3 / ms:.1f}",
-                    f"{gflop * 1e3 / ms:.0f}",
-                    f"{gflop * 1e3 / ms / statistics.median(peak):.0%}",
-                ]
-            )
     header = [
         "model",
         "input",
@@ -137,15 +122,9 @@ def run(clip: Path, runs: int, yolov8: dict[str, Path]) -> str:
         ["variant (against fp32 square)", "agreement"],
         [[f"YOLOv4-tiny int8 (manifest: {q.method})", f"{q.agreement:.1%}"], *_agreements()],
     )
-    roofline = table(
-        [
-            "model",
-            "input",
-            "GFLOP per frame (convolutions)",
-            f"frames/s ({runs_label})",
-            "GFLOP/s",
-            f"of the float peak (OpenBLAS SGEMM, {statistics.median(peak):.0f} GFLOP/s)",
-        ],
-        float_rows,
-    )
-    return f"{table(header, rows)}\n\n{roofline}\n\n{agree}"
+    fp32 = {
+        name.replace("|", ", "): (parallel, np.ascontiguousarray(parallel.letterbox([frame])[0]))
+        for name, (_, parallel, _) in variants.items()
+        if "fp32" in name
+    }
+    return f"{table(header, rows)}\n\n{roofline(fp32, runs)}\n\n{agree}"

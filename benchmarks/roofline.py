@@ -1,29 +1,27 @@
-"""How close a model's inference comes to the CPU's float peak.
+"""How close a model's inference comes to the CPU's float peak, on one thread.
 
 A model's work is the multiply-adds of its convolutions at a given input (from ONNX shape
-inference); the peak is large single-precision matrix products in OpenBLAS (NumPy's BLAS),
-the best-tuned float kernel on the machine, one single-threaded stream per core as the engine
-runs (ONNX Runtime's own MatMul, and OpenBLAS threading one product over the cores, both
-measured below what the models' convolutions reach). A model running near that rate has
-nothing left to gain from scheduling, only from doing less work.
+inference). The peak is ONNX Runtime's own rate on a large 3x3 convolution, the kernel those
+models spend most of their time in (within ~5% of single-threaded OpenBLAS SGEMM here). One
+thread, because that is how the engine runs each frame, and because on this shared VM two
+busy threads are at times slowed by the host, which made any two-core peak unrepeatable. A
+model running near the peak has nothing left to gain from scheduling, only from less work.
 """
 
 from __future__ import annotations
 
-import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
+import statistics
 from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import shape_inference
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper, shape_inference
 
-from benchmarks.common import run_json
-from detector.engine import available_cores
+from benchmarks.common import per_call_ms, table
+from detector.engine import Engine
 
-SGEMM_N = 2048  # 17 GFLOP a product: long enough to reach the kernel's rate
-PRODUCTS = 4  # per thread
+PEAK_CHANNELS, PEAK_SIZE = 256, 32  # 1.2 GFLOP a run: large enough to reach the kernel's rate
 
 
 def conv_gflop(path: Path, width: int, height: int) -> float:
@@ -50,27 +48,47 @@ def conv_gflop(path: Path, width: int, height: int) -> float:
     return 2 * macs / 1e9
 
 
-def _concurrent_sgemm_gflops(threads: int) -> float:
-    """One SGEMM after another on each of `threads` threads at once (OpenBLAS must be
-    single-threaded, so each thread is one core's worth), GFLOP/s over them all."""
-    a, b = (np.random.default_rng(seed).random((SGEMM_N, SGEMM_N), np.float32) for seed in (0, 1))
-    a @ b  # warm-up
-    with ThreadPoolExecutor(threads) as pool:
-        started = time.perf_counter()
-        list(pool.map(lambda _: [a @ b for _ in range(PRODUCTS)], range(threads)))
-        seconds = time.perf_counter() - started
-    return threads * PRODUCTS * 2 * SGEMM_N**3 / seconds / 1e9
-
-
-def sgemm_gflops() -> float:
-    """The cores' float peak: OpenBLAS SGEMM run the engine's way, one single-threaded run per
-    core side by side. In a child process, as OpenBLAS reads its thread count at start-up."""
-    out = run_json(
-        [sys.executable, "-m", "benchmarks.roofline"],
-        {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
+def _peak_session() -> tuple[ort.InferenceSession, dict[str, np.ndarray], float]:
+    c, s = PEAK_CHANNELS, PEAK_SIZE
+    rng = np.random.default_rng(0)
+    kernel = numpy_helper.from_array(rng.normal(0, 0.05, (c, c, 3, 3)).astype(np.float32), "w")
+    shape = [1, c, s, s]
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])],
+        "peak",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)],
+        [kernel],
     )
-    return float(out)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    session = ort.InferenceSession(model.SerializeToString(), opts)
+    feeds = {"x": rng.random(shape, np.float32)}
+    return session, feeds, 2 * c * c * 9 * s * s / 1e9
 
 
-if __name__ == "__main__":
-    print(_concurrent_sgemm_gflops(available_cores()))
+def roofline(models: dict[str, tuple[Engine, np.ndarray]], runs: int) -> str:
+    """A table: per model (label -> engine with single-threaded runs, one input tensor), its
+    convolution GFLOP, ms per frame on one thread, and the share of the peak it reaches.
+    The peak and the models take turns within each run; medians over runs."""
+    session, feeds, peak_gflop = _peak_session()
+    peak: list[float] = []
+    ms: dict[str, list[float]] = {label: [] for label in models}
+    for _ in range(runs):
+        peak.append(peak_gflop * 1e3 / per_call_ms(lambda: session.run(None, feeds), 8, 1))
+        for label, (engine, tensor) in models.items():
+            ms[label].append(per_call_ms(lambda e=engine, t=tensor: e.infer(t), 5, 1))
+    best = statistics.median(peak)
+    rows = []
+    for label, (engine, tensor) in models.items():
+        h, w = tensor.shape[2:]
+        gflop = conv_gflop(engine.model_path, w, h)
+        t = statistics.median(ms[label])
+        rate = gflop * 1e3 / t
+        rows.append(
+            [label, f"{w}x{h}", f"{gflop:.2f}", f"{t:.1f}", f"{rate:.0f}", f"{rate / best:.0%}"]
+        )
+    header = ["model", "input", "GFLOP per frame (convolutions)", "ms per frame, 1 thread"]
+    peak_label = f"of the peak ({best:.0f} GFLOP/s: a 3x3 conv, {PEAK_CHANNELS} channels)"
+    return table([*header, "GFLOP/s", peak_label], rows)
