@@ -9,7 +9,7 @@ gets the most out of it by passing every camera's newest frame together.
 
 Parallel runs: a batch is split into chunks that single-threaded runs of one session take in
 turn, one run per core at a time. On a small CPU this beats one run spread over every core
-(YOLOv8n raw 1.06-1.19x on 2 cores, benchmarks/RESULTS.md): a YOLO graph's many small layers
+(YOLOv8n raw 1.0-1.3x on 2 cores, benchmarks/RESULTS.md): a YOLO graph's many small layers
 leave a multi-threaded run waiting on its slowest thread after each one, and its spinning
 workers burn CPU between runs.
 
