@@ -21,6 +21,17 @@ def default_state_dir(shard: str) -> Path:
     return Path(xdg) / "streetwatch" / f"worker-{shard.replace('/', '-of-')}"
 
 
+def seconds(text: str) -> float:
+    """An argparse type: a positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    return value
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run",
@@ -38,8 +49,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     p.add_argument("--metrics-host", default="127.0.0.1", help="address for the metrics port")
-    p.add_argument("--open-timeout", type=float, default=10.0, help="seconds to open a camera")
-    p.add_argument("--read-timeout", type=float, default=5.0, help="seconds without data = lost")
+    p.add_argument("--open-timeout", type=seconds, default=10.0, help="seconds to open a camera")
+    p.add_argument("--read-timeout", type=seconds, default=5.0, help="seconds without data = lost")
+    p.add_argument(
+        "--freeze-after",
+        type=seconds,
+        default=60.0,
+        help="seconds of an unchanging picture before a camera is reported frozen",
+    )
     p.set_defaults(func=run)
 
     p = sub.add_parser("outbox", help="list or retry what waits for the intake API")
@@ -65,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
             metrics_host=args.metrics_host,
             open_timeout_s=args.open_timeout,
             read_timeout_s=args.read_timeout,
+            freeze_after_s=args.freeze_after,
         )
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
