@@ -44,7 +44,8 @@ $(BENCH_STAMP): pyproject.toml
 	$(BENCH_VENV)/bin/pip install -q --disable-pip-version-check -e '.[train]'
 	rm -f $(BENCH_VENV)/.installed-* && touch $@
 
-# Everything (~20 min on 2 cores); one section: $(BIN)/python -m benchmarks --only stages
+# Every section but the hour-long soak (~40 min on 2 cores, the peer's venv included);
+# one section: $(BIN)/python -m benchmarks --only stages (or --only soak)
 bench: model system-deps $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks
 

@@ -1,6 +1,7 @@
-"""Section 4: how many 1080p cameras one worker keeps up with.
+"""Section 4: how many 1080p cameras one worker keeps up with (and section 4b: how many when
+the worker watches the cameras' 640x360 sub-streams instead).
 
-N loopback RTSP cameras serve the 1080p clip (25 fps, a keyframe every 2 s) pass-through,
+N loopback RTSP cameras serve the clip (25 fps, a keyframe every 2 s) pass-through,
 niced, their keyframes spread over one GOP (real cameras are not in step). `streetwatch run`
 watches them with the recommended live settings (live.RECOMMENDED, keyframes only) and posts
 to a real intake server. After a warm-up, scrapes of its /metrics over a window give, per
@@ -17,8 +18,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.common import KEYINT_S, table
+from benchmarks.common import KEYINT_S, clip_size, table
 from benchmarks.live import (
+    RECOMMENDED,
     Scrape,
     camera_config,
     cameras,
@@ -28,8 +30,11 @@ from benchmarks.live import (
     intake,
     live_worker,
 )
-from detector.engine import available_cores
+from detector.calibration import agreement, spread_frames
+from detector.engine import Engine, available_cores
+from detector.types import Detections
 
+AGREEMENT_FRAMES = 60
 MIN_SHARE_PCT = 95.0
 MAX_LAG_S = 2.0
 STEPS = (8, 16, 32, 64, 96, 128)
@@ -94,8 +99,10 @@ def measure(clip: Path, count: int, api: tuple[str, str], warmup_s: float, windo
     with cameras(clip, count, KEYINT_S) as (server, urls):
         assert server.process is not None
         pgid = server.process.pid
+        size = clip_size(clip)
         configs = [
-            camera_config(f"cam-{i:03d}", url, {"keyframes": True}) for i, url in enumerate(urls)
+            camera_config(f"cam-{i:03d}", url, {"keyframes": True}, size)
+            for i, url in enumerate(urls)
         ]
         with live_worker(api, configs) as worker:
             worker.wait_all_processing(count, timeout_s=60 + count)
@@ -124,8 +131,24 @@ def measure(clip: Path, count: int, api: tuple[str, str], warmup_s: float, windo
     )
 
 
-def run(clip: Path, warmup_s: float, window_s: float, steps: tuple[int, ...] = STEPS) -> str:
+def run(
+    clip: Path,
+    warmup_s: float,
+    window_s: float,
+    steps: tuple[int, ...] = STEPS,
+    main_clip: Path | None = None,
+) -> str:
+    """The capacity table for cameras serving `clip`; with `main_clip`, `clip` is its
+    sub-stream and the text says how far detections on the two agree."""
     how = describe(clip)
+    if main_clip is not None:
+        share = substream_agreement(main_clip, clip)
+        w, h = clip_size(main_clip)
+        how = (
+            f"Detections on the sub-stream agree {share:.1%} with those on the {w}x{h} main "
+            f"stream (the worker's model and input, {AGREEMENT_FRAMES} frames spread over both "
+            f"clips; same class, IoU >= 0.5).\n\n{how}"
+        )
     results: list[Step] = []
     best, failed = 0, None
     with intake() as api:
@@ -160,3 +183,16 @@ def run(clip: Path, warmup_s: float, window_s: float, steps: tuple[int, ...] = S
         f"CPU from /proc, in cores of {available_cores()}, the server's including its "
         f"ffmpegs).\n\n{how}"
     )
+
+
+def substream_agreement(main_clip: Path, sub_clip: Path) -> float:
+    """How far the recommended live model's detections on the sub-stream agree with those
+    on the main stream: the same frames of both clips, boxes in main-stream pixels."""
+    engine = Engine(str(RECOMMENDED["model"]), rect=True)
+    main = engine.detect(spread_frames(main_clip, AGREEMENT_FRAMES))
+    scale = clip_size(main_clip)[0] / clip_size(sub_clip)[0]
+    sub = [
+        Detections(d.boxes * scale, d.scores, d.class_ids)
+        for d in engine.detect(spread_frames(sub_clip, AGREEMENT_FRAMES))
+    ]
+    return agreement(main, sub)

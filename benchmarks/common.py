@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 
@@ -25,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 BENCH_VENV = ROOT / ".venv-bench"
 CLIP_SIZE = (1920, 1080)
+SUBSTREAM_SIZE = (640, 360)  # a camera's usual second stream, Frigate's `detect` role
 CLIP_FPS = 25
 KEYINT_S = 2.0
 
@@ -62,17 +64,24 @@ def machine() -> str:
     )
 
 
-def build_clip(seconds: float) -> Path:
-    """Real street footage (opencv-doc vtest.avi) upscaled to 1080p H.264, 25 fps,
-    one keyframe every 2 s: what a city camera sends. Built once per length."""
-    path = work_dir() / f"street-1080p-{seconds:g}s.mp4"
+def build_clip(seconds: float, size: tuple[int, int] = CLIP_SIZE) -> Path:
+    """Real street footage (opencv-doc vtest.avi) scaled to `size` (1080p: upscaled), H.264,
+    25 fps, one keyframe every 2 s: what a city camera sends. Built once per length and size."""
+    w, h = size
+    path = work_dir() / f"street-{h}p-{seconds:g}s.mp4"
     if not path.exists():
-        w, h = CLIP_SIZE
         frames = (
             cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR) for f in video_frames(VTEST_AVI)
         )
         render(path, frames, seconds, CLIP_FPS, keyint_s=KEYINT_S)
     return path
+
+
+def clip_size(clip: Path) -> tuple[int, int]:
+    """(width, height) of a clip's video."""
+    with av.open(str(clip)) as container:
+        stream = container.streams.video[0]
+        return stream.width, stream.height
 
 
 def median_of(runs: int, fn: Callable[[], float]) -> float:

@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from api.settings import Settings
 from api.testing import run_server
-from benchmarks.common import CLIP_SIZE, ROOT, machine
+from benchmarks.common import ROOT, clip_size, machine
 from detector.engine import available_cores
 from streams.testcam import RtspServer, free_port
 
@@ -64,10 +64,11 @@ def rss_mib(pid: int) -> float:
 def describe(clip: Path) -> str:
     """Machine, load and input line of a live section, taken at its start."""
     load = " / ".join(f"{v:.1f}" for v in os.getloadavg())
+    w, h = clip_size(clip)
     return (
         f"Machine: {machine()}; load average at start {load} (1 / 5 / 15 min; other "
-        f"work shares the {available_cores()} cores). Input: {clip.name} (the 1080p street clip, "
-        f"H.264, 25 fps, a keyframe every 2 s) looped by loopback RTSP cameras, "
+        f"work shares the {available_cores()} cores). Input: {clip.name} (the street clip at "
+        f"{w}x{h}, H.264, 25 fps, a keyframe every 2 s) looped by loopback RTSP cameras, "
         f"`scripts/rtsp_server.py --passthrough` (no re-encoding), niced +{SERVER_NICE}. "
         f"Worker: `streetwatch run` in its own process ({RECOMMENDED_TEXT}), posting to a real "
         f"intake server (SQLite)."
@@ -98,8 +99,11 @@ def parse_metrics(text: str, at: float) -> Scrape:
     return Scrape(at, values)
 
 
-def camera_config(cam_id: str, url: str, sample: dict[str, object]) -> dict[str, object]:
-    w, h = CLIP_SIZE
+def camera_config(
+    cam_id: str, url: str, sample: dict[str, object], size: tuple[int, int]
+) -> dict[str, object]:
+    """One camera watching its whole `size` (width, height) frame for every check."""
+    w, h = size
     return {
         "id": cam_id,
         "source": url,

@@ -15,7 +15,7 @@ import statistics
 import time
 from pathlib import Path
 
-from benchmarks.common import KEYINT_S, table
+from benchmarks.common import KEYINT_S, clip_size, table
 from benchmarks.live import camera_config, cameras, describe, intake, live_worker, rss_mib
 
 EVERY_S = 5.0
@@ -47,9 +47,10 @@ def run(clip: Path, minutes: float, count: int = 4) -> str:
     duration_s = minutes * 60
     how = describe(clip)
     samples: list[tuple[float, float]] = []  # (seconds since start, RSS MiB)
+    size = clip_size(clip)
     with intake() as api, cameras(clip, count, KEYINT_S) as (_, urls):
         configs = [
-            camera_config(f"cam-{i:03d}", url, {"keyframes": True} if i % 2 else {"fps": 2})
+            camera_config(f"cam-{i:03d}", url, {"keyframes": True} if i % 2 else {"fps": 2}, size)
             for i, url in enumerate(urls)
         ]
         with live_worker(api, configs) as worker:

@@ -39,7 +39,7 @@ def _frame_count(path: Path) -> int:
         return container.streams.video[0].frames or sum(1 for _ in container.decode(video=0))
 
 
-def _video_frames(path: Path, count: int) -> list[np.ndarray]:
+def spread_frames(path: Path, count: int) -> list[np.ndarray]:
     """`count` frames spread evenly over a video."""
     total = _frame_count(path)
     with av.open(str(path)) as container:
@@ -68,7 +68,7 @@ def split_footage(paths: Sequence[Path], per_video: int = 128) -> Footage:
                 raise ValueError(f"cannot read image {path}")
             footage.calibration.append(image)
             continue
-        frames = _video_frames(path, per_video)
+        frames = spread_frames(path, per_video)
         footage.calibration += frames[: len(frames) // 2]
         footage.holdout += frames[len(frames) // 2 :]
     if not footage.holdout:
