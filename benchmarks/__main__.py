@@ -37,7 +37,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     chosen = args.only or DEFAULT_SECTIONS
     if set(chosen) - {"api"}:
-        inference.ensure_int8()  # e2e, inference, capacity and soak all run the int8 model
+        inference.ensure_int8()  # every section but api runs the int8 model
     clip = build_clip(args.seconds)
     how = (
         f"Machine: {machine()}. Input: {clip.name}, opencv-doc vtest.avi (real street "
