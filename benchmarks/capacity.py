@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.common import KEYINT_S, clip_size, table
+from benchmarks.inference import INT8
 from benchmarks.live import (
-    RECOMMENDED,
+    RECOMMENDED_DETECTOR,
     Scrape,
     camera_config,
     cameras,
@@ -188,7 +189,7 @@ def run(
 def substream_agreement(main_clip: Path, sub_clip: Path) -> float:
     """How far the recommended live model's detections on the sub-stream agree with those
     on the main stream: the same frames of both clips, boxes in main-stream pixels."""
-    engine = Engine(str(RECOMMENDED["model"]), rect=True)
+    engine = Engine(INT8, **RECOMMENDED_DETECTOR)
     main = engine.detect(spread_frames(main_clip, AGREEMENT_FRAMES))
     scale = clip_size(main_clip)[0] / clip_size(sub_clip)[0]
     sub = [

@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from api.settings import Settings
 from api.testing import run_server
 from benchmarks.common import ROOT, clip_size, machine
+from benchmarks.inference import INT8
 from detector.engine import available_cores
 from streams.testcam import RtspServer, free_port
 
@@ -29,8 +30,9 @@ SERVER_NICE = 10  # the cameras stand in for other machines: the worker comes fi
 CHECKS = ["illegal_parking", "street_stall", "garbage"]
 # What the benchmarks run live (besides keyframe sampling): the int8 model on aspect-preserving
 # input, section 3's fastest variant with >= 95% agreement.
-RECOMMENDED = {"model": "yolov4-tiny-int8", "detector": {"rect": True}}
-RECOMMENDED_TEXT = "model yolov4-tiny-int8, `detector: {rect: true}`"
+RECOMMENDED_DETECTOR = {"rect": True}
+RECOMMENDED = {"model": INT8, "detector": RECOMMENDED_DETECTOR}
+RECOMMENDED_TEXT = f"model {INT8}, `detector: {{rect: true}}`"
 
 
 def cpu_seconds(pid: int) -> float:
