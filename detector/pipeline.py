@@ -1,80 +1,174 @@
-"""One camera's path from detections to incident events: tracker, zones, site rules."""
+"""One camera's path from detections to incident events: stages, zones, site rules."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
 
+from api.contract import IncidentType
 from detector.incidents import Incident, IncidentEvent
 from detector.rules import MAX_GAP_S, RuleParams, RuleSpec, SiteRule
+from detector.stages import EXTRA_FILLS, Stage, TrackingStage
+from detector.static_objects import STATIC_LABEL, SceneEvent, StaticObjectStage, StaticParams
 from detector.tracker import Tracker
 from detector.types import Detections, Frame
 from detector.zones import Zone
 
+log = logging.getLogger(__name__)
+
+# What the static-object stand-in makes of a static object, by type: a stall when people stay
+# with it, garbage when nobody does. Types not listed are never raised by it.
+STATIC_VERDICTS: dict[IncidentType, str] = {
+    IncidentType.street_stall: "attended",
+    IncidentType.garbage: "unattended",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Labels:
+    """A camera's class names (the model's, then the stages') and the rules they feed."""
+
+    names: list[str]
+    specs: dict[str, RuleSpec]
+    static_id: int | None  # the static label's class id, if a rule uses it
+
+    @property
+    def explain_ids(self) -> frozenset[int]:
+        """Classes whose stationary detections account for static pixels: the people and
+        everything a rule already watches (vehicles, stand-in umbrellas)."""
+        ids = set()
+        for spec in self.specs.values():
+            ids |= spec.feeds | spec.attendant_ids
+        return frozenset(ids - {self.static_id})
+
+
+def labels_for(
+    class_names: list[str],
+    incident_classes: Mapping[str, Sequence[str]],
+    attendant_classes: Sequence[str],
+    stand_in_classes: Mapping[str, Sequence[str]],
+    params: Mapping[str, RuleParams],
+) -> Labels:
+    """The rules a model (and the static stand-in) can feed; types with nothing to feed them
+    are left out. `stand_in_classes` are model classes that only look like a type (COCO's
+    umbrella for a stall) and need attendants; the model's other classes of a type raise it
+    on their own and, unless the type's `stand_in` is `on`, replace the static stand-in."""
+    index = {name: i for i, name in enumerate(class_names)}
+    names = list(class_names)
+    static_id: int | None = None
+    attendants = frozenset(index[n] for n in attendant_classes)
+    specs: dict[str, RuleSpec] = {}
+    for type_ in IncidentType:
+        p = params[type_]
+        mapped = set(incident_classes.get(type_, ()))
+        look_alike = mapped & set(stand_in_classes.get(type_, ()))
+        trained = mapped - look_alike
+        verdict = STATIC_VERDICTS.get(type_)
+        static = verdict is not None and (
+            p.stand_in == "on" or (p.stand_in == "auto" and not trained)
+        )
+        if static and static_id is None:
+            static_id = len(names)
+            names.append(STATIC_LABEL)
+        static_ids = frozenset({static_id}) if static else frozenset()
+        spec = RuleSpec(
+            type=type_,
+            params=p,
+            class_ids=frozenset(index[n] for n in trained),
+            attended_ids=frozenset(index[n] for n in look_alike)
+            | (static_ids if verdict == "attended" else frozenset()),
+            unattended_ids=static_ids if verdict == "unattended" else frozenset(),
+            attendant_ids=attendants,
+        )
+        if spec.feeds:
+            specs[type_] = spec
+    return Labels(names, specs, static_id)
+
 
 class CameraPipeline:
-    """Feeds each sampled frame's detections through the camera's zones and rules.
+    """Feeds each sampled frame through the camera's stages, zones and rules.
 
     `epoch` is the wall time of media time zero (a file's `start_time`, or when a live
     source started): incident ids and reported times derive from it. `max_gap_s` bounds how
-    much observed time one step between frames can count (see detector.rules).
+    much observed time one step between frames can count (see detector.rules). The static
+    stage runs only when a zone checks a type it feeds.
     """
 
     def __init__(
         self,
         camera_id: str,
         zones: list[Zone],
-        specs: dict[str, RuleSpec],
-        class_names: list[str],
+        labels: Labels,
         epoch: datetime,
-        tracker: Tracker | None = None,
+        static_params: StaticParams | None = None,
         max_gap_s: float = MAX_GAP_S,
     ) -> None:
         self.camera_id = camera_id
         self.zones = zones
-        self.tracker = tracker or Tracker()
+        self.labels = labels
+        self.tracker = Tracker(max_age_s=max(3.0, max_gap_s))
         self.rules: list[tuple[Zone, SiteRule]] = [
-            (zone, SiteRule(camera_id, zone, specs[t], class_names, epoch, max_gap_s))
+            (zone, SiteRule(camera_id, zone, labels.specs[t], labels.names, epoch, max_gap_s))
             for zone in zones
             for t in sorted(zone.checks)
-            if t in specs
+            if t in labels.specs
         ]
-        self.last_track_ids = np.zeros(0, np.int64)
+        self.stages: list[Stage] = [TrackingStage(self.tracker)]
+        self.static: StaticObjectStage | None = None
+        sid = labels.static_id
+        if sid is not None and any(sid in rule.spec.feeds for _, rule in self.rules):
+            self.static = StaticObjectStage(
+                static_params or StaticParams(), sid, labels.explain_ids, zones, max_gap_s
+            )
+            self.stages.append(self.static)
+        self.scene_events: list[SceneEvent] = []  # scene changes the caller has not taken
+
+    def observe(self, frame: Frame, dets: Detections) -> Detections:
+        """Every stage's observations of the frame, after the engine's detections."""
+        parts = [dets]
+        for stage in self.stages:
+            added = stage.process(frame, dets)
+            if len(added):
+                parts.append(added)
+        return Detections.merge(parts, EXTRA_FILLS) if len(parts) > 1 else dets
 
     def process(self, frame: Frame, dets: Detections) -> list[IncidentEvent]:
-        self.last_track_ids = self.tracker.update(dets, frame.pts)
-        ground = dets.ground_points
+        found = self.observe(frame, dets)
+        if self.static is not None and self.static.events:
+            self._scene_changed(self.static.events)
+        ground = found.ground_points
         events: list[IncidentEvent] = []
         in_zone_cache: dict[str, np.ndarray] = {}
         for zone, rule in self.rules:
             if zone.id not in in_zone_cache:
                 in_zone_cache[zone.id] = zone.contains(ground)
-            events.extend(rule.update(frame, dets, in_zone_cache[zone.id]))
+            events.extend(rule.update(frame, found, in_zone_cache[zone.id]))
         return events
+
+    def _scene_changed(self, events: list[SceneEvent]) -> None:
+        """Static objects' dwell meant nothing across a scene change: their candidates go."""
+        assert self.labels.static_id is not None
+        dropped = sum(
+            rule.drop_candidates(frozenset({self.labels.static_id})) for _, rule in self.rules
+        )
+        for event in events:
+            log.info(
+                "camera %s: scene change (%s) at %.1f s: %.0f%% of the picture changed, edge "
+                "correlation %.2f; background re-seeded, %d static candidates dropped",
+                self.camera_id,
+                event.kind,
+                event.pts,
+                100 * event.share,
+                event.correlation,
+                dropped,
+            )
+        self.scene_events.extend(events)
+        events.clear()
 
     def open_incidents(self) -> list[Incident]:
         """Incidents confirmed and not yet cleared (still present at the end of a file)."""
         return [i for _, rule in self.rules for i in rule.open_incidents()]
-
-
-def rule_specs(
-    class_names: list[str],
-    incident_classes: dict[str, list[str]],
-    stall_attendant_classes: list[str],
-    params: dict[str, RuleParams],
-) -> dict[str, RuleSpec]:
-    """The rules a model can feed: types with no class in this model are left out."""
-    index = {name: i for i, name in enumerate(class_names)}
-    specs: dict[str, RuleSpec] = {}
-    for type_, names in incident_classes.items():
-        if not names:
-            continue
-        attendants = stall_attendant_classes if type_ == "street_stall" else []
-        specs[type_] = RuleSpec(
-            type=type_,
-            params=params[type_],
-            class_ids=frozenset(index[n] for n in names),
-            attendant_ids=frozenset(index[n] for n in attendants),
-        )
-    return specs

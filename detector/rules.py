@@ -19,10 +19,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.contract import IncidentType
 from detector.geometry import box_iou, greedy_match
 from detector.incidents import EvidenceShot, Incident, IncidentEvent, incident_id
 from detector.types import Detections, Frame
@@ -50,14 +52,28 @@ class RuleParams(BaseModel):
         default=0.5,
         ge=0,
         le=1,
-        description="share of sightings with an attendant beside the object (stand-in rules)",
+        description="stand-in rules: share of sightings with a stationary person beside the "
+        "object at or above which it is attended (a stall), below which unattended (garbage)",
+    )
+    group_gap: float | None = Field(
+        default=None,
+        ge=0,
+        le=2,
+        description="objects closer than this (a share of the site's size) to a site belong to "
+        "it and open no site of their own (a stall's umbrella, table and goods); unset: each "
+        "object is its own site",
+    )
+    stand_in: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="the static-object stand-in (garbage, street_stall): auto runs it when "
+        "the model has no class for the type, on runs it beside the model's classes, off never",
     )
 
 
-DEFAULT_RULES: dict[str, RuleParams] = {
-    "illegal_parking": RuleParams(dwell_s=120, clear_s=30, occlusion_s=10),
-    "street_stall": RuleParams(dwell_s=300, clear_s=60, occlusion_s=20),
-    "garbage": RuleParams(dwell_s=600, clear_s=120, occlusion_s=30),
+DEFAULT_RULES: dict[IncidentType, RuleParams] = {
+    IncidentType.illegal_parking: RuleParams(dwell_s=120, clear_s=30, occlusion_s=10),
+    IncidentType.street_stall: RuleParams(dwell_s=300, clear_s=60, occlusion_s=20, group_gap=0.5),
+    IncidentType.garbage: RuleParams(dwell_s=600, clear_s=120, occlusion_s=30, group_gap=0.5),
 }
 
 # A site counts as still occupied by any qualifying box overlapping it this much.
@@ -82,6 +98,11 @@ class _Site:
     attended: int = 0
     incident: Incident | None = None
 
+    @property
+    def class_id(self) -> int:
+        """The class seen most (by summed score): what the site is reported as."""
+        return max(self.class_scores, key=self.class_scores.__getitem__)
+
     def observe(self, box: np.ndarray, score: float, class_id: int, pts: float, attended: bool):
         self.box = box
         self.last_seen = pts
@@ -94,12 +115,24 @@ class _Site:
 
 @dataclass(frozen=True, slots=True)
 class RuleSpec:
-    """One incident type's rule as applied to one model: which class ids feed it."""
+    """One incident type's rule as applied to one camera's labels: which class ids feed it.
+
+    `class_ids` raise the incident on their own (a trained model's classes); stand-ins need a
+    verdict from the stationary people beside them over the dwell: `attended_ids` only when
+    attended (an umbrella is a stall when someone stays with it), `unattended_ids` only when
+    not (a static object nobody stays with is garbage, one a vendor stays with is a stall).
+    """
 
     type: str
     params: RuleParams
-    class_ids: frozenset[int]
-    attendant_ids: frozenset[int] = frozenset()  # non-empty: stand-in rule needs attendants
+    class_ids: frozenset[int] = frozenset()
+    attended_ids: frozenset[int] = frozenset()
+    unattended_ids: frozenset[int] = frozenset()
+    attendant_ids: frozenset[int] = frozenset()  # the people who attend
+
+    @property
+    def feeds(self) -> frozenset[int]:
+        return self.class_ids | self.attended_ids | self.unattended_ids
 
 
 def _stationary(anchors: np.ndarray, boxes: np.ndarray, max_move: float) -> np.ndarray:
@@ -113,16 +146,34 @@ def _stationary(anchors: np.ndarray, boxes: np.ndarray, max_move: float) -> np.n
 
 
 def _attended(boxes: np.ndarray, attendants: np.ndarray) -> np.ndarray:
-    """Whether someone stands beside each box: a ground point within one box-width of it."""
+    """Whether someone stands beside each box: a ground point within about twice the wider
+    of the two (object, person) to either side, and level with the object's base."""
     if len(attendants) == 0:
         return np.zeros(len(boxes), bool)
-    w = boxes[:, 2] - boxes[:, 0]
-    h = boxes[:, 3] - boxes[:, 1]
-    gx = (attendants[:, 0] + attendants[:, 2]) * 0.5
-    gy = attendants[:, 3]
-    near_x = (gx[None] >= boxes[:, 0:1] - w[:, None]) & (gx[None] <= boxes[:, 2:3] + w[:, None])
-    near_y = (gy[None] >= boxes[:, 1:2]) & (gy[None] <= boxes[:, 3:4] + h[:, None])
+    w = boxes[:, 2:3] - boxes[:, 0:1]
+    h = boxes[:, 3:4] - boxes[:, 1:2]
+    aw = (attendants[:, 2] - attendants[:, 0])[None]
+    reach = 2 * np.maximum(w, aw)
+    gx = (attendants[:, 0] + attendants[:, 2])[None] * 0.5
+    gy = attendants[:, 3][None]
+    near_x = (gx >= boxes[:, 0:1] - reach) & (gx <= boxes[:, 2:3] + reach)
+    near_y = (gy >= boxes[:, 1:2] - h) & (gy <= boxes[:, 3:4] + np.maximum(h, aw))
     return np.any(near_x & near_y, axis=1)
+
+
+def _touching(sites: np.ndarray, boxes: np.ndarray, gap: float) -> np.ndarray:
+    """For each box, whether it touches some site grown by `gap` times the site's size."""
+    if len(sites) == 0 or len(boxes) == 0:
+        return np.zeros(len(boxes), bool)
+    size = sites[:, 2:] - sites[:, :2]
+    grown = np.concatenate([sites[:, :2] - gap * size, sites[:, 2:] + gap * size], axis=1)
+    ix = np.minimum(grown[:, None, 2], boxes[None, :, 2]) >= np.maximum(
+        grown[:, None, 0], boxes[None, :, 0]
+    )
+    iy = np.minimum(grown[:, None, 3], boxes[None, :, 3]) >= np.maximum(
+        grown[:, None, 1], boxes[None, :, 1]
+    )
+    return np.any(ix & iy, axis=0)
 
 
 class SiteRule:
@@ -145,10 +196,13 @@ class SiteRule:
         self.max_gap_s = max_gap_s
         self.sites: list[_Site] = []
         self._last_pts: float | None = None
-        self._class_lookup = np.zeros(max(len(class_names), 1), bool)
-        self._class_lookup[list(spec.class_ids)] = True
-        self._attendant_lookup = np.zeros_like(self._class_lookup)
-        self._attendant_lookup[list(spec.attendant_ids)] = True
+        self._feeds = self._lookup(spec.feeds)
+        self._attendants = self._lookup(spec.attendant_ids)
+
+    def _lookup(self, ids: frozenset[int]) -> np.ndarray:
+        table = np.zeros(max(len(self.class_names), 1), bool)
+        table[list(ids)] = True
+        return table
 
     def update(self, frame: Frame, dets: Detections, in_zone: np.ndarray) -> list[IncidentEvent]:
         p = self.spec.params
@@ -158,13 +212,14 @@ class SiteRule:
         for site in self.sites:
             site.dwelt_s += step
             site.unseen_s += step
-        qualifies = self._class_lookup[dets.class_ids] & (dets.scores >= p.min_confidence) & in_zone
+        qualifies = self._feeds[dets.class_ids] & (dets.scores >= p.min_confidence) & in_zone
         q = np.flatnonzero(qualifies)
         boxes = dets.boxes[q]
-        attended = np.ones(len(q), bool)
-        if self.spec.attendant_ids:
-            attendant_boxes = dets.boxes[self._attendant_lookup[dets.class_ids]]
-            attended = _attended(boxes, attendant_boxes)
+        attended = np.zeros(len(q), bool)
+        if self.spec.attendant_ids and len(q):
+            people = self._attendants[dets.class_ids] & dets.extra("stationary", False)
+            attended = _attended(boxes, dets.boxes[people])
+        since = dets.extra("since", np.nan)[q]
 
         unmatched = set(range(len(q)))
         confirmed = [s for s in self.sites if s.incident is not None]
@@ -191,19 +246,48 @@ class SiteRule:
                 self._observe(candidates[si], q, rest[ri], dets, pts, attended)
                 unmatched.discard(rest[ri])
 
+        # What lies beside a site (a stall's table next to its umbrella) is part of it.
+        rest = sorted(unmatched)
+        if p.group_gap is not None and self.sites and rest:
+            near = _touching(np.stack([s.box for s in self.sites]), boxes[rest], p.group_gap)
+            unmatched -= {rest[i] for i in np.flatnonzero(near)}
+
         for di in sorted(unmatched):
             box = boxes[di].copy()
+            # A static object differed from the background before it counted as static:
+            # its dwell runs from then.
+            first = float(since[di]) if np.isfinite(since[di]) else pts
             site = _Site(
                 anchor=box,
                 box=box,
-                first_seen=pts,
+                first_seen=first,
                 last_seen=pts,
                 first_shot=EvidenceShot("first_seen", pts, frame.image, box),
+                dwelt_s=pts - first,
             )
             self._observe(site, q, di, dets, pts, attended)
             self.sites.append(site)
 
         return self._advance(frame)
+
+    def drop_candidates(self, class_ids: frozenset[int]) -> int:
+        """Forgets the unconfirmed sites of these classes (a scene change made their dwell
+        meaningless); returns how many."""
+        before = len(self.sites)
+        self.sites = [
+            s for s in self.sites if s.incident is not None or s.class_id not in class_ids
+        ]
+        return before - len(self.sites)
+
+    def _verdict(self, site: _Site) -> bool:
+        """Whether the people beside a stand-in site allow it to be this type."""
+        class_id = site.class_id
+        attended = site.attended >= self.spec.params.attendant_fraction * site.sightings
+        if class_id in self.spec.attended_ids:
+            return attended
+        if class_id in self.spec.unattended_ids:
+            return not attended
+        return True
 
     def _observe(self, site: _Site, q, di: int, dets: Detections, pts: float, attended) -> None:
         det = int(q[di])
@@ -225,11 +309,7 @@ class SiteRule:
             if incident is None:
                 if site.unseen_s > p.occlusion_s + EPS:
                     continue  # gone before it dwelt long enough
-                if (
-                    site.unseen_s == 0.0
-                    and site.dwelt_s >= p.dwell_s - EPS
-                    and site.attended >= p.attendant_fraction * site.sightings
-                ):
+                if site.unseen_s == 0.0 and site.dwelt_s >= p.dwell_s - EPS and self._verdict(site):
                     events.append(IncidentEvent("confirmed", self._open(site, frame)))
             else:
                 incident.last_seen = site.last_seen
@@ -245,8 +325,7 @@ class SiteRule:
         return events
 
     def _summary(self, site: _Site) -> tuple[float, str]:
-        class_id = max(site.class_scores, key=site.class_scores.__getitem__)
-        return round(site.score_sum / site.sightings, 4), self.class_names[class_id]
+        return round(site.score_sum / site.sightings, 4), self.class_names[site.class_id]
 
     def _open(self, site: _Site, frame: Frame) -> Incident:
         confidence, class_name = self._summary(site)

@@ -20,6 +20,7 @@ class Track:
     id: int
     class_id: int
     box: np.ndarray  # xyxy of the last match
+    anchor: np.ndarray  # xyxy where the track started: how far it wandered is measured here
     score: float
     first_seen: float
     last_seen: float
@@ -74,6 +75,7 @@ class Tracker:
                         id=self._next_id,
                         class_id=int(detections.class_ids[det]),
                         box=detections.boxes[det].copy(),
+                        anchor=detections.boxes[det].copy(),
                         score=float(detections.scores[det]),
                         first_seen=pts,
                         last_seen=pts,
@@ -82,3 +84,17 @@ class Tracker:
                     self.tracks.append(track)
                     ids[det] = track.id
         return ids
+
+    def stationary(self, ids: np.ndarray, pts: float, min_s: float, max_move: float) -> np.ndarray:
+        """Whether each tracked detection has stayed near where its track started for at least
+        `min_s`: a person who stands (a vendor), not one walking past."""
+        by_id = {t.id: t for t in self.tracks}
+        out = np.zeros(len(ids), bool)
+        for i, track_id in enumerate(ids.tolist()):
+            t = by_id.get(track_id)
+            if t is None or pts - t.first_seen < min_s:
+                continue
+            size = max(float(t.anchor[2] - t.anchor[0]), float(t.anchor[3] - t.anchor[1]), 1.0)
+            drift = np.hypot(*((t.box[:2] + t.box[2:]) - (t.anchor[:2] + t.anchor[2:])) * 0.5)
+            out[i] = drift <= max_move * size
+        return out

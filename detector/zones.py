@@ -14,6 +14,7 @@ class Zone:
     id: str
     polygon: np.ndarray  # M x 2 float32, source-frame pixels
     checks: frozenset[str]  # incident types this zone checks
+    min_object_area: float | None = None  # smallest static object, source pixels
 
     def contains(self, points: np.ndarray) -> np.ndarray:
         """Which of the N x 2 points lie inside the zone."""

@@ -8,21 +8,21 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import get_args
 
 from pydantic import ValidationError
 
+from api.contract import IncidentType
 from models import registry
 from models.default import fetch_default
 from models.errors import ModelError
-from models.manifest import IncidentKind, Manifest
+from models.manifest import Manifest
 from models.quantize import MIN_AGREEMENT
 from models.ultralytics import manifest_from_onnx
 
-KIND_ALIASES: dict[str, IncidentKind] = {
-    **{k: k for k in get_args(IncidentKind)},
-    "parking": "illegal_parking",
-    "stall": "street_stall",
+KIND_ALIASES: dict[str, IncidentType] = {
+    **{k.value: k for k in IncidentType},
+    "parking": IncidentType.illegal_parking,
+    "stall": IncidentType.street_stall,
 }
 
 
@@ -59,8 +59,8 @@ def _fetch(args: argparse.Namespace) -> int:
     return 0
 
 
-def _incident_classes(specs: list[str]) -> dict[IncidentKind, list[str]]:
-    mapping: dict[IncidentKind, list[str]] = {}
+def _incident_classes(specs: list[str]) -> dict[IncidentType, list[str]]:
+    mapping: dict[IncidentType, list[str]] = {}
     for spec in specs:
         kind, sep, names = spec.partition("=")
         if not sep or kind not in KIND_ALIASES:

@@ -8,22 +8,25 @@ from typing import Annotated, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-# Kept in step with api.contract.IncidentType; models/ sits below api/ and does not import it.
-IncidentKind = Literal["illegal_parking", "street_stall", "garbage"]
+from api.contract import IncidentType  # the one home of incident types (pydantic only)
+
 OUTPUT_CONTRACT = "yolo-v8"  # (B, 4 + nc, N): cx, cy, w, h in input pixels, then class scores
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 Size = Annotated[int, Field(gt=0)]
 
-# COCO stand-ins for our incident types. COCO has no stall or garbage class: umbrellas and
-# tables are what a roadside stall looks like to a COCO model, and a person next to them
-# marks it as attended. Both spellings are listed: Darknet writes "motorbike" and
+# What COCO classes mean for our incident types. Vehicles are illegal parking as they are.
+# COCO has no stall or garbage class: umbrellas and tables are what a roadside stall looks like
+# to a COCO model (look-alikes: a stall only when a person stays beside them), and garbage is
+# left to the static-object stage. Both spellings are listed: Darknet writes "motorbike" and
 # "diningtable", Ultralytics "motorcycle" and "dining table".
-COCO_INCIDENT_CLASSES: dict[IncidentKind, tuple[str, ...]] = {
-    "illegal_parking": ("car", "bus", "truck", "motorbike", "motorcycle"),
-    "street_stall": ("umbrella", "dining table", "diningtable"),
-    "garbage": (),
+COCO_INCIDENT_CLASSES: dict[IncidentType, tuple[str, ...]] = {
+    IncidentType.illegal_parking: ("car", "bus", "truck", "motorbike", "motorcycle"),
+    IncidentType.street_stall: ("umbrella", "dining table", "diningtable"),
+}
+COCO_LOOK_ALIKES: dict[IncidentType, tuple[str, ...]] = {
+    IncidentType.street_stall: COCO_INCIDENT_CLASSES[IncidentType.street_stall],
 }
 COCO_ATTENDANT_CLASSES = ("person",)
 
@@ -61,9 +64,9 @@ class Manifest(BaseModel):
     output: Literal["yolo-v8"] = OUTPUT_CONTRACT
     class_names: list[str] = Field(min_length=1)
     # Incident type -> classes whose detections can raise it.
-    incident_classes: dict[IncidentKind, list[str]] = Field(default_factory=dict)
-    # Classes (people) whose presence next to a stall-like object makes it an attended stall;
-    # they never raise an incident on their own.
+    incident_classes: dict[IncidentType, list[str]] = Field(default_factory=dict)
+    # Classes (people) whose staying beside a stand-in (a look-alike class or a static object)
+    # makes it attended: a stall, not garbage. They never raise an incident on their own.
     stall_attendant_classes: list[str] = Field(default_factory=list)
     licence: str
     source: Source
@@ -90,10 +93,12 @@ class Manifest(BaseModel):
 
 def coco_incident_defaults(
     class_names: list[str],
-) -> tuple[dict[IncidentKind, list[str]], list[str]]:
+) -> tuple[dict[IncidentType, list[str]], list[str]]:
     """The COCO stand-in mapping restricted to the classes this model has."""
     present = set(class_names)
     incident = {
-        kind: [c for c in names if c in present] for kind, names in COCO_INCIDENT_CLASSES.items()
+        kind: found
+        for kind, names in COCO_INCIDENT_CLASSES.items()
+        if (found := [c for c in names if c in present])
     }
     return incident, [c for c in COCO_ATTENDANT_CLASSES if c in present]

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import onnx
 
+from api.contract import IncidentType
 from models.errors import ModelError
 from models.integrity import sha256_file
-from models.manifest import IncidentKind, Manifest, Source, coco_incident_defaults
+from models.manifest import Manifest, Source, coco_incident_defaults
 
 
 def _literal(props: dict[str, str], key: str, path: Path) -> object:
@@ -51,7 +52,7 @@ def _dims(value_info: onnx.ValueInfoProto) -> list[int | None]:
 def manifest_from_onnx(
     path: Path,
     name: str,
-    incident_classes: dict[IncidentKind, list[str]] | None = None,
+    incident_classes: dict[IncidentType, list[str]] | None = None,
     stall_attendant_classes: list[str] | None = None,
 ) -> Manifest:
     """Build a manifest for an Ultralytics detect ONNX.
@@ -83,10 +84,9 @@ def manifest_from_onnx(
         )
     default_incident, default_attendants = coco_incident_defaults(names)
     if stall_attendant_classes is None:
-        # Attendants make COCO stand-ins (umbrella, table) a stall; a model trained on
-        # stalls or vendors detects them directly.
-        trained_stalls = "street_stall" in (incident_classes or {})
-        stall_attendant_classes = [] if trained_stalls else default_attendants
+        # People decide whether a stand-in (a COCO umbrella, a static object) is a stall or
+        # garbage; a model's own stall classes raise stalls without them.
+        stall_attendant_classes = default_attendants
     digest = sha256_file(path)
     return Manifest(
         name=name,

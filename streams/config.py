@@ -9,6 +9,7 @@ import yaml
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -19,6 +20,7 @@ from pydantic import (
 from api.codes import DEFAULT_CODES, CodeTable
 from api.contract import IncidentType, Location
 from detector.rules import DEFAULT_RULES, RuleParams
+from detector.static_objects import StaticParams
 
 Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
 
@@ -59,6 +61,12 @@ class ZoneConfig(Strict):
     id: Identifier
     polygon: list[tuple[float, float]] = Field(min_length=3)
     checks: list[IncidentType] = Field(min_length=1)
+    min_object_area: float | None = Field(
+        default=None,
+        gt=0,
+        description="smallest static object (garbage, stall stand-in) in this zone, in source "
+        "pixels; unset: a perspective-aware default (detector.static_objects)",
+    )
 
 
 class CameraConfig(Strict):
@@ -82,18 +90,19 @@ class CameraConfig(Strict):
         return zones
 
 
-class RulesConfig(Strict):
-    illegal_parking: RuleParams = DEFAULT_RULES["illegal_parking"]
-    street_stall: RuleParams = DEFAULT_RULES["street_stall"]
-    garbage: RuleParams = DEFAULT_RULES["garbage"]
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _merge_defaults(cls, value: object, info) -> object:
-        # A partial override ({dwell_s: 60}) keeps the type's other defaults.
-        if isinstance(value, dict):
-            return DEFAULT_RULES[info.field_name].model_dump() | value
+def _rules_with_defaults(value: object) -> object:
+    """Every incident type's rule, a partial override ({dwell_s: 60}) keeping the rest."""
+    if not isinstance(value, dict):
         return value
+    merged: dict[object, object] = {t.value: p.model_dump() for t, p in DEFAULT_RULES.items()}
+    for key, override in value.items():
+        default = merged.get(key)
+        both = isinstance(default, dict) and isinstance(override, dict)
+        merged[key] = default | override if both else override
+    return merged
+
+
+RulesConfig = Annotated[dict[IncidentType, RuleParams], BeforeValidator(_rules_with_defaults)]
 
 
 class ApiConfig(Strict):
@@ -116,6 +125,11 @@ class DetectorConfig(Strict):
         description="skip inference on frames where nothing moved since the last inferred "
         "one, reusing its detections (see detector.motion)",
     )
+    static_objects: StaticParams = Field(
+        default_factory=StaticParams,
+        description="the static-object stage that stands in for garbage and stalls "
+        "(see detector.static_objects); which types it feeds is each rule's `stand_in`",
+    )
     parallel_runs: int | None = Field(
         default=None,
         ge=1,
@@ -128,7 +142,7 @@ class DetectorConfig(Strict):
 class Config(Strict):
     model: str = Field(default="default", description="registry name or path to a model")
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
-    rules: RulesConfig = Field(default_factory=RulesConfig)
+    rules: RulesConfig = Field(default_factory=lambda: dict(DEFAULT_RULES))
     event_codes: CodeTable = Field(
         default_factory=lambda: DEFAULT_CODES.model_copy(deep=True),
         description="the city's event-code table, the format `streetwatch serve --codes` reads",

@@ -13,11 +13,19 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 HealthKind = Literal[
-    "connected", "disconnected", "reconnecting", "frozen", "unfrozen", "dead", "decode_error"
+    "connected",
+    "disconnected",
+    "reconnecting",
+    "frozen",
+    "unfrozen",
+    "dead",
+    "decode_error",
+    "scene_changed",  # the picture's structure changed: moved, or a PTZ preset; check zones
 ]
-# Kinds that mean the camera is not delivering a usable picture: logged as warnings.
+# Kinds that mean the camera is not delivering a usable picture, or not the one its zones
+# were drawn on: logged as warnings.
 TROUBLE: frozenset[HealthKind] = frozenset(
-    {"disconnected", "reconnecting", "frozen", "dead", "decode_error"}
+    {"disconnected", "reconnecting", "frozen", "dead", "decode_error", "scene_changed"}
 )
 
 

@@ -47,13 +47,8 @@ def run(args: argparse.Namespace) -> int:
     # Imported after validation so a bad config is refused before any heavy loading.
     from models.errors import ModelError
     from streams.evidence import EvidenceWriter
-    from streams.scoring import (
-        engine_for,
-        score_camera,
-        specs_for,
-        warn_unchecked,
-        write_jsonl,
-    )
+    from streams.runtime import describe, engine_for, labels_of, warn_unchecked
+    from streams.scoring import score_camera, write_jsonl
 
     key_env = config.api.key_env if config.api else "STREETWATCH_API_KEY"
     api_key = os.environ.get(key_env)
@@ -72,8 +67,9 @@ def run(args: argparse.Namespace) -> int:
     except ModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    specs = specs_for(engine, config)
-    warn_unchecked(files, specs, config.model)
+    labels = labels_of(engine, config)
+    log.info(describe(labels, config.model))
+    warn_unchecked(files, labels, config.model)
     evidence = EvidenceWriter(args.evidence_dir)
 
     started = time.perf_counter()
@@ -81,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     reports = []
     failed = []
     for cam in files:
-        result = score_camera(cam, engine, config, specs, evidence)
+        result = score_camera(cam, engine, config, labels, evidence)
         frames += result.frames
         if result.error:
             failed.append(cam.id)
@@ -91,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
         rate = result.frames / result.seconds if result.seconds else 0.0
         print(
             f"{cam.id}: {result.frames} frames, {len(result.cases)} incidents, "
-            f"{result.seconds:.1f} s ({rate:.1f} frames/s)",
+            f"{result.seconds:.1f} s ({rate:.1f} frames/s)"
+            + (f", {result.scene_changes} scene changes" if result.scene_changes else ""),
             file=sys.stderr,
         )
     write_jsonl(args.out, reports)

@@ -16,7 +16,6 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -25,22 +24,19 @@ from api.client import IntakeClient
 from api.contract import CaseReport, Observation
 from api.outbox import Deliverer, Outbox, OutboxError
 from detector.incidents import Incident, IncidentEvent
-from detector.motion import MotionGate, detect_gated
-from detector.pipeline import CameraPipeline
-from detector.rules import RuleSpec
+from detector.motion import detect_gated
 from detector.types import Detections
 from streams.config import CameraConfig, ConfigError, load_config
 from streams.evidence import EvidenceWriter
-from streams.health import HealthEvent
+from streams.health import HealthEvent, report
 from streams.metrics import WorkerMetrics
 from streams.rtsp import RtspSource
-from streams.scoring import (
-    camera_pipeline,
+from streams.runtime import (
+    CameraRuntime,
+    describe,
     engine_for,
-    gate_for,
+    labels_of,
     sampling_for,
-    specs_for,
-    to_report,
     warn_unchecked,
 )
 
@@ -76,9 +72,7 @@ class Shard:
 class LiveCamera:
     config: CameraConfig
     source: RtspSource
-    gate: MotionGate | None = None
-    pipeline: CameraPipeline | None = None  # made at the first frame: its epoch is then
-    epoch: datetime | None = None
+    runtime: CameraRuntime  # started at the first frame: its epoch is then
     reports: dict[str, CaseReport] = field(default_factory=dict)  # open incidents, by id
     observed_at: dict[str, float] = field(default_factory=dict)  # last observation sent
 
@@ -115,7 +109,9 @@ class Worker:
         self.state_dir = state_dir
         self.evidence = EvidenceWriter(state_dir / "evidence")
         self.outbox = Outbox(state_dir / "outbox.sqlite3")
-        self.metrics = WorkerMetrics(lambda: [(c.source, c.gate) for c in self.cameras.values()])
+        self.metrics = WorkerMetrics(
+            lambda: [(c.source, c.runtime.gate) for c in self.cameras.values()]
+        )
         self.metrics_port = metrics_port
         self.metrics_host = metrics_host
         api_url = self.config.api.url
@@ -126,7 +122,11 @@ class Worker:
             on_delivered=self.metrics.posted.inc,
         )
         self.engine = engine_for(self.config)
-        self.specs: dict[str, RuleSpec] = specs_for(self.engine, self.config)
+        self.labels = labels_of(self.engine, self.config)
+        log.info(describe(self.labels, self.engine.manifest.name))
+        warn_unchecked(
+            (c for c in self.config.cameras if c.is_live), self.labels, self.config.model
+        )
         self.cameras: dict[str, LiveCamera] = {}
         self._unsaved: list[tuple[LiveCamera, IncidentEvent]] = []
         self._stop = threading.Event()
@@ -193,17 +193,18 @@ class Worker:
         if not batch:
             return False
         detections = detect_gated(
-            self._detect, [frame for _, frame in batch], [cam.gate for cam, _ in batch]
+            self._detect, [frame for _, frame in batch], [cam.runtime.gate for cam, _ in batch]
         )
         now = time.time()
         for (cam, frame), dets in zip(batch, detections, strict=True):
-            if cam.pipeline is None:
-                cam.epoch = datetime.fromtimestamp((frame.wall_time or now) - frame.pts, UTC)
-                cam.pipeline = camera_pipeline(
-                    cam.config, self.specs, self.engine.class_names, cam.epoch
-                )
-            for event in cam.pipeline.process(frame, dets):
+            if not cam.runtime.started:
+                cam.runtime.start_live(frame, now)
+            for event in cam.runtime.process(frame, dets):
                 self._save(cam, event)
+            for scene in cam.runtime.take_scene_events():
+                if scene.kind == "moved":
+                    detail = f"the camera moved at {scene.pts:.0f} s: check its zones"
+                    report(HealthEvent(cam.config.id, "scene_changed", detail), self._on_health)
             self._observe_open(cam)
             self.metrics.processed.labels(cam.config.id).inc()
             if frame.wall_time is not None:
@@ -248,13 +249,14 @@ class Worker:
 
     def _on_incident(self, cam: LiveCamera, event: IncidentEvent) -> None:
         incident = event.incident
-        assert cam.epoch is not None
-        refs = self.evidence.write(incident, cam.epoch)
+        runtime = cam.runtime
+        assert runtime.epoch is not None
+        refs = self.evidence.write(incident, runtime.epoch)
         if event.kind == "confirmed":
-            report = to_report(incident, cam.config, self.config, cam.epoch, refs)
-            cam.reports[incident.id] = report
+            case = runtime.report(incident, refs)
+            cam.reports[incident.id] = case
             cam.observed_at[incident.id] = time.monotonic()
-            self.outbox.enqueue_report(report)
+            self.outbox.enqueue_report(case)
             log.info(
                 "camera %s: %s confirmed in zone %s (%s %.2f): %s",
                 cam.config.id,
@@ -279,10 +281,8 @@ class Worker:
 
     def _observe_open(self, cam: LiveCamera) -> None:
         """Sends each open incident's last_seen now and then, so the API sees it is still there."""
-        if cam.pipeline is None:
-            return
         now = time.monotonic()
-        for incident in cam.pipeline.open_incidents():
+        for incident in cam.runtime.open_incidents():
             if now - cam.observed_at.get(incident.id, now) >= OBSERVE_EVERY_S:
                 self._observe(cam, incident)
                 cam.observed_at[incident.id] = now
@@ -300,12 +300,11 @@ class Worker:
     def _enqueue_observation(
         self, cam: LiveCamera, incident: Incident, cleared: bool = False, evidence=()
     ) -> None:
-        assert cam.epoch is not None
-        report = to_report(incident, cam.config, self.config, cam.epoch, list(evidence))
+        case = cam.runtime.report(incident, evidence)
         observation = Observation(
-            last_seen=report.last_seen,
-            cleared_at=report.cleared_at if cleared else None,
-            evidence=report.evidence,
+            last_seen=case.last_seen,
+            cleared_at=case.cleared_at if cleared else None,
+            evidence=case.evidence,
         )
         self.outbox.enqueue_observation(incident.id, observation)
 
@@ -340,8 +339,8 @@ class Worker:
                 )
         for cam_id, camera in wanted.items():
             if cam_id not in self.cameras:
-                gate = gate_for(self.config)
-                cam = LiveCamera(camera, self._make_source(camera), gate)
+                runtime = CameraRuntime(camera, self.config, self.labels)
+                cam = LiveCamera(camera, self._make_source(camera), runtime)
                 cam.source.start()
                 self.cameras[cam_id] = cam
         self.metrics.cameras.set(len(self.cameras))
@@ -349,10 +348,9 @@ class Worker:
     def _retire(self, cam: LiveCamera) -> None:
         """Stops a camera; its open incidents' latest state goes to the outbox first."""
         cam.source.stop()
-        if cam.pipeline is not None:
-            for incident in cam.pipeline.open_incidents():
-                self._observe(cam, incident)
-                self.evidence.forget(incident.id)
+        for incident in cam.runtime.open_incidents():
+            self._observe(cam, incident)
+            self.evidence.forget(incident.id)
 
     def _check_reload(self) -> None:
         try:
@@ -378,7 +376,7 @@ class Worker:
         if changed:
             log.warning("reload: %s changed; that takes a restart to apply", ", ".join(changed))
             config = config.model_copy(update={k: getattr(self.config, k) for k in changed})
-        warn_unchecked(config.cameras, self.specs, config.model)
+        warn_unchecked((c for c in config.cameras if c.is_live), self.labels, config.model)
         self.config = config
         self._apply(config.cameras)
         log.info("reloaded %s: %d cameras", self.config_path, len(self.cameras))

@@ -47,9 +47,9 @@ def test_the_example_names_every_detector_setting():
 
 def test_partial_rule_override_keeps_the_other_defaults():
     config = parse_config({"rules": {"street_stall": {"dwell_s": 30}}} | minimal())
-    assert config.rules.street_stall.dwell_s == 30
-    assert config.rules.street_stall.clear_s == 60
-    assert config.rules.illegal_parking.dwell_s == 120
+    assert config.rules["street_stall"].dwell_s == 30
+    assert config.rules["street_stall"].clear_s == 60
+    assert config.rules["illegal_parking"].dwell_s == 120
 
 
 def test_sampling_defaults_and_exclusivity():

@@ -74,7 +74,6 @@ def test_manifest_round_trip(default_model: Path, tmp_path: Path):
     assert manifest.incident_classes == {
         "illegal_parking": ["car", "bus", "truck", "motorbike"],
         "street_stall": ["umbrella", "diningtable"],
-        "garbage": [],
     }
     assert manifest.stall_attendant_classes == ["person"]
     assert manifest.source.sha256 == default.WEIGHTS[1]
@@ -156,13 +155,10 @@ def test_ultralytics_import_runs_through_engine(empty_home: Path, tmp_path: Path
     manifest, _ = registry.get("stalls-v1")
     assert manifest.class_names == ["person", "umbrella", "car"]
     assert manifest.input_size == (640, 640) and not manifest.dynamic_hw
-    assert manifest.incident_classes == {
-        "illegal_parking": ["car"],
-        "street_stall": ["umbrella"],
-        "garbage": [],
-    }
-    # Named stall classes are the model's own: they need no attendant beside them.
-    assert manifest.stall_attendant_classes == []
+    assert manifest.incident_classes == {"illegal_parking": ["car"], "street_stall": ["umbrella"]}
+    # People are recorded as attendants whatever the model's own classes: they decide whether
+    # a stand-in (a look-alike umbrella, a static object) is a stall or garbage.
+    assert manifest.stall_attendant_classes == ["person"]
     assert manifest.licence.startswith("AGPL-3.0")
 
     assert main(["models", "list"]) == 0

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from detector.pipeline import CameraPipeline, rule_specs
+from detector.pipeline import CameraPipeline, labels_for
 from detector.rules import RuleParams
 from detector.types import Detections, Frame
 from detector.zones import Zone
@@ -31,10 +31,11 @@ def make_pipeline(polygon=FULL_FRAME, **overrides: RuleParams) -> CameraPipeline
         "street_stall": RuleParams(dwell_s=20, clear_s=5, occlusion_s=3),
         "garbage": RuleParams(dwell_s=10, clear_s=5),
     } | overrides
-    specs = rule_specs(
+    labels = labels_for(
         CLASSES,
         {"illegal_parking": ["car"], "street_stall": ["umbrella", "dining table"]},
         ["person"],
+        {"street_stall": ["umbrella", "dining table"]},
         params,
     )
     zone = Zone(
@@ -42,7 +43,7 @@ def make_pipeline(polygon=FULL_FRAME, **overrides: RuleParams) -> CameraPipeline
         np.array(polygon, np.float32),
         frozenset({"illegal_parking", "street_stall"}),
     )
-    return CameraPipeline("cam", [zone], specs, CLASSES, EPOCH)
+    return CameraPipeline("cam", [zone], labels, EPOCH)
 
 
 def dets(*objects: tuple[str, tuple[float, float, float, float]]) -> Detections:

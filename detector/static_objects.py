@@ -1,0 +1,289 @@
+"""The static-object stage: something new that stays put where it should not be.
+
+The classic left-object technique with two backgrounds (Porikli, Ivanov and Haga, "Robust
+abandoned object detection using dual foregrounds", EURASIP JASP 2008), on a small frame and on
+media time, so it finds garbage and stalls whatever classes the model has:
+
+- a *short-term* background absorbs anything that stops moving within seconds; a *long-term*
+  one takes many minutes, and is frozen wherever static evidence is accumulating, so a heap
+  that stays is never absorbed while it is there;
+- a pixel that differs from the long-term background but not from the short-term one is
+  *static*: its evidence grows with observed time; a pixel that matches the long-term
+  background again loses its evidence quickly; one that differs from both (someone walking in
+  front) keeps it, so passers-by do not reset an object;
+- regions with enough evidence, less what a stationary detection (a standing person, a parked
+  vehicle, an umbrella) explains, become static objects: connected components filtered by
+  size, with the time they first differed from the background;
+- a *ghost* (the road reappearing where a parked car stood) has its edges in the background,
+  not in the frame: it is absorbed into the background at once and never reported;
+- a scene-wide change (a lighting step, auto-exposure, a day/night switch, rain, a moved
+  camera) shows as a large share of the frame differing: both models re-seed. A lighting change
+  keeps the frame's structure (its edges correlate with the background's) and keeps confirmed
+  objects; a moved camera does not, and is reported as `scene_changed`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import cv2
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from detector.types import Detections, Frame
+from detector.zones import Zone
+
+log = logging.getLogger(__name__)
+
+STATIC_LABEL = "static object"
+
+
+class StaticParams(BaseModel):
+    """Settings of the static-object stage; the defaults suit a street camera sampled at
+    1-2 fps or at its keyframes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    width: int = Field(default=320, ge=64, le=1280, description="analysis width in pixels")
+    short_term_s: float = Field(
+        default=6.0, gt=0, description="time constant of the short-term background"
+    )
+    long_term_s: float = Field(
+        default=1800.0, gt=0, description="time constant of the long-term background"
+    )
+    static_after_s: float = Field(
+        default=6.0, gt=0, description="static evidence (observed seconds) before a region counts"
+    )
+    threshold: float = Field(
+        default=28.0, gt=0, lt=255, description="colour difference (8-bit levels) that differs"
+    )
+    min_area: float = Field(
+        default=0.0004,
+        gt=0,
+        lt=1,
+        description="smallest object as a share of the frame at its bottom edge; shrinks with "
+        "the square of the ground point's height in the frame (perspective), unless a zone "
+        "sets min_object_area",
+    )
+    max_area: float = Field(default=0.25, gt=0, le=1, description="largest object, share of frame")
+    scene_change: float = Field(
+        default=0.55, gt=0, lt=1, description="share of the frame differing that re-seeds"
+    )
+    moved_correlation: float = Field(
+        default=0.45,
+        gt=0,
+        lt=1,
+        description="edge correlation with the background below which a scene change means "
+        "the camera moved",
+    )
+    memory_s: float = Field(
+        default=20.0, ge=0, description="how long a stationary detection explains its pixels"
+    )
+
+
+SceneChange = Literal["lighting", "moved"]
+
+
+@dataclass(frozen=True, slots=True)
+class SceneEvent:
+    kind: SceneChange
+    pts: float
+    share: float  # of the frame that differed
+    correlation: float  # of the frame's edges with the background's
+
+
+def _gray(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+
+
+def _edges(gray: np.ndarray) -> np.ndarray:
+    gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)
+    return cv2.magnitude(gx, gy)
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    a = a - a.mean()
+    b = b - b.mean()
+    den = math.sqrt(float((a * a).sum()) * float((b * b).sum()))
+    return float((a * b).sum()) / den if den > 0 else 1.0
+
+
+class StaticObjectStage:
+    """One camera's static-object stage. `explain_ids` are the classes whose stationary
+    detections account for static pixels (people, vehicles, stand-in objects); `label_id` is
+    the class id its objects get in the camera's label list."""
+
+    labels = (STATIC_LABEL,)
+
+    def __init__(
+        self,
+        params: StaticParams,
+        label_id: int,
+        explain_ids: frozenset[int],
+        zones: list[Zone],
+        max_gap_s: float,
+    ) -> None:
+        self.params = params
+        self.label_id = label_id
+        self._explain = np.zeros(label_id, bool)  # engine classes come before the label
+        self._explain[list(explain_ids)] = True
+        self.zones = zones
+        self.max_gap_s = max_gap_s
+        self.events: list[SceneEvent] = []  # scene changes since the caller last took them
+        self._last_pts: float | None = None
+        self._shape: tuple[int, int] | None = None
+
+    # -- models ------------------------------------------------------------------------
+
+    def _small(self, image: np.ndarray) -> np.ndarray:
+        h, w = image.shape[:2]
+        width = min(self.params.width, w)
+        height = max(1, round(h * width / w))
+        return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+    def _seed(self, small: np.ndarray, pts: float) -> None:
+        self.short = small.copy()
+        self.long = small.copy()
+        shape = small.shape[:2]
+        self.evidence = np.zeros(shape, np.float32)
+        self.since = np.full(shape, np.nan, np.float32)
+        self.explained_until = np.full(shape, -np.inf, np.float32)
+
+    def process(self, frame: Frame, found: Detections) -> Detections:
+        """The frame's static objects, as rows to add to `found` (its detections so far)."""
+        p = self.params
+        small = self._small(frame.image)
+        pts = frame.pts
+        if self._shape != small.shape[:2]:
+            self._shape = small.shape[:2]
+            self._scale = frame.width / small.shape[1], frame.height / small.shape[0]
+            self._seed(small, pts)
+            self._last_pts = pts
+            return Detections.empty()
+        last, self._last_pts = self._last_pts, pts
+        dt = 0.0 if last is None else min(max(pts - last, 0.0), self.max_gap_s)
+
+        fg_long = cv2.absdiff(small, self.long).max(axis=2) > p.threshold
+        fg_short = cv2.absdiff(small, self.short).max(axis=2) > p.threshold
+        share = max(float(fg_long.mean()), float(fg_short.mean()))
+        if share > p.scene_change:
+            self._reseed(small, pts, share)
+            return Detections.empty()
+
+        # Evidence: grows while static, holds while something moves in front, falls fast once
+        # the pixel matches the long-term background again.
+        static = fg_long & ~fg_short
+        ev = self.evidence
+        ev[static] += dt
+        np.minimum(ev, 2 * p.static_after_s, out=ev)
+        gone = ~fg_long
+        ev[gone] = np.maximum(ev[gone] - 2 * dt, 0.0)
+        self.since[fg_long & np.isnan(self.since)] = pts
+        self.since[gone & (ev == 0)] = np.nan
+
+        a_short = 1.0 - math.exp(-dt / p.short_term_s)
+        a_long = 1.0 - math.exp(-dt / p.long_term_s)
+        cv2.accumulateWeighted(small, self.short, a_short)
+        cv2.accumulateWeighted(small, self.long, a_long, mask=(ev == 0).astype(np.uint8))
+
+        self._remember_explained(found, pts)
+        mask = (ev >= p.static_after_s) & (self.explained_until < pts)
+        if not mask.any():
+            return Detections.empty()
+        return self._objects(small, mask, pts)
+
+    def _reseed(self, small: np.ndarray, pts: float, share: float) -> None:
+        gray, bg = _gray(small), _gray(self.long)
+        correlation = _correlation(_edges(gray), _edges(bg))
+        kind: SceneChange = "moved" if correlation < self.params.moved_correlation else "lighting"
+        keep = self.evidence >= self.params.static_after_s
+        old_long = self.long
+        self._seed(small, pts)
+        if kind == "lighting" and keep.any():
+            # Objects that were static stay different from the background: the old background
+            # under them, brought to the new light, so a confirmed heap is not cleared by a cloud.
+            gain = (small.reshape(-1, 3).mean(0) + 1) / (old_long.reshape(-1, 3).mean(0) + 1)
+            self.long[keep] = np.clip(old_long[keep] * gain, 0, 255)
+            self.evidence[keep] = self.params.static_after_s
+            self.since[keep] = pts  # a candidate starts its dwell again
+        self.events.append(SceneEvent(kind, pts, share, correlation))
+
+    def _remember_explained(self, found: Detections, pts: float) -> None:
+        """Marks pixels under detections of the explaining classes: now for every such
+        detection, for `memory_s` more for the stationary ones (a person the model misses
+        now and then stays a person)."""
+        if not len(found):
+            return
+        explains = self._explain[found.class_ids]
+        stationary = found.extra("stationary", False)
+        sx, sy = self._scale
+        h, w = self._shape
+        until = self.explained_until
+        for box, still in zip(found.boxes[explains], stationary[explains], strict=True):
+            x1 = max(0, int(box[0] / sx))
+            y1 = max(0, int(box[1] / sy))
+            x2 = min(w, math.ceil(box[2] / sx) + 1)
+            y2 = min(h, math.ceil(box[3] / sy) + 1)
+            region = until[y1:y2, x1:x2]
+            np.maximum(region, pts + (self.params.memory_s if still else 0.0) + 1e-3, out=region)
+
+    def _objects(self, small: np.ndarray, mask: np.ndarray, pts: float) -> Detections:
+        p = self.params
+        mask8 = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(mask8, connectivity=8)
+        if n <= 1:
+            return Detections.empty()
+        h, w = mask.shape
+        sx, sy = self._scale
+        x, y, bw, bh, area = (stats[1:, i].astype(np.float32) for i in range(5))
+        boxes = np.stack([x * sx, y * sy, (x + bw) * sx, (y + bh) * sy], axis=1)
+        ground_y = (y + bh) / h
+        min_area = self._min_area(boxes, ground_y) / (sx * sy)
+        keep = (area >= min_area) & (area <= p.max_area * h * w)
+        if not keep.any():
+            return Detections.empty()
+
+        # Ghost test on the blob's outline: a new object brings its edges, a removed one's
+        # edges stay behind in the background.
+        flat = labels.ravel()
+        outline = cv2.morphologyEx(mask8, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)).ravel() > 0
+        near = cv2.dilate(labels.astype(np.float32), np.ones((3, 3), np.uint8)).ravel()
+        owner = np.where(outline, near, 0).astype(np.int64)
+        e_now = _edges(_gray(small)).ravel()
+        e_bg = _edges(_gray(self.long)).ravel()
+        now = np.bincount(owner, weights=e_now, minlength=n)[1:]
+        then = np.bincount(owner, weights=e_bg, minlength=n)[1:]
+        ghost = now < then
+        for i in np.flatnonzero(ghost & keep) + 1:
+            region = labels == i
+            self.long[region] = small[region]  # the background behind it, learnt at once
+            self.evidence[region] = 0.0
+            self.since[region] = np.nan
+        keep &= ~ghost
+
+        since_sum = np.bincount(
+            flat, weights=np.nan_to_num(self.since.ravel(), nan=pts), minlength=n
+        )
+        since = (since_sum[1:] / np.maximum(area, 1))[keep]
+        fill = (area / np.maximum(bw * bh, 1))[keep]
+        k = int(keep.sum())
+        return Detections(
+            boxes[keep].astype(np.float32),
+            np.clip(fill, 0.0, 1.0).astype(np.float32),
+            np.full(k, self.label_id, np.int32),
+            {"since": np.minimum(since, pts).astype(np.float64)},
+        )
+
+    def _min_area(self, boxes: np.ndarray, ground_y: np.ndarray) -> np.ndarray:
+        """Smallest area in source pixels per object: the zone's own, else perspective."""
+        fw, fh = self._shape[1] * self._scale[0], self._shape[0] * self._scale[1]
+        default = self.params.min_area * fw * fh * np.clip(ground_y, 0.2, 1.0) ** 2
+        ground = np.stack([(boxes[:, 0] + boxes[:, 2]) * 0.5, boxes[:, 3]], axis=1)
+        for zone in self.zones:
+            if zone.min_object_area is not None:
+                default = np.where(zone.contains(ground), zone.min_object_area, default)
+        return default

@@ -1,0 +1,159 @@
+"""A camera's runtime built from its config: engine settings, sampling, motion gate, stages,
+zones and rules, its clock, and the mapping of its incidents to reports. `score` (files) and
+`run` (live cameras) are thin loops around it, so both judge a picture the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from api.contract import CaseReport, EvidenceRef
+from detector.engine import Engine
+from detector.incidents import Incident, IncidentEvent
+from detector.motion import MotionGate
+from detector.pipeline import CameraPipeline, Labels, labels_for
+from detector.static_objects import SceneEvent
+from detector.types import Detections, Frame
+from detector.zones import Zone
+from models.manifest import COCO_LOOK_ALIKES
+from streams.config import CameraConfig, Config
+from streams.sources import Sampling
+
+log = logging.getLogger(__name__)
+
+
+def engine_for(config: Config) -> Engine:
+    """The engine as the config's `model` and `detector` settings ask for it."""
+    return Engine(
+        config.model,
+        conf_threshold=config.detector.conf_threshold,
+        iou_threshold=config.detector.iou_threshold,
+        rect=config.detector.rect,
+        parallel_runs=config.detector.parallel_runs,
+    )
+
+
+def labels_of(engine: Engine, config: Config) -> Labels:
+    """The labels and rules this model (and the static stand-in) can feed under `config`."""
+    m = engine.manifest
+    return labels_for(
+        m.class_names,
+        m.incident_classes,
+        m.stall_attendant_classes,
+        COCO_LOOK_ALIKES,
+        config.rules,
+    )
+
+
+def sampling_for(camera: CameraConfig) -> Sampling:
+    return Sampling(fps=camera.sample.fps, keyframes=camera.sample.keyframes)
+
+
+def zones_of(camera: CameraConfig) -> list[Zone]:
+    return [
+        Zone(
+            z.id,
+            np.asarray(z.polygon, np.float32),
+            frozenset(str(t) for t in z.checks),
+            z.min_object_area,
+        )
+        for z in camera.zones
+    ]
+
+
+def warn_unchecked(cameras: Iterable[CameraConfig], labels: Labels, model: str) -> None:
+    """One line per zone check that nothing can feed (a type the model lacks, stand-in off)."""
+    for cam in cameras:
+        for zone in cam.zones:
+            for t in zone.checks:
+                if str(t) not in labels.specs:
+                    log.warning(
+                        "camera %s zone %s checks %s, but model %r has no class for it and its "
+                        "stand-in is off: that check needs a trained model",
+                        cam.id,
+                        zone.id,
+                        t,
+                        model,
+                    )
+
+
+def describe(labels: Labels, model: str) -> str:
+    """What feeds each incident type, for the start-up log."""
+    parts = []
+    for type_, spec in labels.specs.items():
+        names = [labels.names[i] for i in sorted(spec.feeds)]
+        parts.append(f"{type_} <- {', '.join(names)}")
+    return f"model {model}: " + "; ".join(parts)
+
+
+class CameraRuntime:
+    """One camera, frame by frame: `start` it at its epoch (the wall time of media time
+    zero), `process` each sample with its detections, map incidents with `report`."""
+
+    def __init__(self, camera: CameraConfig, config: Config, labels: Labels) -> None:
+        self.camera = camera
+        self.config = config
+        self.labels = labels
+        self.gate = MotionGate() if config.detector.motion_gate else None
+        self.pipeline: CameraPipeline | None = None
+        self.epoch: datetime | None = None
+
+    @property
+    def started(self) -> bool:
+        return self.pipeline is not None
+
+    def start(self, epoch: datetime) -> None:
+        self.epoch = epoch
+        self.pipeline = CameraPipeline(
+            self.camera.id,
+            zones_of(self.camera),
+            self.labels,
+            epoch,
+            static_params=self.config.detector.static_objects,
+            max_gap_s=self.camera.sample.max_gap_s,
+        )
+
+    def start_live(self, frame: Frame, now: float) -> None:
+        """Starts at the first live frame: media time zero is its capture time less its pts."""
+        self.start(datetime.fromtimestamp((frame.wall_time or now) - frame.pts, UTC))
+
+    def process(self, frame: Frame, detections: Detections) -> list[IncidentEvent]:
+        assert self.pipeline is not None, "start() the runtime first"
+        return self.pipeline.process(frame, detections)
+
+    def take_scene_events(self) -> list[SceneEvent]:
+        """Scene changes seen since the last call (lighting steps, a moved camera)."""
+        if self.pipeline is None:
+            return []
+        events, self.pipeline.scene_events = self.pipeline.scene_events, []
+        return events
+
+    def open_incidents(self) -> list[Incident]:
+        return self.pipeline.open_incidents() if self.pipeline is not None else []
+
+    def at(self, pts: float | None) -> datetime | None:
+        assert self.epoch is not None
+        return None if pts is None else self.epoch + timedelta(seconds=pts)
+
+    def report(self, incident: Incident, evidence: Iterable[EvidenceRef]) -> CaseReport:
+        """The incident as the intake API takes it."""
+        return CaseReport(
+            id=incident.id,
+            type=incident.type,
+            event_code=self.config.event_codes.default_for(incident.type).code,
+            camera_id=self.camera.id,
+            zone_id=incident.zone_id,
+            class_name=incident.class_name,
+            confidence=incident.confidence,
+            bbox=[round(float(v), 1) for v in incident.box],
+            first_seen=self.at(incident.first_seen),
+            confirmed_at=self.at(incident.confirmed_at),
+            last_seen=self.at(incident.last_seen),
+            cleared_at=self.at(incident.cleared_at),
+            location=self.camera.location,
+            evidence=list(evidence),
+        )
