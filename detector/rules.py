@@ -104,6 +104,13 @@ class _Site:
         return max(self.class_scores, key=self.class_scores.__getitem__)
 
     def observe(self, box: np.ndarray, score: float, class_id: int, pts: float, attended: bool):
+        if self.sightings and self.last_seen == pts:
+            # A second part of the site in the same frame (a stall's table beside its
+            # umbrella): the site is what they cover together, seen once.
+            self.box = np.concatenate(
+                [np.minimum(self.box[:2], box[:2]), np.maximum(self.box[2:], box[2:])]
+            )
+            return
         self.box = box
         self.last_seen = pts
         self.unseen_s = 0.0
@@ -162,9 +169,7 @@ def _attended(boxes: np.ndarray, attendants: np.ndarray) -> np.ndarray:
 
 
 def _touching(sites: np.ndarray, boxes: np.ndarray, gap: float) -> np.ndarray:
-    """For each box, whether it touches some site grown by `gap` times the site's size."""
-    if len(sites) == 0 or len(boxes) == 0:
-        return np.zeros(len(boxes), bool)
+    """Sites x boxes: whether each box touches each site grown by `gap` times its size."""
     size = sites[:, 2:] - sites[:, :2]
     grown = np.concatenate([sites[:, :2] - gap * size, sites[:, 2:] + gap * size], axis=1)
     ix = np.minimum(grown[:, None, 2], boxes[None, :, 2]) >= np.maximum(
@@ -173,7 +178,7 @@ def _touching(sites: np.ndarray, boxes: np.ndarray, gap: float) -> np.ndarray:
     iy = np.minimum(grown[:, None, 3], boxes[None, :, 3]) >= np.maximum(
         grown[:, None, 1], boxes[None, :, 1]
     )
-    return np.any(ix & iy, axis=0)
+    return ix & iy
 
 
 class SiteRule:
@@ -246,11 +251,15 @@ class SiteRule:
                 self._observe(candidates[si], q, rest[ri], dets, pts, attended)
                 unmatched.discard(rest[ri])
 
-        # What lies beside a site (a stall's table next to its umbrella) is part of it.
+        # What lies beside a site (a stall's table next to its umbrella, the rest of a heap) is
+        # part of it: it keeps the site seen and widens its box, and opens no site of its own.
         rest = sorted(unmatched)
         if p.group_gap is not None and self.sites and rest:
             near = _touching(np.stack([s.box for s in self.sites]), boxes[rest], p.group_gap)
-            unmatched -= {rest[i] for i in np.flatnonzero(near)}
+            for site_index, ri in zip(*np.nonzero(near), strict=True):
+                if rest[ri] in unmatched:
+                    self._observe(self.sites[site_index], q, rest[ri], dets, pts, attended)
+                    unmatched.discard(rest[ri])
 
         for di in sorted(unmatched):
             box = boxes[di].copy()

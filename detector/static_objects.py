@@ -39,6 +39,7 @@ from detector.zones import Zone
 log = logging.getLogger(__name__)
 
 STATIC_LABEL = "static object"
+MIN_SIDE = 3  # analysis pixels
 
 
 class StaticParams(BaseModel):
@@ -61,12 +62,12 @@ class StaticParams(BaseModel):
         default=28.0, gt=0, lt=255, description="colour difference (8-bit levels) that differs"
     )
     min_area: float = Field(
-        default=0.0004,
+        default=0.0015,
         gt=0,
         lt=1,
-        description="smallest object as a share of the frame at its bottom edge; shrinks with "
-        "the square of the ground point's height in the frame (perspective), unless a zone "
-        "sets min_object_area",
+        description="smallest object as a share of the frame at its bottom edge; shrinks in "
+        "proportion to the ground point's height in the frame (perspective, down to a quarter "
+        "at the top), unless a zone sets min_object_area",
     )
     max_area: float = Field(default=0.25, gt=0, le=1, description="largest object, share of frame")
     scene_change: float = Field(
@@ -243,7 +244,8 @@ class StaticObjectStage:
         boxes = np.stack([x * sx, y * sy, (x + bw) * sx, (y + bh) * sy], axis=1)
         ground_y = (y + bh) / h
         min_area = self._min_area(boxes, ground_y) / (sx * sy)
-        keep = (area >= min_area) & (area <= p.max_area * h * w)
+        solid = (bw >= MIN_SIDE) & (bh >= MIN_SIDE)  # a line is an edge, not an object
+        keep = solid & (area >= min_area) & (area <= p.max_area * h * w)
         if not keep.any():
             return Detections.empty()
 
@@ -281,7 +283,7 @@ class StaticObjectStage:
     def _min_area(self, boxes: np.ndarray, ground_y: np.ndarray) -> np.ndarray:
         """Smallest area in source pixels per object: the zone's own, else perspective."""
         fw, fh = self._shape[1] * self._scale[0], self._shape[0] * self._scale[1]
-        default = self.params.min_area * fw * fh * np.clip(ground_y, 0.2, 1.0) ** 2
+        default = self.params.min_area * fw * fh * np.clip(ground_y, 0.25, 1.0)
         ground = np.stack([(boxes[:, 0] + boxes[:, 2]) * 0.5, boxes[:, 3]], axis=1)
         for zone in self.zones:
             if zone.min_object_area is not None:
