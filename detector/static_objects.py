@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 STATIC_LABEL = "static object"
 MIN_SIDE = 3  # analysis pixels
+# A detection's box is loose: what lies this share of its size around it (a shadow, the
+# wheels below a bus's box) is explained by it too.
+EXPLAIN_MARGIN = 0.15
 
 
 class StaticParams(BaseModel):
@@ -174,6 +177,13 @@ class StaticObjectStage:
         if share > p.scene_change:
             self._reseed(small, pts, share)
             return Detections.empty()
+        if share > p.scene_change / 3:
+            # Much of the picture differs from the long-term background, not enough for a
+            # lighting step: a moved camera shows in its edges no longer lining up.
+            correlation = _correlation(_edges(_gray(small)), _edges(_gray(self.long)))
+            if correlation < p.moved_correlation:
+                self._reseed(small, pts, share, correlation)
+                return Detections.empty()
 
         # Evidence: grows while static, holds while something moves in front, falls fast once
         # the pixel matches the long-term background again.
@@ -197,9 +207,11 @@ class StaticObjectStage:
             return Detections.empty()
         return self._objects(small, mask, pts)
 
-    def _reseed(self, small: np.ndarray, pts: float, share: float) -> None:
-        gray, bg = _gray(small), _gray(self.long)
-        correlation = _correlation(_edges(gray), _edges(bg))
+    def _reseed(
+        self, small: np.ndarray, pts: float, share: float, correlation: float | None = None
+    ) -> None:
+        if correlation is None:
+            correlation = _correlation(_edges(_gray(small)), _edges(_gray(self.long)))
         kind: SceneChange = "moved" if correlation < self.params.moved_correlation else "lighting"
         keep = self.evidence >= self.params.static_after_s
         old_long = self.long
@@ -225,10 +237,11 @@ class StaticObjectStage:
         h, w = self._shape
         until = self.explained_until
         for box, still in zip(found.boxes[explains], stationary[explains], strict=True):
-            x1 = max(0, int(box[0] / sx))
-            y1 = max(0, int(box[1] / sy))
-            x2 = min(w, math.ceil(box[2] / sx) + 1)
-            y2 = min(h, math.ceil(box[3] / sy) + 1)
+            mx, my = (box[2] - box[0]) * EXPLAIN_MARGIN, (box[3] - box[1]) * EXPLAIN_MARGIN
+            x1 = max(0, int((box[0] - mx) / sx))
+            y1 = max(0, int((box[1] - my) / sy))
+            x2 = min(w, math.ceil((box[2] + mx) / sx) + 1)
+            y2 = min(h, math.ceil((box[3] + my) / sy) + 1)
             region = until[y1:y2, x1:x2]
             np.maximum(region, pts + (self.params.memory_s if still else 0.0) + 1e-3, out=region)
 
