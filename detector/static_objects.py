@@ -280,10 +280,12 @@ class StaticObjectStage:
             self.since[region] = np.nan
         keep &= ~ghost
 
-        since_sum = np.bincount(
-            flat, weights=np.nan_to_num(self.since.ravel(), nan=pts), minlength=n
-        )
-        since = (since_sum[1:] / np.maximum(area, 1))[keep]
+        # When the object's own pixels first differed (the closing's filled holes have none).
+        since_px = self.since.ravel()
+        timed = np.isfinite(since_px)
+        since_sum = np.bincount(flat[timed], weights=since_px[timed], minlength=n)[1:]
+        timed_n = np.bincount(flat[timed], minlength=n)[1:]
+        since = np.where(timed_n > 0, since_sum / np.maximum(timed_n, 1), pts)[keep]
         fill = (area / np.maximum(bw * bh, 1))[keep]
         k = int(keep.sum())
         return Detections(

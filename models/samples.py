@@ -8,8 +8,10 @@ from pathlib import Path
 from models.cache import samples_dir
 from models.default import SAMPLES, fetch_default
 
-# Real pedestrian street footage, from Debian's opencv-doc (`make system-deps` installs it).
-VTEST_AVI = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
+# Real pedestrian street footage and photos, from Debian's opencv-doc (`make system-deps`
+# installs it): box.png is a real cardboard box, fruits.jpg a real pile of fruit.
+OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
+VTEST_AVI = OPENCV_DATA / "vtest.avi"
 
 
 def sample_path(name: str) -> Path:

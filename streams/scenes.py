@@ -74,6 +74,22 @@ def video_frames(path: Path) -> Iterator[np.ndarray]:
                 yield frame.to_ndarray(format="bgr24")
 
 
+def relit(
+    frames: Iterator[np.ndarray], fps: float, at_s: float, gain: float
+) -> Iterator[np.ndarray]:
+    """The frames with their brightness multiplied by `gain` from `at_s` on: a lighting step
+    (a cloud, street lights, auto-exposure)."""
+    for i, frame in enumerate(frames):
+        yield frame if i / fps < at_s else cv2.convertScaleAbs(frame, alpha=gain)
+
+
+def panned(frames: Iterator[np.ndarray], fps: float, at_s: float, dx: int) -> Iterator[np.ndarray]:
+    """The frames shifted `dx` pixels sideways from `at_s` on: a camera knocked or moved to
+    another preset."""
+    for i, frame in enumerate(frames):
+        yield frame if i / fps < at_s else np.roll(frame, dx, axis=1)
+
+
 def still_frames(image: np.ndarray) -> Iterator[np.ndarray]:
     while True:
         yield image

@@ -102,8 +102,15 @@ def camera(cam_id: str, source: Path, zones: list[tuple[str, list, list[str]]]) 
 
 
 def score(tmp_path: Path, cameras: list[dict], capsys=None) -> tuple[int, list[dict], str]:
+    return main_score(tmp_path, cameras, RULES, capsys)
+
+
+def main_score(
+    tmp_path: Path, cameras: list[dict], rules: dict, capsys=None
+) -> tuple[int, list[dict], str]:
+    """`streetwatch score` on a config of these cameras and rules: exit code, cases, output."""
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({"model": "default", "rules": RULES, "cameras": cameras}))
+    config.write_text(yaml.safe_dump({"model": "default", "rules": rules, "cameras": cameras}))
     out = tmp_path / "cases.jsonl"
     code = main(
         [
