@@ -10,8 +10,9 @@ from datetime import datetime
 import numpy as np
 
 from api.contract import IncidentType
+from detector.geometry import box_iou
 from detector.incidents import Incident, IncidentEvent
-from detector.rules import MAX_GAP_S, RuleParams, RuleSpec, SiteRule
+from detector.rules import MAX_GAP_S, OCCUPANCY_IOU, RuleParams, RuleSpec, SiteRule
 from detector.stages import EXTRA_FILLS, Stage, TrackingStage
 from detector.static_objects import STATIC_LABEL, SceneEvent, StaticObjectStage, StaticParams
 from detector.tracker import Tracker
@@ -146,8 +147,28 @@ class CameraPipeline:
         for zone, rule in self.rules:
             if zone.id not in in_zone_cache:
                 in_zone_cache[zone.id] = zone.contains(ground)
-            events.extend(rule.update(frame, found, in_zone_cache[zone.id]))
+            in_zone = in_zone_cache[zone.id] & ~self._judged_elsewhere(found, zone, rule)
+            events.extend(rule.update(frame, found, in_zone))
         return events
+
+    def _judged_elsewhere(self, found: Detections, zone: Zone, rule: SiteRule) -> np.ndarray:
+        """Static objects that another rule of the zone already confirmed (a stall is not also
+        garbage): that rule alone follows them."""
+        sid = self.labels.static_id
+        out = np.zeros(len(found), bool)
+        if sid is None or sid not in rule.spec.feeds:
+            return out
+        taken = [
+            box
+            for z, other in self.rules
+            if z is zone and other is not rule
+            for box in other.confirmed_boxes(sid)
+        ]
+        static = np.flatnonzero(found.class_ids == sid)
+        if taken and len(static):
+            overlap = box_iou(np.stack(taken), found.boxes[static]).max(axis=0)
+            out[static[overlap >= OCCUPANCY_IOU]] = True
+        return out
 
     def _scene_changed(self, events: list[SceneEvent]) -> None:
         """Static objects' dwell meant nothing across a scene change: their candidates go."""

@@ -80,6 +80,8 @@ DEFAULT_RULES: dict[IncidentType, RuleParams] = {
 OCCUPANCY_IOU = 0.3
 # Frames further apart than this count as this far apart: the rest was not observed.
 MAX_GAP_S = 10.0
+# Sightings a stand-in site needs before the people beside it decide what it is.
+MIN_VERDICT_SIGHTINGS = 4
 EPS = 1e-6  # observed time is a float sum: compare thresholds with a little slack
 
 
@@ -291,6 +293,9 @@ class SiteRule:
     def _verdict(self, site: _Site) -> bool:
         """Whether the people beside a stand-in site allow it to be this type."""
         class_id = site.class_id
+        stand_in = class_id in self.spec.attended_ids | self.spec.unattended_ids
+        if stand_in and site.sightings < MIN_VERDICT_SIGHTINGS:
+            return False  # a dwell credited from before the site opened: look first
         attended = site.attended >= self.spec.params.attendant_fraction * site.sightings
         if class_id in self.spec.attended_ids:
             return attended
@@ -360,3 +365,7 @@ class SiteRule:
 
     def open_incidents(self) -> list[Incident]:
         return [s.incident for s in self.sites if s.incident is not None]
+
+    def confirmed_boxes(self, class_id: int) -> list[np.ndarray]:
+        """Boxes of the confirmed sites that are mostly `class_id` (a static object)."""
+        return [s.box for s in self.sites if s.incident is not None and s.class_id == class_id]
