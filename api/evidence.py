@@ -12,7 +12,7 @@ from typing import BinaryIO
 from sqlalchemy.orm import Session
 
 from api.contract import EvidenceRef
-from api.images import image_type
+from api.images import ImageError, ImageInfo, check_image, inspect
 from api.problems import Problem
 from api.storage import EvidenceStore
 from api.tables import Case, CaseEvidence, Evidence, utcnow
@@ -27,12 +27,18 @@ class Upload:
 
 
 def read_uploads(
-    files: Sequence[tuple[str | None, BinaryIO]], max_files: int, max_bytes: int
+    files: Sequence[tuple[str | None, BinaryIO]],
+    max_files: int,
+    max_bytes: int,
+    max_pixels: int = 40_000_000,
 ) -> list[Upload]:
-    """Read (filename, file) pairs; refuse too many, too large, or anything not an image."""
+    """Read (filename, file) pairs; refuse too many, too large, or anything not an image.
+
+    Every file's structure and declared size is checked before any file is decoded, so a
+    request full of decompression bombs costs a header read each."""
     if len(files) > max_files:
         raise Problem(413, f"At most {max_files} evidence files per request", kind="too-many-files")
-    uploads = []
+    read: list[tuple[str, bytes, ImageInfo]] = []
     for filename, f in files:
         name = filename or ""
         data = f.read(max_bytes + 1)
@@ -42,14 +48,27 @@ def read_uploads(
                 f"Evidence '{name}' is larger than {max_bytes} bytes",
                 kind="evidence-too-large",
             )
-        media_type = image_type(data)
-        if media_type is None:
+        try:
+            info = inspect(data, max_pixels)
+        except ImageError as exc:
+            too_big = "over the limit" in str(exc)
             raise Problem(
                 422,
-                f"Evidence '{name}' is not a JPEG or PNG image that decodes",
+                f"Evidence '{name}' is refused: {exc}",
+                kind="image-too-large" if too_big else "invalid-evidence",
+            ) from None
+        read.append((name, data, info))
+    uploads = []
+    for name, data, info in read:
+        try:
+            check_image(data, max_pixels)
+        except ImageError as exc:
+            raise Problem(
+                422,
+                f"Evidence '{name}' is not a JPEG or PNG image that decodes: {exc}",
                 kind="invalid-evidence",
-            )
-        uploads.append(Upload(name, data, hashlib.sha256(data).hexdigest(), media_type))
+            ) from None
+        uploads.append(Upload(name, data, hashlib.sha256(data).hexdigest(), info.media_type))
     return uploads
 
 

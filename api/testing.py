@@ -29,6 +29,7 @@ from sqlalchemy.engine import make_url
 from api.app import create_app
 from api.auth import Scope, create_key
 from api.db import Database
+from api.server import uvicorn_config
 from api.settings import Settings
 
 POSTGRES_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "postgres-test.sh"
@@ -40,9 +41,21 @@ class RunningServer:
     settings: Settings
     db: Database
 
-    def create_key(self, *scopes: str, name: str = "test") -> str:
+    def create_key(
+        self,
+        *scopes: str,
+        name: str = "test",
+        cameras: list[str] | None = None,
+        namespace_of: str | None = None,
+    ) -> str:
         with self.db.write() as session:
-            _, key = create_key(session, name, [Scope(s) for s in scopes])
+            _, key = create_key(
+                session,
+                name,
+                [Scope(s) for s in scopes],
+                cameras=cameras,
+                namespace_of=namespace_of,
+            )
         return key
 
 
@@ -57,9 +70,8 @@ def run_server(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings, db), log_level="warning", lifespan="on")
-    )
+    config = uvicorn_config(create_app(settings, db), settings, log_level="warning")
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
