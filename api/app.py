@@ -15,7 +15,7 @@ from api.context import Context
 from api.db import Database
 from api.lifecycle import table_markdown
 from api.metrics import Metrics
-from api.middleware import AuthFirst, BodyLimit, RequestContext, RequestGuard
+from api.middleware import BodyLimit, RequestContext, RequestGuard
 from api.routes import admin, cases, feed, open311, ops
 from api.secrets import load_server_key
 from api.settings import Settings
@@ -94,8 +94,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     problems.install(app)
     for module in (cases, feed, admin, open311, ops):
         app.include_router(module.router)
-    # Added innermost first: RequestContext sees every request, AuthFirst runs last.
-    app.add_middleware(AuthFirst, ctx=ctx, router=app.router)
+    # Added innermost first: RequestContext sees every request.
     app.add_middleware(
         BodyLimit,
         max_bytes=settings.max_body_bytes,

@@ -4,6 +4,7 @@ evidence refs, and attach them to a case in the content-addressed store."""
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from api.images import ImageError, ImageInfo, check_image, inspect
 from api.problems import Problem
 from api.storage import EvidenceStore
 from api.tables import Case, CaseEvidence, Evidence, utcnow
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,14 @@ def attach(
     have = {e.sha256 for e in case.evidence}
     added = []
     for ref, upload in pairs:
-        if store.put(upload.sha256, upload.data):
+        try:
+            stored = store.put(upload.sha256, upload.data)
+        except OSError as exc:
+            log.error("evidence %s could not be stored: %s", upload.sha256, exc)
+            raise Problem(
+                507, "The evidence could not be stored; try again later", kind="storage-failed"
+            ) from None
+        if stored:
             written.append(upload.sha256)
         if session.get(Evidence, upload.sha256) is None:
             session.add(

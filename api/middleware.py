@@ -8,8 +8,8 @@
 - `RequestGuard`: a path or query string holding control characters (NUL...) is a 400.
 - `BodyLimit`: bodies over `max_bytes` are a 413, and a body that takes longer than
   `body_timeout_s` in all, or stalls for `body_idle_timeout_s`, a 408.
-- `AuthFirst`: a request with a body to a route that needs a key is authenticated from its
-  headers before one byte of the body is read; no or a bad key is answered at once.
+And `AuthFirstRoute`, the route class of every router: a request with a body to a route
+that needs a key is authenticated from its headers before one byte of the body is read.
 """
 
 from __future__ import annotations
@@ -18,11 +18,13 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import anyio
-from starlette.routing import Match
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.metrics import Metrics
@@ -202,63 +204,41 @@ def _required_scope(route: Any) -> Any:
     return getattr(getattr(route, "endpoint", None), "required_scope", None)
 
 
-class AuthFirst:
-    """Authenticate from the headers before the body of a POST, PUT or PATCH is read."""
+class AuthFirstRoute(APIRoute):
+    """A route that authenticates a POST, PUT or PATCH from its headers before FastAPI reads
+    (and spools) the body; no or a bad key, or a key without the scope, is answered at once.
+    The principal is handed on to the route's own `require(scope)` dependency."""
 
-    def __init__(self, app: ASGIApp, ctx: Any, router: Any) -> None:
-        self.app = app
-        self.ctx = ctx
-        self.router = router
-        self._scopes: dict[int, Any] = {}
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        needed = _required_scope(self)
+        key_in_form = getattr(self.endpoint, "key_in_form", False)
+        if needed is None or not self.methods & {"POST", "PUT", "PATCH"}:
+            return handler
 
-    def _route_scope(self, scope: Scope) -> tuple[Any, Any]:
-        for route in self.router.routes:
-            match, _ = route.matches(scope)
-            if match == Match.FULL:
-                if id(route) not in self._scopes:
-                    self._scopes[id(route)] = _required_scope(route)
-                return route, self._scopes[id(route)]
-        return None, None
+        async def authenticate_first(request: Request) -> Response:
+            from api.auth import authenticate
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
-            await self.app(scope, receive, send)
-            return
-        route, needed = self._route_scope(scope)
-        if needed is None:
-            await self.app(scope, receive, send)
-            return
-        from api.auth import authenticate
+            ctx = request.app.state.ctx
+            key = None
+            kind, _, value = request.headers.get("authorization", "").partition(" ")
+            if kind.lower() == "bearer" and value.strip():
+                key = value.strip()
+            if key is None and key_in_form:
+                key = request.query_params.get("api_key") or None
+                if key is None:  # Open311 clients send api_key in the form: a small one
+                    capped = _capped(request.receive, ctx.settings.max_form_bytes)
+                    return await handler(Request(request.scope, capped, request._send))
 
-        key = None
-        auth = (_header(scope, b"authorization") or b"").decode("latin-1")
-        kind, _, value = auth.partition(" ")
-        if kind.lower() == "bearer" and value.strip():
-            key = value.strip()
-        open311 = getattr(route.endpoint, "key_in_form", False)
-        if key is None and open311:
-            query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
-            key = query.get("api_key") or None
-        if key is None and open311:
-            # Open311 clients send api_key in the form: read it, but only a small form.
-            await self.app(scope, _capped(receive, self.ctx.settings.max_form_bytes), send)
-            return
+            def check() -> Any:
+                with ctx.db.read() as session:
+                    return authenticate(session, key, needed)
 
-        def check() -> Any:
-            with self.ctx.db.read() as session:
-                return authenticate(session, key, needed)
-
-        try:
             principal = await anyio.to_thread.run_sync(check)
-        except Problem as exc:
-            response = respond(
-                scope["path"], exc.status_code, exc.title, exc.detail, exc.kind, exc.headers,
-                **exc.extensions,
-            )  # fmt: skip
-            await response(scope, receive, send)
-            return
-        scope.setdefault("state", {})["principal"] = principal
-        await self.app(scope, receive, send)
+            request.scope.setdefault("state", {})["principal"] = principal
+            return await handler(request)
+
+        return authenticate_first
 
 
 def _capped(receive: Receive, max_bytes: int) -> Receive:

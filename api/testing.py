@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import uvicorn
@@ -40,6 +41,7 @@ class RunningServer:
     url: str
     settings: Settings
     db: Database
+    app: Any = None  # the FastAPI app, for tests that look inside (`app.state.ctx`)
 
     def create_key(
         self,
@@ -70,7 +72,8 @@ def run_server(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     port = sock.getsockname()[1]
-    config = uvicorn_config(create_app(settings, db), settings, log_level="warning")
+    app = create_app(settings, db)
+    config = uvicorn_config(app, settings, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -81,7 +84,7 @@ def run_server(
             raise RuntimeError("the intake server did not start")
         time.sleep(0.01)
     try:
-        yield RunningServer(f"http://{host}:{port}", settings, db)
+        yield RunningServer(f"http://{host}:{port}", settings, db, app)
     finally:
         server.should_exit = True
         thread.join(30)

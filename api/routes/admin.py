@@ -11,6 +11,7 @@ from sqlalchemy import select
 from api import netpolicy, problems
 from api.auth import Admin, Scope, create_key
 from api.context import Ctx
+from api.middleware import AuthFirstRoute
 from api.problems import Problem
 from api.schemas import (
     EVENT_TYPES,
@@ -33,7 +34,10 @@ def no_store(response: Response) -> None:
 
 
 router = APIRouter(
-    prefix="/v1", responses=problems.responses(401, 403), dependencies=[Depends(no_store)]
+    route_class=AuthFirstRoute,
+    prefix="/v1",
+    responses=problems.responses(401, 403),
+    dependencies=[Depends(no_store)],
 )
 RecordId = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_-]+$")]
 

@@ -27,6 +27,7 @@ from api.evidence import Upload, match, read_uploads, staged
 from api.forms import parse_json_field
 from api.intake import Incoming, fingerprint, ingest, observe, resolve, resolve_own
 from api.lifecycle import table_markdown
+from api.middleware import AuthFirstRoute
 from api.problems import Problem
 from api.schemas import CaseDetail, CaseOut, CasePage, TransitionIn
 from api.serialize import case_out, change_out
@@ -34,7 +35,7 @@ from api.tables import Case, Change, IdempotencyRecord, Report, utcnow
 from api.transitions import transition
 from api.validation import check_observation, check_report, query_time, sequence
 
-router = APIRouter(prefix="/v1/cases", tags=["cases"])
+router = APIRouter(route_class=AuthFirstRoute, prefix="/v1/cases", tags=["cases"])
 
 CaseId = Annotated[str, Path(min_length=1, max_length=128, description="A case id, or a report id")]
 

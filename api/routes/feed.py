@@ -11,6 +11,7 @@ from sqlalchemy import select
 from api import problems
 from api.auth import Dispatch
 from api.context import Ctx
+from api.middleware import AuthFirstRoute
 from api.problems import Problem
 from api.schemas import ChangePage
 from api.secrets import link_valid
@@ -27,7 +28,7 @@ EVIDENCE_HEADERS = {
 _EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png"}
 Sha256 = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="The image's SHA-256")]
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(route_class=AuthFirstRoute, prefix="/v1")
 
 
 @router.get(

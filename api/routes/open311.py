@@ -35,12 +35,13 @@ from api.contract import CaseStatus, Location, Storable
 from api.intake import Incoming, ingest
 from api.lifecycle import OPEN311_CLOSED
 from api.metrics import version
+from api.middleware import AuthFirstRoute
 from api.open311_format import XML_TYPE, respond_list, to_xml_object, wants_json
 from api.problems import Problem
 from api.secrets import sign_link
 from api.tables import Case, Change, utcnow
 
-router = APIRouter(prefix="/open311/v2", tags=["open311"])
+router = APIRouter(route_class=AuthFirstRoute, prefix="/open311/v2", tags=["open311"])
 SPEC = "http://wiki.open311.org/GeoReport_v2"
 MAX_REQUESTS = 1000
 

@@ -70,6 +70,8 @@ def settings(tmp_path: Path, db_url: str) -> Settings:
         webhook_backoff_s=(0.2, 0.4),
         webhook_poll_s=0.05,
         webhook_timeout_s=2,
+        # The tests' receivers listen on loopback, which only an allow-list opens.
+        webhook_allow_networks=["127.0.0.0/8"],
         **TEST_LIMITS,
     )
 
