@@ -15,6 +15,13 @@ from xml.etree import ElementTree as ET
 from fastapi.responses import JSONResponse, Response
 
 XML_TYPE = "text/xml; charset=utf-8"
+# The spec: "the root element must be preceded with the XML declaration including the
+# encoding="UTF-8" attribute".
+DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
+
+
+def document(root: ET.Element) -> bytes:
+    return DECLARATION + ET.tostring(root, encoding="unicode").encode()
 
 
 def wants_json(path: str) -> bool:
@@ -46,14 +53,14 @@ def to_xml(root: str, item: str, rows: Iterable[Mapping[str, Any]]) -> bytes:
     top = ET.Element(root)
     for row in rows:
         _element(top, item, row)
-    return ET.tostring(top, encoding="utf-8", xml_declaration=True)
+    return document(top)
 
 
 def to_xml_object(root: str, value: Mapping[str, Any]) -> bytes:
     top = ET.Element(root)
     for k, v in value.items():
         _element(top, k, v)
-    return ET.tostring(top, encoding="utf-8", xml_declaration=True)
+    return document(top)
 
 
 def respond_list(

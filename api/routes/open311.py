@@ -36,7 +36,7 @@ from api.intake import Incoming, ingest
 from api.lifecycle import OPEN311_CLOSED
 from api.metrics import version
 from api.middleware import AuthFirstRoute
-from api.open311_format import XML_TYPE, respond_list, to_xml_object, wants_json
+from api.open311_format import XML_TYPE, document, respond_list, to_xml_object, wants_json
 from api.problems import Problem
 from api.secrets import sign_link
 from api.tables import Case, Change, utcnow
@@ -194,7 +194,7 @@ def _discovery_xml(data: dict[str, Any]) -> bytes:
     root = ET.Element("discovery")
     for k, v in data.items():
         build(root, k, v)
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return document(root)
 
 
 def _service(ctx: Context, code: Any) -> Service:
