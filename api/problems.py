@@ -158,10 +158,32 @@ def fix_openapi(schema: dict[str, Any]) -> None:
     assumes for every model response."""
     ref = "#/components/schemas/ProblemDetail"
     fastapi_422 = "#/components/schemas/HTTPValidationError"
+    problem = {MEDIA_TYPE: {"schema": {"$ref": ref}}}
     for route, path in schema.get("paths", {}).items():
         for operation in path.values():
+            responses = operation.setdefault("responses", {})
+            # What the middleware may answer on any route: control characters in the path
+            # or query (400); a body too large (413) or too slow (408).
+            extra = {"400": "Bad Request"}
+            if "requestBody" in operation:
+                extra |= {"408": "Request Timeout", "413": "Content Too Large"}
+            for status, description in extra.items():
+                if status in responses:
+                    continue
+                if route.startswith(OPEN311_PREFIX):
+                    responses[status] = {
+                        "description": description,
+                        "content": {
+                            "application/json": responses.get("400", {})
+                            .get("content", {})
+                            .get("application/json", {}),
+                            "text/xml": {},
+                        },
+                    }
+                else:
+                    responses[status] = {"description": description, "content": problem}
             if route.startswith(OPEN311_PREFIX):  # its own error format, and 400 for 422
-                operation.get("responses", {}).pop("422", None)
+                responses.pop("422", None)
                 continue
             for response in operation.get("responses", {}).values():
                 content = response.get("content", {})

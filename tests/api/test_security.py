@@ -504,9 +504,7 @@ def test_unstorable_bodies_elsewhere_are_refused(api: Api, photos: list[bytes]) 
 # -- hygiene ---------------------------------------------------------------------------------
 
 
-def test_api_keys_never_reach_the_access_log(
-    api: Api, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_api_keys_never_reach_the_access_log(api: Api, caplog: pytest.LogCaptureFixture) -> None:
     key = api.dispatch.headers["authorization"].removeprefix("Bearer ")
     with caplog.at_level(logging.INFO, logger="streetwatch.access"):
         r = httpx.get(f"{api.url}/open311/v2/requests.json", params={"api_key": key})
