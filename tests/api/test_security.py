@@ -217,7 +217,7 @@ def test_delivery_checks_the_resolved_address_again(
             case, files = report(photos)
             post(api.ingest, case, files).raise_for_status()
             wait_until(
-                lambda: [d["status"] for d in _deliveries(api, hook_id)] == ["failed"],
+                lambda api=api: [d["status"] for d in _deliveries(api, hook_id)] == ["failed"],
                 10,
                 "the delivery to fail",
                 poll_s=0.05,
