@@ -66,15 +66,15 @@ def _quiet_migrations() -> None:
 
 def _open_database(url: str) -> Database:
     """The database at `url`, migrated; any failure is one line, not a traceback."""
+    _quiet_migrations()  # before Alembic is imported: it logs its plugins as it loads
     from sqlalchemy.exc import SQLAlchemyError
 
     from api.db import Database
 
-    _quiet_migrations()
     shown = _hide_password(url)
     try:
         db = Database(url)
-    except (SQLAlchemyError, ValueError, ImportError) as exc:
+    except (SQLAlchemyError, ValueError, ImportError, OSError) as exc:
         raise CommandError(f"cannot use the database URL {shown}: {_reason(exc)}") from None
     try:
         db.upgrade()
@@ -95,6 +95,8 @@ def _hide_password(url: str) -> str:
 
 def _reason(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None) or exc
+    if isinstance(orig, OSError) and orig.strerror:
+        return f"{orig.strerror}: {orig.filename}" if orig.filename else orig.strerror
     lines = [line.strip() for line in str(orig).strip().splitlines() if line.strip()]
     return f"{type(orig).__name__}: {lines[0] if lines else ''}".rstrip(": ")
 
