@@ -644,3 +644,12 @@ def _write_lock_is_free(api: Api) -> bool:
             conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_WRITE_LOCK})
         conn.commit()
         return bool(got)
+
+
+def test_a_keyless_open311_form_is_read_only_while_small(api: Api) -> None:
+    """Open311 clients may put api_key in the form, so a form without a key in the header
+    or query is read, but only up to a small size."""
+    big = {"service_code": "09009", "lat": "1", "long": "2", "description": "x" * 200_000}
+    r = httpx.post(f"{api.url}/open311/v2/requests.json", data=big)
+    assert r.status_code == 413 and r.json()[0]["code"] == 413
+    assert count_cases(api.dispatch) == 0
