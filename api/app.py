@@ -15,19 +15,23 @@ from api.context import Context
 from api.db import Database
 from api.lifecycle import table_markdown
 from api.metrics import Metrics
-from api.middleware import BodyLimit, RequestMetrics
+from api.middleware import BodyLimit, RequestContext, RequestGuard
 from api.routes import admin, cases, feed, open311, ops
+from api.secrets import load_server_key
 from api.settings import Settings
 from api.storage import EvidenceStore
-from api.webhooks import Dispatcher
+from api.webhooks import Dispatcher, seal_plaintext_secrets
 
 DESCRIPTION = f"""
 Workers post incidents (street stalls, illegal parking, exposed garbage) as cases; the
 city's dispatch platform reads, routes and closes them.
 
 **Authentication**: `Authorization: Bearer <key>`. Scopes: `ingest` (post and update cases),
-`dispatch` (read cases, evidence and the change feed; transition cases), `admin` (keys and
-webhooks). No or unknown key: 401; a key without the scope: 403.
+`open311` (post Open311 service requests), `dispatch` (read cases, evidence and the change
+feed; transition cases), `admin` (keys and webhooks). No or unknown key: 401; a key without
+the scope: 403. A request with a body is authenticated before its body is read. An ingest
+key sees and updates only its own reports (report ids and Idempotency-Keys are per key),
+and only for the cameras it is bound to, if it is bound.
 
 **Errors** are RFC 9457 problem details (`application/problem+json`), except under
 `/open311/`, which uses Open311's error format.
@@ -54,11 +58,21 @@ TAGS = [
 def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     """The application; the database must already be migrated (`Database.upgrade`)."""
     db = db or Database(settings.database_url)
-    ctx = Context(settings, db, EvidenceStore(settings.evidence_dir), Metrics())
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    secret = settings.secret_key.get_secret_value() if settings.secret_key else None
+    server_key = load_server_key(secret, settings.data_dir)
+    ctx = Context(
+        settings,
+        db,
+        EvidenceStore(settings.evidence_dir),
+        Metrics(db_backend="sqlite" if db.is_sqlite else "postgresql"),
+        server_key,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        dispatcher = Dispatcher(db, settings, ctx.metrics)
+        await asyncio.to_thread(seal_plaintext_secrets, db, server_key)
+        dispatcher = Dispatcher(db, settings, ctx.metrics, server_key)
         stop = asyncio.Event()
         task = asyncio.create_task(dispatcher.run(stop))
         try:
@@ -80,8 +94,15 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     problems.install(app)
     for module in (cases, feed, admin, open311, ops):
         app.include_router(module.router)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestMetrics, metrics=ctx.metrics)
+    # Added innermost first: RequestContext sees every request.
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        total_timeout_s=settings.body_timeout_s,
+        idle_timeout_s=settings.body_idle_timeout_s,
+    )
+    app.add_middleware(RequestGuard)
+    app.add_middleware(RequestContext, metrics=ctx.metrics, log_requests=settings.access_log)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from api.settings import Settings, default_data_dir
 
 if TYPE_CHECKING:
     from api.auth import Scope
     from api.db import Database
+    from api.settings import Settings
 
-# The service's modules (FastAPI, SQLAlchemy, Alembic) load inside the commands, so that
-# `streetwatch --help` and the worker's commands don't pay for them.
+# The service's modules (FastAPI, SQLAlchemy, Alembic, pydantic-settings) load inside the
+# commands, so that `streetwatch --help` and the worker's commands don't pay for them, and
+# an edge worker installed without the `server` extra never needs them.
+
+# Flags whose names predate the settings: flag -> setting.
+_ALIASES = {"db": "db_url", "codes": "codes_file"}
+
+
+class CommandError(Exception):
+    """A problem the operator can fix, said in one line."""
 
 
 def _storage_args(p: argparse.ArgumentParser) -> None:
@@ -34,50 +41,121 @@ def _storage_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
-    return Settings(
-        data_dir=args.data_dir or default_data_dir(),
-        db_url=args.db or os.environ.get("STREETWATCH_DB") or None,
-        **overrides,
-    )
+def _settings(values: dict[str, Any]) -> Settings:
+    from pydantic import ValidationError
+
+    from api.settings import Settings
+
+    given = {_ALIASES.get(k, k): v for k, v in values.items() if v is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        faults = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise CommandError(f"invalid settings: {faults}") from None
+    except (OSError, ValueError) as exc:  # e.g. an unreadable --codes file
+        raise CommandError(f"invalid settings: {exc}") from None
 
 
-def _database(args: argparse.Namespace) -> Database:
+def _quiet_migrations() -> None:
+    import logging
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def _open_database(url: str) -> Database:
+    """The database at `url`, migrated; any failure is one line, not a traceback."""
+    _quiet_migrations()  # before Alembic is imported: it logs its plugins as it loads
+    from sqlalchemy.exc import SQLAlchemyError
+
     from api.db import Database
 
-    db = Database(_settings(args).database_url)
-    db.upgrade()
+    shown = _hide_password(url)
+    try:
+        db = Database(url)
+    except (SQLAlchemyError, ValueError, ImportError, OSError) as exc:
+        raise CommandError(f"cannot use the database URL {shown}: {_reason(exc)}") from None
+    try:
+        db.upgrade()
+    except (SQLAlchemyError, OSError) as exc:
+        db.dispose()
+        raise CommandError(f"cannot open the database {shown}: {_reason(exc)}") from None
     return db
 
 
+def _hide_password(url: str) -> str:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(unparseable URL)"
+
+
+def _reason(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    if isinstance(orig, OSError) and orig.strerror:
+        return f"{orig.strerror}: {orig.filename}" if orig.filename else orig.strerror
+    lines = [line.strip() for line in str(orig).strip().splitlines() if line.strip()]
+    return f"{type(orig).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+
+
+def _database(args: argparse.Namespace) -> Database:
+    settings = _settings({"data_dir": args.data_dir, "db_url": args.db})
+    return _open_database(settings.database_url)
+
+
+def _guarded(func: Any) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except CommandError as exc:
+            print(f"streetwatch {args.command}: {exc}", file=sys.stderr)
+            return 2
+
+    return run
+
+
 def serve(args: argparse.Namespace) -> int:
+    from api import logs
+
+    settings = _settings({name: getattr(args, f"set_{name}") for name in _serve_fields()})
+    logs.configure(settings.log_format, settings.log_level)
+    db = _open_database(settings.database_url)  # migrated to the newest before serving
     import uvicorn
 
     from api.app import create_app
-    from api.codes import CodeTable
-    from api.db import Database
+    from api.server import uvicorn_config
 
-    overrides: dict[str, Any] = {}
-    if args.codes:
-        overrides["codes"] = CodeTable.load(args.codes)
-    settings = _settings(args, **overrides)
-    db = Database(settings.database_url)
-    db.upgrade()  # the schema is always at the newest migration before serving
-    uvicorn.run(create_app(settings, db), host=args.host, port=args.port, log_level="info")
+    uvicorn.Server(uvicorn_config(create_app(settings, db), settings)).run()
     return 0
 
 
 def keys_create(args: argparse.Namespace) -> int:
     from api.auth import create_key
+    from api.problems import Problem
 
     db = _database(args)
-    with db.write() as session:
-        record, key = create_key(session, args.name, args.scope)
-        session.flush()
-        print(f"Created key {record.id} ({args.name}) with scopes {', '.join(record.scopes)}.")
-        print("Store it now; it is shown only this once:")
-        print(key)
-    db.dispose()
+    try:
+        with db.write() as session:
+            record, key = create_key(
+                session,
+                args.name,
+                args.scope,
+                cameras=args.camera or None,
+                namespace_of=args.namespace_of,
+            )
+            session.flush()
+    except Problem as exc:
+        raise CommandError(str(exc.detail)) from None
+    finally:
+        db.dispose()
+    print(f"Created key {record.id} ({args.name}) with scopes {', '.join(record.scopes)}.")
+    if record.cameras is not None:
+        print(f"It may report only for cameras {', '.join(record.cameras)}.")
+    print("Store it now; it is shown only this once:")
+    print(key)
     return 0
 
 
@@ -90,7 +168,14 @@ def keys_list(args: argparse.Namespace) -> int:
     with db.read() as session:
         for k in session.scalars(select(ApiKey).order_by(ApiKey.created_at)):
             state = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active"
-            row = {"id": k.id, "name": k.name, "scopes": k.scopes, "state": state}
+            row = {
+                "id": k.id,
+                "name": k.name,
+                "scopes": k.scopes,
+                "cameras": k.cameras,
+                "namespace": k.namespace or k.id,
+                "state": state,
+            }
             print(json.dumps(row, ensure_ascii=False))
     db.dispose()
     return 0
@@ -103,7 +188,7 @@ def keys_revoke(args: argparse.Namespace) -> int:
     with db.write() as session:
         record = session.get(ApiKey, args.key_id)
         if record is None:
-            print(f"No key {args.key_id}")
+            print(f"No key {args.key_id}", file=sys.stderr)
             return 1
         record.revoked_at = record.revoked_at or utcnow()
     db.dispose()
@@ -122,13 +207,62 @@ def _scopes(value: str) -> list[Scope]:
         ) from None
 
 
+def _serve_fields() -> list[str]:
+    from api.settings import Settings
+
+    return [name for name in Settings.model_fields if name != "codes"]
+
+
+def _serve_args(p: argparse.ArgumentParser) -> None:
+    """A flag for every setting, named after it; each also reads STREETWATCH_<NAME>."""
+    from api.settings import Settings
+
+    flags = {"data_dir": ["--data-dir"], "db_url": ["--db", "--db-url"]}
+    flags["codes_file"] = ["--codes", "--codes-file"]
+    for name in _serve_fields():
+        field = Settings.model_fields[name]
+        env = {"data_dir": "STREETWATCH_DATA", "db_url": "STREETWATCH_DB"}.get(
+            name, f"STREETWATCH_{name.upper()}"
+        )
+        default = "" if field.is_required() else f"; default {_default(field)}"
+        help_ = f"{field.description or name.replace('_', ' ')} (env {env}{default})"
+        names = flags.get(name, [f"--{name.replace('_', '-')}"])
+        if field.annotation is bool:
+            p.add_argument(
+                *names, dest=f"set_{name}", default=None, action=argparse.BooleanOptionalAction,
+                help=help_,
+            )  # fmt: skip
+        else:
+            p.add_argument(*names, dest=f"set_{name}", default=None, metavar="VALUE", help=help_)
+
+
+def _default(field: Any) -> str:
+    if field.default_factory is not None:
+        return "computed"
+    value = field.default
+    if isinstance(value, tuple | list):
+        return ",".join(str(v) for v in value) or "none"
+    return "none" if value is None else str(value).replace("%", "%%")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser("serve", help="run the case intake API")
-    _storage_args(p)
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback)")
-    p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--codes", type=Path, help="event-code table (YAML) replacing the default")
-    p.set_defaults(func=serve)
+    try:
+        _serve_args(p)
+    except ImportError as exc:  # an edge install, without the `server` extra
+        missing = exc.name
+
+        def unavailable(_: argparse.Namespace) -> int:
+            print(
+                f"streetwatch serve needs the server extra ({missing} is missing): "
+                "pip install 'streetwatch[server]'",
+                file=sys.stderr,
+            )
+            return 2
+
+        p.set_defaults(func=unavailable)
+    else:
+        p.set_defaults(func=_guarded(serve))
 
     keys = subparsers.add_parser("keys", help="manage API keys")
     ksub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
@@ -139,14 +273,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         type=_scopes,
         action="extend",
         required=True,
-        help="ingest, dispatch and/or admin (repeat or comma-separate)",
+        help="ingest, open311, dispatch and/or admin (repeat or comma-separate)",
     )
     c.add_argument("--name", default="unnamed", help="who or what the key is for")
-    c.set_defaults(func=keys_create)
+    c.add_argument(
+        "--camera",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="bind an ingest key to this camera (repeat; shell patterns like 'north-*' "
+        "allowed); default: any camera",
+    )
+    c.add_argument(
+        "--namespace-of",
+        metavar="KEY_ID",
+        help="continue the reports and Idempotency-Keys of this key (when rotating a key)",
+    )
+    c.set_defaults(func=_guarded(keys_create))
     ls = ksub.add_parser("list", help="list keys (never the keys themselves)")
     _storage_args(ls)
-    ls.set_defaults(func=keys_list)
+    ls.set_defaults(func=_guarded(keys_list))
     rv = ksub.add_parser("revoke", help="revoke a key by id")
     _storage_args(rv)
     rv.add_argument("key_id")
-    rv.set_defaults(func=keys_revoke)
+    rv.set_defaults(func=_guarded(keys_revoke))

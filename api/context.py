@@ -19,6 +19,7 @@ class Context:
     db: Database
     store: EvidenceStore
     metrics: Metrics
+    server_key: bytes
 
 
 def get_context(request: Request) -> Context:

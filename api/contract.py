@@ -6,12 +6,34 @@ Kept free of server imports so workers can use it without the service's dependen
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from pathlib import PureWindowsPath
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+
+# NUL and the other C0 controls (tab, newline and carriage return aside), DEL, and lone
+# surrogates: no database stores them faithfully (PostgreSQL refuses NUL outright).
+_UNSTORABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+
+
+def storable(value: str) -> str:
+    """Refuses text a database cannot store as given."""
+    if (m := _UNSTORABLE.search(value)) is not None:
+        raise ValueError(f"contains the control character U+{ord(m.group()):04X}")
+    return value
+
+
+Storable = AfterValidator(storable)
+Id = Annotated[str, Field(min_length=1, max_length=128), Storable]
+Code = Annotated[str, Field(min_length=1, max_length=32), Storable]
+Short = Annotated[str, Field(min_length=1, max_length=64), Storable]
+Address = Annotated[str, Field(max_length=1000), Storable]
+Grid = Annotated[str, Field(max_length=64), Storable]
+FilePath = Annotated[str, Field(min_length=1, max_length=1024), Storable]
+Pixel = Annotated[float, Field(allow_inf_nan=False, ge=-100_000, le=100_000)]
 
 
 class IncidentType(StrEnum):
@@ -35,10 +57,10 @@ class CaseStatus(StrEnum):
 class Location(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    lat: Annotated[float, Field(ge=-90, le=90)] | None = None
-    lon: Annotated[float, Field(ge=-180, le=180)] | None = None
-    address: str | None = None
-    grid: str | None = None  # 单元网格 code of the city's grid system
+    lat: Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)] | None = None
+    lon: Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)] | None = None
+    address: Address | None = None
+    grid: Grid | None = None  # 单元网格 code of the city's grid system
 
 
 class EvidenceRef(BaseModel):
@@ -47,7 +69,7 @@ class EvidenceRef(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["first_seen", "confirmed", "cleared", "observation"]
-    path: str
+    path: FilePath
     captured_at: AwareDatetime
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
@@ -62,20 +84,21 @@ class CaseReport(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: Annotated[str, Field(min_length=1, max_length=128)]  # deterministic per incident
+    id: Id  # deterministic per incident
     type: IncidentType
-    event_code: Annotated[str, Field(min_length=1, max_length=32)]
-    camera_id: Annotated[str, Field(min_length=1, max_length=128)]
-    zone_id: Annotated[str, Field(min_length=1, max_length=128)]
-    class_name: str
-    confidence: Annotated[float, Field(ge=0, le=1)]
-    bbox: Annotated[list[float], Field(min_length=4, max_length=4)]  # x1, y1, x2, y2 pixels
+    event_code: Code
+    camera_id: Id
+    zone_id: Id
+    class_name: Short
+    confidence: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+    # x1, y1, x2, y2 in pixels of the camera's frame
+    bbox: Annotated[list[Pixel], Field(min_length=4, max_length=4)]
     first_seen: AwareDatetime
     confirmed_at: AwareDatetime
     last_seen: AwareDatetime
     cleared_at: AwareDatetime | None = None
     location: Location = Field(default_factory=Location)
-    evidence: list[EvidenceRef] = Field(default_factory=list)
+    evidence: Annotated[list[EvidenceRef], Field(max_length=64)] = Field(default_factory=list)
 
 
 class CaseReceipt(BaseModel):
@@ -99,7 +122,7 @@ class Observation(BaseModel):
 
     last_seen: AwareDatetime | None = None
     cleared_at: AwareDatetime | None = None
-    evidence: list[EvidenceRef] = Field(default_factory=list)
+    evidence: Annotated[list[EvidenceRef], Field(max_length=64)] = Field(default_factory=list)
 
 
 class ObservationReceipt(BaseModel):

@@ -4,6 +4,7 @@ evidence refs, and attach them to a case in the content-addressed store."""
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,10 +13,12 @@ from typing import BinaryIO
 from sqlalchemy.orm import Session
 
 from api.contract import EvidenceRef
-from api.images import image_type
+from api.images import ImageError, ImageInfo, check_image, inspect
 from api.problems import Problem
 from api.storage import EvidenceStore
 from api.tables import Case, CaseEvidence, Evidence, utcnow
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -27,12 +30,18 @@ class Upload:
 
 
 def read_uploads(
-    files: Sequence[tuple[str | None, BinaryIO]], max_files: int, max_bytes: int
+    files: Sequence[tuple[str | None, BinaryIO]],
+    max_files: int,
+    max_bytes: int,
+    max_pixels: int = 40_000_000,
 ) -> list[Upload]:
-    """Read (filename, file) pairs; refuse too many, too large, or anything not an image."""
+    """Read (filename, file) pairs; refuse too many, too large, or anything not an image.
+
+    Every file's structure and declared size is checked before any file is decoded, so a
+    request full of decompression bombs costs a header read each."""
     if len(files) > max_files:
         raise Problem(413, f"At most {max_files} evidence files per request", kind="too-many-files")
-    uploads = []
+    read: list[tuple[str, bytes, ImageInfo]] = []
     for filename, f in files:
         name = filename or ""
         data = f.read(max_bytes + 1)
@@ -42,14 +51,27 @@ def read_uploads(
                 f"Evidence '{name}' is larger than {max_bytes} bytes",
                 kind="evidence-too-large",
             )
-        media_type = image_type(data)
-        if media_type is None:
+        try:
+            info = inspect(data, max_pixels)
+        except ImageError as exc:
+            too_big = "over the limit" in str(exc)
             raise Problem(
                 422,
-                f"Evidence '{name}' is not a JPEG or PNG image that decodes",
+                f"Evidence '{name}' is refused: {exc}",
+                kind="image-too-large" if too_big else "invalid-evidence",
+            ) from None
+        read.append((name, data, info))
+    uploads = []
+    for name, data, info in read:
+        try:
+            check_image(data, max_pixels)
+        except ImageError as exc:
+            raise Problem(
+                422,
+                f"Evidence '{name}' is not a JPEG or PNG image that decodes: {exc}",
                 kind="invalid-evidence",
-            )
-        uploads.append(Upload(name, data, hashlib.sha256(data).hexdigest(), media_type))
+            ) from None
+        uploads.append(Upload(name, data, hashlib.sha256(data).hexdigest(), info.media_type))
     return uploads
 
 
@@ -108,7 +130,14 @@ def attach(
     have = {e.sha256 for e in case.evidence}
     added = []
     for ref, upload in pairs:
-        if store.put(upload.sha256, upload.data):
+        try:
+            stored = store.put(upload.sha256, upload.data)
+        except OSError as exc:
+            log.error("evidence %s could not be stored: %s", upload.sha256, exc)
+            raise Problem(
+                507, "The evidence could not be stored; try again later", kind="storage-failed"
+            ) from None
+        if stored:
             written.append(upload.sha256)
         if session.get(Evidence, upload.sha256) is None:
             session.add(

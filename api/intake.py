@@ -63,11 +63,11 @@ def refresh(case: Case) -> None:
     case.cleared_at = None if None in cleared else max(c for c in cleared if c is not None)
 
 
-def receipt(case: Case, report_id: str) -> CaseReceipt:
+def receipt(case: Case, report: Report) -> CaseReceipt:
     return CaseReceipt(
         case_id=case.id,
-        report_id=report_id,
-        merged=case.origin_report_id != report_id,
+        report_id=report.id,
+        merged=case.reports[0] is not report,  # the first report received opened the case
         status=CaseStatus(case.status),
         report_count=len(case.reports),
     )
@@ -126,7 +126,7 @@ def ingest(
 ) -> tuple[int, CaseReceipt]:
     """Store a report; returns (201, receipt) for a new case, (200, receipt) otherwise."""
     check_event_code(settings.codes, new.type, new.event_code)
-    known = session.get(Report, new.id)
+    known = session.get(Report, (principal.namespace, new.id))
     if known is not None:  # the same incident again: only what it adds is news
         observe(
             session,
@@ -139,7 +139,7 @@ def ingest(
             cleared_at=new.cleared_at,
             pairs=pairs,
         )
-        return 200, receipt(known.case, new.id)
+        return 200, receipt(known.case, known)
 
     now = utcnow()
     loc = new.location
@@ -183,22 +183,22 @@ def ingest(
             case.confidence = max(case.confidence or 0.0, new.confidence)
         case.confirmed_at = min(case.confirmed_at, new.confirmed_at)
         kind, code = "merged", 200
-    case.reports.append(
-        Report(
-            id=new.id,
-            source=new.source,
-            camera_id=new.camera_id,
-            zone_id=new.zone_id,
-            bbox=new.bbox,
-            lat=loc.lat,
-            lon=loc.lon,
-            first_seen=new.first_seen,
-            last_seen=new.last_seen,
-            cleared_at=new.cleared_at,
-            received_at=now,
-            payload=new.payload,
-        )
+    report = Report(
+        namespace=principal.namespace,
+        id=new.id,
+        source=new.source,
+        camera_id=new.camera_id,
+        zone_id=new.zone_id,
+        bbox=new.bbox,
+        lat=loc.lat,
+        lon=loc.lon,
+        first_seen=new.first_seen,
+        last_seen=new.last_seen,
+        cleared_at=new.cleared_at,
+        received_at=now,
+        payload=new.payload,
     )
+    case.reports.append(report)
     session.flush()
     evidence = attach(
         session, store, written, case, pairs, report_id=new.id, camera_id=new.camera_id
@@ -218,7 +218,7 @@ def ingest(
         camera_id=new.camera_id,
         evidence=evidence,
     )
-    return code, receipt(case, new.id)
+    return code, receipt(case, report)
 
 
 def observe(
@@ -272,11 +272,37 @@ def observe(
 
 
 def resolve(session: Session, id_: str) -> tuple[Case, list[Report]]:
-    """A case by its id, or by the id of a report it absorbed (workers know only those)."""
+    """A case by its id, or by the id of a report it absorbed (for readers: any key's)."""
     case = session.scalar(select(Case).where(Case.id == id_))
     if case is not None:
         return case, list(case.reports)
-    report = session.get(Report, id_)
-    if report is None:
+    reports = list(session.scalars(select(Report).where(Report.id == id_)))
+    if not reports:
         raise Problem(404, f"No case or report '{id_}'", kind="not-found")
-    return report.case, [report]
+    cases = {r.case_seq: r.case for r in reports}
+    if len(cases) > 1:
+        raise Problem(
+            409,
+            f"Report id '{id_}' was sent by several keys; use a case id",
+            kind="ambiguous-report-id",
+            cases=sorted(c.id for c in cases.values()),
+        )
+    return reports[0].case, reports
+
+
+def resolve_own(session: Session, id_: str, principal: Principal) -> tuple[Case, list[Report]]:
+    """For a worker: a case or report of its own key's namespace (and cameras); by case id,
+    the reports of that case it sent. Anything else is 404: another key's case or report
+    is not revealed, let alone updated."""
+
+    def own(r: Report) -> bool:
+        return r.namespace == principal.namespace and principal.may_report_for(r.camera_id)
+
+    report = session.get(Report, (principal.namespace, id_))
+    if report is not None and own(report):
+        return report.case, [report]
+    case = session.scalar(select(Case).where(Case.id == id_))
+    mine = [r for r in case.reports if own(r)] if case is not None else []
+    if case is None or not mine:
+        raise Problem(404, f"No case or report '{id_}' of this key", kind="not-found")
+    return case, mine

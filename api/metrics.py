@@ -2,16 +2,43 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+import platform
+from importlib import metadata
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+
+def version() -> str:
+    try:
+        return metadata.version("streetwatch")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
 
 
 class Metrics:
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self) -> None:
+    def __init__(self, db_backend: str = "unknown") -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        ProcessCollector(registry=r)  # process_cpu_seconds_total, _resident_memory_bytes...
+        PlatformCollector(registry=r)  # python_info
+        build = Gauge(
+            "streetwatch_build_info",
+            "Always 1; the labels say what runs",
+            ["version", "python", "db_backend"],
+            registry=r,
+        )
+        build.labels(version(), platform.python_version(), db_backend).set(1)
         self.requests = Counter(
             "streetwatch_http_requests",
             "HTTP requests answered",

@@ -5,6 +5,7 @@ Open311 routes answer in Open311's own error format instead: `[{"code", "descrip
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from http import HTTPStatus
 from typing import Any
@@ -19,6 +20,8 @@ log = logging.getLogger(__name__)
 
 MEDIA_TYPE = "application/problem+json"
 OPEN311_PREFIX = "/open311/"
+# Set per request by `api.middleware.RequestContext`; in every log line and problem.
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
 
 class ProblemDetail(BaseModel):
@@ -31,6 +34,7 @@ class ProblemDetail(BaseModel):
     status: int
     detail: str | None = None
     instance: str | None = None
+    request_id: str | None = Field(None, description="Quote it when asking about the request")
 
 
 class Problem(HTTPException):
@@ -67,15 +71,16 @@ def respond(
 ) -> JSONResponse:
     """A problem response, or an Open311 error list under `/open311/`."""
     if path.startswith(OPEN311_PREFIX):
-        return JSONResponse(
-            [{"code": status, "description": detail or title}], status, headers=headers
-        )
+        from api.open311_format import error_response
+
+        return error_response(path, status, detail or title, headers)
     body = ProblemDetail(
         type=problem_type(kind),
         title=title,
         status=status,
         detail=detail,
         instance=path,
+        request_id=request_id.get(),
         **extensions,
     )
     return JSONResponse(
@@ -115,14 +120,31 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _unstorable(request: Request, exc: Exception) -> JSONResponse:
+    """A value the database refused (the checks before it should have caught it): the
+    request is at fault, not the server, and nothing was stored (the transaction rolled
+    back)."""
+    log.warning("database refused a value on %s %s: %s", request.method, request.url.path, exc)
+    return respond(
+        request.url.path,
+        422,
+        "Unprocessable Content",
+        "A value in the request cannot be stored",
+        "unstorable-value",
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return respond(request.url.path, 500, "Internal Server Error", None)
 
 
 def install(app: FastAPI) -> None:
+    from sqlalchemy.exc import DataError
+
     app.add_exception_handler(HTTPException, _http_exception)
     app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(DataError, _unstorable)
     app.add_exception_handler(Exception, _unexpected)
 
 
@@ -136,10 +158,32 @@ def fix_openapi(schema: dict[str, Any]) -> None:
     assumes for every model response."""
     ref = "#/components/schemas/ProblemDetail"
     fastapi_422 = "#/components/schemas/HTTPValidationError"
+    problem = {MEDIA_TYPE: {"schema": {"$ref": ref}}}
     for route, path in schema.get("paths", {}).items():
         for operation in path.values():
+            responses = operation.setdefault("responses", {})
+            # What the middleware may answer on any route: control characters in the path
+            # or query (400); a body too large (413) or too slow (408).
+            extra = {"400": "Bad Request"}
+            if "requestBody" in operation:
+                extra |= {"408": "Request Timeout", "413": "Content Too Large"}
+            for status, description in extra.items():
+                if status in responses:
+                    continue
+                if route.startswith(OPEN311_PREFIX):
+                    responses[status] = {
+                        "description": description,
+                        "content": {
+                            "application/json": responses.get("400", {})
+                            .get("content", {})
+                            .get("application/json", {}),
+                            "text/xml": {},
+                        },
+                    }
+                else:
+                    responses[status] = {"description": description, "content": problem}
             if route.startswith(OPEN311_PREFIX):  # its own error format, and 400 for 422
-                operation.get("responses", {}).pop("422", None)
+                responses.pop("422", None)
                 continue
             for response in operation.get("responses", {}).values():
                 content = response.get("content", {})

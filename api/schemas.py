@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, UrlConstraints
 
 from api.auth import Scope
-from api.contract import CaseStatus, IncidentType, Location
+from api.contract import CaseStatus, Id, IncidentType, Location, Storable
+
+Name = Annotated[str, Field(min_length=1, max_length=200), Storable]
+Note = Annotated[str, Field(max_length=4000), Storable]
+CameraPattern = Annotated[str, Field(min_length=1, max_length=128), Storable]
+WebhookUrl = Annotated[
+    AnyHttpUrl, UrlConstraints(max_length=2048, allowed_schemes=["http", "https"])
+]
 
 ChangeKind = Literal["created", "merged", "observation", "transition"]
 EVENT_TYPES: dict[str, str] = {
@@ -87,25 +94,38 @@ class TransitionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     to: CaseStatus
-    actor: str = Field(min_length=1, max_length=200, description="The person or system acting")
-    note: str | None = Field(None, max_length=4000)
+    actor: Name = Field(description="The person or system acting")
+    note: Note | None = None
     expected_status: CaseStatus | None = Field(
         None, description="Refuse (409) unless the case is in this status: optimistic locking"
     )
-    duplicate_of: str | None = Field(None, description="Required when `to` is `duplicate`")
+    duplicate_of: Id | None = Field(None, description="Required when `to` is `duplicate`")
 
 
 class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
-    scopes: list[Scope] = Field(min_length=1)
+    name: Name
+    scopes: list[Scope] = Field(min_length=1, max_length=8)
+    cameras: list[CameraPattern] | None = Field(
+        None,
+        max_length=10_000,
+        description="Camera ids (or shell-style patterns, `north-*`) an ingest key may report "
+        "for; null: any camera",
+    )
+    namespace_of: Annotated[str, Field(max_length=32, pattern=r"^[0-9a-f]{1,32}$")] | None = Field(
+        None,
+        description="Id of a key whose reports and Idempotency-Keys this key takes over "
+        "(rotating a worker's key)",
+    )
 
 
 class KeyOut(BaseModel):
     id: str
     name: str
     scopes: list[Scope]
+    namespace: str = Field(description="Whose reports and Idempotency-Keys the key works with")
+    cameras: list[str] | None = Field(description="Cameras it may report for; null: any")
     created_at: datetime
     revoked_at: datetime | None
 
@@ -114,13 +134,16 @@ class KeyCreated(KeyOut):
     key: str = Field(description="The key itself; shown only this once")
 
 
+EventTypes = Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=16)]
+
+
 class WebhookCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: AnyHttpUrl
-    event_types: list[str] | None = Field(
-        None, description=f"Subset of {sorted(EVENT_TYPES.values())}; null for all"
-    )
+    url: WebhookUrl
+    event_types: (
+        Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=16)] | None
+    ) = Field(None, description=f"Subset of {sorted(EVENT_TYPES.values())}; null for all")
 
 
 class WebhookOut(BaseModel):

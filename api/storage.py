@@ -27,7 +27,7 @@ class EvidenceStore:
         target = self.path(sha256)
         if target.exists():
             return False
-        target.parent.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         # Write, sync and rename, so a crash never leaves a partial file under a valid name.
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
         try:

@@ -45,6 +45,10 @@ class ApiKey(Base):
     name: Mapped[str] = mapped_column(String(200))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     scopes: Mapped[list[str]] = mapped_column(JSON)
+    # Whose reports and Idempotency-Keys the key works with: its own id unless it took over
+    # another key's (rotation). NULL on keys from before 0002: their own id.
+    namespace: Mapped[str | None] = mapped_column(String(32))
+    cameras: Mapped[list[str] | None] = mapped_column(JSON)  # None: any camera
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
@@ -93,6 +97,8 @@ class Report(Base):
 
     __tablename__ = "reports"
 
+    # Report ids are the sending key's own: (namespace, id) is the report.
+    namespace: Mapped[str] = mapped_column(String(32), primary_key=True)
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
     case_seq: Mapped[int] = mapped_column(ForeignKey("cases.seq"), index=True)
     source: Mapped[str] = mapped_column(String(16))  # "worker" | "open311"
@@ -156,6 +162,7 @@ class Change(Base):
 class IdempotencyRecord(Base):
     __tablename__ = "idempotency"
 
+    namespace: Mapped[str] = mapped_column(String(32), primary_key=True)
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(64))
     status_code: Mapped[int] = mapped_column(Integer)
@@ -168,7 +175,8 @@ class Webhook(Base):
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     url: Mapped[str] = mapped_column(Text)
-    secret: Mapped[str] = mapped_column(String(80))  # needed in clear to sign
+    # Encrypted with the server secret (`api.secrets`); needed in clear only to sign.
+    secret: Mapped[str] = mapped_column(String(255))
     event_types: Mapped[list[str] | None] = mapped_column(JSON)  # None: every event
     active: Mapped[bool] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import uvicorn
@@ -29,6 +30,7 @@ from sqlalchemy.engine import make_url
 from api.app import create_app
 from api.auth import Scope, create_key
 from api.db import Database
+from api.server import uvicorn_config
 from api.settings import Settings
 
 POSTGRES_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "postgres-test.sh"
@@ -39,10 +41,23 @@ class RunningServer:
     url: str
     settings: Settings
     db: Database
+    app: Any = None  # the FastAPI app, for tests that look inside (`app.state.ctx`)
 
-    def create_key(self, *scopes: str, name: str = "test") -> str:
+    def create_key(
+        self,
+        *scopes: str,
+        name: str = "test",
+        cameras: list[str] | None = None,
+        namespace_of: str | None = None,
+    ) -> str:
         with self.db.write() as session:
-            _, key = create_key(session, name, [Scope(s) for s in scopes])
+            _, key = create_key(
+                session,
+                name,
+                [Scope(s) for s in scopes],
+                cameras=cameras,
+                namespace_of=namespace_of,
+            )
         return key
 
 
@@ -57,9 +72,9 @@ def run_server(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings, db), log_level="warning", lifespan="on")
-    )
+    app = create_app(settings, db)
+    config = uvicorn_config(app, settings, log_level="warning")
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -69,7 +84,7 @@ def run_server(
             raise RuntimeError("the intake server did not start")
         time.sleep(0.01)
     try:
-        yield RunningServer(f"http://{host}:{port}", settings, db)
+        yield RunningServer(f"http://{host}:{port}", settings, db, app)
     finally:
         server.should_exit = True
         thread.join(30)

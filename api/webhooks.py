@@ -22,9 +22,11 @@ from datetime import timedelta
 import httpx
 from sqlalchemy import select
 
+from api import netpolicy
 from api.db import Database
 from api.metrics import Metrics
 from api.schemas import EVENT_TYPES
+from api.secrets import SecretError, open_sealed, seal
 from api.serialize import change_out
 from api.settings import Settings
 from api.tables import Change, Webhook, WebhookDelivery, utcnow
@@ -56,21 +58,41 @@ def verify(secret: str, headers: Mapping[str, str], body: bytes, tolerance_s: in
     )
 
 
+def seal_plaintext_secrets(db: Database, server_key: bytes) -> int:
+    """Encrypt webhook secrets stored in clear (before 0002); returns how many."""
+    with db.write() as session:
+        hooks = [h for h in session.scalars(select(Webhook)) if h.secret.startswith(SECRET_PREFIX)]
+        for hook in hooks:
+            hook.secret = seal(server_key, hook.secret, hook.id)
+    return len(hooks)
+
+
 @dataclass(frozen=True)
 class _Job:
     delivery_id: int
     url: str
-    secret: str
+    secret: str | None  # None: it did not open with this server secret
     msg_id: str
     body: bytes
 
 
+# What a delivery attempt may say about the receiver: its status code, or one of these.
+# Never anything the receiver sent, nor what an address that was refused would have said.
+REFUSED = "refused: the target is not an allowed address"
+PERMANENT = frozenset({REFUSED, "secret unavailable"})
+
+
 class Dispatcher:
-    def __init__(self, db: Database, settings: Settings, metrics: Metrics) -> None:
+    def __init__(
+        self, db: Database, settings: Settings, metrics: Metrics, server_key: bytes
+    ) -> None:
         self.db = db
         self.settings = settings
         self.metrics = metrics
-        self.client = httpx.Client(timeout=settings.webhook_timeout_s, follow_redirects=False)
+        self.server_key = server_key
+        self.client = httpx.Client(
+            timeout=settings.webhook_timeout_s, follow_redirects=False, trust_env=False
+        )
 
     def _claim(self, limit: int = 50) -> list[_Job]:
         now = utcnow()
@@ -97,23 +119,45 @@ class Dispatcher:
                     "data": out.model_dump(mode="json"),
                 }
                 body = json.dumps(payload, separators=(",", ":")).encode()
-                jobs.append(_Job(d.id, hook.url, hook.secret, f"msg_{change.seq}", body))
+                try:
+                    secret: str | None = open_sealed(self.server_key, hook.secret, hook.id)
+                except SecretError:
+                    secret = None
+                jobs.append(_Job(d.id, hook.url, secret, f"msg_{change.seq}", body))
         return jobs
 
     def _send(self, job: _Job) -> tuple[int | None, str | None]:
+        if job.secret is None:
+            return None, "secret unavailable"
+        try:
+            target, addresses = netpolicy.check(job.url, self.settings.webhook_allow_networks)
+        except netpolicy.TargetRefused as exc:
+            log.warning("webhook delivery %d refused: %s", job.delivery_id, exc)
+            return None, REFUSED
+        # Connect to the address just checked; the name goes in Host and TLS SNI.
+        ip = addresses[0]
+        host = f"[{ip}]" if ip.version == 6 else str(ip)
+        url = f"{target.scheme}://{host}:{target.port}{target.path}"
+        default_port = 443 if target.scheme == "https" else 80
+        name = f"[{target.host}]" if ":" in target.host else target.host
         ts = int(time.time())
         headers = {
+            "host": name if target.port == default_port else f"{name}:{target.port}",
             "content-type": "application/json",
             "webhook-id": job.msg_id,
             "webhook-timestamp": str(ts),
             "webhook-signature": sign(job.secret, job.msg_id, ts, job.body),
         }
+        extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
         try:
-            response = self.client.post(job.url, content=job.body, headers=headers)
+            # Streamed and closed unread: the receiver's body is never fetched or kept.
+            with self.client.stream(
+                "POST", url, content=job.body, headers=headers, extensions=extensions
+            ) as response:
+                status = response.status_code
         except httpx.HTTPError as exc:
-            return None, f"{type(exc).__name__}: {exc}"
-        ok = 200 <= response.status_code < 300
-        return response.status_code, None if ok else response.text[:500]
+            return None, type(exc).__name__
+        return status, None if 200 <= status < 300 else f"HTTP {status}"
 
     def _record(self, job: _Job, status_code: int | None, error: str | None) -> None:
         now = utcnow()
@@ -127,7 +171,7 @@ class Dispatcher:
             if status_code is not None and error is None:
                 d.status, d.delivered_at, d.next_attempt_at = "delivered", now, None
                 outcome = "delivered"
-            elif d.attempts > len(backoff):
+            elif d.attempts > len(backoff) or error in PERMANENT:
                 d.status, d.next_attempt_at = "failed", None
                 outcome = "failed"
             else:

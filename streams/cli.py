@@ -12,12 +12,22 @@ from collections.abc import Callable, Sequence
 SUBCOMMAND_MODULES = ("streams.score_cli", "streams.worker_cli", "models.cli", "api.cli")
 
 
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("streetwatch")
+    except metadata.PackageNotFoundError:
+        return "0+unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="streetwatch",
         description="Detect street stalls, illegal parking and exposed garbage in camera video.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
         importlib.import_module(name).register(sub)

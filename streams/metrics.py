@@ -104,5 +104,10 @@ class WorkerMetrics:
         self.cameras = Gauge("streetwatch_cameras", "cameras this worker runs", registry=r)
         r.register(CameraCollector(cameras))
 
+    def forget_camera(self, camera_id: str) -> None:
+        """Drops a removed camera's series, so they don't linger until the worker restarts."""
+        for metric in (self.processed, self.lag, self.health, self.incidents):
+            metric.remove_by_labels({"camera": camera_id})
+
     def serve(self, port: int, host: str = "127.0.0.1") -> None:
         start_http_server(port, addr=host, registry=self.registry)

@@ -337,6 +337,8 @@ class Worker:
                 log.info(
                     "camera %s: stopped (%s)", cam_id, "changed" if cam_id in wanted else "removed"
                 )
+                if cam_id not in wanted:
+                    self.metrics.forget_camera(cam_id)
         for cam_id, camera in wanted.items():
             if cam_id not in self.cameras:
                 runtime = CameraRuntime(camera, self.config, self.labels)

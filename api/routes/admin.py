@@ -5,12 +5,13 @@ from __future__ import annotations
 import secrets
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Path, Query, Response
 from sqlalchemy import select
 
-from api import problems
+from api import netpolicy, problems
 from api.auth import Admin, Scope, create_key
 from api.context import Ctx
+from api.middleware import AuthFirstRoute
 from api.problems import Problem
 from api.schemas import (
     EVENT_TYPES,
@@ -22,10 +23,23 @@ from api.schemas import (
     WebhookCreated,
     WebhookOut,
 )
+from api.secrets import seal
 from api.tables import ApiKey, Webhook, WebhookDelivery, utcnow
 from api.webhooks import new_secret
 
-router = APIRouter(prefix="/v1", responses=problems.responses(401, 403))
+
+def no_store(response: Response) -> None:
+    """Keys, secrets and the delivery log are never to be kept by a cache."""
+    response.headers["Cache-Control"] = "no-store"
+
+
+router = APIRouter(
+    route_class=AuthFirstRoute,
+    prefix="/v1",
+    responses=problems.responses(401, 403),
+    dependencies=[Depends(no_store)],
+)
+RecordId = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
 def _key_out(k: ApiKey) -> KeyOut:
@@ -33,16 +47,27 @@ def _key_out(k: ApiKey) -> KeyOut:
         id=k.id,
         name=k.name,
         scopes=[Scope(s) for s in k.scopes],
+        namespace=k.namespace or k.id,
+        cameras=k.cameras,
         created_at=k.created_at,
         revoked_at=k.revoked_at,
     )
 
 
-@router.post("/keys", tags=["keys"], status_code=201, summary="Create an API key")
+@router.post(
+    "/keys",
+    tags=["keys"],
+    status_code=201,
+    summary="Create an API key",
+    responses=problems.responses(422),
+)
 def post_key(ctx: Ctx, _: Admin, body: KeyCreate) -> KeyCreated:
-    """The key is in the answer once; only its hash is stored."""
+    """The key is in the answer once; only its hash is stored. `cameras` binds an ingest
+    key to those cameras; `namespace_of` lets it continue another key's reports (rotation)."""
     with ctx.db.write() as session:
-        record, key = create_key(session, body.name, body.scopes)
+        record, key = create_key(
+            session, body.name, body.scopes, cameras=body.cameras, namespace_of=body.namespace_of
+        )
         session.flush()
         return KeyCreated(**_key_out(record).model_dump(), key=key)
 
@@ -54,9 +79,12 @@ def list_keys(ctx: Ctx, _: Admin) -> list[KeyOut]:
 
 
 @router.delete(
-    "/keys/{key_id}", tags=["keys"], summary="Revoke an API key", responses=problems.responses(404)
+    "/keys/{key_id}",
+    tags=["keys"],
+    summary="Revoke an API key",
+    responses=problems.responses(404, 422),
 )
-def revoke_key(ctx: Ctx, _: Admin, key_id: str) -> KeyOut:
+def revoke_key(ctx: Ctx, _: Admin, key_id: RecordId) -> KeyOut:
     with ctx.db.write() as session:
         record = session.get(ApiKey, key_id)
         if record is None:
@@ -86,17 +114,26 @@ def post_webhook(ctx: Ctx, _: Admin, body: WebhookCreate) -> WebhookCreated:
         unknown := set(body.event_types) - set(EVENT_TYPES.values())
     ):
         raise Problem(422, f"Unknown event types: {sorted(unknown)}", kind="invalid-body")
+    url = str(body.url)
+    try:
+        netpolicy.check(url, ctx.settings.webhook_allow_networks)
+    except netpolicy.TargetRefused as exc:
+        raise Problem(
+            422, f"Webhook target refused: {exc}", kind="webhook-target-refused"
+        ) from None
+    secret = new_secret()
     with ctx.db.write() as session:
         hook = Webhook(
             id=f"wh_{secrets.token_hex(8)}",
-            url=str(body.url),
-            secret=new_secret(),
+            url=url,
+            secret="",
             event_types=body.event_types,
             active=True,
             created_at=utcnow(),
         )
+        hook.secret = seal(ctx.server_key, secret, hook.id)
         session.add(hook)
-        return WebhookCreated(**_hook_out(hook).model_dump(), secret=hook.secret)
+        return WebhookCreated(**_hook_out(hook).model_dump(), secret=secret)
 
 
 @router.get("/webhooks", tags=["webhooks"], summary="List webhooks")
@@ -109,9 +146,9 @@ def list_webhooks(ctx: Ctx, _: Admin) -> list[WebhookOut]:
     "/webhooks/{webhook_id}",
     tags=["webhooks"],
     summary="Deactivate a webhook",
-    responses=problems.responses(404),
+    responses=problems.responses(404, 422),
 )
-def delete_webhook(ctx: Ctx, _: Admin, webhook_id: str) -> WebhookOut:
+def delete_webhook(ctx: Ctx, _: Admin, webhook_id: RecordId) -> WebhookOut:
     """It stops receiving new changes; its delivery log is kept."""
     with ctx.db.write() as session:
         hook = session.get(Webhook, webhook_id)
@@ -125,12 +162,12 @@ def delete_webhook(ctx: Ctx, _: Admin, webhook_id: str) -> WebhookOut:
     "/webhooks/{webhook_id}/deliveries",
     tags=["webhooks"],
     summary="The webhook's delivery log",
-    responses=problems.responses(404),
+    responses=problems.responses(404, 422),
 )
 def deliveries(
     ctx: Ctx,
     _: Admin,
-    webhook_id: str,
+    webhook_id: RecordId,
     status: Annotated[Literal["pending", "delivered", "failed"] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[DeliveryOut]:

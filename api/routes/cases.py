@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Header, Query, UploadFile
+from fastapi import APIRouter, File, Form, Header, Path, Query, UploadFile
 from fastapi.responses import JSONResponse
 from sqlalchemy import Select, select
 
@@ -24,15 +25,19 @@ from api.contract import (
 )
 from api.evidence import Upload, match, read_uploads, staged
 from api.forms import parse_json_field
-from api.intake import Incoming, fingerprint, ingest, observe, resolve
+from api.intake import Incoming, fingerprint, ingest, observe, resolve, resolve_own
 from api.lifecycle import table_markdown
+from api.middleware import AuthFirstRoute
 from api.problems import Problem
 from api.schemas import CaseDetail, CaseOut, CasePage, TransitionIn
 from api.serialize import case_out, change_out
 from api.tables import Case, Change, IdempotencyRecord, Report, utcnow
 from api.transitions import transition
+from api.validation import check_observation, check_report, query_time, sequence
 
-router = APIRouter(prefix="/v1/cases", tags=["cases"])
+router = APIRouter(route_class=AuthFirstRoute, prefix="/v1/cases", tags=["cases"])
+
+CaseId = Annotated[str, Path(min_length=1, max_length=128, description="A case id, or a report id")]
 
 CaseField = Annotated[
     str,
@@ -67,7 +72,10 @@ IDEMPOTENCY_KEY_DOC = {
 def _uploads(ctx: Ctx, files: list[UploadFile]) -> list[Upload]:
     s = ctx.settings
     return read_uploads(
-        [(f.filename, f.file) for f in files], s.max_evidence_files, s.max_evidence_bytes
+        [(f.filename, f.file) for f in files],
+        s.max_evidence_files,
+        s.max_evidence_bytes,
+        s.max_image_pixels,
     )
 
 
@@ -100,11 +108,15 @@ def post_case(
     if not idempotency_key:
         raise Problem(400, "The Idempotency-Key header is required", kind="idempotency-key-missing")
     report = parse_json_field(CaseReport, case, "case")
+    check_report(report, ctx.settings.max_clock_skew_s)
+    principal.check_camera(report.camera_id)
     uploads = _uploads(ctx, evidence)
     pairs = match(report.evidence, uploads)
     request_print = fingerprint(report, uploads)
-    with staged(ctx.store) as written, ctx.db.write() as session:
-        previous = session.get(IdempotencyRecord, idempotency_key)
+    # Files written by a failing request are removed before its transaction ends, while the
+    # write lock is still held: no other request can have linked them in the meantime.
+    with ctx.db.write() as session, staged(ctx.store) as written:
+        previous = session.get(IdempotencyRecord, (principal.namespace, idempotency_key))
         if previous is not None:
             if previous.fingerprint != request_print:
                 raise Problem(
@@ -128,6 +140,7 @@ def post_case(
         body = receipt.model_dump(mode="json")
         session.add(
             IdempotencyRecord(
+                namespace=principal.namespace,
                 key=idempotency_key,
                 fingerprint=request_print,
                 status_code=status,
@@ -148,7 +161,7 @@ def post_case(
 def patch_case(
     ctx: Ctx,
     principal: Ingest,
-    case_id: str,
+    case_id: CaseId,
     observation: Annotated[
         str,
         Form(
@@ -166,9 +179,10 @@ def patch_case(
     reports is cleared when all of them are.
     """
     obs = parse_json_field(Observation, observation, "observation")
+    check_observation(obs, ctx.settings.max_clock_skew_s)
     pairs = match(obs.evidence, _uploads(ctx, evidence))
-    with staged(ctx.store) as written, ctx.db.write() as session:
-        case, reports = resolve(session, case_id)
+    with ctx.db.write() as session, staged(ctx.store) as written:
+        case, reports = resolve_own(session, case_id, principal)
         changed = observe(
             session,
             ctx.store,
@@ -190,11 +204,19 @@ def patch_case(
         )
 
 
+_CURSOR = re.compile(r"[A-Za-z0-9_-]{1,64}={0,2}")
+
+
 def _decode_cursor(cursor: str) -> int:
+    if not _CURSOR.fullmatch(cursor):
+        raise Problem(400, "Invalid cursor", kind="invalid-cursor")
     try:
-        return int(base64.urlsafe_b64decode(cursor.encode()).decode().removeprefix("case:"))
+        text = base64.urlsafe_b64decode(cursor.encode()).decode("ascii")
     except (ValueError, binascii.Error):
         raise Problem(400, "Invalid cursor", kind="invalid-cursor") from None
+    if not text.startswith("case:"):
+        raise Problem(400, "Invalid cursor", kind="invalid-cursor")
+    return sequence(text.removeprefix("case:"))
 
 
 def _encode_cursor(seq: int) -> str:
@@ -208,6 +230,10 @@ def _bbox(raw: str) -> tuple[float, float, float, float]:
         raise Problem(
             400, "bbox must be min_lon,min_lat,max_lon,max_lat", kind="invalid-bbox"
         ) from None
+    if not (-180 <= min_lon <= 180 and -180 <= max_lon <= 180) or not (
+        -90 <= min_lat <= 90 and -90 <= max_lat <= 90
+    ):  # NaN fails these too
+        raise Problem(400, "bbox is outside WGS 84 (or not a number)", kind="invalid-bbox")
     if min_lon > max_lon or min_lat > max_lat:
         raise Problem(400, "bbox minimum exceeds maximum", kind="invalid-bbox")
     return min_lon, min_lat, max_lon, max_lat
@@ -224,14 +250,20 @@ def list_cases(
     _: Dispatch,
     status: Annotated[list[CaseStatus] | None, Query(description="Any of these")] = None,
     type: Annotated[IncidentType | None, Query()] = None,
-    camera: Annotated[str | None, Query(description="Reported by this camera")] = None,
-    grid: Annotated[str | None, Query(description="In this grid cell (单元网格)")] = None,
+    camera: Annotated[
+        str | None, Query(max_length=128, description="Reported by this camera")
+    ] = None,
+    grid: Annotated[
+        str | None, Query(max_length=64, description="In this grid cell (单元网格)")
+    ] = None,
     since: Annotated[datetime | None, Query(description="Seen at or after")] = None,
     until: Annotated[datetime | None, Query(description="Seen at or before")] = None,
     bbox: Annotated[
         str | None, Query(description="On the map: `min_lon,min_lat,max_lon,max_lat` (WGS 84)")
     ] = None,
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=100, description="`next_cursor` of the previous page")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> CasePage:
     """Cases, newest first, filtered; follow `next_cursor` for more."""
@@ -245,9 +277,9 @@ def list_cases(
     if grid is not None:
         query = query.where(Case.grid == grid)
     if since is not None:
-        query = query.where(Case.last_seen >= _aware(since))
+        query = query.where(Case.last_seen >= query_time(since, "since"))
     if until is not None:
-        query = query.where(Case.first_seen <= _aware(until))
+        query = query.where(Case.first_seen <= query_time(until, "until"))
     if bbox is not None:
         min_lon, min_lat, max_lon, max_lat = _bbox(bbox)
         query = query.where(Case.lon.between(min_lon, max_lon), Case.lat.between(min_lat, max_lat))
@@ -263,19 +295,13 @@ def list_cases(
         )
 
 
-def _aware(ts: datetime) -> datetime:
-    if ts.tzinfo is None:
-        raise Problem(400, "Timestamps need a UTC offset", kind="naive-timestamp")
-    return ts
-
-
 @router.get(
     "/{case_id}",
     summary="Get a case with its history",
     response_model=CaseDetail,
-    responses=problems.responses(401, 403, 404),
+    responses=problems.responses(401, 403, 404, 409, 422),
 )
-def get_case(ctx: Ctx, _: Dispatch, case_id: str) -> CaseDetail:
+def get_case(ctx: Ctx, _: Dispatch, case_id: CaseId) -> CaseDetail:
     """A case by its id (or the id of a report it absorbed), with every change made to it."""
     with ctx.db.read() as session:
         case, _reports = resolve(session, case_id)
@@ -294,7 +320,7 @@ def get_case(ctx: Ctx, _: Dispatch, case_id: str) -> CaseDetail:
     "history. Allowed transitions:\n\n" + table_markdown() + "\n\nAny other is refused "
     "with 409 and changes nothing.",
 )
-def post_transition(ctx: Ctx, principal: Dispatch, case_id: str, body: TransitionIn) -> CaseOut:
+def post_transition(ctx: Ctx, principal: Dispatch, case_id: CaseId, body: TransitionIn) -> CaseOut:
     with ctx.db.write() as session:
         case, _reports = resolve(session, case_id)
         transition(session, case, body, principal)

@@ -11,12 +11,24 @@ from sqlalchemy import select
 from api import problems
 from api.auth import Dispatch
 from api.context import Ctx
+from api.middleware import AuthFirstRoute
 from api.problems import Problem
 from api.schemas import ChangePage
+from api.secrets import link_valid
 from api.serialize import change_out
 from api.tables import Change, Evidence
+from api.validation import sequence
 
-router = APIRouter(prefix="/v1")
+# Evidence is shown as an image and nothing else: no sniffing, no scripts, no document.
+EVIDENCE_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; img-src 'self'; sandbox",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+_EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png"}
+Sha256 = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="The image's SHA-256")]
+
+router = APIRouter(route_class=AuthFirstRoute, prefix="/v1")
 
 
 @router.get(
@@ -30,7 +42,8 @@ def changes(
     ctx: Ctx,
     _: Dispatch,
     cursor: Annotated[
-        str | None, Query(description="`next_cursor` of the previous poll; omit to start")
+        str | None,
+        Query(max_length=20, description="`next_cursor` of the previous poll; omit to start"),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> ChangePage:
@@ -39,11 +52,7 @@ def changes(
     Writers commit in sequence order (see `api.db`), so a change never appears behind a
     cursor already handed out: poll with `next_cursor` and nothing is missed or repeated.
     """
-    after = 0
-    if cursor:
-        if not cursor.isdigit():
-            raise Problem(400, "Invalid cursor", kind="invalid-cursor")
-        after = int(cursor)
+    after = sequence(cursor) if cursor else 0
     with ctx.db.read() as session:
         rows = list(
             session.scalars(
@@ -66,18 +75,51 @@ def changes(
         **problems.responses(401, 403, 404, 422),
     },
 )
-def evidence(
-    ctx: Ctx,
-    _: Dispatch,
-    sha256: Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="The image's SHA-256")],
-) -> FileResponse:
+def evidence(ctx: Ctx, _: Dispatch, sha256: Sha256) -> FileResponse:
+    return _image(ctx, sha256, "private, max-age=31536000, immutable")
+
+
+def _image(ctx: Ctx, sha256: str, cache: str) -> FileResponse:
     with ctx.db.read() as session:
         record = session.get(Evidence, sha256)
     path = ctx.store.path(sha256)
     if record is None or not path.is_file():
         raise Problem(404, f"No evidence {sha256}", kind="not-found")
+    name = f"{sha256}.{_EXTENSIONS.get(record.content_type, 'bin')}"
     return FileResponse(
         path,
         media_type=record.content_type,
-        headers={"Cache-Control": "private, max-age=31536000, immutable", "ETag": f'"{sha256}"'},
+        headers={
+            "Cache-Control": cache,
+            "ETag": f'"{sha256}"',
+            "Content-Disposition": f'inline; filename="{name}"',
+            **EVIDENCE_HEADERS,
+        },
     )
+
+
+@router.get(
+    "/media/{sha256}",
+    tags=["evidence"],
+    summary="Fetch an evidence image by a signed link",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {"image/jpeg": {}, "image/png": {}}, "description": "The image"},
+        **problems.responses(403, 404, 422),
+    },
+)
+def media(
+    ctx: Ctx,
+    sha256: Sha256,
+    expires: Annotated[int, Query(ge=0, le=2**40, description="Unix time the link expires")],
+    signature: Annotated[str, Query(max_length=64, pattern=r"^[A-Za-z0-9_-]+=*$")],
+) -> FileResponse:
+    """The links Open311 hands out as `media_url`: fetchable without a key until they
+    expire, and only for the image they were made for."""
+    import time
+
+    if expires < time.time() or not link_valid(
+        ctx.server_key, f"/v1/media/{sha256}", expires, signature
+    ):
+        raise Problem(403, "The link is invalid or has expired", kind="invalid-link")
+    return _image(ctx, sha256, "private, max-age=3600")

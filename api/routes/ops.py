@@ -8,9 +8,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from api import problems
 from api.context import Ctx
+from api.middleware import AuthFirstRoute
 from api.problems import Problem
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(route_class=AuthFirstRoute, tags=["operations"])
 
 
 @router.get("/healthz", summary="Liveness")

@@ -3,21 +3,46 @@ on a throwaway PostgreSQL cluster (every test that takes `api` runs on both)."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import httpx
 import numpy as np
 import pytest
 
+from api import netpolicy
 from api.settings import MiB, Settings
 from api.testing import fresh_database, postgres_cluster, run_server
 from tests.api.helpers import Api
 
 # Small limits, so the oversized-body tests send little; real photos still fit.
 TEST_LIMITS = {"max_body_bytes": 4 * MiB, "max_evidence_bytes": 2 * MiB}
+
+
+_real_getaddrinfo = socket.getaddrinfo
+
+
+def _loopback_only_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+    """Names resolve only when the answer needs no query off this machine: IP literals and
+    `localhost` (from /etc/hosts). Anything else, say a fuzzer's random webhook host, does
+    not resolve, as if the name did not exist: no test sends DNS traffic anywhere."""
+    name = host.decode() if isinstance(host, bytes) else str(host or "")
+    try:
+        ipaddress.ip_address(name.split("%")[0])
+    except ValueError:
+        if name.lower() != "localhost":
+            raise socket.gaierror(socket.EAI_NONAME, "not resolved in tests") from None
+    return _real_getaddrinfo(host, *args, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def no_dns_off_this_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(netpolicy.socket, "getaddrinfo", _loopback_only_getaddrinfo)
 
 
 @pytest.fixture(scope="session")
@@ -70,6 +95,8 @@ def settings(tmp_path: Path, db_url: str) -> Settings:
         webhook_backoff_s=(0.2, 0.4),
         webhook_poll_s=0.05,
         webhook_timeout_s=2,
+        # The tests' receivers listen on loopback, which only an allow-list opens.
+        webhook_allow_networks=["127.0.0.0/8"],
         **TEST_LIMITS,
     )
 

@@ -24,8 +24,10 @@ def test_openapi_document_is_valid_and_complete(api: Api) -> None:
     paths = doc["paths"]
     assert {
         "/v1/cases", "/v1/cases/{case_id}", "/v1/cases/{case_id}/transitions", "/v1/changes",
-        "/v1/evidence/{sha256}", "/v1/keys", "/v1/webhooks", "/open311/v2/services.json",
-        "/open311/v2/requests.json", "/open311/v2/requests/{service_request_id}.json",
+        "/v1/evidence/{sha256}", "/v1/keys", "/v1/webhooks", "/open311/v2/services.{format}",
+        "/open311/v2/requests.{format}", "/open311/v2/requests/{service_request_id}.{format}",
+        "/open311/v2/discovery.{format}", "/open311/v2/services/{service_code}.{format}",
+        "/v1/media/{sha256}",
         "/healthz", "/readyz", "/metrics",
     } <= set(paths)  # fmt: skip
     post_case = paths["/v1/cases"]["post"]

@@ -33,3 +33,16 @@ def test_gated_samples_are_counted_per_camera(vtest_avi: Path) -> None:
     assert ("streetwatch_samples_gated_total", "cam-b") not in samples
     assert samples[("streetwatch_samples_produced_total", "cam-b")] == 0
     assert samples[("streetwatch_camera_up", "cam-a")] == 0  # never started
+
+
+def test_a_removed_cameras_series_are_dropped() -> None:
+    metrics = WorkerMetrics(lambda: [])
+    for camera in ("cam-a", "cam-b"):
+        metrics.processed.labels(camera).inc()
+        metrics.lag.labels(camera).set(0.2)
+        metrics.health.labels(camera, "frozen").inc()
+        metrics.incidents.labels(camera, "garbage", "confirmed").inc()
+    metrics.forget_camera("cam-a")
+    text = generate_latest(metrics.registry).decode()
+    assert 'camera="cam-a"' not in text
+    assert text.count('camera="cam-b"') >= 4

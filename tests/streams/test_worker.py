@@ -331,4 +331,5 @@ def test_reload_adds_and_removes_cameras_without_restart(street, worker_factory,
         worker.process.send_signal(signal.SIGHUP)
         wait_until(lambda: worker.metric("streetwatch_cameras") == 1, 20, "cam-a removed")
         assert worker.metric("streetwatch_samples_produced_total", camera="cam-a") == 0  # gone
+        assert worker.metric("streetwatch_samples_processed_total", camera="cam-a") == 0
         assert worker.signal(signal.SIGTERM) == 0
