@@ -32,6 +32,11 @@ def main() -> None:
     parser.add_argument(
         "--warmup", type=float, default=10, help="capacity, substream: seconds before"
     )
+    parser.add_argument(
+        "--cameras",
+        type=int,
+        help="capacity, substream: skip the search; measure the static stage's cost at N cameras",
+    )
     parser.add_argument("--minutes", type=float, default=60, help="soak: length of the run")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -46,33 +51,52 @@ def main() -> None:
     )
     for name in chosen:
         started = time.perf_counter()
+        blocks: dict[str, str]  # the RESULTS.md blocks this section writes, by marker name
         if name == "e2e":
-            body = e2e.run(clip, args.runs)
+            blocks = {name: e2e.run(clip, args.runs)}
         elif name == "stages":
             models = e2e.exported_models()
             body = stages.run(
-                clip, args.runs, {"YOLOv4-tiny": "default", "YOLOv8n": str(models["fixed"])}
+                clip,
+                args.runs,
+                [
+                    stages.Model("YOLOv4-tiny", "default"),  # the default model comes first
+                    stages.Model("YOLOv4-tiny int8, rect", inference.INT8, rect=True),
+                    stages.Model("YOLOv8n", str(models["fixed"])),
+                ],
             )
+            blocks = {name: body}
         elif name == "inference":
-            body = inference.run(clip, args.runs, e2e.exported_models())
+            blocks = {name: inference.run(clip, args.runs, e2e.exported_models())}
         elif name == "api":
-            body = api.run(args.runs)  # says its own machine and input; no clip
-        elif name == "capacity":
-            body = capacity.run(clip, args.warmup, args.window)
-        elif name == "substream":
-            sub_clip = build_clip(args.seconds, SUBSTREAM_SIZE)
-            body = capacity.run(sub_clip, args.warmup, args.window, main_clip=clip)
+            blocks = {name: api.run(args.runs)}  # says its own machine and input; no clip
+        elif name in ("capacity", "substream"):
+            sub = name == "substream"
+            bodies = capacity.run(
+                build_clip(args.seconds, SUBSTREAM_SIZE) if sub else clip,
+                args.warmup,
+                args.window,
+                main_clip=clip if sub else None,
+                cameras=args.cameras,
+                runs=args.runs,
+            )
+            # The search and the static stage's cost are blocks of their own, so a run at a
+            # given count (--cameras) leaves the last search's table as it was.
+            blocks = {
+                name if part == "search" else f"{name}-static": b for part, b in bodies.items()
+            }
         else:
-            body = soak.run(clip, args.minutes)
+            blocks = {name: soak.run(clip, args.minutes)}
         command = (
             f"`python -m benchmarks --only {name} --runs {args.runs} --seconds {args.seconds:g}`"
         )
         if name == "api":
             command = f"`python -m benchmarks --only api --runs {args.runs}`"
         elif name in ("capacity", "substream"):
+            cameras = f" --cameras {args.cameras}" if args.cameras else ""
             command = (
-                f"`python -m benchmarks --only {name} --seconds {args.seconds:g} "
-                f"--warmup {args.warmup:g} --window {args.window:g}`"
+                f"`python -m benchmarks --only {name} --runs {args.runs} --seconds "
+                f"{args.seconds:g} --warmup {args.warmup:g} --window {args.window:g}{cameras}`"
             )
         elif name == "soak":
             command = (
@@ -80,8 +104,9 @@ def main() -> None:
                 f"--minutes {args.minutes:g}`"
             )
         took = time.perf_counter() - started
-        text = body if name in OWN_HOW else f"{body}\n\n{how}"
-        write_section(name, f"{text} Reproduce: {command} ({took:.0f} s).")
+        for block, body in blocks.items():
+            text = body if name in OWN_HOW else f"{body}\n\n{how}"
+            write_section(block, f"{text} Reproduce: {command} ({took:.0f} s).")
         print(f"{name}: done in {took:.0f} s")
 
 

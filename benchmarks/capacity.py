@@ -8,7 +8,10 @@ to a real intake server. After a warm-up, scrapes of its /metrics over a window 
 camera, samples processed against the window / 2 s expected, and the lag gauge (the maximum
 over scrapes a second apart); /proc gives the CPU of the worker and of the server with its
 ffmpegs. A step passes when every camera has >= 95% of its expected samples and no lag
-reached 2 s. Steps go up until one fails, then bisect down to a gap of 4 cameras.
+reached 2 s. Steps go up until one fails, then bisect down to a gap of 4 cameras. Every zone
+checks all three types, so the static-object stage runs; at the largest passing count (or a
+given one) the worker's CPU per camera-second is then measured with the stand-in on and off,
+taking turns, for what the stage costs in capacity (issue #11's budget: at most 15%).
 """
 
 from __future__ import annotations
@@ -18,7 +21,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.common import KEYINT_S, clip_size, table
+from benchmarks.common import (
+    KEYINT_S,
+    STAND_IN_OFF,
+    STAND_IN_OFF_YAML,
+    STATIC_BUDGET,
+    clip_size,
+    table,
+)
 from benchmarks.inference import INT8
 from benchmarks.live import (
     RECOMMENDED_DETECTOR,
@@ -53,6 +63,11 @@ class Step:
     server_cores: float
     mean_batch: float
     inference_ms: float  # per batched call
+
+    @property
+    def worker_ms(self) -> float:
+        """Worker CPU per camera-second, in milliseconds."""
+        return self.worker_cores * 1e3 / self.cameras
 
     @property
     def passed(self) -> bool:
@@ -96,7 +111,15 @@ def _mean(first: Scrape, last: Scrape, histogram: str) -> float:
     return total / count if count else 0.0
 
 
-def measure(clip: Path, count: int, api: tuple[str, str], warmup_s: float, window_s: float) -> Step:
+def measure(
+    clip: Path,
+    count: int,
+    api: tuple[str, str],
+    warmup_s: float,
+    window_s: float,
+    extra: dict | None = None,
+) -> Step:
+    """One step: `count` cameras, a fresh server and worker (with `extra` settings)."""
     with cameras(clip, count, KEYINT_S) as (server, urls):
         assert server.process is not None
         pgid = server.process.pid
@@ -105,7 +128,7 @@ def measure(clip: Path, count: int, api: tuple[str, str], warmup_s: float, windo
             camera_config(f"cam-{i:03d}", url, {"keyframes": True}, size)
             for i, url in enumerate(urls)
         ]
-        with live_worker(api, configs) as worker:
+        with live_worker(api, configs, extra) as worker:
             worker.wait_all_processing(count, timeout_s=60 + count)
             time.sleep(warmup_s)
             first = worker.metrics()
@@ -132,15 +155,110 @@ def measure(clip: Path, count: int, api: tuple[str, str], warmup_s: float, windo
     )
 
 
+def _search(
+    clip: Path, api: tuple[str, str], warmup_s: float, window_s: float, steps: tuple[int, ...]
+) -> tuple[str, int]:
+    """The capacity table and the largest count passing (0 if none)."""
+    results: list[Step] = []
+    best, failed = 0, None
+
+    def step(count: int) -> bool:
+        result = measure(clip, count, api, warmup_s, window_s)
+        results.append(result)
+        print(f"capacity: {count} cameras: {'pass' if result.passed else 'fail'}", flush=True)
+        return result.passed
+
+    for count in steps:
+        if not step(count):
+            failed = count
+            break
+        best = count
+    while failed is not None and failed - best > BISECT_TO:
+        middle = (best + failed) // 2
+        if step(middle):
+            best = middle
+        else:
+            failed = middle
+    results.sort(key=lambda r: r.cameras)
+    rows = [r.row() for r in results]
+    verdict = f"**Largest N passing: {best}**" if best else "**No N passed**"
+    return (
+        f"{table(HEADER, rows)}\n\n{verdict} (every camera >= {MIN_SHARE_PCT:g}% of its "
+        f"expected samples, lag < {MAX_LAG_S:g} s), steps {', '.join(map(str, steps))} "
+        f"until the first failure, then bisected to {BISECT_TO}. {_protocol(warmup_s, window_s)}",
+        best,
+    )
+
+
+def _protocol(warmup_s: float, window_s: float) -> str:
+    return (
+        f"Each step: a fresh server and worker, every zone checking all three types, "
+        f"{warmup_s:g} s warm-up after every camera's first sample, then {window_s:g} s "
+        f"measured (expected samples = window / {KEYINT_S:g} s; lag = the worker's "
+        f"capture-to-inference gauge, maximum over scrapes {SCRAPE_EVERY_S:g} s apart; CPU "
+        f"from /proc, in cores of {available_cores()}, the server's including its ffmpegs)."
+    )
+
+
+def _compare(
+    clip: Path, count: int, api: tuple[str, str], runs: int, warmup_s: float, window_s: float
+) -> str:
+    """Worker CPU per camera-second at `count` cameras, static stand-in on and off in turn."""
+    pairs = []
+    for i in range(runs):
+        on = measure(clip, count, api, warmup_s, window_s)
+        off = measure(clip, count, api, warmup_s, window_s, STAND_IN_OFF)
+        print(f"capacity: {count} cameras, run {i + 1}: {on.worker_ms:.1f} / {off.worker_ms:.1f}")
+        pairs.append((on, off))
+    # Per run, on against the off turn beside it: the shared machine drifts between runs.
+    ratio = statistics.median(on.worker_ms / off.worker_ms for on, off in pairs)
+    per_sample = statistics.median((on.worker_ms - off.worker_ms) * KEYINT_S for on, off in pairs)
+    rows = []
+    for name, side in (("on (default)", 0), ("off", 1)):
+        steps = [pair[side] for pair in pairs]
+        rows.append(
+            [
+                name,
+                f"**{statistics.median(s.worker_ms for s in steps):.1f}**",
+                " / ".join(f"{s.worker_ms:.1f}" for s in steps),
+                f"{min(min(s.processed_pct) for s in steps):.0f}",
+                f"{max(s.max_lag_s for s in steps):.2f}",
+                f"{statistics.median(s.inference_ms for s in steps):.0f}",
+            ]
+        )
+    header = [
+        "static stand-in",
+        "worker CPU ms per camera-second (median)",
+        "runs",
+        "samples processed, min %",
+        "max lag s",
+        "ms per batch",
+    ]
+    fall = 1 - 1 / ratio  # of a CPU-bound worker's cameras
+    verdict = "within" if fall <= STATIC_BUDGET else "over"
+    return (
+        f"{table(header, rows)}\n\n**Static stage at {count} cameras: worker CPU "
+        f"{ratio - 1:+.1%} against the stand-in off** (median of per-run ratios, {runs} runs, "
+        f"on and off taking turns), ~{per_sample:.1f} ms per sample (one every {KEYINT_S:g} s), "
+        f"so a CPU-bound worker's capacity changes by {-fall:+.1%}: {verdict} the "
+        f"{STATIC_BUDGET:.0%} budget. Off is `{STAND_IN_OFF_YAML}`. "
+        f"{_protocol(warmup_s, window_s)}"
+    )
+
+
 def run(
     clip: Path,
     warmup_s: float,
     window_s: float,
     steps: tuple[int, ...] = STEPS,
     main_clip: Path | None = None,
-) -> str:
-    """The capacity table for cameras serving `clip`; with `main_clip`, `clip` is its
-    sub-stream and the text says how far detections on the two agree."""
+    cameras: int | None = None,
+    runs: int = 3,
+) -> dict[str, str]:
+    """Section bodies for cameras serving `clip`: "search", the capacity table (left out when
+    `cameras` is given), and "static", the static stage's cost at `cameras` or at the largest
+    count passing. With `main_clip`, `clip` is its sub-stream and the text says how far
+    detections on the two agree."""
     how = describe(clip)
     if main_clip is not None:
         share = substream_agreement(main_clip, clip)
@@ -150,40 +268,14 @@ def run(
             f"stream (the worker's model and input, {AGREEMENT_FRAMES} frames spread over both "
             f"clips; same class, IoU >= 0.5).\n\n{how}"
         )
-    results: list[Step] = []
-    best, failed = 0, None
+    bodies = {}
     with intake() as api:
-
-        def step(count: int) -> bool:
-            result = measure(clip, count, api, warmup_s, window_s)
-            results.append(result)
-            print(f"capacity: {count} cameras: {'pass' if result.passed else 'fail'}", flush=True)
-            return result.passed
-
-        for count in steps:
-            if not step(count):
-                failed = count
-                break
-            best = count
-        while failed is not None and failed - best > BISECT_TO:
-            middle = (best + failed) // 2
-            if step(middle):
-                best = middle
-            else:
-                failed = middle
-    results.sort(key=lambda r: r.cameras)
-    rows = [r.row() for r in results]
-    verdict = f"**Largest N passing: {best}**" if best else "**No N passed**"
-    return (
-        f"{table(HEADER, rows)}\n\n{verdict} (every camera >= {MIN_SHARE_PCT:g}% of its "
-        f"expected samples, lag < {MAX_LAG_S:g} s), steps {', '.join(map(str, steps))} "
-        f"until the first failure, then bisected to {BISECT_TO}. Each step: a fresh server "
-        f"and worker, {warmup_s:g} s warm-up after every camera's first sample, then "
-        f"{window_s:g} s measured (expected samples = window / {KEYINT_S:g} s; lag = the "
-        f"worker's capture-to-inference gauge, maximum over scrapes {SCRAPE_EVERY_S:g} s apart; "
-        f"CPU from /proc, in cores of {available_cores()}, the server's including its "
-        f"ffmpegs).\n\n{how}"
-    )
+        if cameras is None:
+            text, cameras = _search(clip, api, warmup_s, window_s, steps)
+            bodies["search"] = f"{text}\n\n{how}"
+        if cameras:
+            bodies["static"] = f"{_compare(clip, cameras, api, runs, warmup_s, window_s)}\n\n{how}"
+    return bodies
 
 
 def substream_agreement(main_clip: Path, sub_clip: Path) -> float:

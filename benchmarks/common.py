@@ -11,13 +11,17 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
 import cv2
 import numpy as np
+import yaml
 
+from api.contract import IncidentType
 from detector.engine import Engine, available_cores
+from detector.pipeline import STATIC_VERDICTS
 from models.cache import home
 from models.samples import VTEST_AVI
 from streams.scenes import render, video_frames
@@ -29,6 +33,12 @@ CLIP_SIZE = (1920, 1080)
 SUBSTREAM_SIZE = (640, 360)  # a camera's usual second stream, Frigate's `detect` role
 CLIP_FPS = 25
 KEYINT_S = 2.0
+ALL_CHECKS = tuple(str(t) for t in IncidentType)  # what the benchmarks' zones check
+# Config overlay that turns the static-object stand-in off for every type it feeds: the
+# "without" side of the static stage's cost.
+STAND_IN_OFF = {"rules": {str(t): {"stand_in": "off"} for t in STATIC_VERDICTS}}
+STAND_IN_OFF_YAML = yaml.safe_dump(STAND_IN_OFF, default_flow_style=True).strip()
+STATIC_BUDGET = 0.15  # issue #11: the static stage's share of the default model's inference
 
 
 def work_dir() -> Path:
@@ -88,30 +98,58 @@ def median_of(runs: int, fn: Callable[[], float]) -> float:
     return statistics.median(fn() for _ in range(runs))
 
 
+@dataclass(frozen=True)
+class Cost:
+    """Wall time and this process's CPU time (every thread), in milliseconds."""
+
+    wall_ms: float
+    cpu_ms: float
+
+    def __truediv__(self, n: float) -> Cost:
+        return Cost(self.wall_ms / n, self.cpu_ms / n)
+
+
+def timed(fn: Callable[[], object]) -> Cost:
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return Cost((time.perf_counter() - wall) * 1e3, (time.process_time() - cpu) * 1e3)
+
+
+def median_cost(costs: list[Cost]) -> Cost:
+    return Cost(
+        statistics.median(c.wall_ms for c in costs), statistics.median(c.cpu_ms for c in costs)
+    )
+
+
+def per_call_cost(fn: Callable[[], object], repeat: int, runs: int = 5) -> Cost:
+    """Median over `runs` of the mean cost of `repeat` calls."""
+    fn()  # warm-up: first-call allocations and lazy initialisation
+    return median_cost([timed(lambda: [fn() for _ in range(repeat)]) / repeat for _ in range(runs)])
+
+
 def per_call_ms(fn: Callable[[], object], repeat: int, runs: int = 5) -> float:
     """Median over `runs` of the mean wall time of `repeat` calls, in milliseconds."""
-    fn()  # warm-up: first-call allocations and lazy initialisation
-
-    def once() -> float:
-        started = time.perf_counter()
-        for _ in range(repeat):
-            fn()
-        return (time.perf_counter() - started) / repeat * 1e3
-
-    return median_of(runs, once)
+    return per_call_cost(fn, repeat, runs).wall_ms
 
 
-def inference_ms(engine: Engine, tensor: np.ndarray, repeat: int, runs: int = 5) -> float:
-    """Raw `session.run` time per frame of `tensor`'s batch, the engine's way: as many
-    concurrent runs as it splits a batch into (`Engine.parallel_runs`), `repeat` calls each.
-    Median over `runs`, in milliseconds of wall time per frame."""
+def inference_cost(engine: Engine, tensor: np.ndarray, repeat: int) -> Cost:
+    """Raw `session.run` cost per frame of `tensor`'s batch, the engine's way: as many
+    concurrent runs as it splits a batch into (`Engine.parallel_runs`), `repeat` calls each,
+    after one warm-up round."""
     calls = engine.parallel_runs
     with ThreadPoolExecutor(calls) as pool:
 
         def all_runs() -> None:
             list(pool.map(lambda _: engine.infer(tensor), range(calls)))
 
-        return per_call_ms(all_runs, repeat, runs) / (calls * tensor.shape[0])
+        all_runs()
+        cost = timed(lambda: [all_runs() for _ in range(repeat)])
+    return cost / (repeat * calls * tensor.shape[0])
+
+
+def inference_ms(engine: Engine, tensor: np.ndarray, repeat: int, runs: int = 5) -> float:
+    """`inference_cost`'s wall time per frame, median over `runs`."""
+    return median_of(runs, lambda: inference_cost(engine, tensor, repeat).wall_ms)
 
 
 def bench_python() -> Path:

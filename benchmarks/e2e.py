@@ -21,6 +21,7 @@ from benchmarks.common import ROOT, bench_python, run_json, table, work_dir
 
 PEER = ROOT / "benchmarks" / "peer.py"
 SCORED = re.compile(r"scored .*?: (\d+) frames, .*? in ([\d.]+) s")
+E2E_CHECKS = ("illegal_parking", "street_stall")
 
 
 def exported_models() -> dict[str, Path]:
@@ -39,7 +40,9 @@ def peer_fps(model: Path, clip: Path) -> float:
     return json.loads(out.strip().splitlines()[-1])["fps"]
 
 
-def score_config(model: str, clip: Path, rect: bool = False) -> dict:
+def score_config(
+    model: str, clip: Path, rect: bool = False, checks: tuple[str, ...] = E2E_CHECKS
+) -> dict:
     return {
         "model": model,
         "detector": {"conf_threshold": 0.25, "iou_threshold": 0.45, "rect": rect},
@@ -53,7 +56,7 @@ def score_config(model: str, clip: Path, rect: bool = False) -> dict:
                     {
                         "id": "street",
                         "polygon": [[0, 0], [1920, 0], [1920, 1080], [0, 1080]],
-                        "checks": ["illegal_parking", "street_stall"],
+                        "checks": list(checks),
                     }
                 ],
             }

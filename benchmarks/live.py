@@ -20,14 +20,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from api.settings import Settings
 from api.testing import run_server
-from benchmarks.common import ROOT, clip_size, machine
+from benchmarks.common import ALL_CHECKS, ROOT, clip_size, machine
 from benchmarks.inference import INT8
 from detector.engine import available_cores
 from streams.testcam import RtspServer, free_port
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SERVER_NICE = 10  # the cameras stand in for other machines: the worker comes first
-CHECKS = ["illegal_parking", "street_stall", "garbage"]
 # What the benchmarks run live (besides keyframe sampling): the int8 model on aspect-preserving
 # input, section 3's fastest variant with >= 95% agreement.
 RECOMMENDED_DETECTOR = {"rect": True}
@@ -111,19 +110,26 @@ def camera_config(
         "source": url,
         "location": {"lat": 26.58, "lon": 101.72, "grid": "510402001001"},
         "sample": sample,
-        "zones": [{"id": "street", "polygon": [[0, 0], [w, 0], [w, h], [0, h]], "checks": CHECKS}],
+        "zones": [
+            {
+                "id": "street",
+                "polygon": [[0, 0], [w, 0], [w, h], [0, h]],
+                "checks": list(ALL_CHECKS),
+            }
+        ],
     }
 
 
 class LiveWorker:
     """`streetwatch run` on a generated config, in its own process; its log goes to a file."""
 
-    def __init__(self, workdir: Path, api_url: str, key: str, cameras: list[dict]) -> None:
+    def __init__(
+        self, workdir: Path, api_url: str, key: str, cameras: list[dict], extra: dict | None = None
+    ) -> None:
         self.workdir = workdir
         self.config = workdir / "worker.yaml"
-        self.config.write_text(
-            yaml.safe_dump({**RECOMMENDED, "api": {"url": api_url}, "cameras": cameras})
-        )
+        settings = {**RECOMMENDED, **(extra or {}), "api": {"url": api_url}, "cameras": cameras}
+        self.config.write_text(yaml.safe_dump(settings))
         self.key = key
         self.metrics_url = f"http://127.0.0.1:{free_port()}/metrics"
         self.process: subprocess.Popen[bytes] | None = None
@@ -204,9 +210,12 @@ def cameras(clip: Path, count: int, keyint_s: float) -> Iterator[tuple[RtspServe
 
 
 @contextmanager
-def live_worker(api: tuple[str, str], cams: list[dict]) -> Iterator[LiveWorker]:
+def live_worker(
+    api: tuple[str, str], cams: list[dict], extra: dict | None = None
+) -> Iterator[LiveWorker]:
+    """`streetwatch run` on `cams`, with `extra` top-level settings (e.g. `rules`)."""
     with tempfile.TemporaryDirectory(prefix="sw-live-") as tmp:
-        worker = LiveWorker(Path(tmp), *api, cams)
+        worker = LiveWorker(Path(tmp), *api, cams, extra)
         worker.start()
         try:
             yield worker
