@@ -63,6 +63,16 @@ class Location(BaseModel):
     grid: Grid | None = None  # 单元网格 code of the city's grid system
 
 
+class Position(BaseModel):
+    """Where an incident's object stands on the map: its ground point (the bottom centre of
+    its box) through the camera's ground calibration. Only calibrated cameras send one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lat: Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
+    lon: Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
+
+
 class EvidenceRef(BaseModel):
     """One evidence image. `path` is where the worker wrote it; the API keys it by sha256."""
 
@@ -97,7 +107,10 @@ class CaseReport(BaseModel):
     confirmed_at: AwareDatetime
     last_seen: AwareDatetime
     cleared_at: AwareDatetime | None = None
-    location: Location = Field(default_factory=Location)
+    location: Location = Field(default_factory=Location)  # the camera's
+    position: Position | None = Field(
+        default=None, description="The object's own place, from the camera's calibration"
+    )
     evidence: Annotated[list[EvidenceRef], Field(max_length=64)] = Field(default_factory=list)
 
 
