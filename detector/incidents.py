@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 import numpy as np
@@ -46,5 +46,7 @@ class IncidentEvent:
 
 def incident_id(camera_id: str, zone_id: str, type_: str, first_seen: datetime) -> str:
     """Deterministic id: the same input video (or the same live moment) gives the same id."""
-    key = f"{camera_id}|{zone_id}|{type_}|{first_seen.isoformat(timespec='milliseconds')}"
+    # To the nearest millisecond: a time restored from saved state may differ in the last bits.
+    exact = first_seen + timedelta(microseconds=500)
+    key = f"{camera_id}|{zone_id}|{type_}|{exact.isoformat(timespec='milliseconds')}"
     return "inc-" + hashlib.sha256(key.encode()).hexdigest()[:24]

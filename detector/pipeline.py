@@ -12,7 +12,15 @@ import numpy as np
 from api.contract import IncidentType
 from detector.geometry import box_iou
 from detector.incidents import Incident, IncidentEvent
-from detector.rules import MAX_GAP_S, OCCUPANCY_IOU, RuleParams, RuleSpec, SiteRule
+from detector.rules import (
+    MAX_GAP_S,
+    OCCUPANCY_IOU,
+    RuleParams,
+    RuleSpec,
+    SiteRule,
+    restore_site,
+    site_state,
+)
 from detector.stages import EXTRA_FILLS, Stage, TrackingStage
 from detector.static_objects import STATIC_LABEL, SceneEvent, StaticObjectStage, StaticParams
 from detector.tracker import Tracker
@@ -27,6 +35,15 @@ STATIC_VERDICTS: dict[IncidentType, str] = {
     IncidentType.street_stall: "attended",
     IncidentType.garbage: "unattended",
 }
+
+
+@dataclass(slots=True)
+class PipelineState:
+    """A camera pipeline's open sites and static backgrounds, times absolute."""
+
+    sites: dict[str, list[dict]]  # "zone|type" -> site states (JSON-ready)
+    shots: dict[str, np.ndarray]  # "zone|type|n" -> the site's first-seen frame
+    static: dict[str, np.ndarray] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,3 +210,30 @@ class CameraPipeline:
     def open_incidents(self) -> list[Incident]:
         """Incidents confirmed and not yet cleared (still present at the end of a file)."""
         return [i for _, rule in self.rules for i in rule.open_incidents()]
+
+    def snapshot(self, epoch_s: float) -> PipelineState:
+        """Every open site (candidates and confirmed incidents) and the static stage's
+        backgrounds, with absolute times, for `restore` in a restarted worker."""
+        sites: dict[str, list[dict]] = {}
+        shots: dict[str, np.ndarray] = {}
+        for zone, rule in self.rules:
+            key = f"{zone.id}|{rule.spec.type}"
+            sites[key] = []
+            for n, site in enumerate(rule.sites):
+                sites[key].append(site_state(site, epoch_s))
+                shots[f"{key}|{n}"] = site.first_shot.image
+        static = self.static.snapshot(epoch_s) if self.static is not None else None
+        return PipelineState(sites, shots, static)
+
+    def restore(self, state: PipelineState, epoch_s: float) -> int:
+        """Continues the saved sites under this pipeline's epoch; sites of zones or types no
+        longer configured are dropped. Returns how many sites were restored."""
+        restored = 0
+        for zone, rule in self.rules:
+            key = f"{zone.id}|{rule.spec.type}"
+            for n, saved in enumerate(state.sites.get(key, [])):
+                rule.sites.append(restore_site(rule, saved, epoch_s, state.shots.get(f"{key}|{n}")))
+                restored += 1
+        if self.static is not None and state.static is not None:
+            self.static.restore(state.static, epoch_s)
+        return restored

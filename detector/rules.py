@@ -369,3 +369,71 @@ class SiteRule:
     def confirmed_boxes(self, class_id: int) -> list[np.ndarray]:
         """Boxes of the confirmed sites that are mostly `class_id` (a static object)."""
         return [s.box for s in self.sites if s.incident is not None and s.class_id == class_id]
+
+
+# -- persistence: a worker's open sites outlive the process -------------------------------
+# A site is saved with absolute times (unix seconds), so a restarted worker, whose media
+# time starts again at zero, continues each site where it stood: the same incident id, its
+# dwell and emptiness timers as observed (the downtime was not observed, so it counts for
+# nothing), its evidence references with the caller.
+
+
+def site_state(site: _Site, epoch_s: float) -> dict:
+    """One site as JSON-ready data; its first-seen frame travels beside it (`first_shot`)."""
+    state: dict = {
+        "anchor": site.anchor.tolist(),
+        "box": site.box.tolist(),
+        "first_seen": epoch_s + site.first_seen,
+        "last_seen": epoch_s + site.last_seen,
+        "first_shot_at": epoch_s + site.first_shot.pts,
+        "dwelt_s": site.dwelt_s,
+        "unseen_s": site.unseen_s,
+        "class_scores": {str(k): v for k, v in site.class_scores.items()},
+        "score_sum": site.score_sum,
+        "sightings": site.sightings,
+        "attended": site.attended,
+        "incident": None,
+    }
+    if site.incident is not None:
+        i = site.incident
+        state["incident"] = {
+            "id": i.id,
+            "class_name": i.class_name,
+            "confidence": i.confidence,
+            "confirmed_at": epoch_s + i.confirmed_at,
+        }
+    return state
+
+
+def restore_site(
+    rule: SiteRule, state: dict, epoch_s: float, first_shot: np.ndarray | None
+) -> _Site:
+    box = np.asarray(state["box"], np.float32)
+    image = first_shot if first_shot is not None else np.zeros((1, 1, 3), np.uint8)
+    site = _Site(
+        anchor=np.asarray(state["anchor"], np.float32),
+        box=box,
+        first_seen=state["first_seen"] - epoch_s,
+        last_seen=state["last_seen"] - epoch_s,
+        first_shot=EvidenceShot("first_seen", state["first_shot_at"] - epoch_s, image, box),
+        dwelt_s=state["dwelt_s"],
+        unseen_s=state["unseen_s"],
+        class_scores={int(k): v for k, v in state["class_scores"].items()},
+        score_sum=state["score_sum"],
+        sightings=state["sightings"],
+        attended=state["attended"],
+    )
+    if (i := state.get("incident")) is not None:
+        site.incident = Incident(
+            id=i["id"],
+            type=rule.spec.type,
+            camera_id=rule.camera_id,
+            zone_id=rule.zone.id,
+            box=box,
+            class_name=i["class_name"],
+            confidence=i["confidence"],
+            first_seen=site.first_seen,
+            confirmed_at=i["confirmed_at"] - epoch_s,
+            last_seen=site.last_seen,
+        )
+    return site

@@ -207,6 +207,28 @@ class StaticObjectStage:
             return Detections.empty()
         return self._objects(small, mask, pts)
 
+    def snapshot(self, epoch_s: float) -> dict[str, np.ndarray] | None:
+        """The backgrounds and evidence, so a restarted worker does not learn a heap that is
+        already there as background (times absolute, unix seconds)."""
+        if self._shape is None:
+            return None
+        return {
+            "short": np.round(self.short).astype(np.uint8),
+            "long": np.round(self.long).astype(np.uint8),
+            "evidence": self.evidence.astype(np.float16),
+            "since": self.since.astype(np.float64) + epoch_s,
+            "scale": np.asarray(self._scale, np.float64),
+        }
+
+    def restore(self, state: dict[str, np.ndarray], epoch_s: float) -> None:
+        self.short = state["short"].astype(np.float32)
+        self.long = state["long"].astype(np.float32)
+        self.evidence = state["evidence"].astype(np.float32)
+        self.since = (state["since"] - epoch_s).astype(np.float32)
+        self.explained_until = np.full(self.evidence.shape, -np.inf, np.float32)
+        self._shape = self.evidence.shape
+        self._scale = (float(state["scale"][0]), float(state["scale"][1]))
+
     def _reseed(
         self, small: np.ndarray, pts: float, share: float, correlation: float | None = None
     ) -> None:

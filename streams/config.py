@@ -19,6 +19,7 @@ from pydantic import (
 
 from api.codes import DEFAULT_CODES, CodeTable
 from api.contract import IncidentType, Location
+from detector.ground import CalibrationError, GroundCalibration
 from detector.rules import DEFAULT_RULES, RuleParams
 from detector.static_objects import StaticParams
 
@@ -69,6 +70,32 @@ class ZoneConfig(Strict):
     )
 
 
+class CalibrationPoint(Strict):
+    image: tuple[float, float] = Field(description="x, y in the camera's frame, on the street")
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+
+
+class CalibrationConfig(Strict):
+    """Image points on the street surface with their place on the map: incidents then carry
+    their own position, and merging across cameras compares positions."""
+
+    points: list[CalibrationPoint] = Field(min_length=4)
+
+    @model_validator(mode="after")
+    def _fixes_a_plane(self) -> Self:
+        self.ground()  # raises with the reason
+        return self
+
+    def ground(self) -> GroundCalibration:
+        try:
+            return GroundCalibration(
+                [p.image for p in self.points], [(p.lat, p.lon) for p in self.points]
+            )
+        except CalibrationError as exc:
+            raise ValueError(f"unusable ground calibration: {exc}") from None
+
+
 class CameraConfig(Strict):
     id: Identifier
     source: str = Field(min_length=1, description="a video file path or an rtsp:// url")
@@ -76,6 +103,7 @@ class CameraConfig(Strict):
         default=None, description="wall time of a file's first frame (ISO 8601 with offset)"
     )
     location: Location = Field(default_factory=Location)
+    calibration: CalibrationConfig | None = None
     sample: SampleConfig = Field(default_factory=SampleConfig)
     zones: list[ZoneConfig] = Field(min_length=1)
 

@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from api.contract import CaseReport, EvidenceRef
+from api.contract import CaseReport, EvidenceRef, Position
 from detector.engine import Engine
 from detector.incidents import Incident, IncidentEvent
 from detector.motion import MotionGate
-from detector.pipeline import CameraPipeline, Labels, labels_for
+from detector.pipeline import CameraPipeline, Labels, PipelineState, labels_for
 from detector.static_objects import SceneEvent
 from detector.types import Detections, Frame
 from detector.zones import Zone
@@ -101,6 +101,7 @@ class CameraRuntime:
         self.gate = MotionGate() if config.detector.motion_gate else None
         self.pipeline: CameraPipeline | None = None
         self.epoch: datetime | None = None
+        self.ground = camera.calibration.ground() if camera.calibration else None
 
     @property
     def started(self) -> bool:
@@ -135,9 +136,24 @@ class CameraRuntime:
     def open_incidents(self) -> list[Incident]:
         return self.pipeline.open_incidents() if self.pipeline is not None else []
 
+    def snapshot(self) -> PipelineState:
+        assert self.pipeline is not None and self.epoch is not None
+        return self.pipeline.snapshot(self.epoch.timestamp())
+
+    def restore(self, state: PipelineState) -> int:
+        """Continues saved sites (a restarted worker); returns how many."""
+        assert self.pipeline is not None and self.epoch is not None
+        return self.pipeline.restore(state, self.epoch.timestamp())
+
     def at(self, pts: float | None) -> datetime | None:
         assert self.epoch is not None
         return None if pts is None else self.epoch + timedelta(seconds=pts)
+
+    def _position(self, incident: Incident) -> Position | None:
+        if self.ground is None:
+            return None
+        lat, lon = self.ground.ground_position(incident.box)
+        return Position(lat=round(lat, 7), lon=round(lon, 7))
 
     def report(self, incident: Incident, evidence: Iterable[EvidenceRef]) -> CaseReport:
         """The incident as the intake API takes it."""
@@ -155,5 +171,6 @@ class CameraRuntime:
             last_seen=self.at(incident.last_seen),
             cleared_at=self.at(incident.cleared_at),
             location=self.camera.location,
+            position=self._position(incident),
             evidence=list(evidence),
         )

@@ -39,6 +39,7 @@ from streams.runtime import (
     sampling_for,
     warn_unchecked,
 )
+from streams.site_store import CameraState, SiteStore
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ class Worker:
             )
         self.state_dir = state_dir
         self.evidence = EvidenceWriter(state_dir / "evidence")
+        self.sites = SiteStore(state_dir / "sites")
         self.outbox = Outbox(state_dir / "outbox.sqlite3")
         self.metrics = WorkerMetrics(
             lambda: [(c.source, c.runtime.gate) for c in self.cameras.values()]
@@ -163,6 +165,7 @@ class Worker:
                     next_reload_check = time.monotonic() + RELOAD_POLL_S
                     self._check_reload()
                     self._retry_unsaved()
+                    self._save_sites()
                     self._update_outbox_metrics()
                 if not self.step():
                     self._stop.wait(0.01)
@@ -199,8 +202,12 @@ class Worker:
         for (cam, frame), dets in zip(batch, detections, strict=True):
             if not cam.runtime.started:
                 cam.runtime.start_live(frame, now)
-            for event in cam.runtime.process(frame, dets):
+                self._resume(cam)
+            events = cam.runtime.process(frame, dets)
+            for event in events:
                 self._save(cam, event)
+            if events:  # the sites' state goes to disk with the outbox entry it explains
+                self._save_camera(cam)
             for scene in cam.runtime.take_scene_events():
                 if scene.kind == "moved":
                     detail = f"the camera moved at {scene.pts:.0f} s: check its zones"
@@ -333,7 +340,7 @@ class Worker:
             wanted[camera.id] = camera
         for cam_id in list(self.cameras):
             if cam_id not in wanted or wanted[cam_id] != self.cameras[cam_id].config:
-                self._retire(self.cameras.pop(cam_id))
+                self._retire(self.cameras.pop(cam_id), removed=cam_id not in wanted)
                 log.info(
                     "camera %s: stopped (%s)", cam_id, "changed" if cam_id in wanted else "removed"
                 )
@@ -347,12 +354,56 @@ class Worker:
                 self.cameras[cam_id] = cam
         self.metrics.cameras.set(len(self.cameras))
 
-    def _retire(self, cam: LiveCamera) -> None:
-        """Stops a camera; its open incidents' latest state goes to the outbox first."""
+    def _retire(self, cam: LiveCamera, removed: bool = False) -> None:
+        """Stops a camera; its open incidents' latest state goes to the outbox first. Its
+        sites are saved for the next start, or forgotten if the camera was removed."""
         cam.source.stop()
+        if removed:
+            self.sites.forget(cam.config.id)
+        else:
+            self._save_camera(cam)
         for incident in cam.runtime.open_incidents():
             self._observe(cam, incident)
             self.evidence.forget(incident.id)
+
+    # -- open sites across restarts ------------------------------------------------------
+
+    def _resume(self, cam: LiveCamera) -> None:
+        """Continues the sites a previous run of this worker left open for the camera: the
+        same incidents under the same ids, reported once."""
+        state = self.sites.load(cam.config.id)
+        if state is None:
+            return
+        restored = cam.runtime.restore(state.pipeline)
+        cam.reports.update(state.reports)
+        now = time.monotonic()
+        for incident_id, refs in state.evidence.items():
+            self.evidence.refs[incident_id] = list(refs)
+            cam.observed_at[incident_id] = now
+        log.info(
+            "camera %s: resumed %d open sites (%d reported incidents) saved %.0f s ago",
+            cam.config.id,
+            restored,
+            len(state.reports),
+            time.time() - state.saved_at,
+        )
+
+    def _save_camera(self, cam: LiveCamera) -> None:
+        if not cam.runtime.started:
+            return
+        state = CameraState(
+            cam.runtime.snapshot(),
+            dict(cam.reports),
+            {i: list(self.evidence.refs.get(i, [])) for i in cam.reports},
+        )
+        try:
+            self.sites.save(cam.config.id, state)
+        except OSError as exc:
+            log.error("camera %s: cannot save its open sites (%s)", cam.config.id, exc)
+
+    def _save_sites(self) -> None:
+        for cam in self.cameras.values():
+            self._save_camera(cam)
 
     def _check_reload(self) -> None:
         try:

@@ -43,6 +43,12 @@ def parked_clip(tmp_path_factory, bus_jpg, vtest_avi, rtsp_server_deps) -> Path:
     )
 
 
+@pytest.fixture(scope="module")
+def empty_clip(tmp_path_factory, vtest_avi, rtsp_server_deps) -> Path:
+    """The same street with nothing parked in the bay."""
+    return render(tmp_path_factory.mktemp("live") / "empty.mp4", video_frames(vtest_avi), 10, 10)
+
+
 @pytest.fixture
 def street(parked_clip) -> Iterator[RtspServer]:
     with RtspServer({"cam": parked_clip}, fps=10, width=768, height=576, keyint=10) as server:
@@ -257,9 +263,13 @@ def test_parked_vehicle_is_one_case_through_camera_faults(street, worker_factory
     junk_stop.set()
 
 
-def test_api_outage_and_kill_9_lose_nothing_and_post_nothing_twice(
-    street, worker_factory, tmp_path
+def test_api_outage_and_kill_9_lose_nothing_post_nothing_twice_and_the_case_clears(
+    street, empty_clip, worker_factory, tmp_path
 ):
+    """The operator's fault run: the API is down across the confirmation, the worker is
+    killed with the case in its outbox and restarted, then the bus leaves. One case, one
+    report (the restarted worker continues the incident instead of confirming it again),
+    cleared, with its evidence."""
     api_port = free_port()
     state = tmp_path / "state"
     settings = Settings(data_dir=tmp_path / "api")
@@ -276,21 +286,37 @@ def test_api_outage_and_kill_9_lose_nothing_and_post_nothing_twice(
     with run_server(settings, port=api_port) as server:
         restarted = worker_factory(config, key, state)
         wait_until(lambda: cases(server, key), 30, "the queued case delivered after restart")
-        # The restarted worker sees the same bus again; the API merges it into the case.
         wait_until(
-            lambda: restarted.metric("streetwatch_incidents_total", event="confirmed"),
-            60,
-            "the restarted worker's own confirmation",
+            lambda: any("resumed 1 open sites (1 reported" in line for line in restarted.log),
+            30,
+            "the restarted worker resuming the incident",
         )
+        before = restarted.metric("streetwatch_samples_processed_total", camera="cam-1")
+        wait_until(
+            lambda: (
+                restarted.metric("streetwatch_samples_processed_total", camera="cam-1")
+                > before + 2 * RULES["illegal_parking"]["dwell_s"] * 2
+            ),
+            40,
+            "samples for twice the dwell after resuming",
+        )
+        assert restarted.metric("streetwatch_incidents_total", event="confirmed") == 0
+
+        # The bus leaves: the camera now shows the empty street.
+        street.stop()
+        street.mounts = {"cam": empty_clip}
+        street.restart()
+        wait_until(lambda: cases(server, key)[0]["cleared_at"], 90, "the case cleared once empty")
         wait_until(lambda: restarted.pending() == 0, 30, "the outbox to drain")
         assert restarted.signal(signal.SIGTERM) == 0
         (case,) = cases(server, key)
-        assert case["report_count"] == 2  # the queued report and the new one: one case
-        # Each report reached the API once: a second post of either would be counted as a
-        # replay (same key) or a merge (a known report id under another key).
+        assert case["report_count"] == 1
+        assert {e["kind"] for e in case["evidence"]} >= {"first_seen", "confirmed", "cleared"}
+        # The report reached the API once: a second post would count as a replay (same
+        # key) or a merge (a known report id under another key).
         metrics = httpx.get(f"{server.url}/metrics").text
         assert 'streetwatch_reports_total{outcome="created"} 1.0' in metrics
-        assert 'streetwatch_reports_total{outcome="merged"} 1.0' in metrics
+        assert 'outcome="merged"' not in metrics
         assert 'outcome="replayed"' not in metrics
 
 

@@ -1,0 +1,136 @@
+"""A live camera's open sites on disk, so a restarted worker continues its incidents.
+
+Per camera, in the worker's state directory: `state.json` (every open site with absolute
+times, the reports of its confirmed incidents and their evidence references), the sites'
+first-seen frames as JPEGs, and the static stage's backgrounds (`static.npz`). Written
+atomically every few seconds and at a clean stop; a `kill -9` loses at most the last
+interval, which the restarted worker observes again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from api.contract import CaseReport, EvidenceRef
+from detector.pipeline import PipelineState
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+MAX_AGE_S = 24 * 3600.0  # older state describes a street that has surely changed
+
+
+@dataclass(slots=True)
+class CameraState:
+    pipeline: PipelineState
+    reports: dict[str, CaseReport] = field(default_factory=dict)  # open incidents, by id
+    evidence: dict[str, list[EvidenceRef]] = field(default_factory=dict)
+    saved_at: float = field(default_factory=time.time)
+
+
+def _atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+
+
+class SiteStore:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def _dir(self, camera_id: str) -> Path:
+        # Hashed: a camera id may be "..", and it names a directory here.
+        return self.directory / hashlib.sha256(camera_id.encode()).hexdigest()[:16]
+
+    def save(self, camera_id: str, state: CameraState) -> None:
+        """Writes the camera's state; raises OSError if the disk refuses (the caller logs)."""
+        folder = self._dir(camera_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        shots = {}
+        for key, image in state.pipeline.shots.items():
+            # One JPEG per site's first frame, written once: keyed by its site and time.
+            sites_key, _, index = key.rpartition("|")
+            at = state.pipeline.sites[sites_key][int(index)]["first_shot_at"]
+            name = hashlib.sha256(f"{sites_key}|{at!r}".encode()).hexdigest()[:20] + ".jpg"
+            if not (folder / name).exists():
+                ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+                if ok:
+                    _atomic(folder / name, jpeg.tobytes())
+            shots[key] = name
+        if state.pipeline.static is not None:
+            buffer = io.BytesIO()
+            np.savez(buffer, **state.pipeline.static)
+            _atomic(folder / "static.npz", buffer.getvalue())
+        document = {
+            "format": FORMAT,
+            "camera_id": camera_id,
+            "saved_at": state.saved_at,
+            "sites": state.pipeline.sites,
+            "shots": shots,
+            "reports": {k: r.model_dump(mode="json") for k, r in state.reports.items()},
+            "evidence": {
+                k: [r.model_dump(mode="json") for r in refs] for k, refs in state.evidence.items()
+            },
+        }
+        _atomic(folder / "state.json", json.dumps(document).encode())
+        for stale in set(p.name for p in folder.glob("*.jpg")) - set(shots.values()):
+            (folder / stale).unlink(missing_ok=True)
+
+    def load(self, camera_id: str) -> CameraState | None:
+        """The camera's saved state, or None (none, too old, or unreadable: logged)."""
+        folder = self._dir(camera_id)
+        path = folder / "state.json"
+        if not path.exists():
+            return None
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+            if document.get("format") != FORMAT or document.get("camera_id") != camera_id:
+                raise ValueError("another format or camera")
+            age = time.time() - float(document["saved_at"])
+            if age > MAX_AGE_S:
+                log.info(
+                    "camera %s: saved sites are %.0f h old; starting afresh", camera_id, age / 3600
+                )
+                return None
+            shots = {}
+            for key, name in document["shots"].items():
+                image = cv2.imread(str(folder / name))
+                if image is not None:
+                    shots[key] = image
+            static_path = folder / "static.npz"
+            static = None
+            if static_path.exists():
+                with np.load(static_path) as npz:
+                    static = {k: npz[k] for k in npz.files}
+            return CameraState(
+                PipelineState(document["sites"], shots, static),
+                {k: CaseReport.model_validate(r) for k, r in document["reports"].items()},
+                {
+                    k: [EvidenceRef.model_validate(r) for r in refs]
+                    for k, refs in document["evidence"].items()
+                },
+                float(document["saved_at"]),
+            )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.error(
+                "camera %s: cannot read its saved sites (%s); starting afresh", camera_id, exc
+            )
+            return None
+
+    def forget(self, camera_id: str) -> None:
+        """Drops a removed camera's state."""
+        shutil.rmtree(self._dir(camera_id), ignore_errors=True)
