@@ -104,6 +104,22 @@ def test_the_pixel_limit_is_a_setting(sqlite_settings: Settings, photos: list[by
         nothing_stored(api)
 
 
+def test_images_built_to_be_costly_are_refused(sqlite_api: Api, photos: list[bytes]) -> None:
+    """Thousands of scans (each a pass over the image when decoding) or of tiny chunks."""
+    at = photos[0].index(b"\xff\xda")
+    (length,) = struct.unpack_from(">H", photos[0], at + 2)
+    scan = photos[0][at : at + 2 + length] + b"\x00" * 16  # a scan header, a little data
+    many_scans = photos[0][:at] + scan * 100 + b"\xff\xd9"
+    many_chunks = png(8, 8)
+    iend = many_chunks.index(b"IEND") - 4
+    many_chunks = many_chunks[:iend] + _chunk(b"tEXt", b"") * 60_000 + many_chunks[iend:]
+    for blob in (many_scans, many_chunks):
+        case, files = with_evidence(photos, [blob])
+        body = is_problem(post(sqlite_api.ingest, case, files), 422)
+        assert "more than" in body["detail"]
+    nothing_stored(sqlite_api)
+
+
 def test_images_with_data_after_their_end_are_refused(api: Api, photos: list[bytes]) -> None:
     html = b"<html><script>alert(document.domain)</script></html>"
     for blob in (photos[0] + html, png(64, 64, trailing=html), photos[0][:-200]):
