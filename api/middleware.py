@@ -20,7 +20,7 @@ import secrets
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, unquote, urlencode
 
 import anyio
 from fastapi import Request, Response
@@ -122,8 +122,6 @@ class RequestGuard:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            from urllib.parse import unquote
-
             query = unquote(scope.get("query_string", b"").decode("latin-1"))
             if _CONTROL.search(scope["path"]) or _CONTROL.search(query.replace("+", " ")):
                 response = respond(
