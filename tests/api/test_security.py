@@ -158,6 +158,11 @@ PRIVATE_TARGETS = [
     "http://[::1]/hook",
     "http://[::ffff:127.0.0.1]/hook",
     "http://[fd00::1]/",
+    "http://[fe80::1%25eth0]/",
+    "http://[64:ff9b::7f00:1]/",  # NAT64 of 127.0.0.1
+    "http://[2002:7f00:1::]/",  # 6to4 of 127.0.0.1
+    "http://LOCALHOST./hook",
+    "http://127.000.000.001/",
     "http://0x7f000001/hook",
     "http://2130706433/hook",
     "http://127.1/hook",
@@ -184,6 +189,10 @@ def test_private_webhook_targets_are_refused_at_registration(strict_api: Api) ->
         assert r.status_code == 422, (url, r.text)
         assert r.headers["content-type"].startswith("application/problem+json")
     assert strict_api.admin.get("/v1/webhooks").json() == []
+    # A public address is fine (registering sends nothing; no change follows to deliver).
+    ok = strict_api.admin.post("/v1/webhooks", json={"url": "https://93.184.215.14:8443/h"})
+    assert ok.status_code == 201, ok.text
+    strict_api.admin.delete(f"/v1/webhooks/{ok.json()['id']}").raise_for_status()
 
 
 class Receiver:
