@@ -43,9 +43,13 @@ def parse(url: str) -> Target:
     if not host:
         raise TargetRefused("the target URL has no host")
     try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        port = parts.port
     except ValueError:
         raise TargetRefused("the target URL has an invalid port") from None
+    if port is None:
+        port = 443 if parts.scheme == "https" else 80
+    elif not 0 < port < 65536:
+        raise TargetRefused("the target URL has an invalid port")
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query

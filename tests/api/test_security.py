@@ -172,6 +172,7 @@ PRIVATE_TARGETS = [
     "http://user:pw@93.184.215.14/hook",
     "http://93.184.215.14@127.0.0.1/hook",
     "ftp://93.184.215.14/hook",
+    "http://93.184.215.14:0/hook",
     "file:///etc/passwd",
 ]
 
