@@ -220,7 +220,7 @@ class CameraPipeline:
             key = f"{zone.id}|{rule.spec.type}"
             sites[key] = []
             for n, site in enumerate(rule.sites):
-                sites[key].append(site_state(site, epoch_s))
+                sites[key].append(site_state(site, epoch_s, self.labels.names))
                 shots[f"{key}|{n}"] = site.first_shot.image
         static = self.static.snapshot(epoch_s) if self.static is not None else None
         return PipelineState(sites, shots, static)
@@ -232,8 +232,10 @@ class CameraPipeline:
         for zone, rule in self.rules:
             key = f"{zone.id}|{rule.spec.type}"
             for n, saved in enumerate(state.sites.get(key, [])):
-                rule.sites.append(restore_site(rule, saved, epoch_s, state.shots.get(f"{key}|{n}")))
-                restored += 1
+                site = restore_site(rule, saved, epoch_s, state.shots.get(f"{key}|{n}"))
+                if site is not None:
+                    rule.sites.append(site)
+                    restored += 1
         if self.static is not None and state.static is not None:
             self.static.restore(state.static, epoch_s)
         return restored

@@ -378,8 +378,9 @@ class SiteRule:
 # nothing), its evidence references with the caller.
 
 
-def site_state(site: _Site, epoch_s: float) -> dict:
-    """One site as JSON-ready data; its first-seen frame travels beside it (`first_shot`)."""
+def site_state(site: _Site, epoch_s: float, class_names: list[str]) -> dict:
+    """One site as JSON-ready data, classes by name (a reload may change the model); its
+    first-seen frame travels beside it."""
     state: dict = {
         "anchor": site.anchor.tolist(),
         "box": site.box.tolist(),
@@ -388,7 +389,7 @@ def site_state(site: _Site, epoch_s: float) -> dict:
         "first_shot_at": epoch_s + site.first_shot.pts,
         "dwelt_s": site.dwelt_s,
         "unseen_s": site.unseen_s,
-        "class_scores": {str(k): v for k, v in site.class_scores.items()},
+        "class_scores": {class_names[k]: v for k, v in site.class_scores.items()},
         "score_sum": site.score_sum,
         "sightings": site.sightings,
         "attended": site.attended,
@@ -407,7 +408,16 @@ def site_state(site: _Site, epoch_s: float) -> dict:
 
 def restore_site(
     rule: SiteRule, state: dict, epoch_s: float, first_shot: np.ndarray | None
-) -> _Site:
+) -> _Site | None:
+    """The saved site under this rule, or None if none of its classes feed the rule now."""
+    index = {name: i for i, name in enumerate(rule.class_names)}
+    scores = {
+        index[name]: v
+        for name, v in state["class_scores"].items()
+        if name in index and index[name] in rule.spec.feeds
+    }
+    if not scores:
+        return None
     box = np.asarray(state["box"], np.float32)
     image = first_shot if first_shot is not None else np.zeros((1, 1, 3), np.uint8)
     site = _Site(
@@ -418,7 +428,7 @@ def restore_site(
         first_shot=EvidenceShot("first_seen", state["first_shot_at"] - epoch_s, image, box),
         dwelt_s=state["dwelt_s"],
         unseen_s=state["unseen_s"],
-        class_scores={int(k): v for k, v in state["class_scores"].items()},
+        class_scores=scores,
         score_sum=state["score_sum"],
         sightings=state["sightings"],
         attended=state["attended"],

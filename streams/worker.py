@@ -26,6 +26,7 @@ from api.outbox import Deliverer, Outbox, OutboxError
 from detector.incidents import Incident, IncidentEvent
 from detector.motion import detect_gated
 from detector.types import Detections
+from models.errors import ModelError
 from streams.config import CameraConfig, ConfigError, load_config
 from streams.evidence import EvidenceWriter
 from streams.health import HealthEvent, report
@@ -67,6 +68,11 @@ class Shard:
     def owns(self, camera_id: str) -> bool:
         digest = hashlib.sha256(camera_id.encode()).digest()
         return int.from_bytes(digest[:8], "big") % self.count == self.index
+
+
+def _stream_of(camera: CameraConfig) -> tuple[str, object]:
+    """What a camera's stream depends on: changing it restarts the stream."""
+    return camera.source, camera.sample
 
 
 @dataclass(slots=True)
@@ -326,8 +332,13 @@ class Worker:
     def _on_health(self, event: HealthEvent) -> None:
         self.metrics.health.labels(event.camera_id, event.kind).inc()
 
-    def _apply(self, cameras: list[CameraConfig]) -> None:
-        """Starts, restarts and stops cameras so the running set matches `cameras`."""
+    def _apply(self, cameras: list[CameraConfig], rebuild: bool = False) -> None:
+        """Starts, changes and stops cameras so the running set matches `cameras`, touching
+        only what changed: a camera whose stream settings (source, sampling) changed is
+        restarted and resumes its saved sites; one whose zones, location or calibration
+        changed, or every camera when `rebuild` (rules, detector, model, codes changed), gets
+        a new runtime that continues its sites in place, without touching its stream. Stopped
+        cameras end in the background, so nobody else waits for their read timeout."""
         wanted = {}
         for camera in cameras:
             if not self.shard.owns(camera.id):
@@ -339,13 +350,15 @@ class Worker:
                 continue
             wanted[camera.id] = camera
         for cam_id in list(self.cameras):
-            if cam_id not in wanted or wanted[cam_id] != self.cameras[cam_id].config:
-                self._retire(self.cameras.pop(cam_id), removed=cam_id not in wanted)
-                log.info(
-                    "camera %s: stopped (%s)", cam_id, "changed" if cam_id in wanted else "removed"
-                )
-                if cam_id not in wanted:
+            cam = self.cameras[cam_id]
+            camera = wanted.get(cam_id)
+            if camera is None or _stream_of(camera) != _stream_of(cam.config):
+                self._retire(self.cameras.pop(cam_id), removed=camera is None, wait=False)
+                log.info("camera %s: stopped (%s)", cam_id, "changed" if camera else "removed")
+                if camera is None:
                     self.metrics.forget_camera(cam_id)
+            elif rebuild or camera != cam.config:
+                self._rebuild(cam, camera)
         for cam_id, camera in wanted.items():
             if cam_id not in self.cameras:
                 runtime = CameraRuntime(camera, self.config, self.labels)
@@ -354,10 +367,27 @@ class Worker:
                 self.cameras[cam_id] = cam
         self.metrics.cameras.set(len(self.cameras))
 
-    def _retire(self, cam: LiveCamera, removed: bool = False) -> None:
+    def _rebuild(self, cam: LiveCamera, camera: CameraConfig) -> None:
+        """A new runtime for a running camera, continuing the sites of its zones that remain
+        (their dwell timers included); the stream goes on untouched."""
+        old = cam.runtime
+        runtime = CameraRuntime(camera, self.config, self.labels)
+        if old.started:
+            assert old.epoch is not None
+            runtime.start(old.epoch)
+            kept = runtime.restore(old.snapshot())
+            log.info("camera %s: settings applied, %d open sites continue", camera.id, kept)
+        gone = {i.id for i in old.open_incidents()} - {i.id for i in runtime.open_incidents()}
+        for incident_id in gone:  # a zone or type no longer checked: its case stays as sent
+            cam.reports.pop(incident_id, None)
+            cam.observed_at.pop(incident_id, None)
+            self.evidence.forget(incident_id)
+        cam.config, cam.runtime = camera, runtime
+
+    def _retire(self, cam: LiveCamera, removed: bool = False, wait: bool = True) -> None:
         """Stops a camera; its open incidents' latest state goes to the outbox first. Its
         sites are saved for the next start, or forgotten if the camera was removed."""
-        cam.source.stop()
+        cam.source.stop(wait=wait)
         if removed:
             self.sites.forget(cam.config.id)
         else:
@@ -418,20 +448,38 @@ class Worker:
             self.reload()
 
     def reload(self) -> None:
-        """Re-reads the config; a bad file is logged and the running cameras carry on."""
+        """Re-reads the config and applies what changed; a bad file (or a model that does not
+        load) is logged and the running cameras carry on as they were."""
         try:
             config = load_config(self.config_path)
         except ConfigError as exc:
             log.error("reload refused, keeping the running configuration: %s", exc)
             return
-        fixed = ("model", "detector", "rules", "event_codes", "api")
-        changed = [k for k in fixed if getattr(config, k) != getattr(self.config, k)]
-        if changed:
-            log.warning("reload: %s changed; that takes a restart to apply", ", ".join(changed))
-            config = config.model_copy(update={k: getattr(self.config, k) for k in changed})
+        if config.api != self.config.api:
+            log.warning("reload: api changed; that takes a restart to apply")
+            config = config.model_copy(update={"api": self.config.api})
+        engine_settings = ("conf_threshold", "iou_threshold", "rect", "parallel_runs")
+        engine_changed = config.model != self.config.model or any(
+            getattr(config.detector, k) != getattr(self.config.detector, k) for k in engine_settings
+        )
+        if engine_changed:
+            try:
+                engine = engine_for(config)
+            except (ModelError, OSError, ValueError) as exc:
+                log.error("reload refused: model %r does not load (%s)", config.model, exc)
+                return
+            self.engine = engine  # the cameras' streams go on; inference takes the new one
+            log.info("reload: inference now runs %s", engine.manifest.name)
+        rebuild = engine_changed or any(
+            getattr(config, k) != getattr(self.config, k)
+            for k in ("rules", "detector", "event_codes")
+        )
+        if rebuild:
+            self.labels = labels_of(self.engine, config)
+            log.info(describe(self.labels, self.engine.manifest.name))
         warn_unchecked((c for c in config.cameras if c.is_live), self.labels, config.model)
         self.config = config
-        self._apply(config.cameras)
+        self._apply(config.cameras, rebuild=rebuild)
         log.info("reloaded %s: %d cameras", self.config_path, len(self.cameras))
 
     # -- metrics -------------------------------------------------------------------------

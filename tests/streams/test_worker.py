@@ -359,3 +359,61 @@ def test_reload_adds_and_removes_cameras_without_restart(street, worker_factory,
         assert worker.metric("streetwatch_samples_produced_total", camera="cam-a") == 0  # gone
         assert worker.metric("streetwatch_samples_processed_total", camera="cam-a") == 0
         assert worker.signal(signal.SIGTERM) == 0
+
+
+def test_reload_applies_rules_and_zones_in_place_and_pauses_nobody(
+    street, worker_factory, tmp_path
+):
+    """Editing one camera's zones and a rule neither restarts the cameras' streams nor
+    resets an open incident; removing a camera makes no other camera wait for it."""
+    with run_server(Settings(data_dir=tmp_path / "api")) as server:
+        key = server.create_key("ingest", "dispatch")
+        cams = {"cam-a": street.url("cam"), "cam-b": street.url("cam")}
+        config = write_config(tmp_path / "config.yaml", server.url, cams)
+        worker = worker_factory(config, key)
+        confirmed = {"event": "confirmed"}
+        wait_until(
+            lambda: worker.metric("streetwatch_incidents_total", **confirmed) == 2,
+            90,
+            "the parked bus confirmed on both cameras",
+        )
+        produced = worker.metric("streetwatch_samples_produced_total", camera="cam-a")
+
+        edited = yaml.safe_load(config.read_text())
+        edited["rules"]["illegal_parking"]["clear_s"] = 8  # a rule parameter
+        edited["cameras"][1]["zones"].append(  # and a zone on cam-b only
+            {"id": "kerb", "polygon": [[0, 380], [370, 380], [370, 560], [0, 560]],
+             "checks": ["illegal_parking"]}
+        )  # fmt: skip
+        config.write_text(yaml.safe_dump(edited))
+        worker.process.send_signal(signal.SIGHUP)
+        wait_until(
+            lambda: any("settings applied, 1 open sites continue" in line for line in worker.log),
+            20,
+            "cam-a's runtime rebuilt with its incident",
+        )
+        wait_until(
+            lambda: (
+                worker.metric("streetwatch_samples_produced_total", camera="cam-a") > produced + 4
+            ),
+            20,
+            "cam-a producing on",
+        )
+        # The stream was not restarted (its counter kept growing from where it was), and the
+        # open incident continued: not confirmed again.
+        assert worker.metric("streetwatch_samples_produced_total", camera="cam-a") > produced
+        assert worker.metric("streetwatch_incidents_total", camera="cam-a", **confirmed) == 1
+        assert worker.metric("streetwatch_reconnects_total", camera="cam-a") == 0
+
+        # Removing cam-b while its camera is frozen: its read timeout runs in the background.
+        street.freeze()
+        time.sleep(1)
+        write_config(config, server.url, {"cam-a": street.url("cam")})
+        worker.process.send_signal(signal.SIGHUP)
+        removed_at = time.monotonic()
+        wait_until(lambda: worker.metric("streetwatch_cameras") == 1, 10, "cam-b removed")
+        assert time.monotonic() - removed_at < READ_TIMEOUT_S
+        street.thaw()
+        assert worker.signal(signal.SIGTERM) == 0
+        # Each camera's one confirmation reached the API once, and nothing else did.
+        assert sum(c["report_count"] for c in cases(server, key)) == 2
