@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 Kind = Literal["post", "patch"]
 DELIVERED_KEEP_S = 7 * 24 * 3600
+MAX_DEAD_LETTERS = 10_000  # a refused item waits for an operator; beyond this the oldest go
 DEFAULT_BACKOFF = Backoff(initial_s=1.0, max_s=300.0)
 
 SCHEMA = """
@@ -61,6 +62,7 @@ CREATE TABLE IF NOT EXISTS delivered (
     case_id TEXT,
     delivered_at REAL NOT NULL
 );
+CREATE INDEX IF NOT EXISTS delivered_at ON delivered (delivered_at);
 """
 
 
@@ -94,9 +96,18 @@ class DeadItem:
 
 
 class Outbox:
-    def __init__(self, path: Path, backoff: Backoff = DEFAULT_BACKOFF) -> None:
+    def __init__(
+        self,
+        path: Path,
+        backoff: Backoff = DEFAULT_BACKOFF,
+        max_dead: int = MAX_DEAD_LETTERS,
+        evidence_dir: Path | None = None,
+    ) -> None:
         self.path = path
         self.backoff = backoff
+        self.max_dead = max_dead
+        self.evidence_dir = evidence_dir  # where the queued items' evidence files wait
+        self.dropped = 0  # dead letters dropped over the cap, this process
         self._lock = threading.Lock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -104,10 +115,7 @@ class Outbox:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(SCHEMA)
-            # The delivered log only guards against queueing a thing twice; keep a week.
-            self._db.execute(
-                "DELETE FROM delivered WHERE delivered_at < ?", (time.time() - DELIVERED_KEEP_S,)
-            )
+            self._forget_delivered()
         except (sqlite3.Error, OSError) as exc:
             raise OutboxError(f"cannot open outbox {path}: {exc}") from exc
 
@@ -155,16 +163,28 @@ class Outbox:
     # -- delivery ------------------------------------------------------------------------
 
     def due(self, now: float | None = None, limit: int = 32) -> list[Item]:
-        """Items ready to send: the oldest pending item of each incident, if its time came."""
+        """Items ready to send: the oldest pending item of each incident, if its time came,
+        unless the incident's report itself lies in the dead letters: its observations wait
+        behind it (the API does not know the case yet) and follow it once it is retried."""
         now = time.time() if now is None else now
         with self._lock:
             rows = self._db.execute(
                 "SELECT o.* FROM outbox o WHERE o.next_attempt_at <= ? AND o.id = "
                 "(SELECT MIN(id) FROM outbox WHERE incident_id = o.incident_id) "
-                "ORDER BY o.id LIMIT ?",
+                "AND NOT EXISTS (SELECT 1 FROM dead_letter d WHERE d.incident_id = o.incident_id"
+                " AND d.kind = 'post') ORDER BY o.id LIMIT ?",
                 (now, limit),
             ).fetchall()
         return [Item(*row) for row in rows]
+
+    def held(self) -> dict[int, int]:
+        """Pending items waiting behind their incident's dead report: item id -> dead id."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT o.id, d.id FROM outbox o JOIN dead_letter d ON d.incident_id ="
+                " o.incident_id AND d.kind = 'post'"
+            ).fetchall()
+        return dict(rows)
 
     def deliver(self, client: IntakeClient, item: Item, evidence_dir: Path | None) -> bool:
         """Sends one item; True when the API took it. Never raises for API failures.
@@ -218,6 +238,7 @@ class Outbox:
 
     def _bury(self, item: Item, status: int | None, reason: str) -> None:
         log.error("outbox: %s %s refused for good: %s", item.kind, item.incident_id, reason)
+        self._cap_dead_letters()
         with self._transaction():
             self._db.execute(
                 "INSERT OR REPLACE INTO dead_letter VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -236,6 +257,37 @@ class Outbox:
             )
             self._db.execute("DELETE FROM outbox WHERE id = ?", (item.id,))
 
+    def _cap_dead_letters(self) -> None:
+        """Keeps the dead letters under `max_dead`: the oldest go (logged and counted in
+        `dropped`), with the evidence files only they still referred to."""
+        with self._lock:
+            over = self._db.execute("SELECT COUNT(*) FROM dead_letter").fetchone()[0] + 1
+        over -= self.max_dead
+        if over <= 0:
+            return
+        with self._transaction():
+            rows = self._db.execute(
+                "SELECT id, incident_id, kind, body FROM dead_letter ORDER BY failed_at LIMIT ?",
+                (over,),
+            ).fetchall()
+            self._db.executemany("DELETE FROM dead_letter WHERE id = ?", [(r[0],) for r in rows])
+        for _, incident_id, kind, body in rows:
+            log.error(
+                "outbox: dead letter %s %s dropped (over %d)", kind, incident_id, self.max_dead
+            )
+            if self.evidence_dir is not None:
+                payload = (CaseReport if kind == "post" else Observation).model_validate_json(body)
+                for ref in payload.evidence:
+                    (self.evidence_dir / ref.filename).unlink(missing_ok=True)
+        self.dropped += len(rows)
+
+    def _forget_delivered(self) -> None:
+        """The delivered log only guards against queueing a thing twice: a week of it."""
+        with self._lock:
+            self._db.execute(
+                "DELETE FROM delivered WHERE delivered_at < ?", (time.time() - DELIVERED_KEEP_S,)
+            )
+
     @contextmanager
     def _transaction(self) -> Iterator[None]:
         """One write transaction under the lock. Rolled back if a statement fails (a full
@@ -251,7 +303,10 @@ class Outbox:
 
     def run_once(self, client: IntakeClient, evidence_dir: Path | None = None) -> int:
         """Delivers what is due; returns how many items the API took."""
-        return sum(self.deliver(client, item, evidence_dir) for item in self.due())
+        delivered = sum(self.deliver(client, item, evidence_dir) for item in self.due())
+        if delivered:
+            self._forget_delivered()
+        return delivered
 
     # -- inspection and repair -----------------------------------------------------------
 

@@ -101,6 +101,11 @@ class WorkerMetrics:
         self.dead_letters = Gauge(
             "streetwatch_outbox_dead_letters", "items the API refused for good", registry=r
         )
+        self.dead_letters_dropped = Gauge(
+            "streetwatch_outbox_dead_letters_dropped",
+            "dead letters dropped, oldest first, over the outbox's cap (since start)",
+            registry=r,
+        )
         self.cameras = Gauge("streetwatch_cameras", "cameras this worker runs", registry=r)
         r.register(CameraCollector(cameras))
 

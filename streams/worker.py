@@ -116,7 +116,7 @@ class Worker:
         self.state_dir = state_dir
         self.evidence = EvidenceWriter(state_dir / "evidence")
         self.sites = SiteStore(state_dir / "sites")
-        self.outbox = Outbox(state_dir / "outbox.sqlite3")
+        self.outbox = Outbox(state_dir / "outbox.sqlite3", evidence_dir=self.evidence.directory)
         self.metrics = WorkerMetrics(
             lambda: [(c.source, c.runtime.gate) for c in self.cameras.values()]
         )
@@ -492,3 +492,4 @@ class Worker:
         counts = self.outbox.counts()
         self.metrics.outbox_depth.set(counts["outbox"])
         self.metrics.dead_letters.set(counts["dead_letter"])
+        self.metrics.dead_letters_dropped.set(self.outbox.dropped)

@@ -126,11 +126,17 @@ def outbox(args: argparse.Namespace) -> int:
             f"{path}: {counts['outbox']} pending, {counts['dead_letter']} dead, "
             f"{counts['delivered']} delivered (last 7 days)"
         )
+        held = box.held()
         for item in box.pending():
             error = f"  last error: {item.last_error}" if item.last_error else ""
+            when = (
+                f"waits behind dead {held[item.id]}"
+                if item.id in held
+                else f"next {_when(item.next_attempt_at)}"
+            )
             print(
                 f"pending {item.id:>6} {item.kind:5} {item.incident_id}  attempts {item.attempts}"
-                f"  next {_when(item.next_attempt_at)}{error}"
+                f"  {when}{error}"
             )
         for dead in box.dead():
             print(

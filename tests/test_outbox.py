@@ -165,3 +165,72 @@ def test_an_unexpected_answer_is_retried_not_fatal(tmp_path, outbox):
         assert item.attempts == 1 and "unexpected" in (item.last_error or "")
     finally:
         server.shutdown()
+
+
+def fake_evidence(path: Path) -> EvidenceRef:
+    """A file the API refuses as evidence (not a picture): its report is dead-lettered."""
+    path.write_bytes(b"this is not a picture")
+    return EvidenceRef(
+        kind="confirmed",
+        path=str(path),
+        captured_at=T0,
+        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+    )
+
+
+def test_observations_wait_behind_a_dead_report_and_follow_it(tmp_path, outbox, capsys):
+    """A PATCH sent after its POST was refused would be a 404 and dead too: it waits, shown
+    as such, and once the report is fixed and retried both land in order."""
+    bad = tmp_path / "inc-4-confirmed.jpg"
+    outbox.enqueue_report(report("inc-4", [fake_evidence(bad)]))
+    cleared = Observation(
+        last_seen=T0 + timedelta(seconds=300), cleared_at=T0 + timedelta(seconds=330)
+    )
+    with run_server(Settings(data_dir=tmp_path / "api")) as server:
+        key = server.create_key("ingest", "dispatch")
+        with IntakeClient(server.url, key) as client:
+            assert outbox.run_once(client) == 0
+            (dead,) = outbox.dead()
+            assert dead.kind == "post"
+            outbox.enqueue_observation("inc-4", cleared)
+            assert outbox.due() == []  # held behind the dead report, not sent to a 404
+            assert outbox.run_once(client) == 0
+            assert [d.kind for d in outbox.dead()] == ["post"]
+
+            state = ["--state-dir", str(tmp_path / "state")]
+            assert main(["outbox", "list", *state]) == 0
+            assert f"waits behind dead {dead.id}" in capsys.readouterr().out
+
+            # The operator fixes the evidence, then retries: the report, then its clearing.
+            good = jpeg(tmp_path / "fixed.jpg")
+            bad.write_bytes(Path(good.path).read_bytes())
+            fixed = report("inc-4", [good.model_copy(update={"path": str(bad)})])
+            outbox._db.execute(  # the fix: the body now names the good file's hash
+                "UPDATE dead_letter SET body = ? WHERE id = ?",
+                (fixed.model_dump_json(), dead.id),
+            )
+            assert outbox.retry_dead() == 1
+            assert [i.kind for i in outbox.due()] == ["post"]
+            assert outbox.run_once(client) == 1
+            assert outbox.run_once(client) == 1
+            assert outbox.counts()["dead_letter"] == 0
+            (case,) = server_cases(server.url, key)
+            assert case["cleared_at"] is not None
+
+
+def test_dead_letters_are_capped_oldest_first_with_their_evidence(tmp_path):
+    evidence = tmp_path / "evidence"
+    evidence.mkdir()
+    box = Outbox(tmp_path / "outbox.sqlite3", max_dead=2, evidence_dir=evidence)
+    files = [evidence / f"inc-{n}-confirmed.jpg" for n in range(3)]
+    for n, path in enumerate(files):
+        box.enqueue_report(report(f"inc-{n}", [fake_evidence(path)]))
+    with run_server(Settings(data_dir=tmp_path / "api")) as server:
+        key = server.create_key("ingest")
+        with IntakeClient(server.url, key) as client:
+            for _ in range(3):
+                box.run_once(client)
+    assert [d.incident_id for d in box.dead()] == ["inc-1", "inc-2"]
+    assert box.dropped == 1
+    assert not files[0].exists() and files[1].exists() and files[2].exists()
+    box.close()
