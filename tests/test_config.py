@@ -87,3 +87,34 @@ def test_event_code_table_must_cover_every_type():
     assert problems(minimal() | {"event_codes": table}) == [
         "event_codes: Value error, no code for illegal_parking, street_stall"
     ]
+
+
+@pytest.mark.parametrize(
+    ("points", "reason"),
+    [
+        ([[0, 0], [100, 0], [200, 0], [300, 0]], "the image points lie (almost) on one line"),
+        ([[0, 0], [100, 0], [100, 100], [100, 100]], "two image points are the same"),
+    ],
+)
+def test_a_degenerate_calibration_is_refused_with_its_path(points, reason):
+    latlon = [(26.58, 101.72), (26.58, 101.7204), (26.5803, 101.7204), (26.5803, 101.72)]
+    camera = minimal()["cameras"][0] | {
+        "calibration": {
+            "points": [
+                {"image": p, "lat": lat, "lon": lon}
+                for p, (lat, lon) in zip(points, latlon, strict=True)
+            ]
+        }
+    }
+    with pytest.raises(ConfigError) as err:
+        parse_config({"cameras": [camera]})
+    (problem,) = err.value.problems
+    assert problem.startswith("cameras[0].calibration:") and reason in problem
+
+
+def test_a_calibration_needs_four_points():
+    camera = minimal()["cameras"][0] | {
+        "calibration": {"points": [{"image": [0, 0], "lat": 1, "lon": 1}] * 3}
+    }
+    with pytest.raises(ConfigError, match=r"cameras\[0\]\.calibration\.points"):
+        parse_config({"cameras": [camera]})

@@ -348,3 +348,38 @@ def test_keyframe_sampling_numbers_frames_by_media_time(clips):
     # The scenes are encoded with a keyframe every 2 s at 10 fps.
     assert [f.index for f in frames] == [round(f.pts * 10) for f in frames]
     assert [f.index for f in frames][:3] == [0, 20, 40]
+
+
+# Four points of vtest.avi's road surface with made-up but consistent map positions: a
+# 40 m x 30 m patch, x to the east, the image's top to the north.
+CALIBRATION = {
+    "points": [
+        {"image": [0, 576], "lat": 26.58, "lon": 101.72},
+        {"image": [768, 576], "lat": 26.58, "lon": 101.7204},
+        {"image": [768, 0], "lat": 26.58027, "lon": 101.7204},
+        {"image": [0, 0], "lat": 26.58027, "lon": 101.72},
+    ]
+}
+
+
+def test_a_calibrated_camera_reports_where_the_object_stands(
+    default_model, vtest_avi, tmp_path, capsys
+):
+    cam = camera("cam-001", vtest_avi, [("no-parking-east", VAN_ZONE, ["illegal_parking"])])
+    cam["calibration"] = CALIBRATION
+    code, cases, printed = score(tmp_path, [cam], capsys)
+    assert code == 0, printed
+    (case,) = cases
+    x1, _, x2, y2 = case["bbox"]
+    # With these points the mapping is linear: the ground point's share of the frame.
+    expected_lat = 26.58 + 0.00027 * (1 - y2 / 576)
+    expected_lon = 101.72 + 0.0004 * ((x1 + x2) / 2 / 768)
+    assert case["position"]["lat"] == pytest.approx(expected_lat, abs=1e-6)
+    assert case["position"]["lon"] == pytest.approx(expected_lon, abs=1e-6)
+    assert case["location"]["lat"] == 26.58  # the camera's own place stays as configured
+
+
+def test_uncalibrated_cameras_send_no_position(default_model, vtest_avi, tmp_path, capsys):
+    cam = camera("cam-001", vtest_avi, [("no-parking-east", VAN_ZONE, ["illegal_parking"])])
+    _, cases, _ = score(tmp_path, [cam], capsys)
+    assert [c["position"] for c in cases] == [None]
