@@ -52,6 +52,8 @@ TAGS = [
     {"name": "webhooks", "description": "Webhook subscriptions and delivery log (admin)"},
     {"name": "open311", "description": "Open311 GeoReport v2 view"},
     {"name": "operations", "description": "Health, readiness, metrics"},
+    {"name": "suppressions", "description": "Sites workers stop reporting (review feedback)"},
+    {"name": "cameras", "description": "Camera health as workers report it"},
 ]
 
 
@@ -94,6 +96,13 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     problems.install(app)
     for module in (cases, feed, admin, open311, ops):
         app.include_router(module.router)
+    # The review console and its feedback loop (issue 13).
+    from api.console import pages as console
+    from api.routes import cameras, suppressions
+
+    for module in (suppressions, cameras):
+        app.include_router(module.router)
+    console.install(app)
     # Added innermost first: RequestContext sees every request.
     app.add_middleware(
         BodyLimit,

@@ -9,6 +9,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, UrlConstraints
 
 from api.auth import Scope
 from api.contract import CaseStatus, Id, IncidentType, Location, Storable
+from api.suppress import RejectReason, SuppressionOptions
 
 Name = Annotated[str, Field(min_length=1, max_length=200), Storable]
 Note = Annotated[str, Field(max_length=4000), Storable]
@@ -100,6 +101,14 @@ class TransitionIn(BaseModel):
         None, description="Refuse (409) unless the case is in this status: optimistic locking"
     )
     duplicate_of: Id | None = Field(None, description="Required when `to` is `duplicate`")
+    reason: RejectReason | None = Field(
+        None,
+        description="Why, for `rejected`; `permitted` and `fixture` suppress the case's site "
+        "(camera, zone, type, box) from then on: workers stop reporting it",
+    )
+    suppress: SuppressionOptions | None = Field(
+        None, description="Expiry and schedule of the suppression a rejection creates"
+    )
 
 
 class KeyCreate(BaseModel):

@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -199,3 +209,61 @@ class WebhookDelivery(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_deliveries_due", "status", "next_attempt_at"),)
+
+
+# -- The review console and its feedback loop (issue 13) ------------------------------------
+
+
+class Suppression(Base):
+    """A site workers stop reporting: a camera, zone, type and box a reviewer found to be
+    permitted or a fixture; optionally until `expires_at` and only on `schedule`."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    camera_id: Mapped[str] = mapped_column(String(128), index=True)
+    zone_id: Mapped[str | None] = mapped_column(String(128))
+    type: Mapped[str] = mapped_column(String(32))
+    bbox: Mapped[list[float]] = mapped_column(JSON)
+    min_iou: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(String(32))
+    case_id: Mapped[str | None] = mapped_column(String(40))  # the rejection that made it
+    note: Mapped[str | None] = mapped_column(Text)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    schedule: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    active: Mapped[bool] = mapped_column()
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CameraHealth(Base):
+    """A camera's state as its worker last reported it, with a recent picture."""
+
+    __tablename__ = "camera_health"
+
+    camera_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))  # up | reconnecting | dead | frozen | ...
+    detail: Mapped[str | None] = mapped_column(Text)
+    since: Mapped[datetime | None] = mapped_column(UTCDateTime)  # in this state since
+    last_frame_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reported_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    reported_by: Mapped[str] = mapped_column(String(200))
+    thumbnail: Mapped[bytes | None] = mapped_column(LargeBinary)
+    thumbnail_type: Mapped[str | None] = mapped_column(String(32))
+    thumbnail_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ConsoleSession(Base):
+    """A signed-in console user: a key exchanged for a session. Only the token's hash is
+    stored; the key itself is never kept."""
+
+    __tablename__ = "console_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    api_key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"), index=True)
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    flash: Mapped[str | None] = mapped_column(Text)

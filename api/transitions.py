@@ -15,6 +15,9 @@ from api.tables import Case
 
 
 def transition(session: Session, case: Case, body: TransitionIn, principal: Principal) -> None:
+    from api import suppressions  # the feedback loop (issue 13)
+
+    suppressions.check_transition(body)
     current = CaseStatus(case.status)
     if body.expected_status is not None and body.expected_status != current:
         raise Problem(
@@ -46,7 +49,9 @@ def transition(session: Session, case: Case, body: TransitionIn, principal: Prin
         from_status=current,
         note=body.note,
         duplicate_of=body.duplicate_of,
+        **({"reason": body.reason.value} if body.reason else {}),
     )
+    suppressions.after_transition(session, case, body, principal)
 
 
 def _check_duplicate_of(session: Session, case: Case, target_id: str | None) -> None:

@@ -1,0 +1,226 @@
+"""Console labels in Chinese (the default) and English."""
+
+from __future__ import annotations
+
+LANGS = ("zh-CN", "en")
+DEFAULT = "zh-CN"
+
+_T: dict[str, tuple[str, str]] = {
+    "app": ("StreetWatch 审核台", "StreetWatch review"),
+    "queue": ("待审队列", "Queue"),
+    "cases": ("案件", "Cases"),
+    "cameras": ("摄像头", "Cameras"),
+    "stats": ("统计", "Statistics"),
+    "suppressions": ("屏蔽规则", "Suppressions"),
+    "sign_in": ("登录", "Sign in"),
+    "sign_out": ("退出", "Sign out"),
+    "api_key": ("API 密钥（调度或管理）", "API key (dispatch or admin)"),
+    "bad_key": ("密钥无效、已吊销或无审核权限", "Unknown or revoked key, or not a console key"),
+    "signed_out": ("已退出", "Signed out"),
+    "expired": ("会话已过期，请重新登录", "Your session has ended: sign in again"),
+    "status": ("状态", "Status"),
+    "type": ("类型", "Type"),
+    "camera": ("摄像头", "Camera"),
+    "zone": ("区域", "Zone"),
+    "grid": ("单元网格", "Grid"),
+    "address": ("地址", "Address"),
+    "position": ("位置", "Position"),
+    "from": ("起", "From"),
+    "until": ("止", "Until"),
+    "apply": ("筛选", "Filter"),
+    "all": ("全部", "All"),
+    "newest": ("最新在前", "Newest first"),
+    "oldest": ("最早在前", "Oldest first"),
+    "first_seen": ("首次发现", "First seen"),
+    "confirmed": ("确认", "Confirmed"),
+    "cleared": ("消失", "Cleared"),
+    "observation": ("观察", "Observation"),
+    "last_seen": ("最后发现", "Last seen"),
+    "class": ("目标", "Class"),
+    "confidence": ("置信度", "Confidence"),
+    "reports": ("上报", "Reports"),
+    "sources": ("来源", "Sources"),
+    "history": ("处理记录", "History"),
+    "evidence": ("证据", "Evidence"),
+    "no_evidence": ("无图片", "No image"),
+    "event_code": ("事件编码", "Event code"),
+    "empty_queue": ("队列已清空", "The queue is empty"),
+    "new_cases": ("有新案件", "New cases arrived"),
+    "accept": ("立案", "Accept"),
+    "reject": ("注销", "Reject"),
+    "duplicate_of": ("标为重复", "Duplicate of"),
+    "dispatch": ("派遣", "Dispatch"),
+    "resolve": ("处置完毕", "Resolve"),
+    "close": ("结案", "Close"),
+    "reason": ("原因", "Reason"),
+    "note": ("备注", "Note"),
+    "expires": ("有效至（可选）", "Expires (optional)"),
+    "schedule": (
+        "时段（可选，如 mon-fri 06:00-09:00）",
+        "Schedule (optional, e.g. mon-fri 06:00-09:00)",
+    ),
+    "schedule_short": ("时段", "Schedule"),
+    "suppress_hint": (
+        "以“许可”或“固定设施”注销会屏蔽此摄像头、区域、类型和位置：摄像头不再上报",
+        "Rejecting as permitted or fixture suppresses this camera, zone, type and box: "
+        "the cameras stop reporting it",
+    ),
+    "confirm": ("确定", "Confirm"),
+    "cancel": ("取消", "Cancel"),
+    "no_nearby": ("附近没有未结案件", "No open cases nearby"),
+    "actions": ("操作", "Actions"),
+    "not_allowed": ("当前状态下不可用", "Not available in this status"),
+    "prev": ("上一件", "Previous"),
+    "next": ("下一件", "Next"),
+    "back": ("返回队列", "Back to queue"),
+    "keys_help": (
+        "键盘：j/k 上下 · Enter 打开 · a 立案 · r 注销 · d 重复 · p 派遣 · v 处置 · c 结案 "
+        "· u 返回",
+        "Keys: j/k move · Enter open · a accept · r reject · d duplicate · p dispatch · "
+        "v resolve · c close · u back",
+    ),
+    "at": ("时间", "When"),
+    "actor": ("操作人", "By"),
+    "change": ("变更", "Change"),
+    "state": ("状态", "State"),
+    "last_picture": ("最近画面", "Last picture"),
+    "reported_at": ("上报时间", "Reported"),
+    "cases_day": ("24 小时案件", "Cases, last day"),
+    "no_picture": ("无画面", "No picture"),
+    "created": ("创建", "Created"),
+    "active": ("生效", "Active"),
+    "inactive": ("停用", "Inactive"),
+    "save": ("保存", "Save"),
+    "delete": ("删除", "Delete"),
+    "disable": ("停用", "Disable"),
+    "enable": ("启用", "Enable"),
+    "case": ("案件", "Case"),
+    "box": ("位置框", "Box"),
+    "none": ("无", "None"),
+    "never": ("永久", "Never"),
+    "always": ("全天", "Always"),
+    "saved": ("已保存", "Saved"),
+    "deleted": ("已删除", "Deleted"),
+    "day": ("日期", "Day"),
+    "group_by": ("分组", "Group by"),
+    "accepted_n": ("立案", "Accepted"),
+    "rejected_n": ("注销", "Rejected"),
+    "pending_n": ("待审", "Pending"),
+    "acceptance": ("立案率", "Acceptance rate"),
+    "cases_n": ("案件数", "Cases"),
+    "reports_n": ("上报数", "Reports"),
+    "to_accept": ("上报→立案中位时长", "Median report → accepted"),
+    "to_close": ("上报→结案中位时长", "Median report → closed"),
+    "by_reason": ("注销原因", "Rejected by reason"),
+    "csv": ("下载 CSV", "Download CSV"),
+    "total": ("合计", "Total"),
+    "per_day": ("每日上报与审核", "Reports and verdicts per day"),
+    "forbidden": ("此密钥没有所需权限", "This key lacks the scope this needs"),
+    "refused": ("操作被拒绝", "Refused"),
+    "done": ("完成", "Done"),
+    "lang_switch": ("English", "中文"),
+    "detail": ("详情", "Detail"),
+    "selected": ("已选", "Selected"),
+    "count": ("数量", "Count"),
+}
+
+STATUS = {
+    "reported": ("待受理", "Reported"),
+    "accepted": ("已立案", "Accepted"),
+    "dispatched": ("已派遣", "Dispatched"),
+    "resolved": ("已处置", "Resolved"),
+    "closed": ("已结案", "Closed"),
+    "rejected": ("已注销", "Rejected"),
+    "duplicate": ("重复", "Duplicate"),
+}
+TYPE = {
+    "illegal_parking": ("违章停车", "Illegal parking"),
+    "street_stall": ("占道经营", "Street stall"),
+    "garbage": ("暴露垃圾", "Exposed garbage"),
+}
+REASON = {
+    "false_detection": ("误报", "False detection"),
+    "permitted": (
+        "许可（持证摊位、装卸区、集市日）",
+        "Permitted (licensed stall, loading bay, market day)",
+    ),
+    "fixture": (
+        "固定设施（垃圾桶、长椅、常驻拖车）",
+        "Fixture (bin, bench, trailer that belongs there)",
+    ),
+    "duplicate": ("重复", "Duplicate"),
+    "other": ("其他", "Other"),
+    "unspecified": ("未注明", "Unspecified"),
+}
+REASON_SHORT = {
+    "false_detection": ("误报", "False detection"),
+    "permitted": ("许可", "Permitted"),
+    "fixture": ("固定设施", "Fixture"),
+    "duplicate": ("重复", "Duplicate"),
+    "other": ("其他", "Other"),
+    "unspecified": ("未注明", "Unspecified"),
+}
+CAMERA_STATE = {
+    "up": ("在线", "Up"),
+    "reconnecting": ("重连中", "Reconnecting"),
+    "dead": ("离线", "Dead"),
+    "frozen": ("画面冻结", "Frozen"),
+    "scene_changed": ("画面变化", "Scene changed"),
+    "stopped": ("已停止", "Stopped"),
+    "unknown": ("未上报", "Not reported"),
+}
+KIND = {
+    "created": ("上报立档", "Reported"),
+    "merged": ("合并上报", "Report merged"),
+    "observation": ("观察更新", "Observation"),
+    "transition": ("状态变更", "Transition"),
+}
+MESSAGES = {
+    "invalid-transition": (
+        "不能从“{current}”转为“{to}”。可选：{allowed}",
+        "A case cannot go from {current} to {to}. Allowed: {allowed}",
+    ),
+    "status-conflict": (
+        "案件已被他人处理，当前为“{current}”，请查看后再操作",
+        "Someone else acted first: the case is now {current}",
+    ),
+    "done": ("案件 {case}：{to}", "Case {case}: {to}"),
+}
+
+
+class Translator:
+    def __init__(self, lang: str) -> None:
+        self.lang = lang if lang in LANGS else DEFAULT
+        self.i = 0 if self.lang == "zh-CN" else 1
+
+    def __call__(self, key: str) -> str:
+        pair = _T.get(key)
+        return pair[self.i] if pair else key
+
+    def _of(self, table: dict[str, tuple[str, str]], key: str | None) -> str:
+        if key is None:
+            return "—"
+        pair = table.get(key)
+        return pair[self.i] if pair else key
+
+    def status(self, key: str | None) -> str:
+        return self._of(STATUS, key)
+
+    def type(self, key: str | None) -> str:
+        return self._of(TYPE, key)
+
+    def reason(self, key: str | None) -> str:
+        return self._of(REASON, key)
+
+    def reason_short(self, key: str | None) -> str:
+        return self._of(REASON_SHORT, key)
+
+    def camera_state(self, key: str | None) -> str:
+        return self._of(CAMERA_STATE, key)
+
+    def kind(self, key: str | None) -> str:
+        return self._of(KIND, key)
+
+    def message(self, key: str, **values: str) -> str:
+        pair = MESSAGES[key]
+        return pair[self.i].format(**values)

@@ -1,0 +1,196 @@
+// StreetWatch review console: keyboard triage and the live queue. No dependencies.
+(function () {
+  "use strict";
+  var body = document.body;
+  var csrf = body.dataset.csrf;
+  var page = body.dataset.page;
+
+  function typing(e) {
+    var el = e.target;
+    return el && (el.tagName === "INPUT" || el.tagName === "TEXTAREA" || el.tagName === "SELECT");
+  }
+
+  // -- the reject dialog (queue and case page) ------------------------------------------
+  var dialog = document.getElementById("reject-dialog");
+  var rejectForm = document.getElementById("reject-form");
+
+  function syncSuppress() {
+    var r = rejectForm.querySelector("input[name=reason]:checked");
+    var box = rejectForm.querySelector(".suppress-options");
+    box.hidden = !(r && (r.value === "permitted" || r.value === "fixture"));
+  }
+
+  function openReject(action, next, expected, caseId) {
+    if (!dialog) return;
+    rejectForm.action = action;
+    rejectForm.elements.next.value = next;
+    rejectForm.elements.expected.value = expected;
+    document.getElementById("reject-case").textContent = caseId;
+    syncSuppress();
+    dialog.showModal();
+    var checked = rejectForm.querySelector("input[name=reason]:checked");
+    if (checked) checked.focus();
+  }
+
+  if (dialog) {
+    rejectForm.addEventListener("change", syncSuppress);
+    document.getElementById("reject-cancel").addEventListener("click", function () {
+      dialog.close();
+    });
+    dialog.addEventListener("keydown", function (e) {
+      if (e.target.type === "text" || e.target.type === "date") {
+        if (e.key === "Enter") { e.preventDefault(); rejectForm.requestSubmit(); }
+        return;
+      }
+      var n = parseInt(e.key, 10);
+      var radios = rejectForm.querySelectorAll("input[name=reason]");
+      if (n >= 1 && n <= radios.length) {
+        radios[n - 1].checked = true;
+        radios[n - 1].focus();
+        syncSuppress();
+        e.preventDefault();
+      } else if (e.key === "Enter") {
+        e.preventDefault();
+        rejectForm.requestSubmit();
+      }
+    });
+  }
+
+  // -- the queue ------------------------------------------------------------------------
+  var selected = 0;
+
+  function rows() {
+    return Array.prototype.slice.call(document.querySelectorAll("#cases tbody tr"));
+  }
+
+  function select(i, scroll) {
+    var all = rows();
+    if (!all.length) return;
+    selected = Math.max(0, Math.min(i, all.length - 1));
+    all.forEach(function (r, j) { r.classList.toggle("sel", j === selected); });
+    if (scroll !== false) all[selected].scrollIntoView({ block: "nearest" });
+    try { sessionStorage.setItem("sw-sel", all[selected].dataset.case); } catch (e) { /* private mode */ }
+  }
+
+  function current() {
+    return rows()[selected];
+  }
+
+  function queueUrl() {
+    return location.pathname + location.search;
+  }
+
+  function act(row, name) {
+    var form = document.getElementById("act-form");
+    form.action = "/console/cases/" + encodeURIComponent(row.dataset.case) + "/" + name;
+    form.elements.next.value = queueUrl();
+    form.elements.expected.value = row.dataset.status;
+    form.submit();
+  }
+
+  function restoreSelection() {
+    var id = null;
+    try { id = sessionStorage.getItem("sw-sel"); } catch (e) { /* private mode */ }
+    var all = rows();
+    var i = all.findIndex(function (r) { return r.dataset.case === id; });
+    select(i >= 0 ? i : Math.min(selected, all.length - 1), false);
+  }
+
+  function bindRows() {
+    rows().forEach(function (r, i) {
+      r.addEventListener("click", function (e) {
+        if (e.target.tagName === "A") return;
+        select(i);
+      });
+      r.addEventListener("dblclick", function () { location.href = r.dataset.href; });
+    });
+  }
+
+  if (page === "queue" && document.getElementById("queue")) {
+    bindRows();
+    restoreSelection();
+    var queue = document.getElementById("queue");
+    var latest = parseInt(queue.dataset.latest, 10) || 0;
+    var poll = function () {
+      fetch("/console/changes", { headers: { "X-Requested-With": "fetch" }, credentials: "same-origin" })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (data) {
+          if (!data || data.latest <= latest) return;
+          latest = data.latest;
+          return fetch("/console/queue/fragment?" + queue.dataset.query, {
+            headers: { "X-Requested-With": "fetch" }, credentials: "same-origin"
+          }).then(function (r) { return r.ok ? r.text() : null; }).then(function (html) {
+            if (html === null) return;
+            var before = rows().length;
+            queue.innerHTML = html;
+            bindRows();
+            restoreSelection();
+            if (rows().length > before) {
+              var live = document.getElementById("live");
+              live.hidden = false;
+              setTimeout(function () { live.hidden = true; }, 8000);
+            }
+          });
+        })
+        .catch(function () { /* offline: try again later */ });
+    };
+    setInterval(poll, 3000);
+
+    document.addEventListener("keydown", function (e) {
+      if (typing(e) || e.ctrlKey || e.metaKey || e.altKey || (dialog && dialog.open)) return;
+      var row = current();
+      var allowed = row ? row.dataset.allowed.split(" ") : [];
+      switch (e.key) {
+        case "j": case "ArrowDown": select(selected + 1); break;
+        case "k": case "ArrowUp": select(selected - 1); break;
+        case "Enter": case "o": if (row) location.href = row.dataset.href; break;
+        case "a": if (row && allowed.indexOf("accepted") >= 0) act(row, "accept"); break;
+        case "r":
+          if (row && allowed.indexOf("rejected") >= 0) {
+            openReject("/console/cases/" + encodeURIComponent(row.dataset.case) + "/reject",
+              queueUrl(), row.dataset.status, row.dataset.case);
+          }
+          break;
+        default: return;
+      }
+      e.preventDefault();
+    });
+  }
+
+  // -- a case ---------------------------------------------------------------------------
+  var bar = document.getElementById("casebar");
+  if (bar) {
+    var target = document.getElementById("reject-target");
+    var rejectButton = document.getElementById("do-reject");
+    var startReject = function () {
+      if (rejectButton.disabled) return;
+      openReject(target.dataset.action, target.dataset.next, target.dataset.expected, bar.dataset.case);
+    };
+    rejectButton.addEventListener("click", startReject);
+    document.addEventListener("keydown", function (e) {
+      if (typing(e) || e.ctrlKey || e.metaKey || e.altKey || (dialog && dialog.open)) return;
+      var go = function (url) { if (url) location.href = url; };
+      if (e.key === "j" || e.key === "ArrowRight") go(bar.dataset.next);
+      else if (e.key === "k" || e.key === "ArrowLeft") go(bar.dataset.prev);
+      else if (e.key === "u" || e.key === "Escape") go(bar.dataset.back);
+      else if (e.key === "r") startReject();
+      else if (e.key === "d") { var sel = document.getElementById("duplicate-of"); if (sel && !sel.disabled) sel.focus(); }
+      else if (e.key === "p") { var note = document.getElementById("dispatch-note"); if (!document.getElementById("do-dispatch").disabled) note.focus(); }
+      else {
+        var form = document.querySelector("form.act[data-key='" + e.key + "']");
+        var button = form && form.querySelector("button");
+        if (!button || button.disabled) return;
+        form.submit();
+      }
+      e.preventDefault();
+    });
+    // In the duplicate picker and the dispatch note, Enter submits.
+    ["duplicate-of", "dispatch-note"].forEach(function (id) {
+      var el = document.getElementById(id);
+      if (el) el.addEventListener("keydown", function (e) {
+        if (e.key === "Enter") { e.preventDefault(); el.form.requestSubmit(); }
+        if (e.key === "Escape") { el.blur(); }
+      });
+    });
+  }
+})();
