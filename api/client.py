@@ -17,6 +17,7 @@ import httpx
 from pydantic import BaseModel
 
 from api.contract import CaseReceipt, CaseReport, EvidenceRef, Observation, ObservationReceipt
+from api.suppress import SuppressionRule
 
 
 class IntakeError(Exception):
@@ -102,6 +103,22 @@ class IntakeClient:
             files=_multipart("observation", observation, files),
         )
         return ObservationReceipt.model_validate_json(response.content)
+
+    def get_suppressions(self) -> list[SuppressionRule]:
+        """The sites reviewers suppressed (for the cameras this key may report for)."""
+        response = self._request("GET", "/v1/suppressions")
+        return [SuppressionRule.model_validate(item) for item in response.json()["items"]]
+
+    def post_camera_health(
+        self, camera_id: str, health: dict[str, Any], thumbnail: bytes | None = None
+    ) -> None:
+        """Report a camera's state (`up`, `reconnecting`, `dead`, ...) and a recent picture."""
+        import json
+
+        files: list[Any] = [("health", (None, json.dumps(health), "application/json"))]
+        if thumbnail is not None:
+            files.append(("thumbnail", ("thumbnail.jpg", thumbnail, "image/jpeg")))
+        self._request("POST", f"/v1/cameras/{quote(camera_id, safe='')}/health", files=files)
 
     def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         try:

@@ -19,6 +19,7 @@ from pydantic import (
 
 from api.codes import DEFAULT_CODES, CodeTable
 from api.contract import IncidentType, Location
+from api.suppress import Schedule
 from detector.ground import CalibrationError, GroundCalibration
 from detector.rules import DEFAULT_RULES, RuleParams
 from detector.static_objects import StaticParams
@@ -67,6 +68,12 @@ class ZoneConfig(Strict):
         gt=0,
         description="smallest static object (garbage, stall stand-in) in this zone, in source "
         "pixels; unset: a perspective-aware default (detector.static_objects)",
+    )
+    schedule: Schedule | None = Field(
+        default=None,
+        description="the hours this zone's rules apply (no-parking 07:00-09:00, say); "
+        "unset: always. Incidents confirmed outside them are held, reported if still there "
+        "when the hours begin (streams.suppressions)",
     )
 
 
@@ -137,6 +144,13 @@ class ApiConfig(Strict):
     url: str = Field(pattern=r"^https?://")
     key_env: str = Field(
         default="STREETWATCH_API_KEY", description="environment variable holding the API key"
+    )
+    # The review feedback loop (streams.suppressions, streams.health_report).
+    suppressions_poll_s: float = Field(
+        default=30.0, gt=0, description="how often the reviewers' suppressions are fetched"
+    )
+    health_every_s: float = Field(
+        default=60.0, gt=0, description="how often camera health and a thumbnail are reported"
     )
 
 

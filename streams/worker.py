@@ -30,6 +30,7 @@ from models.errors import ModelError
 from streams.config import CameraConfig, ConfigError, load_config
 from streams.evidence import EvidenceWriter
 from streams.health import HealthEvent, report
+from streams.health_report import HealthReporter
 from streams.metrics import WorkerMetrics
 from streams.rtsp import RtspSource
 from streams.runtime import (
@@ -41,6 +42,7 @@ from streams.runtime import (
     warn_unchecked,
 )
 from streams.site_store import CameraState, SiteStore
+from streams.suppressions import Feedback, SuppressionCache
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +131,18 @@ class Worker:
             evidence_dir=self.evidence.directory,
             on_delivered=self.metrics.posted.inc,
         )
+        # -- the review feedback loop: suppressions, zone hours, camera health ------------
+        api = self.config.api
+        self.suppressions = SuppressionCache(
+            state_dir / "suppressions.json",
+            IntakeClient(api_url, key, timeout=10).get_suppressions,
+            api.suppressions_poll_s,
+        )
+        self.feedback = Feedback(self.suppressions, self.metrics.registry, state_dir / "held.json")
+        self.health_reporter = HealthReporter(
+            IntakeClient(api_url, key, timeout=10).post_camera_health, api.health_every_s
+        )
+        # ---------------------------------------------------------------------------------
         self.engine = engine_for(self.config)
         self.labels = labels_of(self.engine, self.config)
         log.info(describe(self.labels, self.engine.manifest.name))
@@ -155,6 +169,9 @@ class Worker:
         if self.metrics_port is not None:
             self.metrics.serve(self.metrics_port, self.metrics_host)
         self.deliverer.start()
+        self.suppressions.refresh()  # before the first frame; the saved copy if that fails
+        self.suppressions.start()
+        self.health_reporter.start()
         self._apply(self.config.cameras)
         log.info(
             "worker %d/%d: %d cameras, model %s, state in %s",
@@ -186,6 +203,8 @@ class Worker:
             self._retire(cam)
         self.cameras.clear()
         self.deliverer.stop(drain_s=5.0)
+        self.suppressions.stop()
+        self.health_reporter.stop()
         pending = self.outbox_pending
         self.outbox.close()
         log.info("worker stopped; %d items wait in the outbox", pending)
@@ -210,6 +229,9 @@ class Worker:
                 cam.runtime.start_live(frame, now)
                 self._resume(cam)
             events = cam.runtime.process(frame, dets)
+            # Suppressed sites and zones outside their hours are held back, not reported.
+            events = self.feedback.filter(cam.config, events, cam.runtime.open_incidents)
+            self.health_reporter.saw(cam.config.id, frame.image, frame.wall_time or now)
             for event in events:
                 self._save(cam, event)
             if events:  # the sites' state goes to disk with the outbox entry it explains
@@ -313,6 +335,8 @@ class Worker:
     def _enqueue_observation(
         self, cam: LiveCamera, incident: Incident, cleared: bool = False, evidence=()
     ) -> None:
+        if self.feedback.holds(incident.id):
+            return  # held back (suppressed or off hours): never reported, nothing to update
         case = cam.runtime.report(incident, evidence)
         observation = Observation(
             last_seen=case.last_seen,
@@ -331,6 +355,7 @@ class Worker:
 
     def _on_health(self, event: HealthEvent) -> None:
         self.metrics.health.labels(event.camera_id, event.kind).inc()
+        self.health_reporter.event(event)
 
     def _apply(self, cameras: list[CameraConfig], rebuild: bool = False) -> None:
         """Starts, changes and stops cameras so the running set matches `cameras`, touching
@@ -357,6 +382,8 @@ class Worker:
                 log.info("camera %s: stopped (%s)", cam_id, "changed" if camera else "removed")
                 if camera is None:
                     self.metrics.forget_camera(cam_id)
+                    self.feedback.forget_camera(cam_id)
+                    self.health_reporter.forget(cam_id)
             elif rebuild or camera != cam.config:
                 self._rebuild(cam, camera)
         for cam_id, camera in wanted.items():

@@ -69,7 +69,10 @@
     selected = Math.max(0, Math.min(i, all.length - 1));
     all.forEach(function (r, j) { r.classList.toggle("sel", j === selected); });
     if (scroll !== false) all[selected].scrollIntoView({ block: "nearest" });
-    try { sessionStorage.setItem("sw-sel", all[selected].dataset.case); } catch (e) { /* private mode */ }
+    try {
+      sessionStorage.setItem("sw-sel", all[selected].dataset.case);
+      sessionStorage.setItem("sw-sel-i", String(selected));
+    } catch (e) { /* private mode */ }
   }
 
   function current() {
@@ -89,11 +92,16 @@
   }
 
   function restoreSelection() {
-    var id = null;
-    try { id = sessionStorage.getItem("sw-sel"); } catch (e) { /* private mode */ }
+    // The same case if it is still listed, else the one now in its place: after a verdict
+    // the reviewer goes on with the next case.
+    var id = null, at = selected;
+    try {
+      id = sessionStorage.getItem("sw-sel");
+      at = parseInt(sessionStorage.getItem("sw-sel-i") || "0", 10) || 0;
+    } catch (e) { /* private mode */ }
     var all = rows();
     var i = all.findIndex(function (r) { return r.dataset.case === id; });
-    select(i >= 0 ? i : Math.min(selected, all.length - 1), false);
+    select(i >= 0 ? i : Math.min(at, all.length - 1), false);
   }
 
   function bindRows() {
