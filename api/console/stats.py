@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import statistics
 from collections import defaultdict
 from collections.abc import Mapping
@@ -208,7 +209,8 @@ GREEN, RED, GREY, BLUE = "#2e7d32", "#c62828", "#9e9e9e", "#1565c0"
 def _svg(width: int, height: int, body: list[str], label: str) -> Markup:
     head = (
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-        f'width="100%" role="img" aria-label="{escape(label)}" class="chart">'
+        f'width="{width}" height="{height}" role="img" aria-label="{escape(label)}" '
+        'class="chart">'
     )
     return Markup(head + "".join(body) + "</svg>")
 
@@ -220,13 +222,14 @@ def _text(x: float, y: float, value: Any, anchor: str = "start", cls: str = "") 
 
 def per_day_chart(table: Table, t: Any) -> Markup:
     rows = table.rows
-    width, height, left, bottom, top = 900, 260, 40, 40, 20
-    peak = max([r.cases for r in rows] + [1])
+    width, height, left, bottom, top = 1360, 260, 40, 40, 20
+    tick = max(1, math.ceil(max([r.cases for r in rows] + [1]) / 4))
+    peak = tick * 4
     step = (width - left - 10) / max(len(rows), 1)
     bar = max(4.0, step * 0.7)
     body = []
     for i in range(0, 5):
-        v = peak * i / 4
+        v = tick * i
         y = height - bottom - (height - bottom - top) * i / 4
         body.append(f'<line x1="{left}" x2="{width}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
         body.append(_text(left - 6, y + 4, f"{v:.0f}", "end", "axis"))
@@ -262,7 +265,7 @@ def per_day_chart(table: Table, t: Any) -> Markup:
 
 def rate_chart(table: Table, t: Any, label: Any) -> Markup:
     rows = [r for r in table.rows if r.cases][:20]
-    width, row_h, left = 900, 26, 220
+    width, row_h, left = 660, 26, 150
     height = max(1, len(rows)) * row_h + 10
     body = []
     for i, r in enumerate(rows):
@@ -288,7 +291,7 @@ def rate_chart(table: Table, t: Any, label: Any) -> Markup:
 
 def reason_chart(table: Table, t: Any) -> Markup:
     items = [(r, table.total.rejected[r]) for r in REASONS if table.total.rejected[r]]
-    width, row_h, left = 900, 26, 220
+    width, row_h, left = 660, 26, 150
     height = max(1, len(items)) * row_h + 10
     peak = max([n for _, n in items] + [1])
     body = []

@@ -14,7 +14,6 @@ import csv
 import io
 import os
 import re
-import time
 from pathlib import Path
 
 import httpx
