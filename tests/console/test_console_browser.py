@@ -20,6 +20,7 @@ import httpx
 import pytest
 import yaml
 
+from api.outbox import Outbox
 from api.settings import Settings
 from api.testing import run_server
 from streams.cli import main
@@ -263,6 +264,9 @@ def test_review_console_end_to_end(
                 worker.stop()
         assert not [c for c in api.cases() if c["zone_id"] == "bay-a" and c["id"] != a]
         assert any("not reported (suppressed)" in line for line in worker.log)
+        box = Outbox(tmp_path / "state" / "outbox.sqlite3")
+        assert box.counts()["dead_letter"] == 0  # nothing sent about the held incident
+        box.close()
 
         # -- statistics match the cases ---------------------------------------------------
         everything = api.cases()
