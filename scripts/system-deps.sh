@@ -8,6 +8,8 @@ packages=(
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
   gstreamer1.0-tools
   postgresql                      # the production store, tested alongside SQLite
+  chromium                        # the console's browser tests (driven by Playwright)
+  fonts-wqy-microhei              # Chinese glyphs for the console's screenshots
 )
 missing=()
 for p in "${packages[@]}"; do
