@@ -351,6 +351,9 @@ def resolve_own(session: Session, id_: str, principal: Principal) -> tuple[Case,
     if report is not None and own(report):
         return report.case, [report]
     case = session.scalar(select(Case).where(Case.id == id_))
+    # A case marked a duplicate gave its reports to the case it duplicates: follow them.
+    while case is not None and not case.reports and case.duplicate_of is not None:
+        case = session.scalar(select(Case).where(Case.id == case.duplicate_of))
     mine = [r for r in case.reports if own(r)] if case is not None else []
     if case is None or not mine:
         raise Problem(404, f"No case or report '{id_}' of this key", kind="not-found")
