@@ -80,7 +80,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
         finally:
             stop.set()
             await task
-            dispatcher.close()
+            await dispatcher.aclose()
             db.dispose()
 
     app = FastAPI(

@@ -162,10 +162,30 @@ class WebhookOut(BaseModel):
     event_types: list[str] | None
     active: bool
     created_at: datetime
+    disabled_at: datetime | None = Field(description="When it stopped receiving events")
+    disabled_reason: str | None = Field(
+        description="Deleted, 410 Gone, or failing without a success for too long"
+    )
+    failing_since: datetime | None = Field(description="First failure since the last success")
 
 
 class WebhookCreated(WebhookOut):
     secret: str = Field(description="Signing secret (`whsec_…`); shown only this once")
+
+
+class ReplayIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    since: datetime = Field(description="Changes made at or after this time")
+    until: datetime | None = Field(None, description="... and before this time; null: now")
+    include_delivered: bool = Field(
+        False, description="Also send again what was delivered; by default only what failed "
+        "or was never sent (say, while the endpoint was disabled)"
+    )
+
+
+class ReplayOut(BaseModel):
+    queued: int = Field(description="Deliveries queued to be sent again")
 
 
 class DeliveryOut(BaseModel):
