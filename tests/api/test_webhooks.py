@@ -12,6 +12,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -25,6 +26,8 @@ from api.testing import run_server
 from streams.testcam import wait_until
 from tests.api.conftest import make_api
 from tests.api.helpers import Api, all_changes, post, report
+
+served = contextmanager(make_api)
 
 # (status, extra headers, seconds to take) for the n-th request (1-based)
 Behaviour = Callable[[int], tuple[int, dict[str, str], float]]
@@ -205,7 +208,7 @@ def test_retries_are_jittered(
 ) -> None:
     receiver = receivers(lambda n: (500, {}, 0.0))
     jittery = settings.model_copy(update={"webhook_backoff_s": (100.0,), "webhook_jitter": 0.5})
-    for api in make_api(jittery):
+    with served(jittery) as api:
         hook = subscribe(api, receiver.url)
         for i in range(4):
             new_case(api, photos, camera=f"cam-{i}")
@@ -244,7 +247,8 @@ def test_410_disables_the_endpoint_with_an_event(
     assert event["event_type"] == "webhook.disabled" and event["case_id"] is None
     assert event["data"]["webhook_id"] == hook["id"]
     watcher.wait_for(1)
-    payload = StandardWebhook(other["secret"]).verify(watcher.received[0][2], watcher.received[0][1])
+    _, headers, body = watcher.received[0]
+    payload = StandardWebhook(other["secret"]).verify(body, headers)
     assert payload["type"] == "webhook.disabled"
     assert payload["data"]["data"]["webhook_id"] == hook["id"]
     new_case(api, photos, camera="cam-9")
@@ -272,7 +276,7 @@ def test_an_endpoint_failing_for_days_is_disabled(
     quick = settings.model_copy(
         update={"webhook_disable_after_s": 1.5, "webhook_backoff_s": (0.3,) * 50}
     )
-    for api in make_api(quick):
+    with served(quick) as api:
         hook = subscribe(api, receiver.url)
         new_case(api, photos)
         wait_until(lambda: not hook_state(api, hook["id"])["active"], 10, "the endpoint disabled")
@@ -290,7 +294,7 @@ def test_a_deleted_endpoint_gets_no_further_attempts(
 ) -> None:
     receiver = receivers(lambda n: (500, {}, 0.0))
     slow_retry = settings.model_copy(update={"webhook_backoff_s": (1.0, 1.0, 1.0)})
-    for api in make_api(slow_retry):
+    with served(slow_retry) as api:
         hook = subscribe(api, receiver.url)
         new_case(api, photos)
         receiver.wait_for(1)
@@ -352,11 +356,11 @@ def test_two_processes_never_send_one_delivery_at_once(
     # attempt outlasts its deadline (2 s) and, on the old code, the claim (3 x 2 s), so a
     # second process sent the same delivery while the first was still sending it.
     receiver = receivers(lambda n: (204, {}, 8.0), drip=True)
-    with run_server(settings) as other:
-        for api in make_api(settings):  # two servers, one database: two dispatchers
-            hook = subscribe(api, receiver.url)
-            new_case(api, photos)
-            final = last_delivery(api, hook["id"], "failed", 30)
-            assert final["attempts"] == 3 and final["last_error"] == "timed out"
-            assert receiver.max_overlap == 1 and len(receiver.received) == 3
-            assert other.url != api.url
+    # Two servers, one database: two dispatchers.
+    with run_server(settings) as other, served(settings) as api:
+        hook = subscribe(api, receiver.url)
+        new_case(api, photos)
+        final = last_delivery(api, hook["id"], "failed", 30)
+        assert final["attempts"] == 3 and final["last_error"] == "timed out"
+        assert receiver.max_overlap == 1 and len(receiver.received) == 3
+        assert other.url != api.url
