@@ -179,8 +179,9 @@ class ReplayIn(BaseModel):
     since: datetime = Field(description="Changes made at or after this time")
     until: datetime | None = Field(None, description="... and before this time; null: now")
     include_delivered: bool = Field(
-        False, description="Also send again what was delivered; by default only what failed "
-        "or was never sent (say, while the endpoint was disabled)"
+        False,
+        description="Also send again what was delivered; by default only what failed "
+        "or was never sent (say, while the endpoint was disabled)",
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Header, Path, Query, UploadFile
@@ -117,6 +117,12 @@ def post_case(
     # write lock is still held: no other request can have linked them in the meantime.
     with ctx.db.write() as session, staged(ctx.store) as written:
         previous = session.get(IdempotencyRecord, (principal.namespace, idempotency_key))
+        ttl = timedelta(seconds=ctx.settings.idempotency_ttl_s)
+        if previous is not None and previous.created_at < utcnow() - ttl:
+            # Expired: a new request. A report sent again still finds its report by id.
+            session.delete(previous)
+            session.flush()
+            previous = None
         if previous is not None:
             if previous.fingerprint != request_print:
                 raise Problem(
