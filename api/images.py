@@ -18,6 +18,11 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Start-of-frame markers carry the dimensions; C4 (DHT), C8 (JPG) and CC (DAC) do not.
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 _STANDALONE = {0x01, *range(0xD0, 0xD8)}  # TEM, RST0-7: no length field
+# Far beyond what encoders write (a progressive JPEG has about ten scans, libpng writes one
+# IDAT per 8 KiB), and low enough that walking or decoding a crafted file stays cheap: each
+# progressive scan is another pass over the whole image.
+MAX_SCANS = 64
+MAX_SEGMENTS = 50_000
 
 
 class ImageError(ValueError):
@@ -35,7 +40,11 @@ def _jpeg(data: bytes) -> tuple[int, int]:
     size: tuple[int, int] | None = None
     pos = 2  # after SOI
     n = len(data)
+    scans = segments = 0
     while True:
+        segments += 1
+        if segments > MAX_SEGMENTS:
+            raise ImageError(f"the JPEG has more than {MAX_SEGMENTS} segments")
         if pos + 2 > n or data[pos] != 0xFF:
             raise ImageError("the JPEG is truncated or its markers are corrupt")
         while pos < n and data[pos] == 0xFF:  # fill bytes before a marker are allowed
@@ -68,6 +77,9 @@ def _jpeg(data: bytes) -> tuple[int, int]:
             size = (width, height)
         pos += length
         if marker == 0xDA:  # SOS: entropy-coded data follows, up to the next real marker
+            scans += 1
+            if scans > MAX_SCANS:
+                raise ImageError(f"the JPEG has more than {MAX_SCANS} scans")
             while True:
                 pos = data.find(b"\xff", pos)
                 if pos < 0 or pos + 1 >= n:
@@ -84,7 +96,11 @@ def _png(data: bytes) -> tuple[int, int]:
     n = len(data)
     size: tuple[int, int] | None = None
     first = True
+    chunks = 0
     while True:
+        chunks += 1
+        if chunks > MAX_SEGMENTS:
+            raise ImageError(f"the PNG has more than {MAX_SEGMENTS} chunks")
         if pos + 12 > n:
             raise ImageError("the PNG is truncated (no IEND chunk)")
         length, kind = struct.unpack_from(">I4s", data, pos)

@@ -5,7 +5,8 @@
   the access log (with `api_key` and other secrets in the query string redacted); request
   metrics (methods outside HTTP's own set are counted as `other`, so no client can create
   series); `X-Content-Type-Options: nosniff` on every response.
-- `RequestGuard`: a path or query string holding control characters (NUL...) is a 400.
+- `RequestGuard`: a path or query string holding control characters (NUL...) is a 400;
+  an Open311 path without a format extension gets XML, the spec's default.
 - `BodyLimit`: bodies over `max_bytes` are a 413, and a body that takes longer than
   `body_timeout_s` in all, or stalls for `body_idle_timeout_s`, a 408.
 And `AuthFirstRoute`, the route class of every router: a request with a body to a route
@@ -20,7 +21,7 @@ import secrets
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, unquote, urlencode
 
 import anyio
 from fastapi import Request, Response
@@ -122,8 +123,6 @@ class RequestGuard:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            from urllib.parse import unquote
-
             query = unquote(scope.get("query_string", b"").decode("latin-1"))
             if _CONTROL.search(scope["path"]) or _CONTROL.search(query.replace("+", " ")):
                 response = respond(
@@ -135,6 +134,12 @@ class RequestGuard:
                 )
                 await response(scope, receive, send)
                 return
+            path = scope["path"]
+            last = path.rsplit("/", 1)[-1]
+            if path.startswith("/open311/v2/") and last and "." not in last:
+                # Open311's default format is XML: `/services` is `/services.xml`.
+                raw = scope.get("raw_path") or path.encode()
+                scope = {**scope, "path": path + ".xml", "raw_path": raw + b".xml"}
         await self.app(scope, receive, send)
 
 

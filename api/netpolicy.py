@@ -43,9 +43,13 @@ def parse(url: str) -> Target:
     if not host:
         raise TargetRefused("the target URL has no host")
     try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        port = parts.port
     except ValueError:
         raise TargetRefused("the target URL has an invalid port") from None
+    if port is None:
+        port = 443 if parts.scheme == "https" else 80
+    elif not 0 < port < 65536:
+        raise TargetRefused("the target URL has an invalid port")
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
@@ -66,11 +70,27 @@ def literal(host: str) -> IP | None:
     return None
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _embedded_v4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address stands for (mapped, NAT64, 6to4, Teredo), if any."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]
+    return None
+
+
 def allowed(ip: IP, allow: Sequence[str]) -> bool:
     if any(ip in ipaddress.ip_network(net, strict=False) for net in allow):
         return True
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return allowed(ip.ipv4_mapped, allow)
+    if isinstance(ip, ipaddress.IPv6Address) and (v4 := _embedded_v4(ip)) is not None:
+        return allowed(v4, allow)
     return ip.is_global and not ip.is_multicast
 
 

@@ -68,7 +68,8 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = Field(
         None,
         description="Server secret (32+ characters) that encrypts webhook secrets at rest and "
-        "signs media links; default: a random one kept in <data_dir>/secret.key (mode 0600)",
+        "signs media links; default: a random one kept in <data_dir>/secret.key (mode 0600). "
+        "Prefer the variable: a flag shows in the process list",
     )
 
     # -- serving ---------------------------------------------------------------------------

@@ -106,6 +106,23 @@ def api(settings: Settings) -> Iterator[Api]:
     yield from make_api(settings)
 
 
+@pytest.fixture
+def sqlite_settings(tmp_path: Path) -> Settings:
+    """For what does not depend on the database (HTTP handling, logging): SQLite only."""
+    return Settings(
+        data_dir=tmp_path / "data",
+        db_url=f"sqlite:///{tmp_path / 'db' / 'streetwatch.db'}",
+        webhook_poll_s=0.05,
+        webhook_allow_networks=["127.0.0.0/8"],
+        **TEST_LIMITS,
+    )
+
+
+@pytest.fixture
+def sqlite_api(sqlite_settings: Settings) -> Iterator[Api]:
+    yield from make_api(sqlite_settings)
+
+
 @pytest.fixture(scope="session")
 def photos(bus_jpg: Path, zidane_jpg: Path) -> list[bytes]:
     """Distinct real JPEGs: crops of the sample photos, encoded with cv2."""

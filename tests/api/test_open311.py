@@ -170,6 +170,8 @@ def test_discovery_services_and_definitions(api: Api) -> None:
     missing = xml(httpx.get(f"{base}/services/nope.xml"), 404)
     assert shape(missing) == shape(ET.fromstring(SPEC_ERRORS))
     assert httpx.get(f"{base}/services.csv").status_code == 400  # a format it doesn't speak
+    default = xml(httpx.get(f"{base}/services"))  # no extension: XML, the spec's default
+    assert [s.findtext("service_code") for s in default] == list(codes)
 
 
 def test_requests_as_the_spec_shows_them(api: Api, photos: list[bytes]) -> None:

@@ -95,13 +95,29 @@ def test_decompression_bombs_are_refused_from_their_header(api: Api, photos: lis
     nothing_stored(api)
 
 
-def test_the_pixel_limit_is_a_setting(settings: Settings, photos: list[bytes]) -> None:
-    small = settings.model_copy(update={"max_image_pixels": 500 * 500})
+def test_the_pixel_limit_is_a_setting(sqlite_settings: Settings, photos: list[bytes]) -> None:
+    small = sqlite_settings.model_copy(update={"max_image_pixels": 500 * 500})
     for api in make_api(small):
         case, files = report(photos, n_evidence=1)  # the photos are larger than 500x500
         body = is_problem(post(api.ingest, case, files), 422)
         assert "over the limit of 250000" in body["detail"]
         nothing_stored(api)
+
+
+def test_images_built_to_be_costly_are_refused(sqlite_api: Api, photos: list[bytes]) -> None:
+    """Thousands of scans (each a pass over the image when decoding) or of tiny chunks."""
+    at = photos[0].index(b"\xff\xda")
+    (length,) = struct.unpack_from(">H", photos[0], at + 2)
+    scan = photos[0][at : at + 2 + length] + b"\x00" * 16  # a scan header, a little data
+    many_scans = photos[0][:at] + scan * 100 + b"\xff\xd9"
+    many_chunks = png(8, 8)
+    iend = many_chunks.index(b"IEND") - 4
+    many_chunks = many_chunks[:iend] + _chunk(b"tEXt", b"") * 60_000 + many_chunks[iend:]
+    for blob in (many_scans, many_chunks):
+        case, files = with_evidence(photos, [blob])
+        body = is_problem(post(sqlite_api.ingest, case, files), 422)
+        assert "more than" in body["detail"]
+    nothing_stored(sqlite_api)
 
 
 def test_images_with_data_after_their_end_are_refused(api: Api, photos: list[bytes]) -> None:
@@ -142,6 +158,11 @@ PRIVATE_TARGETS = [
     "http://[::1]/hook",
     "http://[::ffff:127.0.0.1]/hook",
     "http://[fd00::1]/",
+    "http://[fe80::1%25eth0]/",
+    "http://[64:ff9b::7f00:1]/",  # NAT64 of 127.0.0.1
+    "http://[2002:7f00:1::]/",  # 6to4 of 127.0.0.1
+    "http://LOCALHOST./hook",
+    "http://127.000.000.001/",
     "http://0x7f000001/hook",
     "http://2130706433/hook",
     "http://127.1/hook",
@@ -151,14 +172,16 @@ PRIVATE_TARGETS = [
     "http://user:pw@93.184.215.14/hook",
     "http://93.184.215.14@127.0.0.1/hook",
     "ftp://93.184.215.14/hook",
+    "http://93.184.215.14:0/hook",
     "file:///etc/passwd",
 ]
 
 
 @pytest.fixture
-def strict_api(settings: Settings) -> Iterator[Api]:
-    """The defaults: no network allowed beyond public addresses."""
-    yield from make_api(settings.model_copy(update={"webhook_allow_networks": []}))
+def strict_api(sqlite_settings: Settings) -> Iterator[Api]:
+    """The defaults: no network allowed beyond public addresses (checked before any
+    database work, so SQLite only)."""
+    yield from make_api(sqlite_settings.model_copy(update={"webhook_allow_networks": []}))
 
 
 def test_private_webhook_targets_are_refused_at_registration(strict_api: Api) -> None:
@@ -167,6 +190,10 @@ def test_private_webhook_targets_are_refused_at_registration(strict_api: Api) ->
         assert r.status_code == 422, (url, r.text)
         assert r.headers["content-type"].startswith("application/problem+json")
     assert strict_api.admin.get("/v1/webhooks").json() == []
+    # A public address is fine (registering sends nothing; no change follows to deliver).
+    ok = strict_api.admin.post("/v1/webhooks", json={"url": "https://93.184.215.14:8443/h"})
+    assert ok.status_code == 201, ok.text
+    strict_api.admin.delete(f"/v1/webhooks/{ok.json()['id']}").raise_for_status()
 
 
 class Receiver:
@@ -515,22 +542,22 @@ def test_api_keys_never_reach_the_access_log(api: Api, caplog: pytest.LogCapture
     assert not any(key in line for line in lines)
 
 
-def test_made_up_methods_create_no_metrics_series(api: Api) -> None:
+def test_made_up_methods_create_no_metrics_series(sqlite_api: Api) -> None:
     for method in ("FOOBAR", "XYZZY1", "PROPFIND"):
-        httpx.request(method, f"{api.url}/v1/cases")
-    metrics = httpx.get(f"{api.url}/metrics").text
+        httpx.request(method, f"{sqlite_api.url}/v1/cases")
+    metrics = httpx.get(f"{sqlite_api.url}/metrics").text
     assert "FOOBAR" not in metrics and "XYZZY1" not in metrics and "PROPFIND" not in metrics
     assert 'method="other"' in metrics
 
 
-def test_process_and_build_metrics(api: Api) -> None:
-    metrics = httpx.get(f"{api.url}/metrics").text
+def test_process_and_build_metrics(sqlite_api: Api) -> None:
+    metrics = httpx.get(f"{sqlite_api.url}/metrics").text
     assert "process_resident_memory_bytes" in metrics
     assert "streetwatch_build_info{" in metrics and 'version="' in metrics
 
 
-def test_slow_clients_are_cut_off(settings: Settings) -> None:
-    quick = settings.model_copy(
+def test_slow_clients_are_cut_off(sqlite_settings: Settings) -> None:
+    quick = sqlite_settings.model_copy(
         update={"header_timeout_s": 1.0, "body_idle_timeout_s": 1.0, "body_timeout_s": 3.0}
     )
     for api in make_api(quick):
@@ -556,17 +583,17 @@ def test_slow_clients_are_cut_off(settings: Settings) -> None:
         assert count_cases(api.dispatch) == 0
 
 
-def test_key_responses_are_not_cacheable(api: Api) -> None:
-    r = api.admin.post("/v1/keys", json={"name": "x", "scopes": ["dispatch"]})
+def test_key_responses_are_not_cacheable(sqlite_api: Api) -> None:
+    r = sqlite_api.admin.post("/v1/keys", json={"name": "x", "scopes": ["dispatch"]})
     assert r.status_code == 201 and r.headers["cache-control"] == "no-store"
-    assert api.admin.get("/v1/keys").headers["cache-control"] == "no-store"
+    assert sqlite_api.admin.get("/v1/keys").headers["cache-control"] == "no-store"
 
 
-def test_request_ids_in_problems_and_headers(api: Api) -> None:
-    r = api.dispatch.get("/v1/cases/nope", headers={"X-Request-ID": "trace-42"})
+def test_request_ids_in_problems_and_headers(sqlite_api: Api) -> None:
+    r = sqlite_api.dispatch.get("/v1/cases/nope", headers={"X-Request-ID": "trace-42"})
     assert r.headers["x-request-id"] == "trace-42"
     assert is_problem(r, 404)["request_id"] == "trace-42"
-    r = api.dispatch.get("/v1/cases/nope", headers={"X-Request-ID": "bad id\x7f"})
+    r = sqlite_api.dispatch.get("/v1/cases/nope", headers={"X-Request-ID": "bad id\x7f"})
     assert r.headers["x-request-id"] != "bad id" and is_problem(r, 404)["request_id"]
 
 
@@ -646,10 +673,10 @@ def _write_lock_is_free(api: Api) -> bool:
         return bool(got)
 
 
-def test_a_keyless_open311_form_is_read_only_while_small(api: Api) -> None:
+def test_a_keyless_open311_form_is_read_only_while_small(sqlite_api: Api) -> None:
     """Open311 clients may put api_key in the form, so a form without a key in the header
     or query is read, but only up to a small size."""
     big = {"service_code": "09009", "lat": "1", "long": "2", "description": "x" * 200_000}
-    r = httpx.post(f"{api.url}/open311/v2/requests.json", data=big)
+    r = httpx.post(f"{sqlite_api.url}/open311/v2/requests.json", data=big)
     assert r.status_code == 413 and r.json()[0]["code"] == 413
-    assert count_cases(api.dispatch) == 0
+    assert count_cases(sqlite_api.dispatch) == 0
