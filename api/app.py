@@ -45,7 +45,12 @@ and only for the cameras it is bound to, if it is bound.
 {table_markdown()}
 
 **Change feed and webhooks**: `GET /v1/changes` lists every create, merge, observation and
-transition in order; webhooks receive the same events, signed per the Standard Webhooks spec.
+transition in order, and the disabling of a webhook endpoint; webhooks receive the same
+events, signed per the Standard Webhooks spec, retried over more than three days with
+jitter, honouring `Retry-After`; `410 Gone` or days of failures disable an endpoint.
+
+**Merging**: reports merge by the object's own `position` (from calibrated cameras) within
+the merge distance, or on one camera by overlapping boxes; never by the cameras' locations.
 """
 
 TAGS = [

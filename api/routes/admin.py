@@ -210,7 +210,7 @@ def enable_webhook(ctx: Ctx, _: Admin, webhook_id: RecordId) -> WebhookOut:
     responses=problems.responses(404, 409, 422),
 )
 def replay_delivery(
-    ctx: Ctx, _: Admin, webhook_id: RecordId, delivery_id: Annotated[int, Path(ge=1, le=2**62)]
+    ctx: Ctx, _: Admin, webhook_id: RecordId, delivery_id: Annotated[int, Path(ge=1, le=2**31 - 1)]
 ) -> DeliveryOut:
     """Queued to be sent now, whatever its state, with the same `webhook-id` (so a receiver
     that has it already can tell); its retry schedule starts over."""
@@ -230,7 +230,7 @@ def replay_delivery(
     tags=["webhooks"],
     status_code=202,
     summary="Send the changes of a time range again",
-    responses=problems.responses(404, 409, 422),
+    responses=problems.responses(400, 404, 409, 422),
 )
 def replay_range(ctx: Ctx, _: Admin, webhook_id: RecordId, body: ReplayIn) -> ReplayOut:
     """Every change of the endpoint's event types made in the range whose delivery failed,
