@@ -160,7 +160,7 @@ class StaticObjectStage:
             image = cv2.resize(image, (2 * width, 2 * height), interpolation=cv2.INTER_LINEAR)
         return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA).astype(np.float32)
 
-    def _seed(self, small: np.ndarray, pts: float) -> None:
+    def _seed(self, small: np.ndarray) -> None:
         self.short = small.copy()
         self.long = small.copy()
         shape = small.shape[:2]
@@ -176,7 +176,7 @@ class StaticObjectStage:
         if self._shape != small.shape[:2]:
             self._shape = small.shape[:2]
             self._scale = frame.width / small.shape[1], frame.height / small.shape[0]
-            self._seed(small, pts)
+            self._seed(small)
             self._last_pts = pts
             return Detections.empty()
         last, self._last_pts = self._last_pts, pts
@@ -248,7 +248,7 @@ class StaticObjectStage:
         kind: SceneChange = "moved" if correlation < self.params.moved_correlation else "lighting"
         keep = self.evidence >= self.params.static_after_s
         old_long = self.long
-        self._seed(small, pts)
+        self._seed(small)
         if kind == "lighting" and keep.any():
             # Objects that were static stay different from the background: the old background
             # under them, brought to the new light, so a confirmed heap is not cleared by a cloud.
