@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import numpy as np
 
 from api.contract import IncidentType
-from detector.geometry import box_iou
 from detector.incidents import Incident, IncidentEvent
 from detector.rules import (
     MAX_GAP_S,
-    OCCUPANCY_IOU,
     RuleParams,
     RuleSpec,
     SiteRule,
     restore_site,
     site_state,
+    touching,
 )
 from detector.stages import EXTRA_FILLS, Stage, TrackingStage
 from detector.static_objects import STATIC_LABEL, SceneEvent, StaticObjectStage, StaticParams
@@ -58,10 +57,7 @@ class Labels:
     def explain_ids(self) -> frozenset[int]:
         """Classes whose stationary detections account for static pixels: the people and
         everything a rule already watches (vehicles, stand-in umbrellas)."""
-        ids = set()
-        for spec in self.specs.values():
-            ids |= spec.feeds | spec.attendant_ids
-        return frozenset(ids - {self.static_id})
+        return next(iter(self.specs.values())).occluder_ids if self.specs else frozenset()
 
 
 def labels_for(
@@ -104,6 +100,10 @@ def labels_for(
         )
         if spec.feeds:
             specs[type_] = spec
+    # Whatever the model sees that rules watch, people included, can stand in front of a site.
+    occluders = frozenset().union(*(s.class_ids | s.attended_ids for s in specs.values()))
+    occluders = (occluders | attendants) - {static_id}
+    specs = {t: replace(s, occluder_ids=occluders) for t, s in specs.items()}
     return Labels(names, specs, static_id)
 
 
@@ -165,12 +165,26 @@ class CameraPipeline:
             if zone.id not in in_zone_cache:
                 in_zone_cache[zone.id] = zone.contains(ground)
             in_zone = in_zone_cache[zone.id] & ~self._judged_elsewhere(found, zone, rule)
-            events.extend(rule.update(frame, found, in_zone))
+            confirmed = rule.update(frame, found, in_zone)
+            self._settle(zone, rule, confirmed)
+            events.extend(confirmed)
         return events
 
+    def _settle(self, zone: Zone, rule: SiteRule, events: list[IncidentEvent]) -> None:
+        """A static object one rule confirmed is no candidate of another rule of the zone:
+        one object, one verdict (a stall or garbage, not both)."""
+        sid = self.labels.static_id
+        if sid is None:
+            return
+        for event in events:
+            if event.kind == "confirmed" and event.incident.class_name == STATIC_LABEL:
+                for z, other in self.rules:
+                    if z is zone and other is not rule and sid in other.spec.feeds:
+                        other.drop_candidates_near(event.incident.box, sid)
+
     def _judged_elsewhere(self, found: Detections, zone: Zone, rule: SiteRule) -> np.ndarray:
-        """Static objects that another rule of the zone already confirmed (a stall is not also
-        garbage): that rule alone follows them."""
+        """Static objects at or beside a site another rule of the zone confirmed (a stall is
+        not also garbage): that rule alone follows them."""
         sid = self.labels.static_id
         out = np.zeros(len(found), bool)
         if sid is None or sid not in rule.spec.feeds:
@@ -183,8 +197,8 @@ class CameraPipeline:
         ]
         static = np.flatnonzero(found.class_ids == sid)
         if taken and len(static):
-            overlap = box_iou(np.stack(taken), found.boxes[static]).max(axis=0)
-            out[static[overlap >= OCCUPANCY_IOU]] = True
+            gap = rule.spec.params.group_gap or 0.0
+            out[static[touching(np.stack(taken), found.boxes[static], gap).any(axis=0)]] = True
         return out
 
     def _scene_changed(self, events: list[SceneEvent]) -> None:

@@ -80,6 +80,9 @@ DEFAULT_RULES: dict[IncidentType, RuleParams] = {
 OCCUPANCY_IOU = 0.3
 # Frames further apart than this count as this far apart: the rest was not observed.
 MAX_GAP_S = 10.0
+# Share of a confirmed site that people or vehicles must cover for it to count as occluded.
+OCCLUDED_SHARE = 0.3
+MAX_CLEARS = 16  # recent clearings remembered per rule
 # Sightings a stand-in site needs before the people beside it decide what it is.
 MIN_VERDICT_SIGHTINGS = 4
 EPS = 1e-6  # observed time is a float sum: compare thresholds with a little slack
@@ -138,6 +141,9 @@ class RuleSpec:
     attended_ids: frozenset[int] = frozenset()
     unattended_ids: frozenset[int] = frozenset()
     attendant_ids: frozenset[int] = frozenset()  # the people who attend
+    # Classes that can stand in front of a site (people, vehicles): a confirmed site they
+    # cover is occluded, not empty, and its clearing waits.
+    occluder_ids: frozenset[int] = frozenset()
 
     @property
     def feeds(self) -> frozenset[int]:
@@ -170,7 +176,7 @@ def _attended(boxes: np.ndarray, attendants: np.ndarray) -> np.ndarray:
     return np.any(near_x & near_y, axis=1)
 
 
-def _touching(sites: np.ndarray, boxes: np.ndarray, gap: float) -> np.ndarray:
+def touching(sites: np.ndarray, boxes: np.ndarray, gap: float) -> np.ndarray:
     """Sites x boxes: whether each box touches each site grown by `gap` times its size."""
     size = sites[:, 2:] - sites[:, :2]
     grown = np.concatenate([sites[:, :2] - gap * size, sites[:, 2:] + gap * size], axis=1)
@@ -205,6 +211,8 @@ class SiteRule:
         self._last_pts: float | None = None
         self._feeds = self._lookup(spec.feeds)
         self._attendants = self._lookup(spec.attendant_ids)
+        self._occluders = self._lookup(spec.occluder_ids)
+        self._clears: list[tuple[np.ndarray, float]] = []  # recent clearings: box, pts
 
     def _lookup(self, ids: frozenset[int]) -> np.ndarray:
         table = np.zeros(max(len(self.class_names), 1), bool)
@@ -241,6 +249,10 @@ class SiteRule:
             # Other overlapping boxes belong to the same site: never a second incident there.
             unmatched -= set(np.flatnonzero(iou.max(axis=0) >= OCCUPANCY_IOU).tolist())
 
+        # What is seen only behind someone standing in front keeps a confirmed site, no other.
+        occluded = dets.extra("occluded", False)[q]
+        unmatched -= set(np.flatnonzero(occluded).tolist())
+
         # Candidates only continue with an object that has not moved away from its anchor;
         # the oldest such candidate wins, so box jitter never restarts a dwell timer.
         rest = sorted(unmatched)
@@ -257,11 +269,14 @@ class SiteRule:
         # part of it: it keeps the site seen and widens its box, and opens no site of its own.
         rest = sorted(unmatched)
         if p.group_gap is not None and self.sites and rest:
-            near = _touching(np.stack([s.box for s in self.sites]), boxes[rest], p.group_gap)
+            near = touching(np.stack([s.box for s in self.sites]), boxes[rest], p.group_gap)
             for site_index, ri in zip(*np.nonzero(near), strict=True):
                 if rest[ri] in unmatched:
                     self._observe(self.sites[site_index], q, rest[ri], dets, pts, attended)
                     unmatched.discard(rest[ri])
+
+        self._hold_occluded(confirmed, dets, pts, step)
+        self._clamp_to_clears(boxes, since)
 
         for di in sorted(unmatched):
             box = boxes[di].copy()
@@ -280,6 +295,38 @@ class SiteRule:
             self.sites.append(site)
 
         return self._advance(frame)
+
+    def _hold_occluded(self, confirmed: list[_Site], dets: Detections, pts: float, step: float):
+        """A confirmed site not seen now but covered by someone standing in front (or a
+        parked bus) is not seen empty: its emptiness timer waits. Passers-by do not hold it."""
+        unseen = [s for s in confirmed if s.last_seen != pts and s.unseen_s > 0]
+        covering = self._occluders[dets.class_ids] & dets.extra("stationary", False)
+        if not unseen or not covering.any():
+            return
+        sites = np.stack([s.box for s in unseen])
+        others = dets.boxes[covering]
+        ix = np.minimum(sites[:, None, 2], others[None, :, 2]) - np.maximum(
+            sites[:, None, 0], others[None, :, 0]
+        )
+        iy = np.minimum(sites[:, None, 3], others[None, :, 3]) - np.maximum(
+            sites[:, None, 1], others[None, :, 1]
+        )
+        inter = (np.clip(ix, 0, None) * np.clip(iy, 0, None)).sum(axis=1)
+        area = np.maximum((sites[:, 2] - sites[:, 0]) * (sites[:, 3] - sites[:, 1]), 1.0)
+        for site, covered in zip(unseen, inter / area >= OCCLUDED_SHARE, strict=True):
+            if covered:
+                site.unseen_s = max(site.unseen_s - step, 0.0)
+
+    def _clamp_to_clears(self, boxes: np.ndarray, since: np.ndarray) -> None:
+        """A new site where one was just cleared began no earlier than that clearing: a static
+        object's first difference may predate it."""
+        if not self._clears or not len(boxes):
+            return
+        cleared = np.stack([box for box, _ in self._clears])
+        at = np.array([t for _, t in self._clears])
+        overlap = box_iou(cleared, boxes) >= OCCUPANCY_IOU
+        latest = np.where(overlap, at[:, None], -np.inf).max(axis=0)
+        np.maximum(since, latest, out=since, where=np.isfinite(since))
 
     def drop_candidates(self, class_ids: frozenset[int]) -> int:
         """Forgets the unconfirmed sites of these classes (a scene change made their dwell
@@ -331,6 +378,7 @@ class SiteRule:
                 incident.confidence, incident.class_name = self._summary(site)
                 if site.unseen_s >= p.clear_s - EPS:
                     incident.cleared_at = pts
+                    self._clears = [*self._clears[-(MAX_CLEARS - 1) :], (site.box, pts)]
                     incident.evidence.append(EvidenceShot("cleared", pts, frame.image, site.box))
                     events.append(IncidentEvent("cleared", incident))
                     continue
@@ -365,6 +413,18 @@ class SiteRule:
 
     def open_incidents(self) -> list[Incident]:
         return [s.incident for s in self.sites if s.incident is not None]
+
+    def drop_candidates_near(self, box: np.ndarray, class_id: int) -> None:
+        """Forgets unconfirmed sites of `class_id` beside `box` (another rule took it)."""
+        gap = self.spec.params.group_gap or 0.0
+        near = (
+            touching(box[None], np.stack([s.box for s in self.sites]), gap)[0] if self.sites else []
+        )
+        self.sites = [
+            s
+            for s, n in zip(self.sites, near, strict=True)
+            if s.incident is not None or s.class_id != class_id or not n
+        ]
 
     def confirmed_boxes(self, class_id: int) -> list[np.ndarray]:
         """Boxes of the confirmed sites that are mostly `class_id` (a static object)."""

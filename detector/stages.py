@@ -49,4 +49,5 @@ EXTRA_FILLS: dict[str, float | bool | int] = {
     "track_id": 0,
     "stationary": False,
     "since": float("nan"),
+    "occluded": False,
 }

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 STATIC_LABEL = "static object"
 MIN_SIDE = 3  # analysis pixels
+JOIN_PX = 4  # parts of a static region this close (analysis pixels) are one object
 # A detection's box is loose: what lies this share of its size around it (a shadow, the
 # wheels below a bus's box) is explained by it too.
 EXPLAIN_MARGIN = 0.15
@@ -160,7 +161,7 @@ class StaticObjectStage:
             image = cv2.resize(image, (2 * width, 2 * height), interpolation=cv2.INTER_LINEAR)
         return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA).astype(np.float32)
 
-    def _seed(self, small: np.ndarray, pts: float) -> None:
+    def _seed(self, small: np.ndarray) -> None:
         self.short = small.copy()
         self.long = small.copy()
         shape = small.shape[:2]
@@ -176,7 +177,7 @@ class StaticObjectStage:
         if self._shape != small.shape[:2]:
             self._shape = small.shape[:2]
             self._scale = frame.width / small.shape[1], frame.height / small.shape[0]
-            self._seed(small, pts)
+            self._seed(small)
             self._last_pts = pts
             return Detections.empty()
         last, self._last_pts = self._last_pts, pts
@@ -213,10 +214,18 @@ class StaticObjectStage:
         cv2.accumulateWeighted(small, self.long, a_long, mask=(ev == 0).astype(np.uint8))
 
         self._remember_explained(found, pts)
-        mask = (ev >= p.static_after_s) & (self.explained_until < pts)
-        if not mask.any():
-            return Detections.empty()
-        return self._objects(small, mask, pts)
+        # What a stationary detection explains is reported apart, as `occluded`: it may keep
+        # a confirmed object seen while someone stands in front of it, never start one.
+        static_px = ev >= p.static_after_s
+        explained = self.explained_until >= pts
+        parts = []
+        for mask, occluded in ((static_px & ~explained, False), (static_px & explained, True)):
+            if mask.any() and len(objects := self._objects(small, mask, pts)):
+                objects.data["occluded"] = np.full(len(objects), occluded)
+                parts.append(objects)
+        if len(parts) == 2:
+            return Detections.merge(parts, {})
+        return parts[0] if parts else Detections.empty()
 
     def snapshot(self, epoch_s: float) -> dict[str, np.ndarray] | None:
         """The backgrounds and evidence, so a restarted worker does not learn a heap that is
@@ -248,7 +257,7 @@ class StaticObjectStage:
         kind: SceneChange = "moved" if correlation < self.params.moved_correlation else "lighting"
         keep = self.evidence >= self.params.static_after_s
         old_long = self.long
-        self._seed(small, pts)
+        self._seed(small)
         if kind == "lighting" and keep.any():
             # Objects that were static stay different from the background: the old background
             # under them, brought to the new light, so a confirmed heap is not cleared by a cloud.
@@ -281,13 +290,29 @@ class StaticObjectStage:
     def _objects(self, small: np.ndarray, mask: np.ndarray, pts: float) -> Detections:
         p = self.params
         mask8 = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
-        n, labels, stats, _ = cv2.connectedComponentsWithStats(mask8, connectivity=8)
+        # Parts a little apart are one object (a heap a passer-by's box cut in two): grouped
+        # on a dilated mask, measured on their own pixels.
+        joined = cv2.dilate(mask8, np.ones((2 * JOIN_PX + 1, 2 * JOIN_PX + 1), np.uint8))
+        n, groups = cv2.connectedComponents(joined, connectivity=8)
         if n <= 1:
             return Detections.empty()
+        labels = np.where(mask8 > 0, groups, 0)
+        ys, xs = np.nonzero(labels)
+        owners = labels[ys, xs]
         h, w = mask.shape
+        x = np.full(n, w, np.float32)
+        y = np.full(n, h, np.float32)
+        x2 = np.zeros(n, np.float32)
+        y2 = np.zeros(n, np.float32)
+        np.minimum.at(x, owners, xs)
+        np.minimum.at(y, owners, ys)
+        np.maximum.at(x2, owners, xs + 1)
+        np.maximum.at(y2, owners, ys + 1)
+        x, y, x2, y2 = x[1:], y[1:], x2[1:], y2[1:]
+        area = np.bincount(owners, minlength=n)[1:].astype(np.float32)
+        bw, bh = np.maximum(x2 - x, 0), np.maximum(y2 - y, 0)
         sx, sy = self._scale
-        x, y, bw, bh, area = (stats[1:, i].astype(np.float32) for i in range(5))
-        boxes = np.stack([x * sx, y * sy, (x + bw) * sx, (y + bh) * sy], axis=1)
+        boxes = np.stack([x * sx, y * sy, x2 * sx, y2 * sy], axis=1)
         ground_y = (y + bh) / h
         min_area = self._min_area(boxes, ground_y) / (sx * sy)
         solid = (bw >= MIN_SIDE) & (bh >= MIN_SIDE)  # a line is an edge, not an object

@@ -82,7 +82,12 @@ class Detections:
             np.concatenate([p.boxes for p in parts]).astype(np.float32, copy=False),
             np.concatenate([p.scores for p in parts]).astype(np.float32, copy=False),
             np.concatenate([p.class_ids for p in parts]).astype(np.int32, copy=False),
-            {k: np.concatenate([p.extra(k, fills[k]) for p in parts]) for k in keys},
+            {
+                k: np.concatenate(
+                    [p.data[k] if k in p.data else p.extra(k, fills[k]) for p in parts]
+                )
+                for k in keys
+            },
         )
 
     @property

@@ -69,7 +69,7 @@ class EvidenceWriter:
                 raise RuntimeError(f"JPEG encoding failed for {incident.id}")
             data = jpeg.tobytes()
             path = self.directory / f"{incident.id}-{shot.kind}.jpg"
-            _write_atomic(path, data)
+            write_atomic(path, data)
             written.append(
                 EvidenceRef(
                     kind=shot.kind,
@@ -88,7 +88,8 @@ class EvidenceWriter:
         self.refs.pop(incident_id, None)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
+    """Writes a file whole or not at all: a crash never leaves half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as fh:

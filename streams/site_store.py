@@ -13,7 +13,6 @@ import hashlib
 import io
 import json
 import logging
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ import numpy as np
 
 from api.contract import CaseReport, EvidenceRef
 from detector.pipeline import PipelineState
+from streams.evidence import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +37,6 @@ class CameraState:
     reports: dict[str, CaseReport] = field(default_factory=dict)  # open incidents, by id
     evidence: dict[str, list[EvidenceRef]] = field(default_factory=dict)
     saved_at: float = field(default_factory=time.time)
-
-
-def _atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(path)
 
 
 class SiteStore:
@@ -69,12 +60,12 @@ class SiteStore:
             if not (folder / name).exists():
                 ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
                 if ok:
-                    _atomic(folder / name, jpeg.tobytes())
+                    write_atomic(folder / name, jpeg.tobytes())
             shots[key] = name
         if state.pipeline.static is not None:
             buffer = io.BytesIO()
             np.savez(buffer, **state.pipeline.static)
-            _atomic(folder / "static.npz", buffer.getvalue())
+            write_atomic(folder / "static.npz", buffer.getvalue())
         document = {
             "format": FORMAT,
             "camera_id": camera_id,
@@ -86,7 +77,7 @@ class SiteStore:
                 k: [r.model_dump(mode="json") for r in refs] for k, refs in state.evidence.items()
             },
         }
-        _atomic(folder / "state.json", json.dumps(document).encode())
+        write_atomic(folder / "state.json", json.dumps(document).encode())
         for stale in set(p.name for p in folder.glob("*.jpg")) - set(shots.values()):
             (folder / stale).unlink(missing_ok=True)
 
