@@ -168,6 +168,7 @@ CAMERA_STATE = {
     "scene_changed": ("画面变化", "Scene changed"),
     "stopped": ("已停止", "Stopped"),
     "unknown": ("未上报", "Not reported"),
+    "silent": ("失联（5 分钟无上报）", "Silent (no report for 5 min)"),
 }
 KIND = {
     "created": ("上报立档", "Reported"),

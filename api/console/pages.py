@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import ValidationError
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, or_, select
 
 from api.auth import Scope
 from api.console import sessions, stats
@@ -203,8 +203,10 @@ def _conditions(f: dict[str, str], skip: str | None = None) -> list[Any]:
         conds.append(Case.status == f["status"])
     if skip != "type" and f.get("type"):
         conds.append(Case.type == f["type"])
-    if skip != "camera" and f.get("camera"):
-        conds.append(Case.reports.any(Report.camera_id == f["camera"]))
+    if skip != "camera" and f.get("camera"):  # its first camera, or any report's
+        conds.append(
+            or_(Case.camera_id == f["camera"], Case.reports.any(Report.camera_id == f["camera"]))
+        )
     if skip != "grid" and f.get("grid"):
         conds.append(Case.grid == f["grid"])
     if (since := _day(f.get("since"))) is not None:
@@ -229,14 +231,24 @@ def facet_counts(session: Any, f: dict[str, str]) -> dict[str, list[tuple[str, i
             .where(and_(True, *_conditions(f, skip=name)))
             .group_by(column)
         ).all()
-        out[name] = sorted(((v, n) for v, n in rows if v is not None), key=lambda r: -r[1])
-    cams = session.execute(
-        select(Report.camera_id, func.count(func.distinct(Report.case_seq)))
+        found = [(v, n) for v, n in rows if v is not None]
+        if name == "status":  # in lifecycle order, as a reviewer reads them
+            order = [s.value for s in CaseStatus]
+            out[name] = sorted(found, key=lambda r: order.index(r[0]) if r[0] in order else 99)
+        else:
+            out[name] = sorted(found, key=lambda r: -r[1])
+    where = and_(True, *_conditions(f, skip="camera"))
+    per_camera: dict[str, set[int]] = {}
+    for seq, camera in session.execute(select(Case.seq, Case.camera_id).where(where)):
+        if camera is not None:
+            per_camera.setdefault(camera, set()).add(seq)
+    for seq, camera in session.execute(
+        select(Report.case_seq, Report.camera_id)
         .join(Case, Case.seq == Report.case_seq)
-        .where(Report.camera_id.is_not(None), and_(True, *_conditions(f, skip="camera")))
-        .group_by(Report.camera_id)
-    ).all()
-    out["camera"] = sorted(cams, key=lambda r: -r[1])
+        .where(Report.camera_id.is_not(None), where)
+    ):
+        per_camera.setdefault(camera, set()).add(seq)
+    out["camera"] = sorted(((c, len(s)) for c, s in per_camera.items()), key=lambda r: -r[1])
     return out
 
 
@@ -579,7 +591,12 @@ def stats_csv(request: Request) -> Response:
 
 
 @router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request) -> Response:
+    return login_page(request)
+
+
 def login_page(request: Request, error: str | None = None, status: int = 200) -> Response:
+    """The sign-in form (messages are ours only: nothing from the query is shown)."""
     import secrets
 
     token = request.cookies.get(sessions.LOGIN_COOKIE)

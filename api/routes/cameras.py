@@ -28,6 +28,9 @@ from api.tables import CameraHealth, Case, Report, utcnow
 router = APIRouter(route_class=AuthFirstRoute, prefix="/v1/cameras", tags=["cameras"])
 CameraId = Annotated[str, Path(min_length=1, max_length=128)]
 MAX_THUMBNAIL_BYTES = 512 * 1024
+# A camera whose worker has said nothing for this long is shown as `silent`: the worker (or
+# its link to the API) is down, and the last state reported may no longer hold.
+SILENT_AFTER = timedelta(minutes=5)
 CameraState = Literal["up", "reconnecting", "dead", "frozen", "scene_changed", "stopped"]
 
 
@@ -42,7 +45,10 @@ class HealthReport(BaseModel):
 
 class CameraOut(BaseModel):
     camera_id: str
-    state: CameraState | Literal["unknown"]
+    state: CameraState | Literal["unknown", "silent"] = Field(
+        description="As last reported; `silent` when no report came for 5 minutes, "
+        "`unknown` for a camera known only from its cases"
+    )
     detail: str | None
     since: datetime | None
     last_frame_at: datetime | None
@@ -122,7 +128,9 @@ def cameras(session, now: datetime | None = None) -> list[CameraOut]:  # type: i
         out.append(
             CameraOut(
                 camera_id=camera_id,
-                state=row.state if row else "unknown",
+                state=(row.state if now - row.reported_at < SILENT_AFTER else "silent")
+                if row
+                else "unknown",
                 detail=row.detail if row else None,
                 since=row.since if row else None,
                 last_frame_at=row.last_frame_at if row else None,

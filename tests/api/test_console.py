@@ -14,7 +14,7 @@ import pytest
 from starlette.requests import Request
 
 from api.console.sessions import cookie_options
-from api.tables import ConsoleSession
+from api.tables import CameraHealth, ConsoleSession
 from tests.api.helpers import Api, post, report
 
 
@@ -117,6 +117,9 @@ def test_worker_text_is_escaped(sqlite_api: Api, photos):
         html = browser.get(path).text
         assert "<script>alert" not in html and "<img src=x" not in html and "<b>g</b>" not in html
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    # The sign-in page shows only its own messages, nothing taken from the URL.
+    login = httpx.get(f"{sqlite_api.url}/console/login?error=Mail+your+key+to+x&status=500")
+    assert login.status_code == 200 and "Mail your key" not in login.text
 
 
 def test_sessions_end_at_logout_when_idle_and_when_the_key_is_revoked(sqlite_api: Api):
@@ -227,6 +230,9 @@ def test_camera_health_ingest(api: Api):
         files=[("health", (None, health, "application/json")),
                ("thumbnail", ("t.jpg", b"<html>", "image/jpeg"))],
     ).status_code == 422  # fmt: skip
+    with api.server.db.write() as session:  # the worker went quiet ten minutes ago
+        session.get(CameraHealth, "cam-9").reported_at -= timedelta(minutes=10)
+    assert api.dispatch.get("/v1/cameras").json()["items"][0]["state"] == "silent"
     bad = '{"state": "exploded"}'
     assert (
         api.ingest.post(
