@@ -100,15 +100,40 @@ def install(app: Any) -> None:
     async def _forbidden(request: Request, exc: _Forbidden) -> Response:
         return forbidden(request, exc.user)
 
-    @app.middleware("http")
-    async def _headers(request: Request, call_next: Any) -> Response:
-        response = await call_next(request)
-        if request.url.path.startswith("/console"):
-            for k, v in SECURITY_HEADERS.items():
-                if k == "Cache-Control" and "cache-control" in response.headers:
-                    continue
-                response.headers[k] = v
-        return response
+    app.add_middleware(ConsoleHeaders)
+
+
+class ConsoleHeaders:
+    """The console's security headers on every `/console` response (pure ASGI: the body
+    streams through untouched, so the API's body limits behave as without it)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/console"):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                names = {k.lower() for k, _ in message.get("headers", [])}
+                headers = [
+                    (k, v)
+                    for k, v in message.get("headers", [])
+                    if k.lower().decode() not in _REPLACED
+                ]
+                for k, v in SECURITY_HEADERS.items():
+                    if k == "Cache-Control" and b"cache-control" in names:
+                        continue  # evidence keeps its own caching
+                    headers.append((k.lower().encode(), v.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+_REPLACED = {k.lower() for k in SECURITY_HEADERS} - {"cache-control"}
 
 
 # -- helpers ---------------------------------------------------------------------------
