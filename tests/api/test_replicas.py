@@ -191,11 +191,13 @@ def test_migrate_is_a_command_and_serve_can_leave_it_to_it(pg_url: str, tmp_path
         )
         for _ in range(2)
     ]
+    outputs = []
     for run in runs:
         out, err = run.communicate(timeout=120)
         assert run.returncode == 0, err
-        assert "at migration 0003" in out
+        outputs.append(out)
     db = Database(pg_url)
     current, head = db.revision()
     db.dispose()
-    assert current == head == "0003"
+    assert all(f"at migration {head}" in out for out in outputs)  # the newest, whichever
+    assert current == head
