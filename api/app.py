@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,11 +17,14 @@ from api.db import Database
 from api.lifecycle import table_markdown
 from api.metrics import Metrics
 from api.middleware import BodyLimit, RequestContext, RequestGuard
+from api.retention import prune
 from api.routes import admin, cases, feed, open311, ops
 from api.secrets import load_server_key
 from api.settings import Settings
 from api.storage import EvidenceStore
 from api.webhooks import Dispatcher, seal_plaintext_secrets
+
+log = logging.getLogger(__name__)
 
 DESCRIPTION = f"""
 Workers post incidents (street stalls, illegal parking, exposed garbage) as cases; the
@@ -41,7 +45,12 @@ and only for the cameras it is bound to, if it is bound.
 {table_markdown()}
 
 **Change feed and webhooks**: `GET /v1/changes` lists every create, merge, observation and
-transition in order; webhooks receive the same events, signed per the Standard Webhooks spec.
+transition in order, and the disabling of a webhook endpoint; webhooks receive the same
+events, signed per the Standard Webhooks spec, retried over more than three days with
+jitter, honouring `Retry-After`; `410 Gone` or days of failures disable an endpoint.
+
+**Merging**: reports merge by the object's own `position` (from calibrated cameras) within
+the merge distance, or on one camera by overlapping boxes; never by the cameras' locations.
 """
 
 TAGS = [
@@ -69,18 +78,35 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
         server_key,
     )
 
+    async def _prune_every(interval_s: float, stop: asyncio.Event) -> None:
+        """The retention policy, once a while after start and then every `interval_s`; in
+        every replica (each run is idempotent, under the write lock)."""
+        delay = min(60.0, interval_s)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            if stop.is_set():
+                return
+            try:
+                await asyncio.to_thread(prune, db, settings, ctx.store)
+            except Exception:
+                log.exception("pruning failed; trying again later")
+            delay = interval_s
+
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(seal_plaintext_secrets, db, server_key)
         dispatcher = Dispatcher(db, settings, ctx.metrics, server_key)
         stop = asyncio.Event()
-        task = asyncio.create_task(dispatcher.run(stop))
+        tasks = [asyncio.create_task(dispatcher.run(stop))]
+        if settings.prune_interval_s:
+            tasks.append(asyncio.create_task(_prune_every(settings.prune_interval_s, stop)))
         try:
             yield
         finally:
             stop.set()
-            await task
-            dispatcher.close()
+            await asyncio.gather(*tasks)
+            await dispatcher.aclose()
             db.dispose()
 
     app = FastAPI(

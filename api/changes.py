@@ -42,7 +42,13 @@ def record(
     )
     session.add(change)
     session.flush()
-    event_type = EVENT_TYPES[kind]
+    _queue(session, change)
+    return change
+
+
+def _queue(session: Session, change: Change) -> None:
+    """A delivery of the change to every active endpoint subscribed to its type."""
+    event_type = EVENT_TYPES[change.kind]
     for hook in session.scalars(select(Webhook).where(Webhook.active.is_(True))):
         if hook.event_types is None or event_type in hook.event_types:
             session.add(
@@ -51,7 +57,27 @@ def record(
                     change_seq=change.seq,
                     status="pending",
                     attempts=0,
-                    next_attempt_at=now,
+                    next_attempt_at=change.at,
                 )
             )
+
+
+def record_endpoint_event(session: Session, hook: Webhook, kind: str, **details: Any) -> Change:
+    """An event about a webhook endpoint, not a case (`webhook_disabled`): in the change
+    feed like any change, and sent to the endpoints still active."""
+    change = Change(
+        case_seq=None,
+        case_id=None,
+        kind=kind,
+        at=utcnow(),
+        actor="system",
+        api_key_id=None,
+        from_status=None,
+        to_status=None,
+        note=details.get("reason"),
+        data={"webhook_id": hook.id, **details},
+    )
+    session.add(change)
+    session.flush()
+    _queue(session, change)
     return change

@@ -1,4 +1,5 @@
-"""`streetwatch serve` and `streetwatch keys …`: run the intake service and manage its keys."""
+"""`streetwatch serve`, `migrate`, `prune` and `keys …`: run the intake service, bring its
+schema up to date, apply its retention policy, and manage its keys."""
 
 from __future__ import annotations
 
@@ -61,11 +62,13 @@ def _settings(values: dict[str, Any]) -> Settings:
 def _quiet_migrations() -> None:
     import logging
 
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    for name in ("alembic", "alembic.runtime.plugins"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def _open_database(url: str) -> Database:
-    """The database at `url`, migrated; any failure is one line, not a traceback."""
+def _open_database(url: str, migrate: bool = True) -> Database:
+    """The database at `url`, migrated (or, with `migrate` off, checked to be current);
+    any failure is one line, not a traceback."""
     _quiet_migrations()  # before Alembic is imported: it logs its plugins as it loads
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -77,7 +80,16 @@ def _open_database(url: str) -> Database:
     except (SQLAlchemyError, ValueError, ImportError, OSError) as exc:
         raise CommandError(f"cannot use the database URL {shown}: {_reason(exc)}") from None
     try:
-        db.upgrade()
+        if migrate:
+            db.upgrade()
+        else:
+            current, head = db.revision()
+            if current != head:
+                db.dispose()
+                raise CommandError(
+                    f"the database {shown} is at migration {current or '(none)'}, this "
+                    f"version needs {head}: run `streetwatch migrate` first"
+                )
     except (SQLAlchemyError, OSError) as exc:
         db.dispose()
         raise CommandError(f"cannot open the database {shown}: {_reason(exc)}") from None
@@ -122,13 +134,52 @@ def serve(args: argparse.Namespace) -> int:
 
     settings = _settings({name: getattr(args, f"set_{name}") for name in _serve_fields()})
     logs.configure(settings.log_format, settings.log_level)
-    db = _open_database(settings.database_url)  # migrated to the newest before serving
+    # Migrated to the newest before serving (under a lock: replicas may start together),
+    # unless the deployment runs `streetwatch migrate` itself.
+    db = _open_database(settings.database_url, migrate=settings.migrate_on_start)
     import uvicorn
 
     from api.app import create_app
     from api.server import uvicorn_config
 
     uvicorn.Server(uvicorn_config(create_app(settings, db), settings)).run()
+    return 0
+
+
+def migrate(args: argparse.Namespace) -> int:
+    """Bring the schema to the newest migration, then exit: for a deployment's init step."""
+    settings = _settings({"data_dir": args.data_dir, "db_url": args.db})
+    db = _open_database(settings.database_url)
+    try:
+        current, _ = db.revision()
+    finally:
+        db.dispose()
+    print(f"The database {_hide_password(settings.database_url)} is at migration {current}.")
+    return 0
+
+
+_PRUNE_FIELDS = (
+    "idempotency_ttl_s",
+    "retention_closed_days",
+    "retention_rejected_days",
+    "retention_duplicate_days",
+)
+
+
+def prune(args: argparse.Namespace) -> int:
+    """Apply the retention policy once (`serve` does it every `prune_interval_s`)."""
+    from api.retention import prune as run_prune
+    from api.storage import EvidenceStore
+
+    values = {"data_dir": args.data_dir, "db_url": args.db}
+    values |= {name: getattr(args, f"set_{name}") for name in _PRUNE_FIELDS}
+    settings = _settings(values)
+    db = _open_database(settings.database_url)
+    try:
+        pruned = run_prune(db, settings, EvidenceStore(settings.evidence_dir))
+    finally:
+        db.dispose()
+    print(json.dumps(pruned.as_dict()))
     return 0
 
 
@@ -263,6 +314,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         p.set_defaults(func=unavailable)
     else:
         p.set_defaults(func=_guarded(serve))
+
+    m = subparsers.add_parser(
+        "migrate",
+        help="bring the intake database's schema up to date (safe beside running replicas)",
+    )
+    _storage_args(m)
+    m.set_defaults(func=_guarded(migrate))
+
+    pr = subparsers.add_parser(
+        "prune", help="apply the retention policy: expired Idempotency-Keys, old final cases"
+    )
+    _storage_args(pr)
+    for name in _PRUNE_FIELDS:
+        pr.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=f"set_{name}",
+            default=None,
+            metavar="VALUE",
+            help=f"(env STREETWATCH_{name.upper()})",
+        )
+    pr.set_defaults(func=_guarded(prune))
 
     keys = subparsers.add_parser("keys", help="manage API keys")
     ksub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")

@@ -21,7 +21,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _WRITE = "streetwatch_write"
-_PG_WRITE_LOCK = 0x5357_0001  # arbitrary, constant advisory-lock key
+_PG_WRITE_LOCK = 0x5357_0001  # arbitrary, constant advisory-lock keys
+_PG_MIGRATE_LOCK = 0x5357_0002
 
 
 def normalize_url(url: str) -> str:
@@ -80,12 +81,33 @@ class Database:
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def upgrade(self) -> None:
-        """Bring the schema to the newest migration."""
+        """Bring the schema to the newest migration, under a lock: replicas starting together
+        (or `streetwatch migrate` beside them) run the migrations once, one after another.
+
+        PostgreSQL: a transaction advisory lock, held until the migrations commit (its DDL is
+        transactional, so a replica that waited finds the schema current); SQLite: the
+        database's write lock (`BEGIN IMMEDIATE`)."""
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
-        with self.engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+        with self.engine.connect() as conn:
+            conn.execution_options(**{_WRITE: True})
+            with conn.begin():
+                if not self.is_sqlite:
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATE_LOCK})
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+
+    def revision(self) -> tuple[str | None, str]:
+        """(the schema's migration, the newest one this code has)."""
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        head = ScriptDirectory.from_config(cfg).get_current_head()
+        with self.engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+        return current, head or ""
 
     @contextmanager
     def read(self) -> Iterator[Session]:

@@ -16,7 +16,14 @@ from sqlalchemy.orm import Session
 from api.auth import Principal
 from api.changes import record
 from api.codes import CodeTable
-from api.contract import CaseReceipt, CaseReport, CaseStatus, EvidenceRef, Location
+from api.contract import (
+    CaseReceipt,
+    CaseReport,
+    CaseStatus,
+    EvidenceRef,
+    Location,
+    Position,
+)
 from api.evidence import Upload, attach
 from api.merge import Sighting, find_match
 from api.problems import Problem
@@ -58,9 +65,39 @@ def refresh(case: Case) -> None:
     reports = case.reports
     case.first_seen = min(r.first_seen for r in reports)
     case.last_seen = max(r.last_seen for r in reports)
-    # A merged case is cleared only when every camera that saw it has seen it cleared.
-    cleared = [r.cleared_at for r in reports]
+    # A merged case is cleared only when every camera that saw it has seen it cleared; a
+    # report superseded by a newer one of its camera and zone is finished by that one.
+    in_force = [r for r in reports if r.superseded_by is None] or list(reports)
+    cleared = [r.cleared_at for r in in_force]
     case.cleared_at = None if None in cleared else max(c for c in cleared if c is not None)
+    if case.position_lat is None:  # the object's place, from the first report that has one
+        placed = next((r for r in reports if r.position_lat is not None), None)
+        if placed is not None:
+            case.position_lat, case.position_lon = placed.position_lat, placed.position_lon
+
+
+def supersede(case: Case, new: Report) -> list[Report]:
+    """A newer report of the same camera and zone takes over the case's older open ones.
+
+    One camera reports one site once at a time; an older open report of the same camera and
+    zone in the case the newer one joined (its box overlaps, or it would not have joined) is
+    one its sender lost track of, say a worker restarted without its state. Nobody will clear
+    it, so it no longer holds the case open: the newer report's clearing clears the case."""
+    if new.camera_id is None or new.source != "worker":
+        return []
+    older = [
+        r
+        for r in case.reports
+        if r is not new
+        and r.camera_id == new.camera_id
+        and r.zone_id == new.zone_id
+        and r.cleared_at is None
+        and r.superseded_by is None
+        and r.first_seen <= new.first_seen
+    ]
+    for r in older:
+        r.superseded_by = new.id
+    return older
 
 
 def receipt(case: Case, report: Report) -> CaseReceipt:
@@ -89,6 +126,7 @@ class Incoming:
     zone_id: str | None = None
     bbox: list[float] | None = None
     location: Location = field(default_factory=Location)
+    position: Position | None = None  # the object's own place, when known
     cleared_at: datetime | None = None
     class_name: str | None = None
     confidence: float | None = None
@@ -109,6 +147,7 @@ class Incoming:
             zone_id=r.zone_id,
             bbox=r.bbox,
             location=r.location,
+            position=r.position,
             cleared_at=r.cleared_at,
             class_name=r.class_name,
             confidence=r.confidence,
@@ -142,13 +181,12 @@ def ingest(
         return 200, receipt(known.case, known)
 
     now = utcnow()
-    loc = new.location
+    loc, pos = new.location, new.position
     sighting = Sighting(
         type=new.type,
         camera_id=new.camera_id,
         bbox=new.bbox,
-        lat=loc.lat,
-        lon=loc.lon,
+        position=(pos.lat, pos.lon) if pos else None,
         first_seen=new.first_seen,
         last_seen=new.last_seen,
     )
@@ -166,6 +204,8 @@ def ingest(
             lon=loc.lon,
             address=loc.address,
             grid=loc.grid,
+            position_lat=pos.lat if pos else None,
+            position_lon=pos.lon if pos else None,
             first_seen=new.first_seen,
             confirmed_at=new.confirmed_at,
             last_seen=new.last_seen,
@@ -192,6 +232,8 @@ def ingest(
         bbox=new.bbox,
         lat=loc.lat,
         lon=loc.lon,
+        position_lat=pos.lat if pos else None,
+        position_lon=pos.lon if pos else None,
         first_seen=new.first_seen,
         last_seen=new.last_seen,
         cleared_at=new.cleared_at,
@@ -199,6 +241,7 @@ def ingest(
         payload=new.payload,
     )
     case.reports.append(report)
+    superseded = supersede(case, report)
     session.flush()
     evidence = attach(
         session, store, written, case, pairs, report_id=new.id, camera_id=new.camera_id
@@ -207,6 +250,11 @@ def ingest(
     note = (
         None if kind == "created" else f"absorbed report {new.id} ({new.camera_id or new.source})"
     )
+    if superseded:
+        note = f"{note}; it supersedes {', '.join(r.id for r in superseded)}"
+        extra = {"superseded": [r.id for r in superseded]}
+    else:
+        extra = {}
     record(
         session,
         case,
@@ -217,6 +265,7 @@ def ingest(
         report_id=new.id,
         camera_id=new.camera_id,
         evidence=evidence,
+        **extra,
     )
     return code, receipt(case, report)
 
@@ -239,6 +288,11 @@ def observe(
         if last_seen is not None and last_seen > r.last_seen:
             r.last_seen = last_seen
             changed = True
+            newer = next((n for n in case.reports if n.id == r.superseded_by), None)
+            if newer is not None and last_seen > newer.first_seen:
+                # Seen after the newer one began: its sender is alive and still watching it
+                # (a queued observation from before a restart is older than that).
+                r.superseded_by = None
         if cleared_at is not None and r.cleared_at is None:
             if cleared_at < r.first_seen:
                 raise Problem(422, "cleared_at is before first_seen", kind="invalid-observation")
@@ -302,6 +356,9 @@ def resolve_own(session: Session, id_: str, principal: Principal) -> tuple[Case,
     if report is not None and own(report):
         return report.case, [report]
     case = session.scalar(select(Case).where(Case.id == id_))
+    # A case marked a duplicate gave its reports to the case it duplicates: follow them.
+    while case is not None and not case.reports and case.duplicate_of is not None:
+        case = session.scalar(select(Case).where(Case.id == case.duplicate_of))
     mine = [r for r in case.reports if own(r)] if case is not None else []
     if case is None or not mine:
         raise Problem(404, f"No case or report '{id_}' of this key", kind="not-found")

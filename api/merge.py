@@ -1,10 +1,17 @@
 """Cross-report deduplication: does a new report describe an incident an open case holds?
 
 A report matches a case of the same type that is still being worked on, was seen within
-the time window and was not cleared before the report began, when one of the case's reports
-is from the same camera with an overlapping site box, or from another camera within
-`merge_distance_m` on the map. A camera's reports all carry the camera's own location, so
-distance says nothing between two reports of one camera: there only the boxes decide.
+the time window and was not cleared before the report began, when
+
+- the case holds a report from the same camera: the new report's site box must overlap
+  (IoU >= `merge_min_iou`) every such report still in force, whatever the map says: one
+  camera sees two bays side by side as two boxes, however close their map points are;
+- otherwise, the new report and one of the case's reports both carry the object's own
+  position (a calibrated camera's ground point, or an Open311 pin) and they lie within
+  `merge_distance_m`. A camera's `location` is the camera's own place and says nothing
+  about where the object is: two cameras 11 m apart see different cars.
+
+Without a position a report merges only with its own camera's overlapping box.
 """
 
 from __future__ import annotations
@@ -30,8 +37,7 @@ class Sighting:
     type: str
     camera_id: str | None
     bbox: list[float] | None
-    lat: float | None
-    lon: float | None
+    position: tuple[float, float] | None  # the object's (lat, lon), when known
     first_seen: datetime
     last_seen: datetime
 
@@ -53,17 +59,25 @@ def iou(a: list[float], b: list[float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def _score(s: Sighting, r: Report, settings: Settings) -> float | None:
-    """A match distance (lower is closer) between the sighting and one report, or None."""
-    same_camera = s.camera_id is not None and s.camera_id == r.camera_id
-    if same_camera:
-        overlap = s.bbox and r.bbox and iou(s.bbox, r.bbox) >= settings.merge_min_iou
-        return 0.0 if overlap else None
-    if None not in (s.lat, s.lon, r.lat, r.lon):
-        d = haversine_m(s.lat, s.lon, r.lat, r.lon)  # type: ignore[arg-type]
-        if d <= settings.merge_distance_m:
-            return d
-    return None
+def _position(r: Report) -> tuple[float, float] | None:
+    if r.position_lat is None or r.position_lon is None:
+        return None
+    return r.position_lat, r.position_lon
+
+
+def _case_score(s: Sighting, case: Case, settings: Settings) -> float | None:
+    """A match distance (lower is closer) between the sighting and a case, or None."""
+    in_force = [r for r in case.reports if r.superseded_by is None] or list(case.reports)
+    own = [r for r in in_force if s.camera_id is not None and r.camera_id == s.camera_id]
+    if own:  # the camera that saw it before decides, by its boxes alone
+        if s.bbox and all(r.bbox and iou(s.bbox, r.bbox) >= settings.merge_min_iou for r in own):
+            return 0.0
+        return None
+    if s.position is None:
+        return None
+    distances = [haversine_m(*s.position, *p) for r in in_force if (p := _position(r)) is not None]
+    close = [d for d in distances if d <= settings.merge_distance_m]
+    return min(close) if close else None
 
 
 def find_match(session: Session, s: Sighting, settings: Settings) -> Case | None:
@@ -83,7 +97,7 @@ def find_match(session: Session, s: Sighting, settings: Settings) -> Case | None
     )
     best: tuple[float, Case] | None = None
     for case in candidates:
-        scores = [d for r in case.reports if (d := _score(s, r, settings)) is not None]
-        if scores and (best is None or min(scores) < best[0]):
-            best = (min(scores), case)
+        score = _case_score(s, case, settings)
+        if score is not None and (best is None or score < best[0]):
+            best = (score, case)
     return best[1] if best else None

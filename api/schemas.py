@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, UrlConstraints
 
 from api.auth import Scope
-from api.contract import CaseStatus, Id, IncidentType, Location, Storable
+from api.contract import CaseStatus, Id, IncidentType, Location, Position, Storable
 
 Name = Annotated[str, Field(min_length=1, max_length=200), Storable]
 Note = Annotated[str, Field(max_length=4000), Storable]
@@ -17,12 +17,13 @@ WebhookUrl = Annotated[
     AnyHttpUrl, UrlConstraints(max_length=2048, allowed_schemes=["http", "https"])
 ]
 
-ChangeKind = Literal["created", "merged", "observation", "transition"]
+ChangeKind = Literal["created", "merged", "observation", "transition", "webhook_disabled"]
 EVENT_TYPES: dict[str, str] = {
     "created": "case.created",
     "merged": "case.merged",
     "observation": "case.observed",
     "transition": "case.transitioned",
+    "webhook_disabled": "webhook.disabled",
 }
 
 
@@ -42,11 +43,18 @@ class CaseOut(BaseModel):
     status: CaseStatus
     camera_id: str | None = Field(description="Camera of the first report")
     zone_id: str | None
-    location: Location
+    location: Location = Field(description="The first report's camera's own place")
+    position: Position | None = Field(
+        description="Where the object is: its ground point from a calibrated camera's report "
+        "(or an Open311 pin); null when no report placed it"
+    )
     first_seen: datetime
     confirmed_at: datetime
     last_seen: datetime
-    cleared_at: datetime | None = Field(description="Set once every report is cleared")
+    cleared_at: datetime | None = Field(
+        description="Set once every report is cleared (a report superseded by a newer one of "
+        "its camera and zone counts as finished)"
+    )
     class_name: str | None
     confidence: float | None
     bbox: list[float] | None
@@ -55,7 +63,9 @@ class CaseOut(BaseModel):
     report_count: int
     report_ids: list[str]
     sources: list[str] = Field(description="Cameras (or `open311`) that reported it")
-    duplicate_of: str | None
+    duplicate_of: str | None = Field(
+        description="The case this one was merged into; its reports and evidence moved there"
+    )
     created_at: datetime
     updated_at: datetime
 
@@ -66,12 +76,12 @@ class ChangeOut(BaseModel):
     seq: int = Field(description="Position in the change feed; strictly increasing")
     kind: ChangeKind
     event_type: str = Field(description="The webhook event type for this change")
-    case_id: str
+    case_id: str | None = Field(description="Null only for `webhook_disabled`")
     at: datetime
     actor: str = Field(description="Who made the change")
     api_key_id: str | None
     from_status: CaseStatus | None
-    to_status: CaseStatus
+    to_status: CaseStatus | None = Field(description="Null only for `webhook_disabled`")
     note: str | None
     data: dict[str, Any] = Field(description="Details; `case` holds the case after the change")
 
@@ -152,10 +162,31 @@ class WebhookOut(BaseModel):
     event_types: list[str] | None
     active: bool
     created_at: datetime
+    disabled_at: datetime | None = Field(description="When it stopped receiving events")
+    disabled_reason: str | None = Field(
+        description="Deleted, 410 Gone, or failing without a success for too long"
+    )
+    failing_since: datetime | None = Field(description="First failure since the last success")
 
 
 class WebhookCreated(WebhookOut):
     secret: str = Field(description="Signing secret (`whsec_…`); shown only this once")
+
+
+class ReplayIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    since: datetime = Field(description="Changes made at or after this time")
+    until: datetime | None = Field(None, description="... and before this time; null: now")
+    include_delivered: bool = Field(
+        False,
+        description="Also send again what was delivered; by default only what failed "
+        "or was never sent (say, while the endpoint was disabled)",
+    )
+
+
+class ReplayOut(BaseModel):
+    queued: int = Field(description="Deliveries queued to be sent again")
 
 
 class DeliveryOut(BaseModel):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.contract import Location
+from api.contract import Location, Position
 from api.schemas import EVENT_TYPES, CaseOut, ChangeOut, EvidenceOut
 from api.tables import Case, Change
 
@@ -17,6 +17,11 @@ def case_out(case: Case) -> CaseOut:
         camera_id=case.camera_id,
         zone_id=case.zone_id,
         location=Location(lat=case.lat, lon=case.lon, address=case.address, grid=case.grid),
+        position=(
+            Position(lat=case.position_lat, lon=case.position_lon)
+            if case.position_lat is not None and case.position_lon is not None
+            else None
+        ),
         first_seen=case.first_seen,
         confirmed_at=case.confirmed_at,
         last_seen=case.last_seen,

@@ -18,7 +18,13 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from api.codes import DEFAULT_CODES, CodeTable
 
+# How long a worker's outbox remembers what it delivered (api.outbox.DELIVERED_KEEP_S); it
+# retries undelivered reports for as long as it runs, behind its own Idempotency-Keys.
+DELIVERED_KEEP_S = 7 * 24 * 3600
+
 MiB = 1024 * 1024
+# After each failed attempt: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h, 1 day, 1 day.
+WEBHOOK_BACKOFF_S = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0, 86400.0, 86400.0)
 
 
 def default_data_dir() -> Path:
@@ -110,15 +116,64 @@ class Settings(BaseSettings):
 
     # -- webhooks --------------------------------------------------------------------------
     webhook_backoff_s: Annotated[tuple[float, ...], NoDecode] = Field(
-        (5, 300, 1800, 7200, 18000, 36000), description="Retry delays, comma-separated"
+        WEBHOOK_BACKOFF_S,
+        description="Retry delays after each failed attempt, comma-separated; the default "
+        "spans about 3.2 days (the Standard Webhooks schedule, extended by two daily retries)",
     )
-    webhook_timeout_s: float = Field(10.0, gt=0)
+    webhook_jitter: float = Field(
+        0.2, ge=0, lt=1, description="Each retry delay is spread by up to this fraction"
+    )
+    webhook_timeout_s: float = Field(
+        10.0, gt=0, description="Deadline of one delivery attempt, connection to answer"
+    )
     webhook_poll_s: float = Field(1.0, gt=0)
+    webhook_concurrency: int = Field(
+        16, gt=0, description="Endpoints one process sends to at the same time"
+    )
+    webhook_max_retry_after_s: float = Field(
+        86400.0, ge=0, description="The longest Retry-After of a receiver that is honoured"
+    )
+    webhook_disable_after_s: float = Field(
+        5 * 86400.0,
+        gt=0,
+        description="Disable an endpoint that has failed without a success this long",
+    )
     webhook_allow_networks: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Networks (CIDR, comma-separated) webhooks may reach although they are not "
         "public, for on-premises receivers, e.g. 10.20.0.0/16; by default only public "
         "addresses are allowed",
+    )
+
+    # -- retention -------------------------------------------------------------------------
+    idempotency_ttl_s: float = Field(
+        30 * 86400.0,
+        gt=DELIVERED_KEEP_S,
+        description="How long an Idempotency-Key is remembered; longer than a worker's "
+        "outbox retries and remembers what it delivered (7 days)",
+    )
+    retention_closed_days: int | None = Field(
+        None,
+        gt=0,
+        description="Delete closed cases (and their evidence) after this many "
+        "days without a change; default: keep",
+    )
+    retention_rejected_days: int | None = Field(
+        None, gt=0, description="Delete rejected cases after this many days; default: keep"
+    )
+    retention_duplicate_days: int | None = Field(
+        None, gt=0, description="Delete duplicate cases after this many days; default: keep"
+    )
+    prune_interval_s: float | None = Field(
+        86400.0,
+        gt=0,
+        description="Run the retention policy this often (`streetwatch prune` "
+        "once); 0 or empty: never",
+    )
+    migrate_on_start: bool = Field(
+        True,
+        description="Run pending migrations on start, under a lock; off: refuse to start "
+        "unless `streetwatch migrate` has brought the schema up to date",
     )
 
     # -- Open311 ---------------------------------------------------------------------------
@@ -134,6 +189,11 @@ class Settings(BaseSettings):
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return _split(value)
+
+    @field_validator("prune_interval_s", mode="before")
+    @classmethod
+    def _never(cls, value: Any) -> Any:
+        return None if value in ("", "0", 0, "none", "never") else value
 
     @field_validator("webhook_allow_networks")
     @classmethod

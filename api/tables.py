@@ -68,6 +68,9 @@ class Case(Base):
     lon: Mapped[float | None] = mapped_column(Float)
     address: Mapped[str | None] = mapped_column(Text)
     grid: Mapped[str | None] = mapped_column(String(64))
+    # The object's own place (from a calibrated camera's report), not the camera's.
+    position_lat: Mapped[float | None] = mapped_column(Float)
+    position_lon: Mapped[float | None] = mapped_column(Float)
     first_seen: Mapped[datetime] = mapped_column(UTCDateTime)
     confirmed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -105,11 +108,17 @@ class Report(Base):
     camera_id: Mapped[str | None] = mapped_column(String(128), index=True)
     zone_id: Mapped[str | None] = mapped_column(String(128))
     bbox: Mapped[list[float] | None] = mapped_column(JSON)
-    lat: Mapped[float | None] = mapped_column(Float)
+    lat: Mapped[float | None] = mapped_column(Float)  # the camera's location
     lon: Mapped[float | None] = mapped_column(Float)
+    # The object's ground point through the camera's calibration; None when uncalibrated.
+    position_lat: Mapped[float | None] = mapped_column(Float)
+    position_lon: Mapped[float | None] = mapped_column(Float)
     first_seen: Mapped[datetime] = mapped_column(UTCDateTime)
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime)
     cleared_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A newer report of the same camera and zone took this open one over (a restarted
+    # worker's): it no longer holds its case open.
+    superseded_by: Mapped[str | None] = mapped_column(String(128))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)  # as received, for audit
 
@@ -147,16 +156,20 @@ class Change(Base):
     __tablename__ = "changes"
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    case_seq: Mapped[int] = mapped_column(ForeignKey("cases.seq"), index=True)
-    case_id: Mapped[str] = mapped_column(String(40))
-    kind: Mapped[str] = mapped_column(String(16))  # created | merged | observation | transition
+    # Empty for events about a webhook endpoint rather than a case (webhook_disabled).
+    case_seq: Mapped[int | None] = mapped_column(ForeignKey("cases.seq"), index=True)
+    case_id: Mapped[str | None] = mapped_column(String(40))
+    # created | merged | observation | transition | webhook_disabled
+    kind: Mapped[str] = mapped_column(String(16))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     actor: Mapped[str] = mapped_column(String(200))
     api_key_id: Mapped[str | None] = mapped_column(String(32))
     from_status: Mapped[str | None] = mapped_column(String(16))
-    to_status: Mapped[str] = mapped_column(String(16))
+    to_status: Mapped[str | None] = mapped_column(String(16))
     note: Mapped[str | None] = mapped_column(Text)
     data: Mapped[dict[str, Any]] = mapped_column(JSON)  # details and the case as it then was
+
+    __table_args__ = (Index("ix_changes_at", "at"),)
 
 
 class IdempotencyRecord(Base):
@@ -169,6 +182,8 @@ class IdempotencyRecord(Base):
     body: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
+    __table_args__ = (Index("ix_idempotency_created_at", "created_at"),)
+
 
 class Webhook(Base):
     __tablename__ = "webhooks"
@@ -180,6 +195,10 @@ class Webhook(Base):
     event_types: Mapped[list[str] | None] = mapped_column(JSON)  # None: every event
     active: Mapped[bool] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    # The first failed attempt since the last success; None while it is delivering.
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class WebhookDelivery(Base):
@@ -197,5 +216,8 @@ class WebhookDelivery(Base):
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Who is sending it now, and until when the claim holds (longer than a send can take).
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_deliveries_due", "status", "next_attempt_at"),)

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 from api.auth import Principal
 from api.changes import record
 from api.contract import CaseStatus
+from api.intake import refresh
 from api.lifecycle import TRANSITIONS, allowed
 from api.problems import Problem
 from api.schemas import TransitionIn
@@ -31,12 +32,26 @@ def transition(session: Session, case: Case, body: TransitionIn, principal: Prin
             current_status=current,
             allowed=allowed(current),
         )
+    target = None
     if body.to == CaseStatus.duplicate:
-        _check_duplicate_of(session, case, body.duplicate_of)
+        target = _check_duplicate_of(session, case, body.duplicate_of)
     elif body.duplicate_of is not None:
         raise Problem(422, "duplicate_of is only for 'duplicate'", kind="invalid-transition-body")
     case.status = body.to
     case.duplicate_of = body.duplicate_of
+    if target is None:
+        record(
+            session,
+            case,
+            "transition",
+            principal=principal,
+            actor=body.actor,
+            from_status=current,
+            note=body.note,
+            duplicate_of=body.duplicate_of,
+        )
+        return
+    report_ids, evidence = _move(session, case, target)
     record(
         session,
         case,
@@ -45,11 +60,52 @@ def transition(session: Session, case: Case, body: TransitionIn, principal: Prin
         actor=body.actor,
         from_status=current,
         note=body.note,
-        duplicate_of=body.duplicate_of,
+        duplicate_of=target.id,
+        moved_report_ids=report_ids,
+        moved_evidence=evidence,
+    )
+    record(
+        session,
+        target,
+        "merged",
+        principal=principal,
+        actor=body.actor,
+        from_status=target.status,
+        note=f"absorbed case {case.id}, marked its duplicate"
+        + (f": {body.note}" if body.note else ""),
+        merged_case=case.id,
+        report_ids=report_ids,
+        evidence=evidence,
     )
 
 
-def _check_duplicate_of(session: Session, case: Case, target_id: str | None) -> None:
+def _move(session: Session, source: Case, target: Case) -> tuple[list[str], list[str]]:
+    """A duplicate is merged: its reports and evidence now belong to the case it duplicates,
+    so they count there, and later observations of its reports reach that case."""
+    reports = list(source.reports)
+    for r in reports:
+        r.case = target
+    have = {e.sha256 for e in target.evidence}
+    moved = []
+    for e in list(source.evidence):
+        source.evidence.remove(e)
+        if e.sha256 in have:  # the same image on both: the target's link is kept
+            session.delete(e)
+        else:
+            target.evidence.append(e)
+            have.add(e.sha256)
+            moved.append(e.sha256)
+    if source.confidence is not None:
+        target.confidence = max(target.confidence or 0.0, source.confidence)
+    target.confirmed_at = min(target.confirmed_at, source.confirmed_at)
+    session.flush()
+    session.expire(target, ["reports"])
+    session.expire(source, ["reports"])
+    refresh(target)
+    return [r.id for r in reports], moved
+
+
+def _check_duplicate_of(session: Session, case: Case, target_id: str | None) -> Case:
     if target_id is None:
         raise Problem(422, "'duplicate' needs duplicate_of", kind="invalid-transition-body")
     target = session.scalar(select(Case).where(Case.id == target_id))
@@ -59,3 +115,4 @@ def _check_duplicate_of(session: Session, case: Case, target_id: str | None) -> 
             f"duplicate_of must name another case that is not itself a duplicate: {target_id}",
             kind="invalid-transition-body",
         )
+    return target

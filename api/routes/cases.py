@@ -5,12 +5,12 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Header, Path, Query, UploadFile
 from fastapi.responses import JSONResponse
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 
 from api import problems
 from api.auth import Dispatch, Ingest
@@ -117,6 +117,12 @@ def post_case(
     # write lock is still held: no other request can have linked them in the meantime.
     with ctx.db.write() as session, staged(ctx.store) as written:
         previous = session.get(IdempotencyRecord, (principal.namespace, idempotency_key))
+        ttl = timedelta(seconds=ctx.settings.idempotency_ttl_s)
+        if previous is not None and previous.created_at < utcnow() - ttl:
+            # Expired: a new request. A report sent again still finds its report by id.
+            session.delete(previous)
+            session.flush()
+            previous = None
         if previous is not None:
             if previous.fingerprint != request_print:
                 raise Problem(
@@ -259,7 +265,11 @@ def list_cases(
     since: Annotated[datetime | None, Query(description="Seen at or after")] = None,
     until: Annotated[datetime | None, Query(description="Seen at or before")] = None,
     bbox: Annotated[
-        str | None, Query(description="On the map: `min_lon,min_lat,max_lon,max_lat` (WGS 84)")
+        str | None,
+        Query(
+            description="On the map: `min_lon,min_lat,max_lon,max_lat` (WGS 84); the case's "
+            "`position` where it has one, else its camera's `location`"
+        ),
     ] = None,
     cursor: Annotated[
         str | None, Query(max_length=100, description="`next_cursor` of the previous page")
@@ -282,7 +292,10 @@ def list_cases(
         query = query.where(Case.first_seen <= query_time(until, "until"))
     if bbox is not None:
         min_lon, min_lat, max_lon, max_lat = _bbox(bbox)
-        query = query.where(Case.lon.between(min_lon, max_lon), Case.lat.between(min_lat, max_lat))
+        # Where the object is when a calibrated camera said so, else where the camera is.
+        lat = func.coalesce(Case.position_lat, Case.lat)
+        lon = func.coalesce(Case.position_lon, Case.lon)
+        query = query.where(lon.between(min_lon, max_lon), lat.between(min_lat, max_lat))
     if cursor is not None:
         query = query.where(Case.seq < _decode_cursor(cursor))
     with ctx.db.read() as session:

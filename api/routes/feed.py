@@ -47,7 +47,8 @@ def changes(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> ChangePage:
-    """Every create, merge, observation and transition, in order, each exactly once.
+    """Every create, merge, observation and transition, in order, each exactly once; and
+    `webhook_disabled` events (no `case_id`), when an endpoint is disabled.
 
     Writers commit in sequence order (see `api.db`), so a change never appears behind a
     cursor already handed out: poll with `next_cursor` and nothing is missed or repeated.

@@ -31,7 +31,7 @@ from sqlalchemy import select
 
 from api.auth import Credentials, Principal, Scope, authenticate
 from api.context import Context, Ctx
-from api.contract import CaseStatus, Location, Storable
+from api.contract import CaseStatus, Location, Position, Storable
 from api.intake import Incoming, ingest
 from api.lifecycle import OPEN311_CLOSED
 from api.metrics import version
@@ -259,8 +259,8 @@ def _request_out(ctx: Context, case: Case, notes: dict[int, str | None]) -> Serv
         requested_datetime=case.created_at,
         updated_datetime=case.updated_at,
         address=case.address,
-        lat=case.lat,
-        long=case.lon,
+        lat=case.position_lat if case.position_lat is not None else case.lat,
+        long=case.position_lon if case.position_lon is not None else case.lon,
         media_url=_media_url(ctx, media) if media else None,
     )
 
@@ -450,6 +450,8 @@ def post_request(
             "media_url": media_url,
         },
         location=location,
+        # A citizen's pin is where the incident is, not where a camera stands.
+        position=Position(lat=lat, lon=long) if lat is not None and long is not None else None,
         description=description,
     )
     with ctx.db.write() as session:

@@ -10,7 +10,7 @@ import pytest
 
 from api.client import IntakeClient, RejectedError, RetryableError
 from api.contract import Observation
-from tests.api.helpers import NEARBY, T0, Api, report
+from tests.api.helpers import HERE, NEARBY, T0, Api, report
 
 
 def _key(client: httpx.Client) -> str:
@@ -18,10 +18,12 @@ def _key(client: httpx.Client) -> str:
 
 
 def test_post_replay_merge_and_patch(api: Api, photos: list[bytes], tmp_path: Path) -> None:
-    a, files = report(photos, camera="cam-1")
+    # Calibrated cameras: the stall's ground points lie about 1 m apart.
+    a, files = report(photos, camera="cam-1", position={"lat": HERE[0], "lon": HERE[1]})
     for name, data in files:
         (tmp_path / name).write_bytes(data)
-    b, b_files = report(photos, camera="cam-2", at=NEARBY, photo_offset=3)
+    b, b_files = report(photos, camera="cam-2", at=NEARBY, photo_offset=3,
+                        position={"lat": HERE[0] + 0.00001, "lon": HERE[1]})  # fmt: skip
     b_paths = []
     for name, data in b_files:
         (path := tmp_path / "b" / name).parent.mkdir(exist_ok=True)

@@ -9,14 +9,16 @@ from typing import Any
 
 import httpx
 
-from tests.api.helpers import FAR, NEARBY, T0, Api, all_changes, patch, post, report
+from tests.api.helpers import FAR, HERE, NEARBY, T0, Api, all_changes, patch, post, report
 
 
 def test_feed_lists_every_change_once_in_order(api: Api, photos: list[bytes]) -> None:
-    a, files = report(photos, camera="cam-1")
+    # Calibrated cameras: the stall's ground points lie about 1 m apart.
+    a, files = report(photos, camera="cam-1", position={"lat": HERE[0], "lon": HERE[1]})
     case_id = post(api.ingest, a, files, key="a").json()["case_id"]
     post(api.ingest, a, files, key="a")  # replay: no change
-    b, files = report(photos, camera="cam-2", at=NEARBY, photo_offset=2)
+    b, files = report(photos, camera="cam-2", at=NEARBY, photo_offset=2,
+                      position={"lat": HERE[0] + 0.00001, "lon": HERE[1]})  # fmt: skip
     post(api.ingest, b, files, key="b")  # merge
     patch(api.ingest, b.id, {"last_seen": (T0 + timedelta(minutes=9)).isoformat()})
     patch(api.ingest, b.id, {"last_seen": (T0 + timedelta(minutes=9)).isoformat()})  # no change
@@ -52,7 +54,9 @@ def test_poller_never_misses_or_repeats_while_workers_post(api: Api, photos: lis
     reports = []
     for i in range(48):
         site = (30.27 + (i % 12) * 0.01, 120.15)  # 12 sites, four reports each
-        reports.append(report(photos, camera=f"cam-{i}", at=site, n_evidence=1, photo_offset=i))
+        placed = {"lat": site[0], "lon": site[1]}  # calibrated cameras
+        reports.append(report(photos, camera=f"cam-{i}", at=site, n_evidence=1, photo_offset=i,
+                              position=placed))  # fmt: skip
     seen: list[dict[str, Any]] = []
     done = threading.Event()
 

@@ -79,3 +79,19 @@ def test_upgrade_keeps_reports_with_their_key(db_url: str, tmp_path: Path) -> No
             assert r.status_code == 200, r.text
             assert r.json()["changed"] is True and r.json()["case_id"] == "cs_old"
     db.dispose()
+
+
+def test_the_migrations_make_the_schema_the_code_expects(db_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from api.tables import Base
+
+    db = Database(db_url)
+    db.upgrade()
+    with db.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+    current, head = db.revision()
+    assert current == head
+    db.upgrade()  # again: nothing to do, no error
+    db.dispose()

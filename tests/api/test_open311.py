@@ -15,7 +15,7 @@ from sqlalchemy import update
 from api.settings import Settings
 from api.tables import Case
 from tests.api.conftest import make_api
-from tests.api.helpers import NEARBY, Api, post, report
+from tests.api.helpers import HERE, NEARBY, Api, post, report
 
 # The spec's examples, element for element (values shortened).
 SPEC_SERVICES = """<?xml version="1.0" encoding="utf-8"?>
@@ -283,8 +283,9 @@ def test_post_request_creates_or_merges(api: Api, photos: list[bytes], citizen: 
     assert got["type"] == "illegal_parking" and got["sources"] == ["open311"]
     assert got["description"] == "car on the pavement"
 
-    # A citizen's report of a stall a camera already reported joins that case.
-    case, files = report(photos, start=datetime.now(UTC) - timedelta(minutes=5))
+    # A citizen's pin for a stall a calibrated camera already placed 11 m off joins that case.
+    case, files = report(photos, start=datetime.now(UTC) - timedelta(minutes=5),
+                         position={"lat": HERE[0], "lon": HERE[1]})  # fmt: skip
     case_id = post(api.ingest, case, files).json()["case_id"]
     form = {"api_key": citizen, "service_code": "09006", "lat": NEARBY[0], "long": NEARBY[1]}
     r = httpx.post(f"{api.url}/open311/v2/requests.json", data=form)
