@@ -288,6 +288,11 @@ def observe(
         if last_seen is not None and last_seen > r.last_seen:
             r.last_seen = last_seen
             changed = True
+            newer = next((n for n in case.reports if n.id == r.superseded_by), None)
+            if newer is not None and last_seen > newer.first_seen:
+                # Seen after the newer one began: its sender is alive and still watching it
+                # (a queued observation from before a restart is older than that).
+                r.superseded_by = None
         if cleared_at is not None and r.cleared_at is None:
             if cleared_at < r.first_seen:
                 raise Problem(422, "cleared_at is before first_seen", kind="invalid-observation")

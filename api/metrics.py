@@ -62,7 +62,7 @@ class Metrics:
         )
         self.webhook_attempts = Counter(
             "streetwatch_webhook_attempts",
-            "Webhook delivery attempts, by outcome (delivered, retry, failed)",
+            "Webhook delivery attempts, by outcome (delivered, retry, failed, disabled, stale)",
             ["outcome"],
             registry=r,
         )

@@ -291,10 +291,10 @@ class Dispatcher:
         now = utcnow()
         with self.db.write() as session:
             d = session.get_one(WebhookDelivery, job.delivery_id)
-            if d.claim_token != job.token or d.status != "pending":
-                # The claim was lost (it cannot outlive the lease), or the endpoint was
-                # disabled meanwhile: what was decided since stands.
-                return "stale"
+            if d.claim_token != job.token:
+                return "stale"  # the claim was lost (it cannot outlive the lease)
+            if d.status != "pending" and outcome.error is not None:
+                return "stale"  # the endpoint was disabled meanwhile: that stands
             hook = session.get_one(Webhook, d.webhook_id)
             d.attempts += 1
             d.last_attempt_at = now

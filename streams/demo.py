@@ -25,7 +25,7 @@ import httpx
 import yaml
 
 from models.default import fetch_default
-from models.samples import VTEST_AVI, sample_path
+from models.samples import OPENCV_DATA, VTEST_AVI, sample_path
 from streams.cli import main as cli
 from streams.scenes import BUS_CROP, Sprite, crop, render, video_frames
 from streams.testcam import RtspServer, free_port, wait_until
@@ -40,6 +40,7 @@ CONFIG = {
         # Shorter than production defaults so the demo fits in a minute of video.
         "illegal_parking": {"dwell_s": 20, "clear_s": 10, "occlusion_s": 10},
         "street_stall": {"dwell_s": 30, "clear_s": 10},
+        "garbage": {"dwell_s": 20, "clear_s": 10},
     },
     "cameras": [
         {
@@ -67,7 +68,7 @@ CONFIG = {
                 {
                     "id": "plaza",
                     "polygon": [[200, 160], [620, 160], [620, 330], [200, 330]],
-                    "checks": ["street_stall"],
+                    "checks": ["street_stall", "garbage"],
                 },
             ],
         }
@@ -84,8 +85,11 @@ def build_clip(path: Path) -> Path:
         .parked(8, 53, PARK_AT)
         .moving(53, 56, PARK_AT, (800, PARK_AT[1]))
     )
+    # A cardboard box (opencv-doc's photo) dumped on the plaza, where people walk past it,
+    # and taken away again: the default model has no garbage class; the static stage finds it.
+    heap = Sprite(crop(OPENCV_DATA / "box.png", (0, 0, 324, 223), 70)).parked(30, 62, (400, 230))
     print(f"building a {CLIP_SECONDS} s street clip -> {path}")
-    return render(path, video_frames(VTEST_AVI), CLIP_SECONDS, 10, [bus])
+    return render(path, video_frames(VTEST_AVI), CLIP_SECONDS, 10, [bus, heap])
 
 
 def show(cases_path: Path) -> None:
@@ -155,16 +159,19 @@ def live(clip: Path) -> int:
             started = time.monotonic()
             seen = [0]
 
-            def two_cases():
+            def all_cases():
                 page = _get(f"{api_url}/v1/cases", headers)
                 count = len(page["items"]) if page else 0
                 if count != seen[0]:
                     seen[0] = count
                     print(f"  after {time.monotonic() - started:.0f} s: {count} case(s) in the API")
-                return page["items"] if count >= 2 else None
+                return page["items"] if count >= 3 else None
 
-            print("  waiting for the worker to confirm the parked van and the bus (dwell 20 s)")
-            cases = wait_until(two_cases, 150, "the worker's cases")
+            print(
+                "  waiting for the worker to confirm the parked van, the bus and the dumped box "
+                "(dwell 20 s)"
+            )
+            cases = wait_until(all_cases, 150, "the worker's cases")
         changes = _get(f"{api_url}/v1/changes", headers)
         print(f"\n{len(cases)} case(s) in the intake API ({api_url}/v1/cases):")
         for c in sorted(cases, key=lambda c: c["first_seen"]):

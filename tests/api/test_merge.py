@@ -261,3 +261,23 @@ def test_another_cameras_open_report_still_holds_the_case(api: Api, photos: list
     assert patch(api.ingest, c.id, {"cleared_at": cleared}).json()["cleared_at"] is None
     done = patch(api.ingest, b.id, {"cleared_at": cleared}).json()
     assert done["cleared_at"].startswith("2025-06-01T08:09")
+
+
+def test_a_superseded_report_seen_again_holds_the_case_again(api: Api, photos: list[bytes]) -> None:
+    # Two reports of one camera and zone whose boxes overlap, and the older one is still
+    # watched after the newer began: it was not lost, so its site must clear too.
+    a, a_files = report(photos, camera="cam-1", bbox=[100, 200, 300, 400])
+    b, b_files = report(photos, camera="cam-1", bbox=[150, 200, 350, 400], photo_offset=2,
+                        start=T0 + timedelta(minutes=4))  # fmt: skip
+    case_id = post(api.ingest, a, a_files).json()["case_id"]
+    assert post(api.ingest, b, b_files).json()["case_id"] == case_id
+    # A queued observation from before B began does not revive A ...
+    early = (T0 + timedelta(minutes=3)).isoformat()
+    patch(api.ingest, a.id, {"last_seen": early}).raise_for_status()
+    # ... one after it does.
+    late = (T0 + timedelta(minutes=8)).isoformat()
+    patch(api.ingest, a.id, {"last_seen": late}).raise_for_status()
+    cleared = (T0 + timedelta(minutes=9)).isoformat()
+    assert patch(api.ingest, b.id, {"cleared_at": cleared}).json()["cleared_at"] is None
+    done = patch(api.ingest, a.id, {"cleared_at": cleared}).json()
+    assert done["cleared_at"].startswith("2025-06-01T08:09")
