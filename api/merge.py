@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from api.lifecycle import MERGEABLE
 from api.settings import Settings
+from api.suppress import iou  # the one box overlap, in the worker-safe leaf module
 from api.tables import Case, Report
 
 EARTH_RADIUS_M = 6_371_008.8
@@ -47,16 +48,6 @@ def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     dp, dl = p2 - p1, math.radians(lon2 - lon1)
     a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
     return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(a))
-
-
-def iou(a: list[float], b: list[float]) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _position(r: Report) -> tuple[float, float] | None:
