@@ -42,33 +42,16 @@ def transition(session: Session, case: Case, body: TransitionIn, principal: Prin
         raise Problem(422, "duplicate_of is only for 'duplicate'", kind="invalid-transition-body")
     case.status = body.to
     case.duplicate_of = body.duplicate_of
+    entry = {"principal": principal, "actor": body.actor, "from_status": current}
     if target is None:
-        record(
-            session,
-            case,
-            "transition",
-            principal=principal,
-            actor=body.actor,
-            from_status=current,
-            note=body.note,
-            duplicate_of=body.duplicate_of,
-            **({"reason": body.reason.value} if body.reason else {}),
-        )
+        extra = {"reason": body.reason.value} if body.reason else {}
+        record(session, case, "transition", **entry, note=body.note,
+               duplicate_of=body.duplicate_of, **extra)  # fmt: skip
         suppressions.after_transition(session, case, body, principal)
         return
     report_ids, evidence = _move(session, case, target)
-    record(
-        session,
-        case,
-        "transition",
-        principal=principal,
-        actor=body.actor,
-        from_status=current,
-        note=body.note,
-        duplicate_of=target.id,
-        moved_report_ids=report_ids,
-        moved_evidence=evidence,
-    )
+    record(session, case, "transition", **entry, note=body.note, duplicate_of=target.id,
+           moved_report_ids=report_ids, moved_evidence=evidence)  # fmt: skip
     record(
         session,
         target,
