@@ -73,6 +73,7 @@ class Engine:
         max_detections: int = 300,
         rect: bool = False,
         parallel_runs: int | None = None,
+        cores: int | None = None,
     ) -> None:
         """model: a registry name ("default"), a model directory, or an Ultralytics .onnx.
 
@@ -85,6 +86,8 @@ class Engine:
         parallel_runs: concurrent session runs per batch, default one per core, each on its
         share of the cores; 1 runs every batch as one run on all cores (lowest latency for
         a lone frame).
+        cores: how many cores the engine may use, default all this process may run on (a
+        Ray task is given its share: one engine per core, not every engine on every core).
         """
         if parallel_runs is not None and parallel_runs < 1:
             raise ValueError(f"parallel_runs must be >= 1, got {parallel_runs}")
@@ -99,7 +102,7 @@ class Engine:
         self._check_input_size()
         self.rect = rect and input_size is None and self.manifest.dynamic_hw
         self._class_ids = self._class_filter(classes)
-        cores = available_cores()
+        cores = cores or available_cores()
         self.parallel_runs = parallel_runs or cores
         self._session = _session(self.model_path, max(1, cores // self.parallel_runs))
         inp = self._session.get_inputs()[0]

@@ -7,13 +7,14 @@ media time. A gated frame reuses the last detections under its own timestamp, so
 being seen and dwell timers keep running.
 
 `detect_gated` gates a batch across cameras (the live worker); `detect_stream` gates and
-pipelines one camera's frames (offline scoring).
+pipelines one camera's frames (offline scoring); `replay_stream` gates one camera's frames
+over detections inferred beforehand (a long file's chunks, inferred in parallel).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 
 import cv2
@@ -120,3 +121,24 @@ def detect_stream(
         for _, future in inflight:
             if future is not None:
                 future.cancel()
+
+
+def replay_stream(
+    inferred: Mapping[int, Detections],
+    frames: Iterable[Frame],
+    gate: MotionGate | None = None,
+) -> Iterator[tuple[Frame, Detections]]:
+    """`detect_stream` over detections inferred beforehand for every frame (by frame index):
+    the gate decides as it would there, so gated frames reuse the last inferred frame's."""
+    for frame in frames:
+        if gate is None or gate.moved(frame):
+            try:
+                detections = inferred[frame.index]
+            except KeyError:
+                raise LookupError(f"no detections for frame {frame.index}") from None
+            if gate is not None:
+                gate.detections = detections
+            yield frame, detections  # as detect_stream does: the gate holds this very object
+        else:
+            assert gate is not None
+            yield frame, gate.detections.copy()

@@ -26,14 +26,16 @@ from streams.sources import Sampling
 log = logging.getLogger(__name__)
 
 
-def engine_for(config: Config) -> Engine:
-    """The engine as the config's `model` and `detector` settings ask for it."""
+def engine_for(config: Config, cores: int | None = None) -> Engine:
+    """The engine as the config's `model` and `detector` settings ask for it, on `cores`
+    (default all this process may use)."""
     return Engine(
         config.model,
         conf_threshold=config.detector.conf_threshold,
         iou_threshold=config.detector.iou_threshold,
         rect=config.detector.rect,
         parallel_runs=config.detector.parallel_runs,
+        cores=cores,
     )
 
 

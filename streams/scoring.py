@@ -6,19 +6,19 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import av
-from tqdm import tqdm
 
 from api.contract import CaseReport
 from detector.engine import Engine
 from detector.incidents import Incident
-from detector.motion import detect_stream
+from detector.motion import detect_stream, replay_stream
 from detector.pipeline import Labels
+from detector.types import Detections, Frame
 from streams.config import CameraConfig, Config
 from streams.evidence import EvidenceWriter
 from streams.prefetch import prefetch
@@ -55,30 +55,21 @@ def file_epoch(camera: CameraConfig) -> datetime:
     return datetime.fromtimestamp(path.stat().st_mtime, UTC)
 
 
-ProgressFactory = Callable[[CameraConfig, float | None], tqdm]
-
-
-def default_progress(camera: CameraConfig, duration: float | None) -> tqdm:
-    return tqdm(
-        total=round(duration, 1) if duration else None,
-        desc=camera.id,
-        unit="s",
-        unit_scale=False,
-        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total_fmt} s of video "
-        "[{elapsed}<{remaining}, {rate_fmt}]",
-        leave=False,
-        disable=None,
-    )
+FrameHook = Callable[[Frame], None]
 
 
 def score_camera(
     camera: CameraConfig,
-    engine: Engine,
+    engine: Engine | None,
     config: Config,
     labels: Labels,
     evidence: EvidenceWriter,
-    progress: ProgressFactory = default_progress,
+    on_frame: FrameHook | None = None,
+    inferred: Mapping[int, Detections] | None = None,
 ) -> CameraResult:
+    """Scores one file camera: its cases, sorted. `inferred` holds detections made
+    beforehand for every sampled frame (by index; a long file's chunks, inferred in
+    parallel): the engine is then not used, and the results are the same."""
     result = CameraResult(camera.id)
     started = time.perf_counter()
     source = FileSource(camera.id, camera.source, sampling_for(camera))
@@ -93,13 +84,18 @@ def score_camera(
             reports[incident.id] = runtime.report(incident, evidence.write(incident, epoch))
 
         frames = prefetch(source.frames())
-        with progress(camera, source.duration_s()) as bar:
-            for frame, detections in detect_stream(engine, frames, runtime.gate):
-                for event in runtime.process(frame, detections):
-                    report(event.incident)
-                result.scene_changes += len(runtime.take_scene_events())
-                result.frames += 1
-                bar.update(frame.pts - bar.n)
+        if inferred is None:
+            assert engine is not None, "an engine, or detections inferred beforehand"
+            stream = detect_stream(engine, frames, runtime.gate)
+        else:
+            stream = replay_stream(inferred, frames, runtime.gate)
+        for frame, detections in stream:
+            for event in runtime.process(frame, detections):
+                report(event.incident)
+            result.scene_changes += len(runtime.take_scene_events())
+            result.frames += 1
+            if on_frame is not None:
+                on_frame(frame)
         for incident in runtime.open_incidents():
             report(incident)  # still there when the video ends: cleared_at stays null
         result.cases = sorted(reports.values(), key=lambda r: (r.first_seen, r.id))

@@ -35,6 +35,19 @@ class Sampling:
     keyframes: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A stretch of a file from one keyframe up to the next span's: decoding it alone gives
+    the frames, indices and samples a decode of the whole file gives there. Times in the
+    stream's ticks; `seed_pts` is the media time of the frame just before the span, which
+    primes the sampler as the whole-file pass would have it."""
+
+    start_ticks: int
+    end_ticks: int | None  # exclusive; None: to the end
+    first_index: int  # frames before the span
+    seed_pts: float | None
+
+
 class FpsSampler:
     """Keeps frames on a fixed media-time grid, so sampling is deterministic for a file."""
 
@@ -60,10 +73,17 @@ def configure_decoder(stream: av.video.stream.VideoStream, sampling: Sampling) -
 class FileSource:
     """A recorded video file, decoded as fast as the machine allows."""
 
-    def __init__(self, camera_id: str, path: str | Path, sampling: Sampling = Sampling()) -> None:
+    def __init__(
+        self,
+        camera_id: str,
+        path: str | Path,
+        sampling: Sampling = Sampling(),
+        span: Span | None = None,
+    ) -> None:
         self.camera_id = camera_id
         self.path = Path(path)
         self.sampling = sampling
+        self.span = span
         self.corrupt_packets = 0  # packets the decoder rejected and we skipped
 
     def _open(self) -> av.container.InputContainer:
@@ -98,6 +118,12 @@ class FileSource:
             rate = float(stream.average_rate) if stream.average_rate else 25.0
             sampler = FpsSampler(None if self.sampling.keyframes else self.sampling.fps)
             index = -1
+            span = self.span
+            if span is not None:
+                container.seek(span.start_ticks, stream=stream, backward=True)
+                index = span.first_index - 1
+                if span.seed_pts is not None:
+                    sampler.keep(span.seed_pts)
             for packet in container.demux(stream):
                 try:
                     decoded = packet.decode()
@@ -105,6 +131,11 @@ class FileSource:
                     self.corrupt_packets += 1
                     continue
                 for vframe in decoded:
+                    if span is not None:
+                        if vframe.pts is None or vframe.pts < span.start_ticks:
+                            continue  # an open GOP's leading frames: the span before's
+                        if span.end_ticks is not None and vframe.pts >= span.end_ticks:
+                            return
                     index += 1
                     pts = (
                         (vframe.pts - start) * time_base
