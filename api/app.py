@@ -63,6 +63,7 @@ TAGS = [
     {"name": "operations", "description": "Health, readiness, metrics"},
     {"name": "suppressions", "description": "Sites workers stop reporting (review feedback)"},
     {"name": "cameras", "description": "Camera health as workers report it"},
+    {"name": "fleet", "description": "Fleet cameras, worker heartbeats and assignment"},
 ]
 
 
@@ -128,6 +129,9 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
 
     for module in (suppressions, cameras):
         app.include_router(module.router)
+    from api.routes import fleet  # camera fleets (issue 17)
+
+    app.include_router(fleet.router)
     console.install(app)
     # Added innermost first: RequestContext sees every request.
     app.add_middleware(

@@ -34,7 +34,8 @@ class Scope(StrEnum):
     ingest = "ingest"  # post and update cases (workers)
     open311 = "open311"  # post Open311 service requests (citizen intake)
     dispatch = "dispatch"  # read cases, evidence and changes; transition cases
-    admin = "admin"  # manage keys and webhooks
+    admin = "admin"  # manage keys and webhooks (and the fleet's camera definitions)
+    fleet = "fleet"  # a fleet worker: heartbeat, receive its cameras, hand over their state
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="streetwatch"'}
 bearer = HTTPBearer(
     auto_error=False,
     description="An API key created with `streetwatch keys create`; "
-    "scopes: `ingest`, `open311`, `dispatch`, `admin`",
+    "scopes: `ingest`, `open311`, `dispatch`, `admin`, `fleet`",
 )
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
@@ -151,3 +152,4 @@ Ingest = Annotated[Principal, Depends(require(Scope.ingest))]
 Open311Intake = Annotated[Principal, Depends(require(Scope.open311))]
 Dispatch = Annotated[Principal, Depends(require(Scope.dispatch))]
 Admin = Annotated[Principal, Depends(require(Scope.admin))]
+Fleet = Annotated[Principal, Depends(require(Scope.fleet))]

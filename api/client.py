@@ -17,6 +17,7 @@ import httpx
 from pydantic import BaseModel
 
 from api.contract import CaseReceipt, CaseReport, EvidenceRef, Observation, ObservationReceipt
+from api.fleet import Assignment, FleetCameraIn, Heartbeat
 from api.suppress import SuppressionRule
 
 
@@ -119,6 +120,42 @@ class IntakeClient:
         if thumbnail is not None:
             files.append(("thumbnail", ("thumbnail.jpg", thumbnail, "image/jpeg")))
         self._request("POST", f"/v1/cameras/{quote(camera_id, safe='')}/health", files=files)
+
+    # -- the fleet (api/fleet.py) -----------------------------------------------------------
+
+    def heartbeat(self, worker_id: str, running: list[str], leaving: bool = False) -> Assignment:
+        """Says what this worker runs; the answer is what it should run now."""
+        body = Heartbeat(running=running, leaving=leaving).model_dump(mode="json")
+        response = self._request(
+            "POST", f"/v1/fleet/workers/{quote(worker_id)}/heartbeat", json=body
+        )
+        return Assignment.model_validate_json(response.content)
+
+    def put_camera_state(self, worker_id: str, camera_id: str, data: bytes) -> None:
+        """Hands a camera's open sites over to whichever worker runs it next."""
+        files = [("state", ("state.tar", data, "application/x-tar"))]
+        url = f"/v1/fleet/workers/{quote(worker_id)}/cameras/{quote(camera_id, safe='')}/state"
+        self._request("PUT", url, files=files)
+
+    def get_camera_state(self, camera_id: str) -> bytes | None:
+        """The camera's open sites as its last worker handed them over; None if none."""
+        try:
+            response = self._request("GET", f"/v1/fleet/cameras/{quote(camera_id, safe='')}/state")
+        except RejectedError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return response.content
+
+    def put_fleet_camera(self, camera_id: str, definition: dict[str, Any]) -> None:
+        body = FleetCameraIn(definition=definition).model_dump(mode="json")
+        self._request("PUT", f"/v1/fleet/cameras/{quote(camera_id, safe='')}", json=body)
+
+    def delete_fleet_camera(self, camera_id: str) -> None:
+        self._request("DELETE", f"/v1/fleet/cameras/{quote(camera_id, safe='')}")
+
+    def fleet_cameras(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/v1/fleet/cameras").json()["items"]
 
     def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         try:

@@ -145,6 +145,14 @@ class Settings(BaseSettings):
         "addresses are allowed",
     )
 
+    # -- fleet -----------------------------------------------------------------------------
+    fleet_worker_ttl_s: float = Field(
+        10.0,
+        gt=0,
+        description="A fleet worker without a heartbeat for this long is lost: its cameras "
+        "go to the others (it stops them itself after as long without an answer)",
+    )
+
     # -- retention -------------------------------------------------------------------------
     idempotency_ttl_s: float = Field(
         30 * 86400.0,

@@ -289,3 +289,40 @@ class ConsoleSession(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_used_at: Mapped[datetime] = mapped_column(UTCDateTime)
     flash: Mapped[str | None] = mapped_column(Text)
+
+
+class FleetCamera(Base):
+    """A camera a fleet worker watches: its definition as the worker's config takes it (the
+    API stores it as given; workers validate it), edited through `/v1/fleet/cameras`."""
+
+    __tablename__ = "fleet_cameras"
+
+    camera_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    definition: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_by: Mapped[str] = mapped_column(String(200))
+
+
+class FleetWorker(Base):
+    """A fleet worker as its last heartbeat left it: the cameras it runs, and those the
+    answer gave it (it may be starting them: nobody else gets them meanwhile)."""
+
+    __tablename__ = "fleet_workers"
+
+    worker_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)  # first heartbeat of this run
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime)
+    running: Mapped[list[str]] = mapped_column(JSON)
+    assigned: Mapped[list[str]] = mapped_column(JSON)
+
+
+class FleetCameraState(Base):
+    """A camera's open sites as its worker last handed them over (an opaque archive), for
+    whichever worker watches the camera next."""
+
+    __tablename__ = "fleet_camera_state"
+
+    camera_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    saved_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    saved_by: Mapped[str] = mapped_column(String(128))

@@ -190,7 +190,11 @@ class Config(Strict):
         description="the city's event-code table, the format `streetwatch serve --codes` reads",
     )
     api: ApiConfig | None = None
-    cameras: list[CameraConfig] = Field(min_length=1)
+    cameras: list[CameraConfig] = Field(
+        default_factory=list,
+        description="the cameras; `run --fleet` takes them from the API instead "
+        "(`streetwatch cameras import` puts these there)",
+    )
 
     @field_validator("event_codes")
     @classmethod

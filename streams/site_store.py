@@ -14,6 +14,8 @@ import io
 import json
 import logging
 import shutil
+import tarfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,9 +41,16 @@ class CameraState:
     saved_at: float = field(default_factory=time.time)
 
 
+def _present(refs: list[dict]) -> list[dict]:
+    """Evidence references whose file is on this machine: state handed over from another
+    worker names files on that worker's disk (already sent to the API with its report)."""
+    return [r for r in refs if Path(r.get("path", "")).is_file()]
+
+
 class SiteStore:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._lock = threading.Lock()  # the loop saves while a fleet thread packs or unpacks
 
     def _dir(self, camera_id: str) -> Path:
         # Hashed: a camera id may be "..", and it names a directory here.
@@ -49,6 +58,10 @@ class SiteStore:
 
     def save(self, camera_id: str, state: CameraState) -> None:
         """Writes the camera's state; raises OSError if the disk refuses (the caller logs)."""
+        with self._lock:
+            self._save(camera_id, state)
+
+    def _save(self, camera_id: str, state: CameraState) -> None:
         folder = self._dir(camera_id)
         folder.mkdir(parents=True, exist_ok=True)
         shots = {}
@@ -83,6 +96,10 @@ class SiteStore:
 
     def load(self, camera_id: str) -> CameraState | None:
         """The camera's saved state, or None (none, too old, or unreadable: logged)."""
+        with self._lock:
+            return self._load(camera_id)
+
+    def _load(self, camera_id: str) -> CameraState | None:
         folder = self._dir(camera_id)
         path = folder / "state.json"
         if not path.exists():
@@ -109,9 +126,12 @@ class SiteStore:
                     static = {k: npz[k] for k in npz.files}
             return CameraState(
                 PipelineState(document["sites"], shots, static),
-                {k: CaseReport.model_validate(r) for k, r in document["reports"].items()},
                 {
-                    k: [EvidenceRef.model_validate(r) for r in refs]
+                    k: CaseReport.model_validate({**r, "evidence": _present(r["evidence"])})
+                    for k, r in document["reports"].items()
+                },
+                {
+                    k: [EvidenceRef.model_validate(r) for r in _present(refs)]
                     for k, refs in document["evidence"].items()
                 },
                 float(document["saved_at"]),
@@ -124,4 +144,40 @@ class SiteStore:
 
     def forget(self, camera_id: str) -> None:
         """Drops a removed camera's state."""
-        shutil.rmtree(self._dir(camera_id), ignore_errors=True)
+        with self._lock:
+            shutil.rmtree(self._dir(camera_id), ignore_errors=True)
+
+    # -- handing a camera's state to another worker (streams/fleet.py) -----------------------
+
+    def pack(self, camera_id: str) -> bytes | None:
+        """The camera's saved state as one archive, None if there is none."""
+        with self._lock:
+            folder = self._dir(camera_id)
+            if not (folder / "state.json").is_file():
+                return None
+            buffer = io.BytesIO()
+            with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=1) as tar:
+                for path in sorted(folder.iterdir()):
+                    if path.is_file() and not path.name.startswith("."):
+                        tar.add(path, arcname=path.name)
+            return buffer.getvalue()
+
+    def unpack(self, camera_id: str, data: bytes) -> None:
+        """Replaces the camera's state with an archive `pack` made (on any worker); raises
+        ValueError for anything else (the caller then starts the camera afresh)."""
+        with self._lock:
+            folder = self._dir(camera_id)
+            staging = folder.with_name(folder.name + ".incoming")
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+            try:
+                with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+                    for member in tar.getmembers():
+                        if not member.isfile() or Path(member.name).name != member.name:
+                            raise ValueError(f"unexpected archive member {member.name!r}")
+                    tar.extractall(staging, filter="data")
+            except (tarfile.TarError, OSError, EOFError) as exc:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise ValueError(f"not a camera state archive: {exc}") from exc
+            shutil.rmtree(folder, ignore_errors=True)
+            staging.rename(folder)

@@ -27,9 +27,11 @@ from detector.incidents import Incident, IncidentEvent
 from detector.motion import detect_gated
 from detector.types import Detections
 from models.errors import ModelError
-from streams.config import CameraConfig, ConfigError, load_config
+from streams.config import CameraConfig, Config, ConfigError, load_config
 from streams.evidence import EvidenceWriter
+from streams.fleet import FleetCameras
 from streams.health import HealthEvent, report
+from streams.health_http import serve_health
 from streams.health_report import HealthReporter
 from streams.metrics import WorkerMetrics
 from streams.rtsp import RtspSource
@@ -48,6 +50,7 @@ log = logging.getLogger(__name__)
 
 OBSERVE_EVERY_S = 60.0  # how often an open incident's last_seen goes to the API
 RELOAD_POLL_S = 2.0
+LOOP_STUCK_S = 60.0  # an inference loop that has not turned for this long is stuck
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,11 +101,18 @@ class Worker:
         open_timeout_s: float = 10.0,
         read_timeout_s: float = 5.0,
         freeze_after_s: float = 60.0,
+        fleet_id: str | None = None,
+        health_port: int | None = None,
+        health_host: str = "127.0.0.1",
     ) -> None:
+        """fleet_id: take the cameras from the intake API as this fleet worker (the config's
+        own `cameras` are then ignored) instead of from the config file."""
         self.config_path = config_path
         self.config = load_config(config_path)
         if self.config.api is None:
             raise ConfigError(str(config_path), ["api: required by `streetwatch run`"])
+        if not self.config.cameras and not fleet_id:
+            raise ConfigError(str(config_path), ["cameras: required unless `run --fleet`"])
         self.shard = shard
         self.source_options = {
             "open_timeout_s": open_timeout_s,
@@ -143,6 +153,15 @@ class Worker:
             IntakeClient(api_url, key, timeout=10).post_camera_health, api.health_every_s
         )
         # ---------------------------------------------------------------------------------
+        # Where the cameras come from: the config file, or the API's fleet assignment.
+        self.fleet = (
+            FleetCameras(IntakeClient(api_url, key, timeout=10), fleet_id, self.sites)
+            if fleet_id
+            else None
+        )
+        self.health_port = health_port
+        self.health_host = health_host
+        self._loop_at = time.monotonic()
         self.engine = engine_for(self.config)
         self.labels = labels_of(self.engine, self.config)
         log.info(describe(self.labels, self.engine.manifest.name))
@@ -168,15 +187,19 @@ class Worker:
     def run(self) -> None:
         if self.metrics_port is not None:
             self.metrics.serve(self.metrics_port, self.metrics_host)
+        health = None
+        if self.health_port is not None:
+            health = serve_health(self.health_port, self.health_host, self.healthy)
         self.deliverer.start()
         self.suppressions.refresh()  # before the first frame; the saved copy if that fails
         self.suppressions.start()
         self.health_reporter.start()
-        self._apply(self.config.cameras)
+        if self.fleet is not None:
+            self.fleet.start()
+        self._apply_cameras(self._wanted(self.config))
         log.info(
-            "worker %d/%d: %d cameras, model %s, state in %s",
-            self.shard.index,
-            self.shard.count,
+            "worker %s: %d cameras, model %s, state in %s",
+            self.fleet.worker_id if self.fleet else f"{self.shard.index}/{self.shard.count}",
             len(self.cameras),
             self.engine.manifest.name,
             self.state_dir,
@@ -184,6 +207,9 @@ class Worker:
         next_reload_check = time.monotonic() + RELOAD_POLL_S
         try:
             while not self._stop.is_set():
+                self._loop_at = time.monotonic()
+                if self.fleet is not None and self.fleet.changed.is_set():
+                    self._apply_cameras(self._wanted(self.config))
                 if time.monotonic() >= next_reload_check:
                     next_reload_check = time.monotonic() + RELOAD_POLL_S
                     self._check_reload()
@@ -194,13 +220,20 @@ class Worker:
                     self._stop.wait(0.01)
         finally:
             self._shutdown()
+            if health is not None:
+                health.shutdown()
 
     def _shutdown(self) -> None:
-        """Stops cameras, hands every open incident's latest state to the outbox, drains it."""
+        """Stops cameras, hands every open incident's latest state to the outbox, drains it;
+        a fleet worker hands its cameras' sites over and says it runs nothing, so the others
+        take them over at once rather than after the TTL."""
         for cam in self.cameras.values():
             cam.source.stop(wait=False)  # all at once: each may take a read timeout to end
         for cam in list(self.cameras.values()):
             self._retire(cam)
+        if self.fleet is not None:
+            self.fleet.running(set(), released=set(self.cameras))
+            self.fleet.stop()
         self.cameras.clear()
         self.deliverer.stop(drain_s=5.0)
         self.suppressions.stop()
@@ -357,6 +390,30 @@ class Worker:
         self.metrics.health.labels(event.camera_id, event.kind).inc()
         self.health_reporter.event(event)
 
+    def _wanted(self, config: Config) -> list[CameraConfig]:
+        """The cameras to run: the fleet's assignment, else the config's."""
+        return self.fleet.take() if self.fleet is not None else config.cameras
+
+    def _apply_cameras(self, cameras: list[CameraConfig], rebuild: bool = False) -> None:
+        before = set(self.cameras)
+        self._apply(cameras, rebuild)
+        if self.fleet is not None:
+            self.fleet.running(set(self.cameras), released=before - set(self.cameras))
+
+    def healthy(self) -> tuple[bool, dict[str, object]]:
+        """For /healthz: the loop turns (a stuck one is restarted by the orchestrator) and,
+        in a fleet, the API answers heartbeats."""
+        loop_age = time.monotonic() - self._loop_at
+        details: dict[str, object] = {
+            "cameras": len(self.cameras),
+            "loop_age_s": round(loop_age, 1),
+        }
+        ok = loop_age < LOOP_STUCK_S
+        if self.fleet is not None:
+            details["fleet_connected"] = self.fleet.connected
+            ok = ok and (self.fleet.connected or self.fleet.last_answer is None)
+        return ok, details
+
     def _apply(self, cameras: list[CameraConfig], rebuild: bool = False) -> None:
         """Starts, changes and stops cameras so the running set matches `cameras`, touching
         only what changed: a camera whose stream settings (source, sampling) changed is
@@ -482,6 +539,9 @@ class Worker:
         except ConfigError as exc:
             log.error("reload refused, keeping the running configuration: %s", exc)
             return
+        if not config.cameras and self.fleet is None:
+            log.error("reload refused, keeping the running configuration: no cameras")
+            return
         if config.api != self.config.api:
             log.warning("reload: api changed; that takes a restart to apply")
             config = config.model_copy(update={"api": self.config.api})
@@ -506,7 +566,7 @@ class Worker:
             log.info(describe(self.labels, self.engine.manifest.name))
         warn_unchecked((c for c in config.cameras if c.is_live), self.labels, config.model)
         self.config = config
-        self._apply(config.cameras, rebuild=rebuild)
+        self._apply_cameras(self.fleet.current() if self.fleet else config.cameras, rebuild)
         log.info("reloaded %s: %d cameras", self.config_path, len(self.cameras))
 
     # -- metrics -------------------------------------------------------------------------

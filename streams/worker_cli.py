@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,6 +58,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=60.0,
         help="seconds of an unchanging picture before a camera is reported frozen",
     )
+    p.add_argument(
+        "--fleet",
+        action="store_true",
+        help="take cameras from the intake API as a fleet worker (the config's cameras are "
+        "ignored; its key needs the ingest and fleet scopes) instead of from the config",
+    )
+    p.add_argument(
+        "--worker-id",
+        default=os.environ.get("STREETWATCH_WORKER_ID") or socket.gethostname(),
+        help="this worker's name in the fleet, stable across restarts so it gets its "
+        "cameras back (env STREETWATCH_WORKER_ID; default: the host name, %(default)s)",
+    )
+    p.add_argument("--health-port", type=int, help="serve GET /healthz on this port")
+    p.add_argument("--health-host", default="127.0.0.1", help="address for the health port")
     p.set_defaults(func=run)
 
     p = sub.add_parser("outbox", help="list or retry what waits for the intake API")
@@ -74,15 +89,21 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         shard = Shard.parse(args.shard)
+        if args.fleet and shard.count != 1:
+            raise ValueError("--fleet assigns cameras itself: no --shard with it")
+        state_name = f"fleet-{args.worker_id}" if args.fleet else args.shard
         worker = Worker(
             args.config,
-            args.state_dir or default_state_dir(args.shard),
+            args.state_dir or default_state_dir(state_name),
             shard,
             metrics_port=args.metrics_port,
             metrics_host=args.metrics_host,
             open_timeout_s=args.open_timeout,
             read_timeout_s=args.read_timeout,
             freeze_after_s=args.freeze_after,
+            fleet_id=args.worker_id if args.fleet else None,
+            health_port=args.health_port,
+            health_host=args.health_host,
         )
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

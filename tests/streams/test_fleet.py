@@ -1,0 +1,330 @@
+"""A fleet that heals itself: three `streetwatch run --fleet` workers against one
+`streetwatch serve` on PostgreSQL, a dozen loopback RTSP cameras, the real model.
+
+One camera shows a bus parked in its bay; its worker is killed with SIGKILL while the bus's
+dwell runs. Its cameras must be watched again within the bound, the dwell must continue on
+the next worker (one case, first seen before the kill), no camera may run on two live
+workers at once, and the worker that comes back gets its own cameras back, nothing else
+moving.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from api.auth import Scope, create_key
+from api.db import Database
+from api.fleet import owner
+from api.testing import fresh_database, postgres_cluster
+from models.cache import HOME_ENV, home
+from streams.scenes import BUS_CROP, Sprite, crop, render, video_frames
+from streams.testcam import RtspServer, free_port, wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+BOUND_S = 20.0  # a lost worker's cameras run elsewhere within this (TTL 10 s + a heartbeat)
+SCALE = 0.5  # cameras at 384x288: the zones of the 768x576 footage, halved
+BAY = [
+    [round(x * SCALE), round(y * SCALE)]
+    for x, y in [[380, 380], [767, 380], [767, 560], [380, 560]]
+]
+DWELL_S = 30
+CAMERAS = [f"cam-{n:02d}" for n in range(12)]
+BUS_CAMERA = "cam-00"
+WORKERS = ["w1", "w2", "w3"]
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory, bus_jpg, vtest_avi, rtsp_server_deps) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("fleet")
+    bus = Sprite(crop(bus_jpg, BUS_CROP, 300)).parked(0, 20, (420, 300))
+    return {
+        "parked": render(out / "parked.mp4", video_frames(vtest_avi), 20, 5, [bus]),
+        "empty": render(out / "empty.mp4", video_frames(vtest_avi), 20, 5),
+    }
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    if url := os.environ.get("STREETWATCH_TEST_PG_URL"):
+        with fresh_database(url) as db:
+            yield db
+        return
+    with postgres_cluster() as admin, fresh_database(admin) as db:
+        yield db
+
+
+class Process:
+    """A `streetwatch` subprocess whose output is kept."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        self.argv, self.env = argv, env
+        self.log: list[str] = []
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self) -> Process:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", *self.argv],
+            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        threading.Thread(target=self._drain, args=(self.process,), daemon=True).start()
+        return self
+
+    def _drain(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            self.log.append(line.rstrip())
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(30)
+
+    def terminate(self) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(60)
+
+
+def sites_in(state: bytes) -> list[dict]:
+    """The open sites in a camera state archive as a worker handed it over."""
+    with tarfile.open(fileobj=io.BytesIO(state), mode="r:gz") as tar:
+        member = tar.extractfile("state.json")
+        assert member is not None
+        document = json.load(member)
+    return [site for sites in document["sites"].values() for site in sites]
+
+
+def test_a_killed_workers_cameras_move_and_its_incident_continues(clips, pg_url, tmp_path):
+    env = os.environ | {HOME_ENV: str(home()), "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    api_port = free_port()
+    api_url = f"http://127.0.0.1:{api_port}"
+    mounts = {cam: clips["parked" if cam == BUS_CAMERA else "empty"] for cam in CAMERAS}
+    with ExitStack() as stack:
+        server = stack.enter_context(RtspServer(mounts, fps=5, width=384, height=288, keyint=5))
+        api = Process(
+            ["serve", "--db", pg_url, "--data-dir", str(tmp_path / "api"), "--port", str(api_port)],
+            env,
+        ).start()
+        stack.callback(api.kill)
+        wait_until(lambda: _ok(f"{api_url}/readyz"), 60, "the API ready")
+        db = Database(pg_url)
+        with db.write() as session:
+            _, admin = create_key(session, "ops", [Scope.admin, Scope.dispatch])
+            _, fleet_key = create_key(session, "fleet", [Scope.ingest, Scope.fleet])
+        db.dispose()
+
+        config = tmp_path / "config.yaml"
+        cameras = [
+            {
+                "id": cam,
+                "source": server.url(cam),
+                "sample": {"fps": 1},
+                "zones": [{"id": "bay", "polygon": BAY, "checks": ["illegal_parking"]}],
+            }
+            for cam in CAMERAS
+        ]
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "model": "default",
+                    "rules": {"illegal_parking": {"dwell_s": DWELL_S, "clear_s": 20}},
+                    "api": {"url": api_url},
+                    "cameras": cameras,
+                }
+            )
+        )
+        admin_env = env | {"STREETWATCH_API_KEY": admin}
+        imported = subprocess.run(
+            [sys.executable, "-m", "streams.cli", "cameras", "import", "--config", str(config)],
+            env=admin_env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert imported.returncode == 0, imported.stderr
+        assert "imported 12 cameras" in imported.stdout
+        # The workers' own config has no cameras: they come from the API.
+        worker_config = tmp_path / "worker.yaml"
+        worker_config.write_text(
+            yaml.safe_dump({**yaml.safe_load(config.read_text()), "cameras": []})
+        )
+
+        health_ports = {w: free_port() for w in WORKERS}
+        worker_env = env | {"STREETWATCH_API_KEY": fleet_key}
+
+        def worker(w: str) -> Process:
+            argv = ["run", "--fleet", "--worker-id", w, "--config", str(worker_config)]
+            argv += ["--state-dir", str(tmp_path / w), "--health-port", str(health_ports[w])]
+            argv += ["--open-timeout", "5", "--read-timeout", "3"]
+            return Process(argv, worker_env).start()
+
+        workers = {w: worker(w) for w in WORKERS}
+        for w in WORKERS:
+            stack.callback(workers[w].kill)
+
+        http = stack.enter_context(
+            httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {admin}"}, timeout=10)
+        )
+        fleet_http = stack.enter_context(
+            httpx.Client(
+                base_url=api_url, headers={"Authorization": f"Bearer {fleet_key}"}, timeout=10
+            )
+        )
+        watch = Watch(http)
+        stack.enter_context(watch)
+
+        # Everyone runs its rendezvous share.
+        def settled(live: list[str]) -> bool:
+            now = watch.latest()
+            return bool(now) and all(now[c] == [owner(c, live)] for c in CAMERAS)
+
+        assert all(any(owner(c, WORKERS) == w for c in CAMERAS) for w in WORKERS)
+        wait_until(lambda: settled(WORKERS), 120, "every camera on its owner")
+        for w in WORKERS:
+            assert _ok(f"http://127.0.0.1:{health_ports[w]}/healthz")
+
+        # The bus camera's worker has handed over a site in its dwell: kill it.
+        victim = owner(BUS_CAMERA, WORKERS)
+        wait_until(lambda: _dwelling(fleet_http, BUS_CAMERA), 90, "the bus's dwell handed over")
+        assert not _cases(http)
+        lost = [c for c in CAMERAS if owner(c, WORKERS) == victim]
+        killed_at = time.time()
+        workers[victim].kill()
+
+        survivors = [w for w in WORKERS if w != victim]
+        for cam in lost:
+            moved = wait_until(
+                lambda cam=cam: watch.running_since(cam, owner(cam, survivors), killed_at),
+                BOUND_S + 30,
+                f"camera {cam} on {owner(cam, survivors)}",
+            )
+            assert moved - killed_at <= BOUND_S, f"{cam} moved after {moved - killed_at:.1f} s"
+
+        # The dwell continues on the bus camera's new worker: one case, first seen before
+        # the kill (a restarted dwell would be first seen after it).
+        (case,) = wait_until(lambda: _cases(http), DWELL_S + 60, "the bus confirmed")
+        assert case["camera_id"] == BUS_CAMERA and case["report_count"] == 1
+        first_seen = _ts(case["first_seen"])
+        assert first_seen < killed_at
+        assert _ts(case["confirmed_at"]) - first_seen >= DWELL_S
+
+        # The killed worker comes back under its name and gets its own cameras back.
+        workers[victim] = worker(victim)
+        stack.callback(workers[victim].kill)
+        wait_until(lambda: settled(WORKERS), 60, "the returning worker's cameras back")
+        steady = watch.changes()
+        time.sleep(10)
+        assert watch.changes() == steady, "assignments moved again after the return"
+        assert settled(WORKERS)
+        assert len(_cases(http)) == 1
+
+        assert watch.longest_overlap() == 0.0  # never two live workers on one camera
+        assert workers[victim].terminate() == 0  # a clean stop hands over at once
+        handed = wait_until(
+            lambda: (
+                all(watch.latest().get(c) == [owner(c, survivors)] for c in lost) and time.time()
+            ),
+            BOUND_S,
+            "a cleanly stopped worker's cameras moved",
+        )
+        assert handed
+        server.stop()
+
+
+class Watch:
+    """Samples `GET /v1/fleet/cameras` twice a second on a thread: which live workers run
+    each camera, over time."""
+
+    def __init__(self, http: httpx.Client) -> None:
+        self.http = http
+        self.samples: list[tuple[float, dict[str, list[str]]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Watch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                items = self.http.get("/v1/fleet/cameras").json()["items"]
+            except (httpx.HTTPError, ValueError, KeyError):
+                items = None
+            if items is not None:
+                self.samples.append((time.time(), {c["camera_id"]: c["running_on"] for c in items}))
+            self._stop.wait(0.5)
+
+    def latest(self) -> dict[str, list[str]]:
+        return self.samples[-1][1] if self.samples else {}
+
+    def running_since(self, camera: str, worker: str, since: float) -> float | None:
+        """When `worker` was first seen running `camera` after `since`."""
+        for at, running in list(self.samples):
+            if at >= since and worker in running.get(camera, []):
+                return at
+        return None
+
+    def changes(self) -> int:
+        """How many times any camera's set of running workers changed."""
+        count, last = 0, None
+        for _, running in list(self.samples):
+            if last is not None and running != last:
+                count += 1
+            last = running
+        return count
+
+    def longest_overlap(self) -> float:
+        """The longest a camera was seen on two live workers at once, in seconds (one
+        sample counts as its half-second interval); 0 if never."""
+        longest, since = 0.0, {}
+        for at, running in list(self.samples):
+            for cam, workers in running.items():
+                if len(workers) > 1:
+                    since.setdefault(cam, at)
+                    longest = max(longest, at - since[cam] + 0.5)
+                else:
+                    since.pop(cam, None)
+        return longest
+
+
+def _ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _dwelling(http: httpx.Client, camera: str) -> bool:
+    response = http.get(f"/v1/fleet/cameras/{camera}/state")
+    return response.status_code == 200 and any(
+        s["incident"] is None and s["dwelt_s"] >= 5 for s in sites_in(response.content)
+    )
+
+
+def _cases(http: httpx.Client) -> list[dict]:
+    response = http.get("/v1/cases")
+    response.raise_for_status()
+    return response.json()["items"]
+
+
+def _ts(value: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(value).timestamp()
