@@ -345,7 +345,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         type=_scopes,
         action="extend",
         required=True,
-        help="ingest, open311, dispatch and/or admin (repeat or comma-separate)",
+        help="ingest, open311, dispatch, admin and/or fleet (repeat or comma-separate)",
     )
     c.add_argument("--name", default="unnamed", help="who or what the key is for")
     c.add_argument(
