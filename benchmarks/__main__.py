@@ -9,14 +9,31 @@ import argparse
 import logging
 import time
 
-from benchmarks import api, capacity, e2e, inference, soak, stages
+from benchmarks import api, batch, capacity, e2e, failover, inference, soak, stages
 from benchmarks.common import SUBSTREAM_SIZE, build_clip, machine, write_section
 
-SECTIONS = ("e2e", "stages", "inference", "capacity", "substream", "api", "soak")
+SECTIONS = (
+    "e2e",
+    "stages",
+    "inference",
+    "capacity",
+    "substream",
+    "api",
+    "soak",
+    "batch",
+    "failover",
+)
 # The soak is an hour of wall time for one memory figure, so it runs only when asked for: a
 # shorter run cannot tell a leak from the one-frame steps of candidate sites opening.
 DEFAULT_SECTIONS = tuple(name for name in SECTIONS if name != "soak")
-OWN_HOW = ("api", "capacity", "substream", "soak")  # sections that say their own machine and input
+OWN_HOW = (
+    "api",
+    "capacity",
+    "substream",
+    "soak",
+    "batch",
+    "failover",
+)  # sections that say their own machine and input
 
 
 def main() -> None:
@@ -38,10 +55,14 @@ def main() -> None:
         help="capacity, substream: skip the search; measure the static stage's cost at N cameras",
     )
     parser.add_argument("--minutes", type=float, default=60, help="soak: length of the run")
+    parser.add_argument("--kills", type=int, default=5, help="failover: workers killed")
+    parser.add_argument(
+        "--fleet-cameras", type=int, default=6, help="failover: loopback cameras in the fleet"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     chosen = args.only or DEFAULT_SECTIONS
-    if set(chosen) - {"api"}:
+    if set(chosen) - {"api", "batch", "failover"}:
         inference.ensure_int8()  # every section but api runs the int8 model
     clip = build_clip(args.seconds)
     how = (
@@ -85,6 +106,10 @@ def main() -> None:
             blocks = {
                 name if part == "search" else f"{name}-static": b for part, b in bodies.items()
             }
+        elif name == "batch":
+            blocks = {name: batch.run(args.seconds, args.runs)}
+        elif name == "failover":
+            blocks = {name: failover.run(args.fleet_cameras, args.kills)}
         else:
             blocks = {name: soak.run(clip, args.minutes)}
         command = (
@@ -97,6 +122,11 @@ def main() -> None:
             command = (
                 f"`python -m benchmarks --only {name} --runs {args.runs} --seconds "
                 f"{args.seconds:g} --warmup {args.warmup:g} --window {args.window:g}{cameras}`"
+            )
+        elif name == "failover":
+            command = (
+                f"`python -m benchmarks --only failover --kills {args.kills} "
+                f"--fleet-cameras {args.fleet_cameras}`"
             )
         elif name == "soak":
             command = (
