@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
+import av.error
 from pydantic import ValidationError
 
 from api.contract import CaseReport
@@ -23,7 +25,7 @@ from streams.evidence import EvidenceWriter
 from streams.recordings import Recording
 from streams.runtime import labels_of
 from streams.scoring import CameraResult, FrameHook, score_camera, write_jsonl
-from streams.sources import FileSource
+from streams.sources import FileSource, SourceError
 
 log = logging.getLogger(__name__)
 Tick = Callable[[int], None]  # frames scored since the last call
@@ -83,7 +85,7 @@ def expected_frames(recording: Recording) -> int | None:
     camera = recording.camera
     try:
         duration = FileSource(camera.id, camera.source).duration_s()
-    except Exception:  # a broken file is reported when it is scored
+    except (SourceError, av.error.FFmpegError, OSError):  # reported when it is scored
         return None
     if duration is None or camera.sample.keyframes:
         return None

@@ -401,18 +401,17 @@ class Worker:
             self.fleet.running(set(self.cameras), released=before - set(self.cameras))
 
     def healthy(self) -> tuple[bool, dict[str, object]]:
-        """For /healthz: the loop turns (a stuck one is restarted by the orchestrator) and,
-        in a fleet, the API answers heartbeats."""
+        """For /healthz: healthy while the inference loop turns (a stuck one wants a
+        restart). A fleet worker cut off from the API is reported (`fleet_connected`) but
+        not unhealthy: it has stopped its cameras itself, and a restart would not help."""
         loop_age = time.monotonic() - self._loop_at
         details: dict[str, object] = {
             "cameras": len(self.cameras),
             "loop_age_s": round(loop_age, 1),
         }
-        ok = loop_age < LOOP_STUCK_S
         if self.fleet is not None:
             details["fleet_connected"] = self.fleet.connected
-            ok = ok and (self.fleet.connected or self.fleet.last_answer is None)
-        return ok, details
+        return loop_age < LOOP_STUCK_S, details
 
     def _apply(self, cameras: list[CameraConfig], rebuild: bool = False) -> None:
         """Starts, changes and stops cameras so the running set matches `cameras`, touching
@@ -435,7 +434,9 @@ class Worker:
             cam = self.cameras[cam_id]
             camera = wanted.get(cam_id)
             if camera is None or _stream_of(camera) != _stream_of(cam.config):
-                self._retire(self.cameras.pop(cam_id), removed=camera is None, wait=False)
+                # A fleet camera that moves to another worker keeps its sites, to hand over.
+                gone = camera is None and self.fleet is None
+                self._retire(self.cameras.pop(cam_id), removed=gone, wait=False)
                 log.info("camera %s: stopped (%s)", cam_id, "changed" if camera else "removed")
                 if camera is None:
                     self.metrics.forget_camera(cam_id)

@@ -73,7 +73,7 @@ def _fuzz(operation: Any, mode: GenerationMode, key: str, seen: dict[str, set[in
 
 
 def test_no_input_breaks_the_api(api: Api) -> None:
-    key = api.server.create_key("ingest", "open311", "dispatch", "admin", name="fuzzer")
+    key = api.server.create_key("ingest", "open311", "dispatch", "admin", "fleet", name="fuzzer")
     schema = schemathesis.openapi.from_url(f"{api.url}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 20
