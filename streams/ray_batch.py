@@ -6,6 +6,7 @@ the same paths on every node (one machine, or shared storage)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from streams.recordings import Recording
 from streams.runtime import engine_for, labels_of
 from streams.scoring import CameraResult
 from streams.sources import FileSource, SourceError, Span
+
+log = logging.getLogger(__name__)
 
 TICK_EVERY = 10  # frames between progress reports from a task
 POLL_S = 0.25
@@ -146,6 +149,8 @@ def run_ray(
             _detect.remote(job.recording, span, shared, progress)
             for span in _spans(job.recording, chunk_s)
         ]
+        if spans:
+            log.info("%s: inferred in %d keyframe spans", job.recording.path.name, len(spans))
         ref = _score.remote(job, shared, str(evidence_dir), progress, *spans)
         pending[ref] = job
     try:

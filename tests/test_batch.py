@@ -6,6 +6,7 @@ everywhere. Real model, real street footage (vtest.avi) with a real bus photo pa
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -136,8 +137,11 @@ def test_single_process_scores_each_file_as_its_camera_and_reports_the_broken_on
 
 
 def test_local_ray_runtime_gives_the_single_process_output(
-    single, recorded, config_path, tmp_path, capsys
+    single, recorded, config_path, tmp_path, capsys, caplog
 ):
+    """On two local workers, the 40 s file cut into spans of 8 s (the bus's dwell crosses
+    their boundaries): byte for byte the single process's output."""
+    caplog.set_level(logging.INFO, logger="streams.ray_batch")
     out, evidence = single
     ray_out = tmp_path / "ray.jsonl"
     code = score(
@@ -156,6 +160,7 @@ def test_local_ray_runtime_gives_the_single_process_output(
     printed = capsys.readouterr()
     assert code == 1, printed.err
     assert "cam-b_20260501T110000.mp4" in printed.err
+    assert "cam-b_20260501T090000.mp4: inferred in 5 keyframe spans" in caplog.text
     assert ray_out.read_bytes() == out.read_bytes()
 
 
