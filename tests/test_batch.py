@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from models.cache import HOME_ENV, home
 from streams.chunks import plan_spans
 from streams.cli import main
 from streams.config import CameraConfig, load_config
@@ -171,30 +172,28 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def two_nodes(tmp_path, monkeypatch) -> Iterator[str]:
+def two_nodes(tmp_path) -> Iterator[tuple[str, dict[str, str]]]:
     """A Ray head and a second node on loopback, each a process group of its own (stopped
-    by killing those groups, never `ray stop`, which would stop every Ray on the machine),
-    with a token of their own that this test's driver presents too."""
-    monkeypatch.setenv("RAY_AUTH_MODE", "token")
-    monkeypatch.setenv("RAY_AUTH_TOKEN", secrets.token_hex(32))
+    by signalling those groups, never `ray stop`, which would stop every Ray on the
+    machine), with an auth token of their own; yields the address and the environment a
+    driver needs (the token: Ray caches the one a process saw first, so drivers of this
+    cluster are processes of their own)."""
     ray = Path(sys.executable).with_name("ray")
     port = free_port()
     address = f"127.0.0.1:{port}"
-    common = [
-        "--node-ip-address",
-        "127.0.0.1",
-        "--num-cpus",
-        "1",
-        "--block",
-        "--disable-usage-stats",
-    ]
-    head = [str(ray), "start", "--head", "--port", str(port), "--include-dashboard", "false"]
+    env = os.environ | {
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(32),
+        "RAY_USAGE_STATS_ENABLED": "0",
+        HOME_ENV: str(home()),  # the workers' model cache: this session's
+    }
     # Ray's socket paths must stay under 107 bytes: a short directory of its own.
     temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))
-    common += ["--temp-dir", str(temp)]
+    common = ["--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--block"]
+    common += ["--disable-usage-stats", "--temp-dir", str(temp)]
+    head = [str(ray), "start", "--head", "--port", str(port), "--include-dashboard", "false"]
     worker = [str(ray), "start", "--address", address]
     procs = []
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     log = open(tmp_path / "ray.log", "wb")  # noqa: SIM115 - held for the fixture's life
     try:
         for cmd in (head + common, worker + common):
@@ -203,15 +202,17 @@ def two_nodes(tmp_path, monkeypatch) -> Iterator[str]:
             )
             if len(procs) == 1:
                 wait_for_port(port, 120)
-        yield address
+        yield address, env
     finally:
         for proc in reversed(procs):
             os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
         for proc in procs:
             try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:  # still draining: nothing left to drain
                 os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
         log.close()
         shutil.rmtree(temp, ignore_errors=True)
 
@@ -226,35 +227,32 @@ def wait_for_port(port: int, timeout_s: float) -> None:
     raise TimeoutError(f"Ray head not listening on {port} after {timeout_s} s")
 
 
-def test_two_ray_nodes_give_the_single_process_output(
-    single, recorded, config_path, two_nodes, tmp_path, capsys
-):
-    import ray
+NODES_UP = """
+import sys, time, ray
+ray.init(address=sys.argv[1], log_to_driver=False)
+deadline = time.monotonic() + 120
+while len([n for n in ray.nodes() if n["Alive"]]) < 2 and time.monotonic() < deadline:
+    time.sleep(0.5)
+print(len([n for n in ray.nodes() if n["Alive"]]), int(ray.cluster_resources().get("CPU", 0)))
+"""
 
-    ray.init(address=two_nodes, log_to_driver=False)
-    try:
-        deadline = time.monotonic() + 120
-        while ray.cluster_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
-            time.sleep(0.5)  # the second node joins
-        assert len([n for n in ray.nodes() if n["Alive"]]) == 2
-    finally:
-        ray.shutdown()
+
+def test_two_ray_nodes_give_the_single_process_output(
+    single, recorded, config_path, two_nodes, tmp_path
+):
+    address, env = two_nodes
+    up = subprocess.run(
+        [sys.executable, "-c", NODES_UP, address], env=env, capture_output=True, text=True
+    )
+    assert up.stdout.split() == ["2", "2"], up.stderr[-2000:]  # two nodes of one CPU each
     out, evidence = single
     ray_out = tmp_path / "cluster.jsonl"
-    code = score(
-        config_path,
-        ray_out,
-        evidence,
-        str(recorded),
-        "--name-pattern",
-        PATTERN,
-        "--ray-address",
-        two_nodes,
-        "--chunk-s",
-        CHUNK_S,
-    )
-    printed = capsys.readouterr()
-    assert code == 1, printed.err
+    argv = [sys.executable, "-m", "streams.cli", "score", str(recorded)]
+    argv += ["--config", str(config_path), "--out", str(ray_out), "--evidence-dir", str(evidence)]
+    argv += ["--name-pattern", PATTERN, "--ray-address", address, "--chunk-s", CHUNK_S]
+    scored = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    assert scored.returncode == 1, scored.stderr[-3000:]  # the broken file
+    assert "scored 3/4 files" in scored.stdout
     assert ray_out.read_bytes() == out.read_bytes()
 
 

@@ -24,6 +24,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import yaml
 
@@ -328,3 +329,28 @@ def _ts(value: str) -> float:
     from datetime import datetime
 
     return datetime.fromisoformat(value).timestamp()
+
+
+def test_a_camera_state_archive_moves_between_stores_and_nothing_else_unpacks(tmp_path):
+    from detector.pipeline import PipelineState
+    from streams.site_store import CameraState, SiteStore
+
+    here, there = SiteStore(tmp_path / "a"), SiteStore(tmp_path / "b")
+    static = {"long": np.full((4, 4, 3), 7, np.float32)}
+    here.save("cam", CameraState(PipelineState({"bay|illegal_parking": []}, {}, static)))
+    there.unpack("cam", here.pack("cam"))
+    state = there.load("cam")
+    assert state is not None and state.pipeline.sites == {"bay|illegal_parking": []}
+    assert np.array_equal(state.pipeline.static["long"], static["long"])
+    assert here.pack("nobody") is None
+
+    evil = io.BytesIO()
+    with tarfile.open(fileobj=evil, mode="w:gz") as tar:
+        info = tarfile.TarInfo("../state.json")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"{}"))
+    for bad in (evil.getvalue(), b"not an archive"):
+        with pytest.raises(ValueError):
+            there.unpack("cam", bad)
+    assert there.load("cam") is not None  # a refused archive leaves the state as it was
+    assert not (tmp_path / "state.json").exists()
