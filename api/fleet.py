@@ -35,11 +35,30 @@ class Heartbeat(BaseModel):
 
 
 def _storable_json(value: dict[str, Any]) -> dict[str, Any]:
-    text = json.dumps(value, ensure_ascii=False)
+    """What every database stores as JSON: no NaN or infinities, no control characters."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        raise ValueError("NaN and infinities are not JSON") from None
+    except RecursionError:
+        raise ValueError("nested too deep") from None
     if len(text) > MAX_DEFINITION_CHARS:
         raise ValueError(f"over {MAX_DEFINITION_CHARS} characters")
-    storable(text)
+    _check_strings(value)
     return value
+
+
+def _check_strings(value: object) -> None:
+    """Every key and string, however deep, is storable (the dump escapes what is not)."""
+    if isinstance(value, str):
+        storable(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            storable(key)
+            _check_strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_strings(item)
 
 
 class FleetCameraIn(BaseModel):

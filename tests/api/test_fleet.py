@@ -29,6 +29,14 @@ def test_cameras_heartbeats_and_state_hand_over(api, tmp_path):
     assert api.ingest.put("/v1/fleet/cameras/cam-1", json={"definition": CAMERA}).status_code == 403
     bad = api.admin.put("/v1/fleet/cameras/cam-1", json={"definition": {**CAMERA, "id": "x"}})
     assert bad.status_code == 422
+    for body in (
+        b'{"definition": {"source": "x", "w": NaN}}',
+        b'{"definition": {"source": "\\u0000"}}',
+    ):
+        refused = api.admin.put(
+            "/v1/fleet/cameras/cam-1", content=body, headers={"Content-Type": "application/json"}
+        )
+        assert refused.status_code == 422, refused.text  # what no database stores as JSON
     for n in range(1, 5):
         definition = {**CAMERA, "id": f"cam-{n}"}
         response = api.admin.put(f"/v1/fleet/cameras/cam-{n}", json={"definition": definition})
