@@ -354,3 +354,42 @@ def test_a_camera_state_archive_moves_between_stores_and_nothing_else_unpacks(tm
             there.unpack("cam", bad)
     assert there.load("cam") is not None  # a refused archive leaves the state as it was
     assert not (tmp_path / "state.json").exists()
+
+
+def test_the_fleet_thread_hands_over_what_it_stops_and_stops_all_when_cut_off(tmp_path):
+    """`FleetCameras` against the real API (SQLite), one heartbeat at a time, on a clock
+    the test moves: a released camera's sites reach the API before the heartbeat that
+    says it stopped; without an answer for the TTL, every camera stops."""
+    from api.client import IntakeClient
+    from api.settings import Settings
+    from api.testing import run_server
+    from detector.pipeline import PipelineState
+    from streams.fleet import FleetCameras
+    from streams.site_store import CameraState, SiteStore
+
+    now = [0.0]
+    sites = SiteStore(tmp_path / "sites")
+    camera = {"id": "cam-1", "source": "rtsp://127.0.0.1:1/cam-1", "zones": [
+        {"id": "bay", "polygon": BAY, "checks": ["illegal_parking"]}
+    ]}  # fmt: skip
+    with run_server(Settings(data_dir=tmp_path / "api", fleet_worker_ttl_s=5)) as server:
+        admin = server.create_key("admin")
+        key = server.create_key("ingest", "fleet")
+        with IntakeClient(server.url, admin) as client:
+            client.put_fleet_camera("cam-1", camera)
+        fleet = FleetCameras(IntakeClient(server.url, key), "w1", sites, clock=lambda: now[0])
+        fleet.beat()
+        assert fleet.changed.is_set() and [c.id for c in fleet.take()] == ["cam-1"]
+        fleet.running({"cam-1"}, set())
+        sites.save("cam-1", CameraState(PipelineState({"bay|illegal_parking": []}, {}, None)))
+        fleet.running(set(), {"cam-1"})  # stopped here (say, the camera moves away)
+        fleet.beat()
+        with IntakeClient(server.url, key) as client:
+            handed = client.get_camera_state("cam-1")
+        assert handed is not None and sites_in(handed) == []
+        assert fleet.connected
+    now[0] += 6  # past the TTL, the API gone
+    fleet.running({"cam-1"}, set())
+    fleet.beat()
+    assert not fleet.connected
+    assert fleet.changed.is_set() and fleet.take() == []
