@@ -76,6 +76,8 @@ def config_path(tmp_path_factory) -> Path:
     grass = {"id": "grass", "polygon": STALL_ZONE, "checks": ["street_stall", "garbage"]}
     config = {
         "model": "default",
+        # The gate on: a span's frames reuse detections as the whole-file pass's would.
+        "detector": {"motion_gate": True},
         "rules": RULES,
         "cameras": [cam("cam-a", [bay]), cam("cam-b", [bay, grass])],
     }
