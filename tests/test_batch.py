@@ -28,7 +28,7 @@ from streams.cli import main
 from streams.config import CameraConfig, load_config
 from streams.recordings import NamePattern, RecordingsError, recordings
 from streams.runtime import sampling_for
-from streams.scenes import BUS_CROP, Sprite, crop, render, video_frames
+from streams.scenes import BUS_CROP, Sprite, crop, render, still_frames, video_frames
 from streams.sources import FileSource
 from tests.test_scoring import BAY, PARK_AT, RULES
 
@@ -63,6 +63,10 @@ def recorded(tmp_path_factory, vtest_avi, bus_jpg) -> Path:
     }
     for name, (duration, sprite) in scenes.items():
         render(out / f"{name}.mp4", video_frames(vtest_avi), duration, FPS, [sprite])
+    # One frame held with the bus parked: the motion gate skips most samples, across spans.
+    still = next(video_frames(vtest_avi))
+    parked = Sprite(bus).parked(0, 20, PARK_AT)
+    render(out / "cam-a_20260501T120000.mp4", still_frames(still), 20, FPS, [parked])
     (out / "cam-b_20260501T110000.mp4").write_bytes(b"\x00\x01not a video" * 500)
     return out
 
@@ -112,8 +116,12 @@ def test_single_process_scores_each_file_as_its_camera_and_reports_the_broken_on
     by_camera = sorted(
         (c["camera_id"], c["first_seen"][:13]) for c in cases if c["zone_id"] == "bay"
     )
-    # cam-a's 08:00 file parks once, its 10:00 file never; cam-b's 09:00 file parks once.
-    assert by_camera == [("cam-a", "2026-05-01T08"), ("cam-b", "2026-05-01T09")]
+    # cam-a's 08:00 and 12:00 files park once, its 10:00 file never; cam-b's 09:00 once.
+    assert by_camera == [
+        ("cam-a", "2026-05-01T08"),
+        ("cam-a", "2026-05-01T12"),
+        ("cam-b", "2026-05-01T09"),
+    ]
     assert all(Path(ref["path"]).is_file() for c in cases for ref in c["evidence"])
 
     # A re-run skips every file already scored (the broken one is tried again) and writes
@@ -133,9 +141,9 @@ def test_single_process_scores_each_file_as_its_camera_and_reports_the_broken_on
     )
     printed = capsys.readouterr()
     assert code == 1
-    assert "3 of 4 files already scored" in printed.err
+    assert "4 of 5 files already scored" in printed.err
     assert "cam-b_20260501T110000.mp4" in printed.err and "failed: " in printed.out
-    assert "scored 3/4 files: 0 frames" in printed.out
+    assert "scored 4/5 files: 0 frames" in printed.out
     assert again.read_bytes() == out.read_bytes()
 
 
@@ -164,6 +172,7 @@ def test_local_ray_runtime_gives_the_single_process_output(
     assert code == 1, printed.err
     assert "cam-b_20260501T110000.mp4" in printed.err
     assert "cam-b_20260501T090000.mp4: inferred in 5 keyframe spans" in caplog.text
+    assert "cam-a_20260501T120000.mp4: inferred in 2 keyframe spans" in caplog.text
     assert ray_out.read_bytes() == out.read_bytes()
 
 
@@ -254,7 +263,7 @@ def test_two_ray_nodes_give_the_single_process_output(
     argv += ["--name-pattern", PATTERN, "--ray-address", address, "--chunk-s", CHUNK_S]
     scored = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
     assert scored.returncode == 1, scored.stderr[-3000:]  # the broken file
-    assert "scored 3/4 files" in scored.stdout
+    assert "scored 4/5 files" in scored.stdout
     assert ray_out.read_bytes() == out.read_bytes()
 
 
@@ -300,6 +309,7 @@ def test_manifest_and_name_pattern_tie_files_to_cameras(recorded, config_path, t
     assert [(r.camera.id, r.camera.start_time.isoformat()[11:16]) for r in found] == [
         ("cam-a", "08:00"),
         ("cam-a", "10:00"),
+        ("cam-a", "12:00"),
         ("cam-b", "09:00"),
         ("cam-b", "11:00"),
     ]
