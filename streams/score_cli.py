@@ -114,8 +114,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     use_ray = args.ray or args.ray_address is not None
-    if args.workers is not None and (args.workers < 1 or args.ray_address):
-        print("error: --workers is a positive number, for the local Ray runtime", file=sys.stderr)
+    if args.workers is not None and (args.workers < 1 or args.ray_address or not args.ray):
+        print(
+            "error: --workers is a positive number, with --ray (the local Ray runtime)",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     if args.chunk_s < 0:
         print("error: --chunk-s must be >= 0", file=sys.stderr)

@@ -324,3 +324,19 @@ def test_manifest_and_name_pattern_tie_files_to_cameras(recorded, config_path, t
     bad.write_text("file,camera\nx.mp4,cam-a\n")
     with pytest.raises(RecordingsError, match="lacks the column"):
         recordings([str(bad)], config)
+
+
+def test_bad_batch_arguments_are_refused_before_any_work(config_path, tmp_path, capsys):
+    out, evidence = tmp_path / "cases.jsonl", tmp_path / "evidence"
+    for extra, says in [
+        (["--workers", "2"], "--workers is a positive number, with --ray"),
+        (["--ray", "--workers", "0"], "--workers is a positive number"),
+        (["--chunk-s", "-1"], "--chunk-s must be >= 0"),
+        ([str(tmp_path / "none-*.mp4")], "no such file, directory or matching files"),
+        ([str(tmp_path), "--name-pattern", "("], "--name-pattern '('"),
+        ([str(tmp_path), "--name-pattern", r"(?P<camera>\w+)", "--tz", "+8"], "time zone '+8'"),
+    ]:
+        (tmp_path / "clip.mp4").touch()
+        assert score(config_path, out, evidence, *extra) == 2, extra
+        assert says in capsys.readouterr().err
+        assert not out.exists()
