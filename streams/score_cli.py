@@ -28,7 +28,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config", required=True, type=Path, help="YAML configuration file")
     p.add_argument("--out", required=True, type=Path, help="where to write cases (JSON lines)")
-    p.add_argument("--evidence-dir", required=True, type=Path, help="where to write evidence JPEGs")
+    p.add_argument(
+        "--evidence-dir",
+        required=True,
+        type=Path,
+        help="where to write evidence JPEGs (the unaltered frames; annotated copies under "
+        "DIR/annotated/)",
+    )
     p.add_argument(
         "--post",
         metavar="URL",
@@ -70,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     labels = labels_of(engine, config)
     log.info(describe(labels, config.model))
     warn_unchecked(files, labels, config.model)
-    evidence = EvidenceWriter(args.evidence_dir)
+    evidence = EvidenceWriter(args.evidence_dir, previews=True)
 
     started = time.perf_counter()
     frames = 0
