@@ -9,7 +9,13 @@ import sys
 from collections.abc import Callable, Sequence
 
 # Each module exposes `register(subparsers)`; a subcommand sets `func(args) -> int`.
-SUBCOMMAND_MODULES = ("streams.score_cli", "streams.worker_cli", "models.cli", "api.cli")
+SUBCOMMAND_MODULES = (
+    "streams.score_cli",
+    "streams.worker_cli",
+    "models.cli",
+    "streams.dataset_cli",
+    "api.cli",
+)
 
 
 def _version() -> str:
