@@ -13,6 +13,7 @@ SUBCOMMAND_MODULES = (
     "streams.score_cli",
     "streams.worker_cli",
     "models.cli",
+    "streams.train_cli",  # after models.cli: it adds `models compare`
     "streams.dataset_cli",
     "api.cli",
 )

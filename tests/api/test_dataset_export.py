@@ -114,6 +114,17 @@ def test_export_from_the_api(
     assert all(s is not None and s.shape[1] == 8 * 100 + 4 for s in sheets.values())
     assert "hard negatives" in printed and "skipped" in printed
 
+    # The COCO model through the engine on the val split: it finds the pasted buses, and
+    # has no garbage class at all.
+    capsys.readouterr()
+    assert main(["models", "compare", "default", "yolov4-tiny", "--data", str(out)]) == 0
+    table = capsys.readouterr().out
+    val_bus = manifest["boxes_per_class"]["val"]["bus"]
+    bus = next(line.split() for line in table.splitlines() if line.startswith("bus ap50"))
+    assert float(bus[2]) == float(bus[3]) > 0.5 and val_bus > 0
+    garbage = next(line.split() for line in table.splitlines() if line.startswith("garbage ap50"))
+    assert float(garbage[2]) == 0.0
+
     # Exporting over it is refused and changes nothing; an imported copy keeps the split.
     before = (out / "manifest.json").read_bytes()
     code, printed = _export(sqlite_api, out, monkeypatch, capsys)
