@@ -181,8 +181,22 @@ class DetectorConfig(Strict):
     )
 
 
+class ShadowConfig(Strict):
+    """A candidate model on trial beside the live one (`streetwatch run` only)."""
+
+    model: str = Field(min_length=1, description="registry name of the candidate model")
+    cameras: list[Identifier] | None = Field(
+        default=None, description="the cameras it runs on (default: every camera)"
+    )
+
+
 class Config(Strict):
     model: str = Field(default="default", description="registry name or path to a model")
+    shadow: ShadowConfig | None = Field(
+        default=None,
+        description="run a candidate model on the same frames: its incidents are logged and "
+        "counted (streetwatch_shadow_incidents_total), never posted",
+    )
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     rules: RulesConfig = Field(default_factory=lambda: dict(DEFAULT_RULES))
     event_codes: CodeTable = Field(

@@ -27,7 +27,7 @@ from detector.incidents import Incident, IncidentEvent
 from detector.motion import detect_gated
 from detector.types import Detections
 from models.errors import ModelError
-from streams.config import CameraConfig, ConfigError, load_config
+from streams.config import CameraConfig, Config, ConfigError, load_config
 from streams.evidence import EvidenceWriter
 from streams.health import HealthEvent, report
 from streams.health_report import HealthReporter
@@ -41,6 +41,7 @@ from streams.runtime import (
     sampling_for,
     warn_unchecked,
 )
+from streams.shadow import Shadow
 from streams.site_store import CameraState, SiteStore
 from streams.suppressions import Feedback, SuppressionCache
 
@@ -149,6 +150,7 @@ class Worker:
         warn_unchecked(
             (c for c in self.config.cameras if c.is_live), self.labels, self.config.model
         )
+        self.shadow = self._make_shadow(self.config)
         self.cameras: dict[str, LiveCamera] = {}
         self._unsaved: list[tuple[LiveCamera, IncidentEvent]] = []
         self._stop = threading.Event()
@@ -244,7 +246,22 @@ class Worker:
             self.metrics.processed.labels(cam.config.id).inc()
             if frame.wall_time is not None:
                 self.metrics.lag.labels(cam.config.id).set(now - frame.wall_time)
+        if self.shadow is not None:  # the candidate model judges the same samples, unposted
+            self.shadow.observe([(c.config, f, c.runtime.epoch) for c, f in batch])
         return True
+
+    def _make_shadow(self, config: Config) -> Shadow | None:
+        """The candidate model on trial, if the config names one; one that does not load is
+        logged and left out (the live model carries on)."""
+        if config.shadow is None:
+            return None
+        try:
+            shadow = Shadow(config, self.metrics.registry)
+        except (ModelError, OSError, ValueError) as exc:
+            log.error("shadow model %r does not load (%s): no shadow", config.shadow.model, exc)
+            return None
+        log.info("shadow: %s runs beside the live model, never posted", shadow.model)
+        return shadow
 
     def _detect(self, images: list[np.ndarray]) -> list[Detections]:
         """The engine's detect, timed; the motion gate may have left nothing to infer."""
@@ -380,6 +397,8 @@ class Worker:
             if camera is None or _stream_of(camera) != _stream_of(cam.config):
                 self._retire(self.cameras.pop(cam_id), removed=camera is None, wait=False)
                 log.info("camera %s: stopped (%s)", cam_id, "changed" if camera else "removed")
+                if self.shadow is not None:
+                    self.shadow.forget(cam_id)
                 if camera is None:
                     self.metrics.forget_camera(cam_id)
                     self.feedback.forget_camera(cam_id)
@@ -505,6 +524,10 @@ class Worker:
             self.labels = labels_of(self.engine, config)
             log.info(describe(self.labels, self.engine.manifest.name))
         warn_unchecked((c for c in config.cameras if c.is_live), self.labels, config.model)
+        if config.shadow != self.config.shadow or (rebuild and config.shadow is not None):
+            if self.shadow is not None:
+                self.shadow.close(self.metrics.registry)
+            self.shadow = self._make_shadow(config)
         self.config = config
         self._apply(config.cameras, rebuild=rebuild)
         log.info("reloaded %s: %d cameras", self.config_path, len(self.cameras))
