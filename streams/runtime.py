@@ -26,10 +26,10 @@ from streams.sources import Sampling
 log = logging.getLogger(__name__)
 
 
-def engine_for(config: Config) -> Engine:
-    """The engine as the config's `model` and `detector` settings ask for it."""
+def engine_for(config: Config, model: str | None = None) -> Engine:
+    """The engine as the config's `model` (or `model`) and `detector` settings ask for it."""
     return Engine(
-        config.model,
+        model or config.model,
         conf_threshold=config.detector.conf_threshold,
         iou_threshold=config.detector.iou_threshold,
         rect=config.detector.rect,

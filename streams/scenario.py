@@ -16,12 +16,19 @@ from streams.config import load_config
 
 def case_counts(config_path: Path, model: str | Path) -> dict[str, int]:
     """Cases per incident type (every type listed, zeros included) when `model` scores the
-    config's file cameras; the config's own `model` is replaced."""
+    config's file cameras; the config's choice of models is replaced by `model` for all."""
     from streams.evidence import EvidenceWriter
     from streams.runtime import engine_for, labels_of
     from streams.scoring import score_camera
 
-    config = load_config(config_path).model_copy(update={"model": str(model)})
+    config = load_config(config_path)
+    config = config.model_copy(
+        update={
+            "model": str(model),
+            "models_by_type": {},
+            "cameras": [c.model_copy(update={"model": None}) for c in config.cameras],
+        }
+    )
     engine = engine_for(config)
     labels = labels_of(engine, config)
     counts: Counter[str] = Counter({t.value: 0 for t in IncidentType})

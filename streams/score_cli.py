@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     # Imported after validation so a bad config is refused before any heavy loading.
     from models.errors import ModelError
     from streams.evidence import EvidenceWriter
-    from streams.runtime import describe, engine_for, labels_of, warn_unchecked
+    from streams.model_set import ModelSet
     from streams.scoring import score_camera, write_jsonl
 
     key_env = config.api.key_env if config.api else "STREETWATCH_API_KEY"
@@ -69,13 +69,10 @@ def run(args: argparse.Namespace) -> int:
         print("error: no camera in the config has a file source", file=sys.stderr)
         return EXIT_USAGE
     try:
-        engine = engine_for(config)
+        models = ModelSet(config, files)
     except ModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    labels = labels_of(engine, config)
-    log.info(describe(labels, config.model))
-    warn_unchecked(files, labels, config.model)
     evidence = EvidenceWriter(args.evidence_dir, previews=True)
 
     started = time.perf_counter()
@@ -83,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     reports = []
     failed = []
     for cam in files:
-        result = score_camera(cam, engine, config, labels, evidence)
+        loaded = models.of(cam)
+        result = score_camera(cam, loaded.engine, config, loaded.labels, evidence)
         frames += result.frames
         if result.error:
             failed.append(cam.id)

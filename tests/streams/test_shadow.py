@@ -1,5 +1,6 @@
-"""Shadow mode in the live worker: a candidate model judges the same frames, its incidents
-are logged and counted, and nothing of it is posted."""
+"""Models in the live worker: a camera runs the model its config gives it, and in shadow
+mode a candidate model judges the same frames, its incidents logged and counted, never
+posted."""
 
 from __future__ import annotations
 
@@ -10,20 +11,28 @@ import yaml
 from api.settings import Settings
 from api.testing import run_server
 from streams.testcam import wait_until
-from tests.streams.test_worker import (  # noqa: F401 - fixtures used by name
-    cases,
-    parked_clip,
-    street,
-    worker_factory,
-    write_config,
-)
+from tests.model_copies import model_copy
+from tests.streams import test_worker as live
+from tests.streams.test_worker import cases, write_config
+
+# The live worker tests' fixtures: a loopback camera with a bus parked, the worker process.
+parked_clip, street, worker_factory = live.parked_clip, live.street, live.worker_factory
 
 
-def test_a_shadow_model_is_counted_and_never_posted(street, worker_factory, tmp_path):  # noqa: F811
+def test_cameras_run_their_models_and_a_shadow_model_is_counted_never_posted(
+    street, worker_factory, tmp_path
+):
     with run_server(Settings(data_dir=tmp_path / "api")) as server:
         key = server.create_key("ingest", "dispatch")
-        config = write_config(tmp_path / "config.yaml", server.url, {"cam": street.url("cam")})
+        cameras = {"cam": street.url("cam"), "cam-bikes": street.url("cam")}
+        config = write_config(tmp_path / "config.yaml", server.url, cameras)
         body = yaml.safe_load(config.read_text())
+        # The same street on a second camera given the same weights under another name, that
+        # raises parking only for motorbikes: the parked bus is no case there.
+        bikes = model_copy(
+            tmp_path / "bikes", "default", "bikes-only", {"illegal_parking": ["motorbike"]}
+        )
+        body["cameras"][1]["model"] = str(bikes)
         # The candidate is the live model under its own name: it must see exactly what the
         # live model sees, incident for incident, on the same clock (the same ids).
         body["shadow"] = {"model": "yolov4-tiny", "cameras": ["cam"]}
@@ -39,9 +48,12 @@ def test_a_shadow_model_is_counted_and_never_posted(street, worker_factory, tmp_
         live_seen = worker.metric("streetwatch_incidents_total", **shadow_seen)
         assert live_seen == worker.metric("streetwatch_shadow_incidents_total", **shadow_seen) == 1
         assert worker.metric("streetwatch_shadow_inference_seconds_count") >= 1
+        assert worker.metric("streetwatch_samples_processed_total", camera="cam-bikes") >= 10
+        assert worker.metric("streetwatch_shadow_incidents_total", camera="cam-bikes") == 0
         assert worker.signal(signal.SIGTERM) == 0, "\n".join(worker.log[-30:])
         live = worker.log
-        (case,) = cases(server, key)
+        (case,) = cases(server, key)  # none from cam-bikes: its model has no case there
+        assert case["camera_id"] == "cam"
         assert case["report_count"] == 1  # posted once, by the live model only
         (report_id,) = case["report_ids"]
         shadow_lines = [line for line in live if "shadow yolov4-tiny: camera cam:" in line]
