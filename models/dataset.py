@@ -138,30 +138,47 @@ class DatasetManifest(BaseModel):
 
 @dataclass(slots=True)
 class _Image:
-    data: bytes
+    """A distinct image, its bytes already on disk (a big export is never held in memory)."""
+
+    path: Path
     sha256: str
     camera_id: str
     day: date | None
     split: Split | None
+    size: tuple[int, int]  # width, height
     boxes: list[tuple[int, tuple[float, float, float, float]]] = field(default_factory=list)
     cases: list[str] = field(default_factory=list)
-    size: tuple[int, int] = (0, 0)  # width, height
-    pixels: np.ndarray | None = None
 
 
 def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:48] or "x"
 
 
-def _gather(samples: Iterable[Sample], classes: ClassMap) -> tuple[list[_Image], list[CaseEntry]]:
+def _pool(s: Sample, sha: str, pool: Path) -> _Image:
+    """Checks a new image decodes, writes it to the staging pool, notes its size."""
+    pixels = cv2.imdecode(np.frombuffer(s.image, np.uint8), cv2.IMREAD_COLOR)
+    if pixels is None:
+        raise DatasetError(f"case {s.case_id}: image {sha[:12]} does not decode")
+    path = pool / (sha + (".png" if s.image[:4] == b"\x89PNG" else ".jpg"))
+    path.write_bytes(s.image)
+    day = s.captured_at.date() if s.split is None else None
+    return _Image(path, sha, s.camera_id, day, s.split, (pixels.shape[1], pixels.shape[0]))
+
+
+def _gather(
+    samples: Iterable[Sample], classes: ClassMap, pool: Path, progress: bool
+) -> tuple[list[_Image], list[CaseEntry]]:
     """One entry per distinct image (by sha256): a frame shared by cases gets all their boxes."""
+    from tqdm import tqdm
+
     index = {name: i for i, name in enumerate(classes.names)}
     images: dict[str, _Image] = {}
     cases: dict[str, CaseEntry] = {}
-    for s in samples:
+    for s in tqdm(samples, desc="reading cases", unit=" frames", disable=not progress):
         sha = hashlib.sha256(s.image).hexdigest()
-        day = s.captured_at.date() if s.split is None else None
-        img = images.setdefault(sha, _Image(s.image, sha, s.camera_id, day, s.split))
+        if sha not in images:
+            images[sha] = _pool(s, sha, pool)
+        img = images[sha]
         entry = cases.setdefault(
             s.case_id, CaseEntry(id=s.case_id, role=s.role, label=s.label, images=0)
         )
@@ -197,14 +214,6 @@ def split_by_scene(images: Sequence[_Image], val_fraction: float) -> None:
 
 def _scene_order(scene: tuple[str, date | None]) -> str:
     return hashlib.sha256(f"{scene[0]}/{scene[1]}".encode()).hexdigest()
-
-
-def _decode(img: _Image) -> None:
-    pixels = cv2.imdecode(np.frombuffer(img.data, np.uint8), cv2.IMREAD_COLOR)
-    if pixels is None:
-        raise DatasetError(f"image {img.sha256[:12]} of case {img.cases[0]} does not decode")
-    img.pixels = pixels
-    img.size = (pixels.shape[1], pixels.shape[0])
 
 
 def yolo_lines(boxes: Sequence[tuple[int, Sequence[float]]], width: int, height: int) -> str:
@@ -251,14 +260,21 @@ def _crop(pixels: np.ndarray, bbox: Sequence[float], margin: float = 0.1) -> np.
 def _write_contact_sheets(
     out: Path, images: Sequence[_Image], names: Sequence[str], limit: int = 64
 ) -> None:
+    """Up to `limit` thumbnails per class (and of the hard negatives), decoding an image only
+    while one of its classes still wants thumbnails."""
     crops: dict[str, list[np.ndarray]] = defaultdict(list)
     for img in images:
-        assert img.pixels is not None
-        for cls, bbox in img.boxes:
-            if len(crops[names[cls]]) < limit:
-                crops[names[cls]].append(_crop(img.pixels, bbox))
-        if not img.boxes and len(crops["_negatives"]) < limit:
-            crops["_negatives"].append(img.pixels)
+        wanted = [(names[c], b) for c, b in img.boxes if len(crops[names[c]]) < limit]
+        negative = not img.boxes and len(crops["_negatives"]) < limit
+        if not wanted and not negative:
+            continue
+        pixels = cv2.imread(str(img.path))
+        for name, bbox in wanted:
+            crops[name].append(_crop(pixels, bbox))
+        if negative:
+            crops["_negatives"].append(
+                cv2.resize(pixels, (pixels.shape[1] // 4, pixels.shape[0] // 4))
+            )
     (out / "contact").mkdir()
     for name, found in crops.items():
         cv2.imwrite(str(out / "contact" / f"{_safe(name)}.png"), contact_sheet(found))
@@ -280,14 +296,17 @@ def write_dataset(
     """
     if out.exists() and any(out.iterdir()):
         raise DatasetError(f"{out} exists and is not empty; choose a new directory")
-    images, cases = _gather(samples, classes)
-    if not any(img.boxes for img in images):
-        raise DatasetError("no positive sample: a dataset needs accepted cases with boxes")
-    split_by_scene(images, val_fraction)
     stage = out.with_name(f".{out.name}.stage")
     shutil.rmtree(stage, ignore_errors=True)
+    pool = stage / ".pool"
+    pool.mkdir(parents=True)
     try:
+        images, cases = _gather(samples, classes, pool, progress)
+        if not any(img.boxes for img in images):
+            raise DatasetError("no positive sample: a dataset needs accepted cases with boxes")
+        split_by_scene(images, val_fraction)
         entries, digest = _write_files(stage, images, classes, progress)
+        pool.rmdir()
         _write_contact_sheets(stage, images, classes.names)
         manifest = _manifest(source, classes, images, entries, cases, digest, skipped)
         (stage / MANIFEST_FILE).write_text(
@@ -316,12 +335,11 @@ def _write_files(
         (stage / "labels" / split).mkdir(parents=True)
     entries = []
     ordered = sorted(images, key=lambda i: (i.split, i.camera_id, str(i.day), i.sha256))
-    for img in tqdm(ordered, desc="writing images", unit="img", disable=not progress):
-        _decode(img)
+    for img in tqdm(ordered, desc="writing labels", unit="img", disable=not progress):
         assert img.split is not None
-        ext = ".png" if img.data[:4] == b"\x89PNG" else ".jpg"
+        ext = img.path.suffix
         stem = f"{_safe(img.camera_id)}_{img.day or 'na'}_{img.sha256[:12]}"
-        (stage / "images" / img.split / f"{stem}{ext}").write_bytes(img.data)
+        img.path = img.path.replace(stage / "images" / img.split / f"{stem}{ext}")
         labels = yolo_lines(img.boxes, *img.size)
         (stage / "labels" / img.split / f"{stem}.txt").write_text(labels)
         digest.update(f"{img.split}/{stem}{ext}\0{img.sha256}\0{labels}\0".encode())
