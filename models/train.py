@@ -1,10 +1,11 @@
 """Training a detector with Ultralytics, fully offline: the `train` extra, never the runtime.
 
 Nothing here may reach the network. YOLO_OFFLINE and a private settings directory are set
-before Ultralytics is imported; plots (which fetch a font) and the AMP check (which fetches
-weights) are off; the model starts from a `.pt` the user supplies or from an architecture
-YAML (`yolov8n.yaml`, `yolo11n.yaml`) with random weights; ONNX export runs without
-onnxslim, which Ultralytics would otherwise try to install.
+before Ultralytics is imported; the font its dataset check insists on fetching (even with
+plots off) is matplotlib's bundled DejaVu Sans under the names it looks for; plots and the
+AMP check (which fetches weights) are off; the model starts from a `.pt` the user supplies
+or from an architecture YAML (`yolov8n.yaml`, `yolo11n.yaml`) with random weights; ONNX
+export runs without onnxslim, which Ultralytics would otherwise try to install.
 """
 
 from __future__ import annotations
@@ -41,10 +42,21 @@ class Trained:
     metrics: dict[str, float]  # Ultralytics' own validation (PyTorch), for reference
 
 
+FONTS = ("Arial.ttf", "Arial.Unicode.ttf")  # what ultralytics.utils.checks.check_font wants
+
+
 def _offline(workdir: Path) -> None:
+    """Before Ultralytics is imported: no network, settings of our own, fonts in place."""
     os.environ["YOLO_OFFLINE"] = "1"
     os.environ.setdefault("YOLO_CONFIG_DIR", str(workdir / "ultralytics-config"))
-    os.environ.setdefault("YOLO_VERBOSE", "True")
+    import matplotlib  # an Ultralytics dependency, which ships DejaVu Sans
+
+    bundled = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    config_dir = Path(os.environ["YOLO_CONFIG_DIR"]) / "Ultralytics"
+    config_dir.mkdir(parents=True, exist_ok=True)
+    for name in FONTS:
+        if not (config_dir / name).exists():
+            shutil.copyfile(bundled, config_dir / name)
 
 
 def check_base(base: str) -> None:

@@ -9,13 +9,18 @@ wrote, not the model's quality.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
-pytest.importorskip("ultralytics", reason="needs the train extra: make test-train")
+# Not imported here: `streetwatch train` sets Ultralytics up offline before it loads.
+if importlib.util.find_spec("ultralytics") is None:
+    pytest.skip("needs the train extra: make test-train", allow_module_level=True)
 
 from api.settings import Settings
 from api.testing import run_server
@@ -37,6 +42,33 @@ def private_home(tmp_path, default_model, monkeypatch) -> Path:
     (mine / "samples").symlink_to(shared / "samples")
     monkeypatch.setenv(HOME_ENV, str(mine))
     return mine
+
+
+LOOPBACK = ("127.", "::1", "localhost")
+
+
+@pytest.fixture
+def no_network(monkeypatch) -> list[object]:
+    """Nothing may leave the machine (Ultralytics' downloads, analytics, hub): every attempt
+    to resolve or connect to anything but loopback is refused and recorded."""
+    attempts: list[object] = []
+    resolve, connect = socket.getaddrinfo, socket.socket.connect
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host is not None and not str(host).startswith(LOOPBACK):
+            attempts.append(host)
+            raise socket.gaierror(f"no network in this test: {host}")
+        return resolve(host, *args, **kwargs)
+
+    def guarded_connect(self, address):
+        if isinstance(address, tuple) and not str(address[0]).startswith(LOOPBACK):
+            attempts.append(address)
+            raise OSError(f"no network in this test: {address}")
+        return connect(self, address)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+    return attempts
 
 
 def _scenario(tmp_path: Path, vtest_avi: Path, bus_jpg: Path, model: str) -> Path:
@@ -70,7 +102,7 @@ def _scenario(tmp_path: Path, vtest_avi: Path, bus_jpg: Path, model: str) -> Pat
 
 
 def test_reviewed_cases_to_an_evaluated_int8_model(
-    private_home, tmp_path, vtest_avi, bus_jpg, monkeypatch, capsys
+    private_home, no_network, tmp_path, vtest_avi, bus_jpg, monkeypatch, capsys
 ):
     settings = Settings(data_dir=tmp_path / "data", db_url=f"sqlite:///{tmp_path / 'api.db'}")
     with run_server(settings) as server:
@@ -114,6 +146,8 @@ def test_reviewed_cases_to_an_evaluated_int8_model(
         (case,) = [m for m in made if m.id == entry["cases"][0]]
         boxes = read_labels(label.read_text(), entry["width"], entry["height"])
         assert [names[c] for c, _ in boxes] == ([case.label] if case.role == "positive" else [])
+        if boxes:
+            np.testing.assert_allclose(boxes[0][1], case.truth, atol=0.01)
     scenes = {(e["camera_id"], e["day"]): e["split"] for e in dataset["images"]}
     assert all(e["split"] == scenes[(e["camera_id"], e["day"])] for e in dataset["images"])
 
@@ -221,3 +255,4 @@ def test_reviewed_cases_to_an_evaluated_int8_model(
     scored = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(scored) == sum(fp32.evaluation.cases.values())  # the same scenario, counted
     assert path.is_file()
+    assert no_network == []  # nothing tried to reach beyond loopback
