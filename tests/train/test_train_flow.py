@@ -170,6 +170,8 @@ def test_reviewed_cases_to_an_evaluated_int8_model(
             "--scenario",
             str(scenario),
             "--force",
+            "--workdir",
+            str(tmp_path / "run"),
         ]
     )
     printed = capsys.readouterr().out
@@ -255,4 +257,13 @@ def test_reviewed_cases_to_an_evaluated_int8_model(
     scored = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(scored) == sum(fp32.evaluation.cases.values())  # the same scenario, counted
     assert path.is_file()
+
+    # Fine-tuning from a .pt the user supplies (here: the run above's best weights).
+    best = tmp_path / "run" / "run" / "weights" / "best.pt"
+    argv = ["train", "--data", str(data), "--name", "city-test-ft", "--base", str(best),
+            "--imgsz", str(IMGSZ), "--epochs", "1", "--batch", "8", "--no-int8"]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().out
+    tuned, _ = registry.get("city-test-ft")
+    assert tuned.training.base == str(best) and tuned.training.epochs == 1
+    assert tuned.evaluation is not None and tuned.class_names == names
     assert no_network == []  # nothing tried to reach beyond loopback
