@@ -1,7 +1,7 @@
 """`streetwatch train` and `streetwatch models compare`: from a dataset to a registered,
 quantised, evaluated detector, and two models side by side on the same data.
 
-Training needs the `train` extra (Ultralytics + torch, its own venv: `make .venv-train`);
+Training needs the `train` extra (Ultralytics + torch, its own venv: `make train-venv`);
 evaluation, quantisation and comparison run on the runtime's engine alone.
 Exit codes: 0 ok, 1 failure, 2 usage/input error.
 """
@@ -80,10 +80,23 @@ def _print_metrics(rows: list[tuple[str, Evaluation]]) -> None:
     )
 
 
+def _bad_numbers(args: argparse.Namespace) -> str | None:
+    if not (0 < args.conf < 1 and 0 < args.iou < 1):
+        return f"--conf and --iou must be between 0 and 1, got {args.conf} and {args.iou}"
+    if min(getattr(args, "epochs", 1), getattr(args, "batch", 1)) < 1:
+        return "--epochs and --batch must be at least 1"
+    if getattr(args, "imgsz", 32) < 32:
+        return f"--imgsz must be at least 32 (a multiple of the stride), got {args.imgsz}"
+    return None
+
+
 def _train(args: argparse.Namespace) -> int:
     from models import registry
     from models.dataset import DatasetError
 
+    if problem := _bad_numbers(args):
+        _err(problem)
+        return EXIT_USAGE
     try:
         data = _dataset(args.data)
     except DatasetError as exc:
@@ -132,7 +145,11 @@ def _train(args: argparse.Namespace) -> int:
     rows = []
     for name in names:
         print(f"evaluating {name} through the engine on the validation split")
-        result = evaluate_model(name, args.data, args.scenario, args.conf, args.iou)
+        try:
+            result = evaluate_model(name, args.data, args.scenario, args.conf, args.iou)
+        except (ModelError, ValueError) as exc:
+            _err(f"{name} is registered but could not be evaluated: {exc}")
+            return EXIT_FAILED
         m, _ = registry.get(name)
         registry.update_manifest(m.model_copy(update={"evaluation": result}))
         rows.append((name, result))
@@ -195,6 +212,9 @@ def _quantize(source: str, name: str, data: Path, force: bool) -> None:
 def _compare(args: argparse.Namespace) -> int:
     from models.dataset import DatasetError
 
+    if problem := _bad_numbers(args):
+        _err(problem)
+        return EXIT_USAGE
     try:
         _dataset(args.data)
     except DatasetError as exc:
@@ -203,6 +223,14 @@ def _compare(args: argparse.Namespace) -> int:
     if args.scenario is not None and not args.scenario.is_file():
         _err(f"{args.scenario}: no such scenario config")
         return EXIT_USAGE
+    from models import registry
+
+    for name in (args.a, args.b):  # both must load before either is evaluated
+        try:
+            registry.resolve(name)
+        except ModelError as exc:
+            _err(str(exc))
+            return EXIT_USAGE
     rows = []
     for name in (args.a, args.b):
         try:
