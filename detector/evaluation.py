@@ -90,9 +90,13 @@ def average_precision(tp: np.ndarray, scores: np.ndarray, n_true: int) -> np.nda
     return ap
 
 
-def _to_dataset_ids(det: Detections, model_names: Sequence[str], names: Sequence[str]) -> tuple:
+def _to_dataset_ids(
+    det: Detections, model_names: Sequence[str], names: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Boxes, scores and dataset class ids of the detections of classes the dataset has."""
     index = {n: i for i, n in enumerate(names)}
-    mapped = np.array([index.get(model_names[c], -1) for c in det.class_ids], int)
+    lookup = np.array([index.get(n, -1) for n in model_names], int)
+    mapped = lookup[det.class_ids] if len(det) else np.zeros(0, int)
     keep = mapped >= 0
     return det.boxes[keep], det.scores[keep], mapped[keep]
 

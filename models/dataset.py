@@ -305,7 +305,7 @@ def write_dataset(
         if not any(img.boxes for img in images):
             raise DatasetError("no positive sample: a dataset needs accepted cases with boxes")
         split_by_scene(images, val_fraction)
-        entries, digest = _write_files(stage, images, classes, progress)
+        entries, digest = _write_files(stage, images, progress)
         pool.rmdir()
         _write_contact_sheets(stage, images, classes.names)
         manifest = _manifest(source, classes, images, entries, cases, digest, skipped)
@@ -323,7 +323,7 @@ def write_dataset(
 
 
 def _write_files(
-    stage: Path, images: Sequence[_Image], classes: ClassMap, progress: bool
+    stage: Path, images: Sequence[_Image], progress: bool
 ) -> tuple[list[ImageEntry], str]:
     """The images and label files, and the hash of both (the dataset's identity)."""
     from tqdm import tqdm
