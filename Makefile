@@ -3,8 +3,14 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# Training (Ultralytics + torch, the `train` extra) gets its own venv, never the runtime's.
+# torch and torchvision are pinned as a pair: an unpinned torch resolves to a build that the
+# newest torchvision refuses.
+TRAIN_VENV := .venv-train
+TRAIN_STAMP := $(TRAIN_VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+TORCH_PAIR := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: venv model demo test system-deps lint format bench clean
+.PHONY: venv train-venv model demo test test-train system-deps lint format bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,6 +18,14 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-* && touch $@
 
 venv: $(STAMP)
+
+$(TRAIN_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(TRAIN_VENV)
+	$(TRAIN_VENV)/bin/pip install -q --disable-pip-version-check $(TORCH_PAIR)
+	$(TRAIN_VENV)/bin/pip install -q --disable-pip-version-check -e '.[dev,train]' $(TORCH_PAIR)
+	rm -f $(TRAIN_VENV)/.installed-* && touch $@
+
+train-venv: $(TRAIN_STAMP)
 
 # Debian packages the tests and the live demo need (ffmpeg, GStreamer RTSP server, PostgreSQL,
 # real street footage). Installed only when missing; needs root or sudo.
@@ -24,8 +38,15 @@ model: venv
 demo: model system-deps
 	$(BIN)/python -m streams.demo
 
+# The main suite (where tests/train skip: no Ultralytics), then the training flow in its own
+# venv, which is only built (a large download the first time) once the main suite passed.
 test: model system-deps
 	$(BIN)/pytest
+	$(MAKE) test-train
+
+# Only the training flow: dataset from real cases -> train -> ONNX -> register -> int8 -> evaluate.
+test-train: model system-deps $(TRAIN_STAMP)
+	$(TRAIN_VENV)/bin/pytest tests/train
 
 lint: venv
 	$(BIN)/ruff check .
@@ -50,4 +71,4 @@ bench: model system-deps $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TRAIN_VENV) build *.egg-info .pytest_cache .ruff_cache

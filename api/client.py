@@ -7,7 +7,7 @@ Failures come in two kinds, so a caller (the outbox) knows what to do:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -156,6 +156,24 @@ class IntakeClient:
 
     def fleet_cameras(self) -> list[dict[str, Any]]:
         return self._request("GET", "/v1/fleet/cameras").json()["items"]
+
+    def list_cases(self, statuses: Iterable[str] = (), page: int = 200) -> Iterator[dict[str, Any]]:
+        """Every case in these statuses (the `CaseOut` JSON), newest first, page by page."""
+        params: dict[str, Any] = {"status": list(statuses), "limit": page}
+        while True:
+            body = self._request("GET", "/v1/cases", params=params).json()
+            yield from body["items"]
+            if not body["next_cursor"]:
+                return
+            params["cursor"] = body["next_cursor"]
+
+    def get_case(self, case_id: str) -> dict[str, Any]:
+        """One case with its history (the `CaseDetail` JSON)."""
+        return self._request("GET", f"/v1/cases/{quote(case_id, safe='')}").json()
+
+    def get_evidence(self, sha256: str) -> bytes:
+        """An evidence image as stored: the unaltered frame."""
+        return self._request("GET", f"/v1/evidence/{quote(sha256, safe='')}").content
 
     def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         try:

@@ -73,8 +73,21 @@ class Position(BaseModel):
     lon: Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
 
 
+class EvidenceBox(BaseModel):
+    """What was seen where on an evidence image: drawn when the image is shown, never into it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # x1, y1, x2, y2 in pixels of the evidence image
+    bbox: Annotated[list[Pixel], Field(min_length=4, max_length=4)]
+    label: Short  # the class the model saw
+    confidence: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
+
+
 class EvidenceRef(BaseModel):
-    """One evidence image. `path` is where the worker wrote it; the API keys it by sha256."""
+    """One evidence image. `path` is where the worker wrote it; the API keys it by sha256.
+
+    The image is the unaltered frame; `boxes` say what was seen on it."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -82,6 +95,7 @@ class EvidenceRef(BaseModel):
     path: FilePath
     captured_at: AwareDatetime
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    boxes: Annotated[list[EvidenceBox], Field(max_length=64)] = Field(default_factory=list)
 
     @property
     def filename(self) -> str:

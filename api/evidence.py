@@ -27,6 +27,8 @@ class Upload:
     data: bytes
     sha256: str
     content_type: str
+    width: int
+    height: int
 
 
 def read_uploads(
@@ -71,7 +73,16 @@ def read_uploads(
                 f"Evidence '{name}' is not a JPEG or PNG image that decodes: {exc}",
                 kind="invalid-evidence",
             ) from None
-        uploads.append(Upload(name, data, hashlib.sha256(data).hexdigest(), info.media_type))
+        uploads.append(
+            Upload(
+                name,
+                data,
+                hashlib.sha256(data).hexdigest(),
+                info.media_type,
+                info.width,
+                info.height,
+            )
+        )
     return uploads
 
 
@@ -100,8 +111,22 @@ def match(
                 f"Evidence '{name}' has sha256 {upload.sha256}, the report says {ref.sha256}",
                 kind="evidence-mismatch",
             )
+        _check_boxes(ref, upload)
         pairs.append((ref, upload))
     return pairs
+
+
+def _check_boxes(ref: EvidenceRef, upload: Upload) -> None:
+    """Boxes must be boxes on this image (a pixel of rounding allowed at the edges)."""
+    for i, box in enumerate(ref.boxes):
+        x1, y1, x2, y2 = box.bbox
+        if not (-1 <= x1 < x2 <= upload.width + 1 and -1 <= y1 < y2 <= upload.height + 1):
+            raise Problem(
+                422,
+                f"Evidence '{ref.filename}' box {i} {box.bbox} is not a box on its "
+                f"{upload.width}x{upload.height} image",
+                kind="evidence-mismatch",
+            )
 
 
 @contextmanager
@@ -139,16 +164,21 @@ def attach(
             ) from None
         if stored:
             written.append(upload.sha256)
-        if session.get(Evidence, upload.sha256) is None:
+        record = session.get(Evidence, upload.sha256)
+        if record is None:
             session.add(
                 Evidence(
                     sha256=upload.sha256,
                     size=len(upload.data),
                     content_type=upload.content_type,
                     created_at=utcnow(),
+                    width=upload.width,
+                    height=upload.height,
                 )
             )
             session.flush()  # the row must exist before a case links to it
+        elif record.width is None:  # stored before sizes were kept
+            record.width, record.height = upload.width, upload.height
         if upload.sha256 in have:
             continue
         have.add(upload.sha256)
@@ -159,6 +189,7 @@ def attach(
                 captured_at=ref.captured_at,
                 report_id=report_id,
                 camera_id=camera_id,
+                boxes=[b.model_dump() for b in ref.boxes] or None,
             )
         )
         added.append(upload.sha256)

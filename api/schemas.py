@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, UrlConstraints
 
 from api.auth import Scope
-from api.contract import CaseStatus, Id, IncidentType, Location, Position, Storable
+from api.contract import CaseStatus, EvidenceBox, Id, IncidentType, Location, Position, Storable
 from api.suppress import RejectReason, SuppressionOptions
 
 Name = Annotated[str, Field(min_length=1, max_length=200), Storable]
@@ -35,6 +35,15 @@ class EvidenceOut(BaseModel):
     camera_id: str | None
     report_id: str | None
     url: str = Field(description="Path of the image: `GET /v1/evidence/{sha256}`")
+    width: int | None = Field(description="Image size in pixels; null for old images")
+    height: int | None
+    boxes: list[EvidenceBox] = Field(
+        description="What the worker saw on the image, which is stored unaltered"
+    )
+    annotated_url: str = Field(
+        description="The image with the boxes (and the reviewer's correction) drawn: "
+        "`GET /v1/cases/{id}/evidence/{sha256}/annotated`"
+    )
 
 
 class CaseOut(BaseModel):
@@ -59,6 +68,9 @@ class CaseOut(BaseModel):
     class_name: str | None
     confidence: float | None
     bbox: list[float] | None
+    reviewed_bbox: list[float] | None = Field(
+        description="A reviewer's correction of the box, in the evidence images' pixels"
+    )
     description: str | None
     evidence: list[EvidenceOut]
     report_count: int

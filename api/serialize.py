@@ -29,6 +29,7 @@ def case_out(case: Case) -> CaseOut:
         class_name=case.class_name,
         confidence=case.confidence,
         bbox=case.bbox,
+        reviewed_bbox=case.reviewed_bbox,
         description=case.description,
         evidence=[
             EvidenceOut(
@@ -38,6 +39,10 @@ def case_out(case: Case) -> CaseOut:
                 camera_id=e.camera_id,
                 report_id=e.report_id,
                 url=f"/v1/evidence/{e.sha256}",
+                width=e.image.width,
+                height=e.image.height,
+                boxes=e.boxes or [],
+                annotated_url=f"/v1/cases/{case.id}/evidence/{e.sha256}/annotated",
             )
             for e in case.evidence
         ],

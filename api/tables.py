@@ -88,6 +88,8 @@ class Case(Base):
     class_name: Mapped[str | None] = mapped_column(String(64))
     confidence: Mapped[float | None] = mapped_column(Float)
     bbox: Mapped[list[float] | None] = mapped_column(JSON)
+    # A reviewer's correction of the box, in the evidence images' pixels: training data.
+    reviewed_bbox: Mapped[list[float] | None] = mapped_column(JSON)
     description: Mapped[str | None] = mapped_column(Text)
     duplicate_of: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -144,6 +146,9 @@ class Evidence(Base):
     size: Mapped[int] = mapped_column(Integer)
     content_type: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Pixel size, so boxes can be drawn over the image; null for images stored before 0005.
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
 
 
 class CaseEvidence(Base):
@@ -156,6 +161,9 @@ class CaseEvidence(Base):
     captured_at: Mapped[datetime] = mapped_column(UTCDateTime)
     report_id: Mapped[str | None] = mapped_column(String(128))
     camera_id: Mapped[str | None] = mapped_column(String(128))
+    # What the worker saw on the image (EvidenceBox dicts); the image itself is unaltered.
+    boxes: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    image: Mapped[Evidence] = relationship(lazy="joined")
 
     __table_args__ = (Index("ux_case_evidence", "case_seq", "sha256", unique=True),)
 

@@ -107,8 +107,15 @@ def quantize_model(
     frames_per_video: int = 128,
 ) -> tuple[Manifest, Path]:
     """Quantise a registered model to int8 on real frames and register it as `name`."""
-    parent = Engine(source)
     frames = split_footage(footage or default_footage(), frames_per_video)
+    return quantize_on(source, name, frames, force)
+
+
+def quantize_on(
+    source: str | Path, name: str, frames: Footage, force: bool = False
+) -> tuple[Manifest, Path]:
+    """Quantise on `frames.calibration`, measure agreement on `frames.holdout`, register."""
+    parent = Engine(source)
     with tempfile.TemporaryDirectory() as tmp:
         staged = Path(tmp)  # a model directory, so the engine loads it like a registered one
         model_file = staged / MODEL_FILE

@@ -33,12 +33,35 @@ def _err(message: str) -> None:
 def _row(m: Manifest) -> list[str]:
     w, h = m.input_size
     source = m.source.package or m.source.url or m.source.file
+    if m.training is not None:
+        t = m.training
+        source = f"trained from {t.base}, {t.epochs} epochs at {t.imgsz} on {t.dataset}"
+    if m.quantization is not None:
+        source = f"int8 of {m.quantization.quantized_from}"
+        if m.quantization.agreement is not None:
+            source += f" (agreement {m.quantization.agreement:.1%})"
     size = f"{w}x{h}" + (" dyn" if m.dynamic_hw else "")
-    return [m.name, m.version, str(len(m.class_names)), size, m.sha256[:12], source]
+    e = m.evaluation
+    quality = f"{e.map50:.3f}/{e.map50_95:.3f}" if e else "-"
+    data = m.training.dataset_sha256[:12] if m.training else "-"
+    cases = ",".join(f"{k}:{v}" for k, v in e.cases.items()) if e and e.cases else "-"
+    return [
+        m.name,
+        m.version,
+        str(len(m.class_names)),
+        size,
+        quality,
+        data,
+        cases,
+        m.sha256[:12],
+        source,
+    ]
 
 
 def _list(args: argparse.Namespace) -> int:
-    rows = [["NAME", "VERSION", "CLASSES", "INPUT", "SHA256", "SOURCE"]]
+    rows = [
+        ["NAME", "VERSION", "CLASSES", "INPUT", "MAP50/50-95", "DATA", "CASES", "SHA256", "SOURCE"]
+    ]
     rows += [_row(m) for m in registry.list_models()]
     if len(rows) == 1:
         print("no models registered; run: streetwatch models fetch default")
@@ -134,6 +157,8 @@ def _quantize(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("models", help="list, fetch and import detection models")
     sub = parser.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    # Actions that need more than models/ (streams.train_cli's `compare`) add themselves here.
+    parser.set_defaults(models_actions=sub)
 
     p = sub.add_parser("list", help="registered models")
     p.set_defaults(func=_list)

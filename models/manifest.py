@@ -52,6 +52,56 @@ class Quantization(BaseModel):
     agreement: Annotated[float, Field(ge=0, le=1)] | None = None  # detection agreement
 
 
+Unit = Annotated[float, Field(ge=0, le=1)]
+
+
+class Training(BaseModel):
+    """How a model was trained: enough to say on what, and to train it again."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str  # the dataset's source (api:URL, score:FILE, folder:DIR)
+    dataset_sha256: Sha256  # its images and labels (the dataset manifest's data_sha256)
+    images: dict[str, int]  # per split
+    base: str  # the .pt or architecture YAML it started from
+    imgsz: Size
+    epochs: Size
+    batch: Size
+    device: str
+    seed: int
+    ultralytics: str
+    seconds: float
+
+
+class ClassMetrics(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    instances: int  # boxes of this class in the validation split
+    ap50: Unit
+    ap50_95: Unit
+    precision: Unit  # at the engine's thresholds
+    recall: Unit
+
+
+class Evaluation(BaseModel):
+    """Detection quality through StreetWatch's own engine on a dataset's validation split,
+    and the cases a scenario config yields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset_sha256: Sha256
+    images: int
+    conf_threshold: Unit  # precision and recall are at these engine thresholds
+    iou_threshold: Unit
+    map50: Unit
+    map50_95: Unit
+    precision: Unit  # over every class with instances (micro)
+    recall: Unit
+    per_class: dict[str, ClassMetrics]
+    scenario: str | None = None  # the config file the case counts come from
+    cases: dict[str, int] | None = None  # incident type -> cases
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -73,6 +123,8 @@ class Manifest(BaseModel):
     sha256: Sha256  # of model.onnx, checked on every load
     created_at: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
     quantization: Quantization | None = None
+    training: Training | None = None
+    evaluation: Evaluation | None = None
 
     @model_validator(mode="after")
     def _classes_exist(self) -> Self:

@@ -77,6 +77,10 @@ def quantize_file(source: Path, target: Path, calibration: Iterable[np.ndarray])
         # Before quantising: the rewritten DFL head no longer feeds a Conv, so it stays float
         # (and keeps its fast layout) instead of getting Q/DQ pairs the engine cannot rewrite.
         rewritten = faster_dfl(model)
+        if rewritten:
+            # The shapes inferred before the rewrite no longer hold for the DFL head; the
+            # quantiser infers them again (stale ones only make ONNX Runtime warn per run).
+            del model.graph.value_info[:]
         named = [n for n in model.graph.node if not n.name]
         for i, node in enumerate(named):
             node.name = f"node_{i}"  # exclusion works by name
@@ -113,7 +117,8 @@ def quantized_manifest(
 ) -> Manifest:
     """The manifest of `model_file`, an int8 child of `parent`."""
     return Manifest.model_validate(
-        parent.model_dump(exclude={"created_at"})
+        # Trained like its parent; its own quality is measured separately.
+        parent.model_dump(exclude={"created_at", "evaluation"})
         | {
             "name": name,
             "version": f"{parent.version}+int8",

@@ -127,3 +127,16 @@ def register_bytes(manifest: Manifest, data: bytes) -> Path:
 def register_file(manifest: Manifest, source: Path) -> Path:
     """Copy a model file into the registry under manifest.name, replacing any previous one."""
     return _install(manifest, lambda dst: shutil.copyfile(source, dst))
+
+
+def update_manifest(manifest: Manifest) -> None:
+    """Replace a registered model's manifest (new metrics), the model file unchanged."""
+    directory = models_dir() / manifest.name
+    current, _ = _load_dir(directory)
+    if current.sha256 != manifest.sha256:
+        raise ModelError(f"model '{manifest.name}': the manifest is for another model file")
+    tmp = directory / f".{MANIFEST_FILE}.{uuid.uuid4().hex}"
+    tmp.write_text(manifest.to_json(), encoding="utf-8")
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    tmp.replace(directory / MANIFEST_FILE)

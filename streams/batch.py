@@ -23,7 +23,7 @@ from detector.types import Detections
 from streams.config import Config
 from streams.evidence import EvidenceWriter
 from streams.recordings import Recording
-from streams.runtime import labels_of
+from streams.model_set import ModelSet
 from streams.scoring import CameraResult, FrameHook, score_camera, write_jsonl
 from streams.sources import FileSource, SourceError
 
@@ -113,10 +113,12 @@ def score_job(
 
 
 def run_local(
-    jobs: list[Job], engine: Engine, config: Config, evidence_dir: Path, tick: Tick
+    jobs: list[Job], models: ModelSet, config: Config, evidence_dir: Path, tick: Tick
 ) -> Iterator[tuple[Job, CameraResult]]:
-    """Each job in this process, in order, on one engine over every core."""
-    labels = labels_of(engine, config)
-    evidence = EvidenceWriter(evidence_dir)
+    """Each job in this process, in order, on its camera's engine over every core."""
+    evidence = EvidenceWriter(evidence_dir, previews=True)
     for job in jobs:
-        yield job, score_job(job, engine, config, labels, evidence, lambda _frame: tick(1))
+        loaded = models.of(job.recording.camera)
+        yield job, score_job(
+            job, loaded.engine, config, loaded.labels, evidence, lambda _frame: tick(1)
+        )

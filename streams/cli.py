@@ -14,6 +14,8 @@ SUBCOMMAND_MODULES = (
     "streams.worker_cli",
     "streams.fleet_cli",
     "models.cli",
+    "streams.train_cli",  # after models.cli: it adds `models compare`
+    "streams.dataset_cli",
     "api.cli",
 )
 

@@ -113,6 +113,12 @@ class CameraConfig(Strict):
     calibration: CalibrationConfig | None = None
     sample: SampleConfig = Field(default_factory=SampleConfig)
     zones: list[ZoneConfig] = Field(min_length=1)
+    model: str | None = Field(
+        default=None,
+        min_length=1,
+        description="registry name of this camera's model (default: by the types its zones "
+        "check, `models_by_type`, else the config's `model`)",
+    )
 
     @property
     def is_live(self) -> bool:
@@ -181,13 +187,32 @@ class DetectorConfig(Strict):
     )
 
 
+class ShadowConfig(Strict):
+    """A candidate model on trial beside the live one (`streetwatch run` only)."""
+
+    model: str = Field(min_length=1, description="registry name of the candidate model")
+    cameras: list[Identifier] | None = Field(
+        default=None, description="the cameras it runs on (default: every camera)"
+    )
+
+
 class Config(Strict):
     model: str = Field(default="default", description="registry name or path to a model")
+    shadow: ShadowConfig | None = Field(
+        default=None,
+        description="run a candidate model on the same frames: its incidents are logged and "
+        "counted (streetwatch_shadow_incidents_total), never posted",
+    )
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     rules: RulesConfig = Field(default_factory=lambda: dict(DEFAULT_RULES))
     event_codes: CodeTable = Field(
         default_factory=lambda: DEFAULT_CODES.model_copy(deep=True),
         description="the city's event-code table, the format `streetwatch serve --codes` reads",
+    )
+    models_by_type: dict[IncidentType, Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=dict,
+        description="a model per incident type: cameras whose zones check that type run it "
+        "(one model per camera: a camera checking types of two models is refused)",
     )
     api: ApiConfig | None = None
     cameras: list[CameraConfig] = Field(
@@ -195,6 +220,37 @@ class Config(Strict):
         description="the cameras; `run --fleet` takes them from the API instead "
         "(`streetwatch cameras import` puts these there)",
     )
+
+    def model_of(self, camera: CameraConfig) -> str:
+        """The model a camera runs: its own, else its zones' type's, else the config's."""
+        if camera.model is not None:
+            return camera.model
+        chosen = {
+            self.models_by_type[t]
+            for z in camera.zones
+            for t in z.checks
+            if t in self.models_by_type
+        }
+        return chosen.pop() if chosen else self.model
+
+    @model_validator(mode="after")
+    def _one_model_per_camera(self) -> Self:
+        for i, camera in enumerate(self.cameras):
+            if camera.model is not None:
+                continue
+            by_type = {
+                str(t): self.models_by_type[t]
+                for z in camera.zones
+                for t in z.checks
+                if t in self.models_by_type
+            }
+            if len(set(by_type.values())) > 1:
+                raise ValueError(
+                    f"cameras[{i}] ({camera.id}) checks types of several models "
+                    f"({', '.join(f'{t}: {m}' for t, m in sorted(by_type.items()))}); give it "
+                    "one `model`, or split its zones over two camera entries"
+                )
+        return self
 
     @field_validator("event_codes")
     @classmethod

@@ -104,6 +104,7 @@ def show(cases_path: Path) -> None:
         )
         for ev in c["evidence"]:
             print(f"    evidence {ev['kind']}: {ev['path']}")
+    print(f"(evidence: the unaltered frames; with the boxes drawn: {OUT}/evidence/annotated/)")
 
 
 @contextmanager

@@ -1,4 +1,5 @@
-"""Evidence images: the incident's frames as JPEGs with the site box drawn, content-hashed."""
+"""Evidence images: the incident's unaltered frames as JPEGs, content-hashed, with the site
+box and label as metadata (`EvidenceRef.boxes`): drawn when shown, never into the evidence."""
 
 from __future__ import annotations
 
@@ -10,32 +11,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from api.contract import EvidenceRef
-from detector.incidents import EvidenceShot, Incident
-
-BOX_COLOUR = (0, 0, 255)  # red, BGR
-
-
-def annotate(shot: EvidenceShot, label: str, caption: str) -> np.ndarray:
-    """The frame with the site box, what was seen, and where and when it was captured."""
-    image = shot.image.copy()
-    x1, y1, x2, y2 = np.round(shot.box).astype(int).tolist()
-    thickness = max(2, image.shape[0] // 300)
-    cv2.rectangle(image, (x1, y1), (x2, y2), BOX_COLOUR, thickness)
-    scale = max(0.5, image.shape[0] / 1000)
-    (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-    top = max(0, y1 - th - base - 4)
-    cv2.rectangle(image, (x1, top), (x1 + tw + 4, top + th + base + 4), BOX_COLOUR, -1)
-    cv2.putText(
-        image, label, (x1 + 2, top + th + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1
-    )
-    (cw, ch), cbase = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-    bottom = image.shape[0] - 4
-    cv2.rectangle(image, (0, bottom - ch - cbase - 4), (cw + 8, image.shape[0]), (0, 0, 0), -1)
-    cv2.putText(
-        image, caption, (4, bottom - cbase), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1
-    )
-    return image
+from api.annotate import annotate
+from api.contract import EvidenceBox, EvidenceRef
+from detector.incidents import Incident
 
 
 class EvidenceWriter:
@@ -45,9 +23,13 @@ class EvidenceWriter:
     so a long run does not hold decoded frames in memory.
     """
 
-    def __init__(self, directory: Path, quality: int = 90) -> None:
+    PREVIEWS = "annotated"  # subdirectory of the previews, when asked for
+
+    def __init__(self, directory: Path, quality: int = 90, previews: bool = False) -> None:
         self.directory = directory
         self.quality = quality
+        # Annotated copies beside the evidence, for a person looking at `score` output.
+        self.previews = previews
         self.refs: dict[str, list[EvidenceRef]] = {}
 
     def write(self, incident: Incident, epoch: datetime) -> list[EvidenceRef]:
@@ -57,31 +39,45 @@ class EvidenceWriter:
         call writes them again.
         """
         written: list[EvidenceRef] = []
-        label = f"{incident.type} {incident.class_name} {incident.confidence:.2f}"
         for shot in incident.evidence:
             captured_at = epoch + timedelta(seconds=shot.pts)
-            when = captured_at.isoformat(timespec="seconds")
-            caption = f"{incident.camera_id}/{incident.zone_id} {when} {shot.kind}"
-            ok, jpeg = cv2.imencode(
-                ".jpg", annotate(shot, label, caption), [cv2.IMWRITE_JPEG_QUALITY, self.quality]
+            box = EvidenceBox(
+                bbox=[round(float(v), 1) for v in shot.box],
+                label=incident.class_name,
+                confidence=round(float(incident.confidence), 4),
             )
-            if not ok:
-                raise RuntimeError(f"JPEG encoding failed for {incident.id}")
-            data = jpeg.tobytes()
-            path = self.directory / f"{incident.id}-{shot.kind}.jpg"
+            name = f"{incident.id}-{shot.kind}.jpg"
+            data = self._encode(shot.image, incident.id)
+            path = self.directory / name
             write_atomic(path, data)
+            if self.previews:
+                when = captured_at.isoformat(timespec="seconds")
+                caption = (
+                    f"{incident.type} {incident.camera_id}/{incident.zone_id} {when} {shot.kind}"
+                )
+                preview = annotate(shot.image, [box], caption)
+                write_atomic(
+                    self.directory / self.PREVIEWS / name, self._encode(preview, incident.id)
+                )
             written.append(
                 EvidenceRef(
                     kind=shot.kind,
                     path=str(path),
                     captured_at=captured_at,
                     sha256=hashlib.sha256(data).hexdigest(),
+                    boxes=[box],
                 )
             )
         incident.evidence.clear()
         refs = self.refs.setdefault(incident.id, [])
         refs.extend(written)
         return refs
+
+    def _encode(self, image: np.ndarray, incident_id: str) -> bytes:
+        ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        if not ok:
+            raise RuntimeError(f"JPEG encoding failed for {incident_id}")
+        return jpeg.tobytes()
 
     def forget(self, incident_id: str) -> None:
         """Drops an incident's references once nothing more will be reported about it."""

@@ -18,7 +18,7 @@ from detector.pipeline import Labels
 from detector.types import Detections
 from streams.batch import Job, Tick, score_job
 from streams.chunks import detect_span, plan_spans
-from streams.config import Config
+from streams.config import CameraConfig, Config
 from streams.evidence import EvidenceWriter
 from streams.recordings import Recording
 from streams.runtime import engine_for, labels_of
@@ -33,11 +33,13 @@ POLL_S = 0.25
 _engines: dict[str, tuple[Engine, Labels]] = {}  # per Ray worker process: loaded once
 
 
-def _engine(config: Config) -> tuple[Engine, Labels]:
-    """This worker's engine on its one core (a task holds one CPU), kept across tasks."""
-    key = config.model_dump_json(include={"model", "detector", "rules"})
+def _engine(config: Config, camera: CameraConfig) -> tuple[Engine, Labels]:
+    """This worker's engine for the camera's model on its one core (a task holds one CPU),
+    kept across tasks."""
+    model = config.model_of(camera)
+    key = model + config.model_dump_json(include={"detector", "rules"})
     if key not in _engines:
-        engine = engine_for(config, cores=1)
+        engine = engine_for(config, model, cores=1)
         _engines[key] = engine, labels_of(engine, config)
     return _engines[key]
 
@@ -80,10 +82,10 @@ def _score(
     progress: ray.actor.ActorHandle,
     *spans: dict[int, Detections],
 ) -> CameraResult:
-    engine, labels = _engine(config)
+    engine, labels = _engine(config, job.recording.camera)
     inferred = {k: v for part in spans for k, v in part.items()} if spans else None
     ticker = _Ticker(progress, counts=inferred is None)  # spans counted their frames
-    result = score_job(job, engine, config, labels, EvidenceWriter(Path(evidence_dir)), ticker)
+    result = score_job(job, engine, config, labels, EvidenceWriter(Path(evidence_dir), previews=True), ticker)
     ticker.flush()
     return result
 
@@ -92,7 +94,7 @@ def _score(
 def _detect(
     recording: Recording, span: Span, config: Config, progress: ray.actor.ActorHandle
 ) -> dict[int, Detections]:
-    engine, _ = _engine(config)
+    engine, _ = _engine(config, recording.camera)
     found = detect_span(recording.camera, span, engine)
     progress.add.remote(len(found))
     return found

@@ -26,11 +26,11 @@ from streams.sources import Sampling
 log = logging.getLogger(__name__)
 
 
-def engine_for(config: Config, cores: int | None = None) -> Engine:
-    """The engine as the config's `model` and `detector` settings ask for it, on `cores`
-    (default all this process may use)."""
+def engine_for(config: Config, model: str | None = None, cores: int | None = None) -> Engine:
+    """The engine as the config's `model` (or `model`) and `detector` settings ask for it, on
+    `cores` (default all this process may use)."""
     return Engine(
-        config.model,
+        model or config.model,
         conf_threshold=config.detector.conf_threshold,
         iou_threshold=config.detector.iou_threshold,
         rect=config.detector.rect,

@@ -50,7 +50,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config", required=True, type=Path, help="YAML configuration file")
     p.add_argument("--out", required=True, type=Path, help="where to write cases (JSON lines)")
-    p.add_argument("--evidence-dir", required=True, type=Path, help="where to write evidence JPEGs")
+    p.add_argument(
+        "--evidence-dir",
+        required=True,
+        type=Path,
+        help="where to write evidence JPEGs (the unaltered frames; annotated copies under "
+        "DIR/annotated/)",
+    )
     p.add_argument(
         "--name-pattern",
         metavar="REGEX",
@@ -147,18 +153,14 @@ def run(args: argparse.Namespace) -> int:
     # Imported after validation so a bad config is refused before any heavy loading.
     from models.errors import ModelError
     from streams.batch import Job, PartStore, expected_frames, job_key, run_local
-    from streams.runtime import describe, engine_for, labels_of, warn_unchecked
+    from streams.model_set import ModelSet
     from streams.scoring import write_jsonl
 
     try:
-        engine = engine_for(config)
+        models = ModelSet(config, [r.camera for r in found])
     except ModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    labels = labels_of(engine, config)
-    log.info(describe(labels, config.model))
-    warn_unchecked({r.camera.id: r.camera for r in found}.values(), labels, config.model)
-
     store = PartStore(args.work_dir or args.out.with_name(args.out.name + ".parts"))
     jobs = [Job(r, job_key(r, config, args.evidence_dir)) for r in found]
     done = {job.key: cases for job in jobs if (cases := store.load(job.key)) is not None}
@@ -192,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
                 todo, config, args.evidence_dir, bar.update, args.chunk_s or None
             )
         else:
-            results = run_local(todo, engine, config, args.evidence_dir, bar.update)
+            results = run_local(todo, models, config, args.evidence_dir, bar.update)
         try:
             for n, (job, result) in enumerate(results, start=1):
                 bar.set_postfix_str(f"files {n}/{len(todo)}")

@@ -23,8 +23,8 @@ import numpy as np
 from api.client import IntakeClient
 from api.contract import CaseReport, Observation
 from api.outbox import Deliverer, Outbox, OutboxError
+from detector.engine import Engine
 from detector.incidents import Incident, IncidentEvent
-from detector.motion import detect_gated
 from detector.types import Detections
 from models.errors import ModelError
 from streams.config import CameraConfig, Config, ConfigError, load_config
@@ -34,15 +34,10 @@ from streams.health import HealthEvent, report
 from streams.health_http import serve_health
 from streams.health_report import HealthReporter
 from streams.metrics import WorkerMetrics
+from streams.model_set import ENGINE_SETTINGS, ModelSet
 from streams.rtsp import RtspSource
-from streams.runtime import (
-    CameraRuntime,
-    describe,
-    engine_for,
-    labels_of,
-    sampling_for,
-    warn_unchecked,
-)
+from streams.runtime import CameraRuntime, sampling_for
+from streams.shadow import Shadow
 from streams.site_store import CameraState, SiteStore
 from streams.suppressions import Feedback, SuppressionCache
 
@@ -162,12 +157,8 @@ class Worker:
         self.health_port = health_port
         self.health_host = health_host
         self._loop_at = time.monotonic()
-        self.engine = engine_for(self.config)
-        self.labels = labels_of(self.engine, self.config)
-        log.info(describe(self.labels, self.engine.manifest.name))
-        warn_unchecked(
-            (c for c in self.config.cameras if c.is_live), self.labels, self.config.model
-        )
+        self.models = ModelSet(self.config, self._live(self.config))
+        self.shadow = self._make_shadow(self.config)
         self.cameras: dict[str, LiveCamera] = {}
         self._unsaved: list[tuple[LiveCamera, IncidentEvent]] = []
         self._stop = threading.Event()
@@ -201,7 +192,7 @@ class Worker:
             "worker %s: %d cameras, model %s, state in %s",
             self.fleet.worker_id if self.fleet else f"{self.shard.index}/{self.shard.count}",
             len(self.cameras),
-            self.engine.manifest.name,
+            ", ".join(self.models.loaded),
             self.state_dir,
         )
         next_reload_check = time.monotonic() + RELOAD_POLL_S
@@ -253,8 +244,8 @@ class Worker:
         ]
         if not batch:
             return False
-        detections = detect_gated(
-            self._detect, [frame for _, frame in batch], [cam.runtime.gate for cam, _ in batch]
+        detections = self.models.detect(
+            [(cam.config, frame, cam.runtime.gate) for cam, frame in batch], self._detect
         )
         now = time.time()
         for (cam, frame), dets in zip(batch, detections, strict=True):
@@ -277,14 +268,29 @@ class Worker:
             self.metrics.processed.labels(cam.config.id).inc()
             if frame.wall_time is not None:
                 self.metrics.lag.labels(cam.config.id).set(now - frame.wall_time)
+        if self.shadow is not None:  # the candidate model judges the same samples, unposted
+            self.shadow.observe([(c.config, f, c.runtime.epoch) for c, f in batch])
         return True
 
-    def _detect(self, images: list[np.ndarray]) -> list[Detections]:
-        """The engine's detect, timed; the motion gate may have left nothing to infer."""
+    def _make_shadow(self, config: Config) -> Shadow | None:
+        """The candidate model on trial, if the config names one; one that does not load is
+        logged and left out (the live model carries on)."""
+        if config.shadow is None:
+            return None
+        try:
+            shadow = Shadow(config, self.metrics.registry)
+        except (ModelError, OSError, ValueError) as exc:
+            log.error("shadow model %r does not load (%s): no shadow", config.shadow.model, exc)
+            return None
+        log.info("shadow: %s runs beside the live model, never posted", shadow.model)
+        return shadow
+
+    def _detect(self, engine: Engine, images: list[np.ndarray]) -> list[Detections]:
+        """An engine's detect, timed; the motion gate may have left nothing to infer."""
         if not images:
             return []
         started = time.perf_counter()
-        found = self.engine.detect(images)
+        found = engine.detect(images)
         self.metrics.inference.observe(time.perf_counter() - started)
         self.metrics.batch.observe(len(images))
         return found
@@ -430,6 +436,7 @@ class Worker:
                 )
                 continue
             wanted[camera.id] = camera
+        self._load_models(wanted)
         for cam_id in list(self.cameras):
             cam = self.cameras[cam_id]
             camera = wanted.get(cam_id)
@@ -438,6 +445,8 @@ class Worker:
                 gone = camera is None and self.fleet is None
                 self._retire(self.cameras.pop(cam_id), removed=gone, wait=False)
                 log.info("camera %s: stopped (%s)", cam_id, "changed" if camera else "removed")
+                if self.shadow is not None:
+                    self.shadow.forget(cam_id)
                 if camera is None:
                     self.metrics.forget_camera(cam_id)
                     self.feedback.forget_camera(cam_id)
@@ -446,17 +455,32 @@ class Worker:
                 self._rebuild(cam, camera)
         for cam_id, camera in wanted.items():
             if cam_id not in self.cameras:
-                runtime = CameraRuntime(camera, self.config, self.labels)
+                runtime = CameraRuntime(camera, self.config, self.models.of(camera).labels)
                 cam = LiveCamera(camera, self._make_source(camera), runtime)
                 cam.source.start()
                 self.cameras[cam_id] = cam
         self.metrics.cameras.set(len(self.cameras))
 
+    def _load_models(self, wanted: dict[str, CameraConfig]) -> None:
+        """Loads the models of cameras that arrive with a model not loaded yet (a fleet
+        camera's own); a camera whose model does not load is left out, with an error."""
+        needed = {self.config.model_of(c) for c in wanted.values()}
+        if needed <= set(self.models.loaded):
+            return
+        running = [c.config for c in self.cameras.values()]
+        try:
+            self.models = ModelSet(self.config, [*running, *wanted.values()], self.models)
+        except (ModelError, OSError, ValueError) as exc:
+            for cam_id, camera in list(wanted.items()):
+                if self.config.model_of(camera) not in self.models.loaded:
+                    log.error("camera %s: its model does not load (%s): not started", cam_id, exc)
+                    del wanted[cam_id]
+
     def _rebuild(self, cam: LiveCamera, camera: CameraConfig) -> None:
         """A new runtime for a running camera, continuing the sites of its zones that remain
         (their dwell timers included); the stream goes on untouched."""
         old = cam.runtime
-        runtime = CameraRuntime(camera, self.config, self.labels)
+        runtime = CameraRuntime(camera, self.config, self.models.of(camera).labels)
         if old.started:
             assert old.epoch is not None
             runtime.start(old.epoch)
@@ -546,29 +570,40 @@ class Worker:
         if config.api != self.config.api:
             log.warning("reload: api changed; that takes a restart to apply")
             config = config.model_copy(update={"api": self.config.api})
-        engine_settings = ("conf_threshold", "iou_threshold", "rect", "parallel_runs")
-        engine_changed = config.model != self.config.model or any(
-            getattr(config.detector, k) != getattr(self.config.detector, k) for k in engine_settings
+        live = self._live(config)
+        needed = {config.model} | {config.model_of(c) for c in live}
+        settings_changed = any(
+            getattr(config.detector, k) != getattr(self.config.detector, k) for k in ENGINE_SETTINGS
         )
-        if engine_changed:
-            try:
-                engine = engine_for(config)
-            except (ModelError, OSError, ValueError) as exc:
-                log.error("reload refused: model %r does not load (%s)", config.model, exc)
-                return
-            self.engine = engine  # the cameras' streams go on; inference takes the new one
-            log.info("reload: inference now runs %s", engine.manifest.name)
-        rebuild = engine_changed or any(
-            getattr(config, k) != getattr(self.config, k)
-            for k in ("rules", "detector", "event_codes")
+        models_changed = settings_changed or needed != set(self.models.loaded)
+        rebuild = (
+            models_changed
+            or any(config.model_of(c) != self.config.model_of(c) for c in live)
+            or any(
+                getattr(config, k) != getattr(self.config, k)
+                for k in ("rules", "detector", "event_codes")
+            )
         )
         if rebuild:
-            self.labels = labels_of(self.engine, config)
-            log.info(describe(self.labels, self.engine.manifest.name))
-        warn_unchecked((c for c in config.cameras if c.is_live), self.labels, config.model)
+            try:
+                models = ModelSet(config, live, self.models)
+            except (ModelError, OSError, ValueError) as exc:
+                log.error("reload refused: a model does not load (%s)", exc)
+                return
+            self.models = models  # the cameras' streams go on; inference takes the new one
+            if models_changed:
+                log.info("reload: inference now runs %s", ", ".join(models.loaded))
+        if config.shadow != self.config.shadow or (rebuild and config.shadow is not None):
+            if self.shadow is not None:
+                self.shadow.close(self.metrics.registry)
+            self.shadow = self._make_shadow(config)
         self.config = config
         self._apply_cameras(self.fleet.current() if self.fleet else config.cameras, rebuild)
         log.info("reloaded %s: %d cameras", self.config_path, len(self.cameras))
+
+    def _live(self, config: Config) -> list[CameraConfig]:
+        """The config's live cameras this worker's shard owns."""
+        return [c for c in config.cameras if c.is_live and self.shard.owns(c.id)]
 
     # -- metrics -------------------------------------------------------------------------
 

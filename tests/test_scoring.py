@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 import yaml
 
@@ -128,6 +129,14 @@ def main_score(
     return code, cases, (printed.out + printed.err) if printed else ""
 
 
+def box_outline(shape: tuple[int, ...], bbox: list[float]) -> np.ndarray:
+    """A mask of the pixels a drawn box covers (its 2-pixel outline)."""
+    mask = np.zeros(shape[:2], np.uint8)
+    x1, y1, x2, y2 = (round(v) for v in bbox)
+    cv2.rectangle(mask, (x1, y1), (x2, y2), 1, 2)
+    return mask.astype(bool)
+
+
 def at(seconds: float) -> datetime:
     return START + timedelta(seconds=seconds)
 
@@ -177,12 +186,24 @@ def test_real_footage_parked_van_is_one_case_and_pedestrians_none(
     assert case["location"]["grid"] == "510402001001"
     x1, y1, x2, y2 = case["bbox"]
     assert 630 < x1 < x2 < 740 and 30 < y1 < y2 < 110
-    # Evidence: decodable JPEGs whose hashes match the report.
+    # Evidence: decodable JPEGs whose hashes match the report, the box and label as metadata.
     assert {e["kind"] for e in case["evidence"]} == {"first_seen", "confirmed"}
     for ev in case["evidence"]:
         data = Path(ev["path"]).read_bytes()
         assert hashlib.sha256(data).hexdigest() == ev["sha256"]
         assert cv2.imread(ev["path"]) is not None
+        (box,) = ev["boxes"]
+        assert box["label"] == case["class_name"]
+        assert 0 < box["confidence"] <= 1  # the incident's confidence when the shot was written
+    # The first-seen shot is frame 0 unaltered (JPEG noise only, nothing drawn along the box);
+    # the annotated preview beside it has the box drawn.
+    first = next(e for e in case["evidence"] if e["kind"] == "first_seen")
+    frame = next(video_frames(vtest_avi)).astype(int)
+    outline = box_outline(frame.shape, first["boxes"][0]["bbox"])
+    clean = cv2.imread(first["path"]).astype(int)
+    preview = cv2.imread(str(Path(first["path"]).parent / "annotated" / Path(first["path"]).name))
+    assert np.abs(clean - frame)[outline].mean() < 8
+    assert np.abs(preview.astype(int) - frame)[outline].mean() > 40
     assert "1 incidents" in printed and "frames/s" in printed
 
 

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from sqlalchemy import and_, func, or_, select
 
 from api.auth import Scope
+from api.boxes import BoxIn, annotated_response, set_reviewed_box
 from api.console import sessions, stats
 from api.console.i18n import DEFAULT, LANGS, Translator
 from api.console.sessions import SignInRequired, User, check_csrf, current_user
@@ -434,6 +435,29 @@ def _transition_body(user: User, action: str, form: dict[str, str]) -> Transitio
     return TransitionIn(**values)
 
 
+@router.post("/cases/{case_id}/box")
+async def correct_box(request: Request, case_id: str) -> Response:
+    """A reviewer's box for the case (training data): "x1, y1, x2, y2" in image pixels."""
+    user = current_user(request)
+    form = await form_of(request, user)
+    t = Translator(lang_of(request))
+    try:
+        need(user, Scope.dispatch)
+        parts = [p for p in form.get("bbox", "").replace(",", " ").split() if p]
+        body = BoxIn(bbox=[float(p) for p in parts])
+        with request.app.state.ctx.db.write() as session:
+            case, _ = resolve(session, case_id[:128])
+            set_reviewed_box(session, case, body.bbox)
+            case_id = case.id
+        message = "✓ " + t("box_saved")
+    except Problem as exc:
+        message = "✗ " + _explain(t, exc)
+    except (ValidationError, ValueError) as exc:
+        message = f"✗ {t('refused')}: {_first_error(exc)}"
+    sessions.set_flash(request, user, message)
+    return RedirectResponse(f"/console/cases/{case_id}?{urlencode(filters_of(request))}", 303)
+
+
 @router.post("/cases/{case_id}/{action}")
 async def act(request: Request, case_id: str, action: str) -> Response:
     user = current_user(request)
@@ -499,6 +523,12 @@ def evidence(request: Request, sha256: str) -> Response:
     if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
         raise Problem(404, "No such evidence", kind="not-found")
     return _image(request.app.state.ctx, sha256, "private, max-age=31536000, immutable")
+
+
+@router.get("/cases/{case_id}/evidence/{sha256}/annotated")
+def annotated(request: Request, case_id: str, sha256: str) -> Response:
+    reader(request)
+    return annotated_response(request.app.state.ctx, case_id[:128], sha256[:64])
 
 
 @router.get("/cameras/{camera_id}/thumbnail")

@@ -9,11 +9,12 @@ from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Header, Path, Query, UploadFile
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Select, func, select
 
 from api import problems
 from api.auth import Dispatch, Ingest
+from api.boxes import BoxIn, annotated_response, set_reviewed_box
 from api.context import Ctx
 from api.contract import (
     CaseReceipt,
@@ -340,3 +341,38 @@ def post_transition(ctx: Ctx, principal: Dispatch, case_id: CaseId, body: Transi
         out = case_out(case)
     ctx.metrics.transitions.labels(body.to.value).inc()
     return out
+
+
+@router.get(
+    "/{case_id}/evidence/{sha256}/annotated",
+    summary="Download an evidence image with its boxes drawn",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/jpeg": {}}, "description": "An annotated copy (JPEG)"},
+        **problems.responses(401, 403, 404, 422),
+    },
+)
+def get_annotated(
+    ctx: Ctx,
+    _: Dispatch,
+    case_id: CaseId,
+    sha256: Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="The image's SHA-256")],
+) -> Response:
+    """The stored image is the unaltered frame; this draws the worker's boxes and labels, the
+    reviewer's corrected box (green) and a caption on a copy."""
+    return annotated_response(ctx, case_id, sha256)
+
+
+@router.put(
+    "/{case_id}/box",
+    summary="Correct a case's box",
+    response_model=CaseOut,
+    responses=problems.responses(401, 403, 404, 409, 422),
+)
+def put_box(ctx: Ctx, _: Dispatch, case_id: CaseId, body: BoxIn) -> CaseOut:
+    """A reviewer's box for the object, in pixels of the case's evidence images: what
+    `streetwatch dataset export` labels the case's frames with instead of the worker's box."""
+    with ctx.db.write() as session:
+        case, _reports = resolve(session, case_id)
+        set_reviewed_box(session, case, body.bbox)
+        return case_out(case)

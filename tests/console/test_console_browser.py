@@ -180,6 +180,30 @@ def test_review_console_end_to_end(
             ".shots img", "imgs => imgs.every(i => i.complete && i.naturalWidth > 0)"
         )
         screenshots(page, "case")
+        # The evidence is the unaltered frame; the worker's box is an SVG overlay drawn at
+        # the box's place on the image as the browser lays it out.
+        first = next(e for e in api.case(b2)["evidence"] if e["kind"] == "first_seen")
+        ix, iy, iw, ih, rx, ry, rw, rh = page.evaluate(
+            """() => {
+                const f = document.querySelector('.shots .frame');
+                const i = f.querySelector('img').getBoundingClientRect();
+                const r = f.querySelector('rect.seen').getBoundingClientRect();
+                return [i.x, i.y, i.width, i.height, r.x, r.y, r.width, r.height];
+            }"""
+        )
+        scale = min(iw / first["width"], ih / first["height"])  # object-fit: contain
+        ox, oy = ix + (iw - first["width"] * scale) / 2, iy + (ih - first["height"] * scale) / 2
+        x1, y1, x2, y2 = first["boxes"][0]["bbox"]
+        for got, want in ((rx, ox + x1 * scale), (ry, oy + y1 * scale),
+                          (rw, (x2 - x1) * scale), (rh, (y2 - y1) * scale)):  # fmt: skip
+            assert abs(got - want) < 3, (got, want)
+        # A reviewer corrects the box (training data): typed digits are no shortcuts.
+        page.fill("#box-input", "400, 380, 700, 560")
+        with page.expect_navigation():
+            page.click("#do-box")
+        assert "位置框已保存" in flash(page)
+        assert api.case(b2)["reviewed_bbox"] == [400.0, 380.0, 700.0, 560.0]
+        assert page.query_selector(".shots rect.reviewed") is not None
         page.keyboard.press("d")
         assert page.evaluate("document.activeElement.id") == "duplicate-of"
         page.select_option("#duplicate-of", b1)
