@@ -22,8 +22,8 @@ from detector.pipeline import Labels
 from detector.types import Detections
 from streams.config import Config
 from streams.evidence import EvidenceWriter
-from streams.recordings import Recording
 from streams.model_set import ModelSet
+from streams.recordings import Recording
 from streams.scoring import CameraResult, FrameHook, score_camera, write_jsonl
 from streams.sources import FileSource, SourceError
 
@@ -119,6 +119,7 @@ def run_local(
     evidence = EvidenceWriter(evidence_dir, previews=True)
     for job in jobs:
         loaded = models.of(job.recording.camera)
-        yield job, score_job(
-            job, loaded.engine, config, loaded.labels, evidence, lambda _frame: tick(1)
+        yield (
+            job,
+            score_job(job, loaded.engine, config, loaded.labels, evidence, lambda _frame: tick(1)),
         )

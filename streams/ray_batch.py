@@ -85,7 +85,9 @@ def _score(
     engine, labels = _engine(config, job.recording.camera)
     inferred = {k: v for part in spans for k, v in part.items()} if spans else None
     ticker = _Ticker(progress, counts=inferred is None)  # spans counted their frames
-    result = score_job(job, engine, config, labels, EvidenceWriter(Path(evidence_dir), previews=True), ticker)
+    result = score_job(
+        job, engine, config, labels, EvidenceWriter(Path(evidence_dir), previews=True), ticker
+    )
     ticker.flush()
     return result
 

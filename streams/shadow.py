@@ -29,7 +29,7 @@ class Shadow:
         assert config.shadow is not None
         self.cameras = set(config.shadow.cameras) if config.shadow.cameras else None
         self.config = config
-        self.engine = engine_for(config.model_copy(update={"model": config.shadow.model}))
+        self.engine = engine_for(config, config.shadow.model)
         self.labels = labels_of(self.engine, config)
         self.model = self.engine.manifest.name
         self.runtimes: dict[str, CameraRuntime] = {}
