@@ -145,6 +145,21 @@ class CameraPipeline:
             self.stages.append(self.static)
         self.scene_events: list[SceneEvent] = []  # scene changes the caller has not taken
 
+    @property
+    def busy(self) -> bool:
+        """Whether the rules follow something: a candidate or open site, or static pixels
+        gathering evidence. A camera sampled slowly while idle speeds up while busy."""
+        return any(rule.sites for _, rule in self.rules) or (
+            self.static is not None and self.static.gathering
+        )
+
+    def set_max_gap(self, seconds: float) -> None:
+        """The longest step between frames that counts as observed time (see rules)."""
+        for _, rule in self.rules:
+            rule.max_gap_s = seconds
+        if self.static is not None:
+            self.static.max_gap_s = seconds
+
     def observe(self, frame: Frame, dets: Detections) -> Detections:
         """Every stage's observations of the frame, after the engine's detections."""
         parts = [dets]

@@ -40,10 +40,19 @@ class Strict(BaseModel):
 
 
 class SampleConfig(Strict):
-    """How often a camera is looked at: `fps` samples per second, or keyframes only."""
+    """How often a camera is looked at: `fps` samples per second, or keyframes only, while
+    its rules follow something; adaptive cameras slow down while they have nothing to follow
+    (see streams.sampling)."""
 
     fps: float | None = Field(default=None, gt=0, le=120)
     keyframes: bool = False
+    adaptive: bool = Field(
+        default=True,
+        description="sample slower while no rule has anything to follow (false: a fixed rate)",
+    )
+    max_interval_s: float = Field(
+        default=10.0, gt=0, le=600, description="an adaptive camera's longest wait between samples"
+    )
 
     @model_validator(mode="after")
     def _one_mode(self) -> Self:

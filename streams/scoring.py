@@ -23,6 +23,7 @@ from streams.config import CameraConfig, Config
 from streams.evidence import EvidenceWriter
 from streams.prefetch import prefetch
 from streams.runtime import CameraRuntime, sampling_for
+from streams.sampling import SamplePlan
 from streams.sources import FileSource, SourceError
 
 log = logging.getLogger(__name__)
@@ -81,9 +82,13 @@ def score_camera(
 ) -> CameraResult:
     result = CameraResult(camera.id)
     started = time.perf_counter()
-    source = FileSource(camera.id, camera.source, sampling_for(camera))
+    sampling = sampling_for(camera)
+    depth = 2 * engine.parallel_runs  # frames in flight on the engine (detect_stream's)
+    # Decoding runs at most `depth` samples ahead of the rules, so they decide what it samples.
+    plan = SamplePlan(sampling, lookahead=depth)
+    source = FileSource(camera.id, camera.source, sampling, plan)
     try:
-        runtime = CameraRuntime(camera, config, labels)
+        runtime = CameraRuntime(camera, config, labels, plan)
         runtime.start(file_epoch(camera))
         assert runtime.epoch is not None
         epoch = runtime.epoch
@@ -94,7 +99,7 @@ def score_camera(
 
         frames = prefetch(source.frames())
         with progress(camera, source.duration_s()) as bar:
-            for frame, detections in detect_stream(engine, frames, runtime.gate):
+            for frame, detections in detect_stream(engine, frames, runtime.gate, depth):
                 for event in runtime.process(frame, detections):
                     report(event.incident)
                 result.scene_changes += len(runtime.take_scene_events())
@@ -106,6 +111,8 @@ def score_camera(
         result.gated = runtime.gate.skipped if runtime.gate else 0
     except SourceError as exc:
         result.error = str(exc)
+    finally:
+        plan.close()
     result.seconds = time.perf_counter() - started
     return result
 

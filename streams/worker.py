@@ -388,8 +388,9 @@ class Worker:
                 self._rebuild(cam, camera)
         for cam_id, camera in wanted.items():
             if cam_id not in self.cameras:
-                runtime = CameraRuntime(camera, self.config, self.labels)
-                cam = LiveCamera(camera, self._make_source(camera), runtime)
+                source = self._make_source(camera)
+                runtime = CameraRuntime(camera, self.config, self.labels, source.plan)
+                cam = LiveCamera(camera, source, runtime)
                 cam.source.start()
                 self.cameras[cam_id] = cam
         self.metrics.cameras.set(len(self.cameras))
@@ -398,7 +399,7 @@ class Worker:
         """A new runtime for a running camera, continuing the sites of its zones that remain
         (their dwell timers included); the stream goes on untouched."""
         old = cam.runtime
-        runtime = CameraRuntime(camera, self.config, self.labels)
+        runtime = CameraRuntime(camera, self.config, self.labels, cam.source.plan)
         if old.started:
             assert old.epoch is not None
             runtime.start(old.epoch)
