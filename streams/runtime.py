@@ -142,7 +142,7 @@ class CameraRuntime:
             return self.pipeline.process(frame, detections)
         # A step as long as the plan made it is observed time, not an outage.
         self.pipeline.set_max_gap(
-            max(self.camera.sample.max_gap_s, GAP_SLACK * self.plan.planned_s)
+            max(self.camera.sample.max_gap_s, GAP_SLACK * self.plan.planned_before(frame.pts))
         )
         events = self.pipeline.process(frame, detections)
         self.plan.settle(self.policy.interval(self.pipeline.busy))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -81,14 +82,21 @@ class SamplePlan:
         self._asked: dict[int, float] = {0: self.period_s}
         self._settled = 0
         self._planned_s = self.period_s
+        # (pts, interval planned before it) of samples the runtime has not yet settled.
+        self._planned_before: deque[tuple[float, float]] = deque()
         self._next_due = -math.inf
         self._last_key: float | None = None
         self._closed = False
         self._cond = threading.Condition()
 
-    @property
-    def planned_s(self) -> float:
-        """The interval planned after the newest sample taken, stretch included."""
+    def planned_before(self, pts: float) -> float:
+        """The interval that was planned before the sample at `pts`, stretch included (the
+        samples before it that never reached the runtime are forgotten)."""
+        with self._cond:
+            while self._planned_before:
+                at, planned = self._planned_before.popleft()
+                if at >= pts:
+                    return planned
         return self._planned_s
 
     # -- source side -----------------------------------------------------------------------
@@ -115,6 +123,8 @@ class SamplePlan:
     def took(self, pts: float) -> None:
         """A sample was taken at `pts`: the next is due one planned interval later (on the
         fps grid, so jitter in timestamps does not drift the sample times)."""
+        with self._cond:
+            self._planned_before.append((pts, self._planned_s))
         asked = self._asked_for(self.produced + 1)
         base = (self.gop_s or 0.0) if self.keyframes else self.period_s
         interval = self._planned_s = max(asked, base) * self.stretch
