@@ -70,8 +70,9 @@ class SamplePlan:
     """One camera's next sample time, shared by its source thread and its runtime."""
 
     def __init__(self, sampling: Sampling, lookahead: int | None = None) -> None:
-        self.keyframes = sampling.keyframes or not sampling.fps
-        self.period_s = 0.0 if self.keyframes else 1.0 / float(sampling.fps or 1.0)
+        self.keyframes = sampling.keyframes
+        # The fps grid; 0 with keyframe sampling, or every frame (neither fps nor keyframes).
+        self.period_s = 1.0 / sampling.fps if sampling.fps and not sampling.keyframes else 0.0
         self.lookahead = lookahead
         self.stretch = 1.0  # an overloaded worker's factor on every interval (>= 1)
         self.gop_s: float | None = None  # keyframe spacing, as last seen
@@ -83,11 +84,16 @@ class SamplePlan:
         self._settled = 0
         self._planned_s = self.period_s
         # (pts, interval planned before it) of samples the runtime has not yet settled.
-        self._planned_before: deque[tuple[float, float]] = deque()
+        self._planned_before: deque[tuple[float, float]] = deque(maxlen=64)
         self._next_due = -math.inf
         self._last_key: float | None = None
         self._closed = False
         self._cond = threading.Condition()
+
+    @property
+    def planned_s(self) -> float:
+        """The interval planned after the newest sample, stretch included."""
+        return self._planned_s
 
     def planned_before(self, pts: float) -> float:
         """The interval that was planned before the sample at `pts`, stretch included (the
@@ -128,7 +134,7 @@ class SamplePlan:
         asked = self._asked_for(self.produced + 1)
         base = (self.gop_s or 0.0) if self.keyframes else self.period_s
         interval = self._planned_s = max(asked, base) * self.stretch
-        if self.keyframes:
+        if not self.period_s:
             self._next_due = pts + interval
         else:
             steps = max(1, round(interval / self.period_s))

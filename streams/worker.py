@@ -15,6 +15,8 @@ import os
 import signal
 import threading
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,8 +26,8 @@ from api.client import IntakeClient
 from api.contract import CaseReport, Observation
 from api.outbox import Deliverer, Outbox, OutboxError
 from detector.incidents import Incident, IncidentEvent
-from detector.motion import detect_gated
-from detector.types import Detections
+from detector.motion import GatedBatch, gate_batch
+from detector.types import Detections, Frame
 from models.errors import ModelError
 from streams.config import CameraConfig, ConfigError, load_config
 from streams.evidence import EvidenceWriter
@@ -41,12 +43,15 @@ from streams.runtime import (
     sampling_for,
     warn_unchecked,
 )
+from streams.shedding import LoadShedder
 from streams.site_store import CameraState, SiteStore
 from streams.suppressions import Feedback, SuppressionCache
 
 log = logging.getLogger(__name__)
 
 OBSERVE_EVERY_S = 60.0  # how often an open incident's last_seen goes to the API
+BATCH_BOUND_S = 0.5  # the longest a batch's inference may take (it sizes the batches)
+MAX_BATCH = 64
 RELOAD_POLL_S = 2.0
 
 
@@ -75,6 +80,15 @@ class Shard:
 def _stream_of(camera: CameraConfig) -> tuple[str, object]:
     """What a camera's stream depends on: changing it restarts the stream."""
     return camera.source, camera.sample
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Samples in inference: settled in the order they were submitted."""
+
+    samples: list[tuple[LiveCamera, Frame]]
+    gated: GatedBatch
+    future: Future[list[Detections]]
 
 
 @dataclass(slots=True)
@@ -150,6 +164,13 @@ class Worker:
             (c for c in self.config.cameras if c.is_live), self.labels, self.config.model
         )
         self.cameras: dict[str, LiveCamera] = {}
+        # Batches in inference, oldest first: one per parallel run, so a lone camera's next
+        # sample is inferred while the last one goes through its rules (like `score`).
+        self._inflight: deque[_Batch] = deque()
+        self._inference = ThreadPoolExecutor(self.engine.parallel_runs, "batch")
+        self._turn = 0
+        self._frame_s: float | None = None  # inference seconds per frame, smoothed
+        self.shedder = LoadShedder()
         self._unsaved: list[tuple[LiveCamera, IncidentEvent]] = []
         self._stop = threading.Event()
         self._reload = threading.Event()
@@ -197,6 +218,9 @@ class Worker:
 
     def _shutdown(self) -> None:
         """Stops cameras, hands every open incident's latest state to the outbox, drains it."""
+        while self._inflight:
+            self._settle(self._inflight.popleft())
+        self._inference.shutdown()
         for cam in self.cameras.values():
             cam.source.stop(wait=False)  # all at once: each may take a read timeout to end
         for cam in list(self.cameras.values()):
@@ -212,19 +236,49 @@ class Worker:
     # -- the loop ------------------------------------------------------------------------
 
     def step(self) -> bool:
-        """One batch: the newest unseen sample of every camera. False when there was none."""
-        batch = [
-            (cam, frame)
-            for cam in self.cameras.values()
-            if (frame := cam.source.latest(timeout=0)) is not None
-        ]
-        if not batch:
+        """Moves the pipeline on: submits a batch of the newest unseen samples while fewer
+        than one per parallel run are in flight, and settles the oldest batch once it is done
+        (or there is nothing new to submit). False when nothing happened."""
+        submitted = len(self._inflight) < self.engine.parallel_runs and self._submit()
+        if self._inflight and (not submitted or self._inflight[0].future.done()):
+            self._settle(self._inflight.popleft())
+            return True
+        return submitted
+
+    def _submit(self) -> bool:
+        """Takes the newest unseen sample of up to `_max_batch()` cameras, starting after the
+        last camera taken, so under overload every camera gets its turn."""
+        cams = list(self.cameras.values())
+        start = self._turn % len(cams) if cams else 0
+        limit = self._max_batch()
+        samples: list[tuple[LiveCamera, Frame]] = []
+        for offset in range(len(cams)):
+            cam = cams[(start + offset) % len(cams)]
+            if (frame := cam.source.latest(timeout=0)) is not None:
+                samples.append((cam, frame))
+                if len(samples) == limit:
+                    self._turn = start + offset + 1
+                    break
+        if not samples:
             return False
-        detections = detect_gated(
-            self._detect, [frame for _, frame in batch], [cam.runtime.gate for cam, _ in batch]
-        )
+        gated = gate_batch([f for _, f in samples], [cam.runtime.gate for cam, _ in samples])
+        future = self._inference.submit(self._detect, gated.images())
+        self._inflight.append(_Batch(samples, gated, future))
+        return True
+
+    def _max_batch(self) -> int:
+        """The most samples one batch may hold: what inference gets through in BATCH_BOUND_S,
+        so no sample waits behind a batch longer than that."""
+        if self._frame_s is None:
+            return MAX_BATCH
+        return max(1, min(MAX_BATCH, int(BATCH_BOUND_S / self._frame_s)))
+
+    def _settle(self, batch: _Batch) -> None:
+        detections = batch.gated.settle(batch.future.result())
         now = time.time()
-        for (cam, frame), dets in zip(batch, detections, strict=True):
+        for (cam, frame), dets in zip(batch.samples, detections, strict=True):
+            if self.cameras.get(cam.config.id) is not cam:
+                continue  # stopped or restarted while its sample was in flight
             if not cam.runtime.started:
                 cam.runtime.start_live(frame, now)
                 self._resume(cam)
@@ -243,8 +297,16 @@ class Worker:
             self._observe_open(cam)
             self.metrics.processed.labels(cam.config.id).inc()
             if frame.wall_time is not None:
-                self.metrics.lag.labels(cam.config.id).set(now - frame.wall_time)
-        return True
+                lag = now - frame.wall_time
+                self.metrics.lag.labels(cam.config.id).set(lag)
+                if (stretch := self.shedder.observe(lag, time.monotonic())) is not None:
+                    self._stretch(stretch)
+
+    def _stretch(self, stretch: float) -> None:
+        """Every camera's interval times `stretch`: fair, each keeps its share of samples."""
+        for cam in self.cameras.values():
+            cam.source.plan.stretch = stretch
+        self.metrics.stretch.set(stretch)
 
     def _detect(self, images: list[np.ndarray]) -> list[Detections]:
         """The engine's detect, timed; the motion gate may have left nothing to infer."""
@@ -252,8 +314,13 @@ class Worker:
             return []
         started = time.perf_counter()
         found = self.engine.detect(images)
-        self.metrics.inference.observe(time.perf_counter() - started)
+        took = time.perf_counter() - started
+        self.metrics.inference.observe(took)
         self.metrics.batch.observe(len(images))
+        per_frame = took / len(images)
+        self._frame_s = (
+            per_frame if self._frame_s is None else 0.8 * self._frame_s + 0.2 * per_frame
+        )
         return found
 
     def _save(self, cam: LiveCamera, event: IncidentEvent) -> None:
@@ -389,6 +456,7 @@ class Worker:
         for cam_id, camera in wanted.items():
             if cam_id not in self.cameras:
                 source = self._make_source(camera)
+                source.plan.stretch = self.shedder.stretch
                 runtime = CameraRuntime(camera, self.config, self.labels, source.plan)
                 cam = LiveCamera(camera, source, runtime)
                 cam.source.start()
