@@ -9,14 +9,20 @@ import argparse
 import logging
 import time
 
-from benchmarks import api, capacity, e2e, inference, soak, stages
+from benchmarks import api, capacity, e2e, inference, live, soak, stages
 from benchmarks.common import SUBSTREAM_SIZE, build_clip, machine, write_section
 
-SECTIONS = ("e2e", "stages", "inference", "capacity", "substream", "api", "soak")
+SECTIONS = ("e2e", "stages", "inference", "capacity", "substream", "sampling", "api", "soak")
 # The soak is an hour of wall time for one memory figure, so it runs only when asked for: a
 # shorter run cannot tell a leak from the one-frame steps of candidate sites opening.
 DEFAULT_SECTIONS = tuple(name for name in SECTIONS if name != "soak")
-OWN_HOW = ("api", "capacity", "substream", "soak")  # sections that say their own machine and input
+OWN_HOW = (
+    "api",
+    "capacity",
+    "substream",
+    "sampling",
+    "soak",
+)  # sections that say their own machine and input
 
 
 def main() -> None:
@@ -36,6 +42,11 @@ def main() -> None:
         "--cameras",
         type=int,
         help="capacity, substream: skip the search; measure the static stage's cost at N cameras",
+    )
+    parser.add_argument(
+        "--adaptive",
+        action="store_true",
+        help="capacity, substream: search with adaptive sampling on a quiet street instead",
     )
     parser.add_argument("--minutes", type=float, default=60, help="soak: length of the run")
     args = parser.parse_args()
@@ -79,12 +90,21 @@ def main() -> None:
                 main_clip=clip if sub else None,
                 cameras=args.cameras,
                 runs=args.runs,
+                mode=capacity.QUIET if args.adaptive else capacity.FIXED,
             )
             # The search and the static stage's cost are blocks of their own, so a run at a
             # given count (--cameras) leaves the last search's table as it was.
+            search = f"{name}-adaptive" if args.adaptive else name
             blocks = {
-                name if part == "search" else f"{name}-static": b for part, b in bodies.items()
+                search if part == "search" else f"{name}-static": b for part, b in bodies.items()
             }
+        elif name == "sampling":
+            clips = {"1080p": clip, "640x360": build_clip(args.seconds, SUBSTREAM_SIZE)}
+            with live.intake() as api_server:
+                body = capacity.sampling_costs(
+                    clips, args.cameras or 12, api_server, args.warmup, args.window
+                )
+            blocks = {name: f"{body}\n\n{live.describe(clip)}"}
         else:
             blocks = {name: soak.run(clip, args.minutes)}
         command = (
@@ -92,8 +112,9 @@ def main() -> None:
         )
         if name == "api":
             command = f"`python -m benchmarks --only api --runs {args.runs}`"
-        elif name in ("capacity", "substream"):
+        elif name in ("capacity", "substream", "sampling"):
             cameras = f" --cameras {args.cameras}" if args.cameras else ""
+            cameras += " --adaptive" if args.adaptive and name != "sampling" else ""
             command = (
                 f"`python -m benchmarks --only {name} --runs {args.runs} --seconds "
                 f"{args.seconds:g} --warmup {args.warmup:g} --window {args.window:g}{cameras}`"

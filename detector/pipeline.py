@@ -147,11 +147,11 @@ class CameraPipeline:
 
     @property
     def busy(self) -> bool:
-        """Whether the rules follow something: a candidate or open site, or static pixels
-        gathering evidence. A camera sampled slowly while idle speeds up while busy."""
-        return any(rule.sites for _, rule in self.rules) or (
-            self.static is not None and self.static.gathering
-        )
+        """Whether the rules follow something (a candidate or open site): a camera sampled
+        slowly while idle speeds up while busy. The static stage needs no more than its
+        short-term time constant between samples: an object's dwell runs from when its
+        pixels first differed, however late it counts as static."""
+        return any(rule.sites for _, rule in self.rules)
 
     def set_max_gap(self, seconds: float) -> None:
         """The longest step between frames that counts as observed time (see rules)."""

@@ -227,15 +227,6 @@ class StaticObjectStage:
             return Detections.merge(parts, {})
         return parts[0] if parts else Detections.empty()
 
-    @property
-    def gathering(self) -> bool:
-        """Whether something new is standing still and not yet a static object: pixels with
-        some static evidence, short of enough (past it, they are an object or nothing)."""
-        if self._shape is None:
-            return False
-        ev = self.evidence
-        return bool(((ev > 0) & (ev < self.params.static_after_s)).any())
-
     def snapshot(self, epoch_s: float) -> dict[str, np.ndarray] | None:
         """The backgrounds and evidence, so a restarted worker does not learn a heap that is
         already there as background (times absolute, unix seconds)."""

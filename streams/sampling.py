@@ -7,8 +7,8 @@ long it can wait for the next one (`settle`). A plan nobody settles samples at t
 fixed rate: `fps` on a media-time grid, or every keyframe.
 
 The runtime's interval follows the camera's rules (`SamplePolicy`): the configured rate
-(`active_s`) while its rules follow something (a candidate or an open site, or pixels of the
-static-object stage gathering evidence), and `idle_s` while they have nothing to follow:
+(`active_s`) while its rules follow something (a candidate or an open site), and `idle_s`
+while they have nothing to follow:
 the longest wait that delays no rule by more than a twentieth of its dwell (an arrival seen
 that late confirms that late), within the static stage's short-term time constant when it
 runs (so it still learns what stops), and never above the camera's `max_interval_s`.
