@@ -115,6 +115,12 @@ class CalibrationConfig(Strict):
 class CameraConfig(Strict):
     id: Identifier
     source: str = Field(min_length=1, description="a video file path or an rtsp:// url")
+    record_source: str | None = Field(
+        default=None,
+        pattern=r"^rtsps?://",
+        description="the camera's main stream, when `source` is its sub-stream: evidence "
+        "frames of live incidents come from it (see streams.record)",
+    )
     start_time: AwareDatetime | None = Field(
         default=None, description="wall time of a file's first frame (ISO 8601 with offset)"
     )

@@ -34,6 +34,7 @@ from streams.evidence import EvidenceWriter
 from streams.health import HealthEvent, report
 from streams.health_report import HealthReporter
 from streams.metrics import WorkerMetrics
+from streams.record import RecordStream
 from streams.rtsp import RtspSource
 from streams.runtime import (
     CameraRuntime,
@@ -45,6 +46,7 @@ from streams.runtime import (
 )
 from streams.shedding import LoadShedder
 from streams.site_store import CameraState, SiteStore
+from streams.sources import Sampling
 from streams.suppressions import Feedback, SuppressionCache
 
 log = logging.getLogger(__name__)
@@ -77,9 +79,9 @@ class Shard:
         return int.from_bytes(digest[:8], "big") % self.count == self.index
 
 
-def _stream_of(camera: CameraConfig) -> tuple[str, object]:
-    """What a camera's stream depends on: changing it restarts the stream."""
-    return camera.source, camera.sample
+def _stream_of(camera: CameraConfig) -> tuple[object, ...]:
+    """What a camera's streams depend on: changing it restarts them."""
+    return camera.source, camera.sample, camera.record_source
 
 
 @dataclass(slots=True)
@@ -96,6 +98,7 @@ class LiveCamera:
     config: CameraConfig
     source: RtspSource
     runtime: CameraRuntime  # started at the first frame: its epoch is then
+    record: RecordStream | None = None  # the main stream, for evidence (record_source)
     reports: dict[str, CaseReport] = field(default_factory=dict)  # open incidents, by id
     observed_at: dict[str, float] = field(default_factory=dict)  # last observation sent
 
@@ -223,6 +226,8 @@ class Worker:
         self._inference.shutdown()
         for cam in self.cameras.values():
             cam.source.stop(wait=False)  # all at once: each may take a read timeout to end
+            if cam.record is not None:
+                cam.record.stop(wait=False)
         for cam in list(self.cameras.values()):
             self._retire(cam)
         self.cameras.clear()
@@ -283,6 +288,11 @@ class Worker:
                 cam.runtime.start_live(frame, now)
                 self._resume(cam)
             events = cam.runtime.process(frame, dets)
+            if cam.record is not None:
+                assert cam.runtime.pipeline is not None
+                cam.record.want(cam.runtime.pipeline.busy)
+                for event in events:
+                    cam.record.upgrade(event, frame)
             # Suppressed sites and zones outside their hours are held back, not reported.
             events = self.feedback.filter(cam.config, events, cam.runtime.open_incidents)
             self.health_reporter.saw(cam.config.id, frame.image, frame.wall_time or now)
@@ -420,6 +430,19 @@ class Worker:
             camera.id, camera.source, sampling, on_health=self._on_health, **self.source_options
         )
 
+    def _make_record(self, camera: CameraConfig) -> RecordStream | None:
+        url = camera.record_source
+        if url is None:
+            return None
+        return RecordStream(
+            lambda: RtspSource(
+                f"{camera.id}/record",
+                url,
+                Sampling(keyframes=True),
+                **self.source_options,  # its health is logged, not the camera's to report
+            )
+        )
+
     def _on_health(self, event: HealthEvent) -> None:
         self.metrics.health.labels(event.camera_id, event.kind).inc()
         self.health_reporter.event(event)
@@ -458,7 +481,7 @@ class Worker:
                 source = self._make_source(camera)
                 source.plan.stretch = self.shedder.stretch
                 runtime = CameraRuntime(camera, self.config, self.labels, source.plan)
-                cam = LiveCamera(camera, source, runtime)
+                cam = LiveCamera(camera, source, runtime, record=self._make_record(camera))
                 cam.source.start()
                 self.cameras[cam_id] = cam
         self.metrics.cameras.set(len(self.cameras))
@@ -484,6 +507,8 @@ class Worker:
         """Stops a camera; its open incidents' latest state goes to the outbox first. Its
         sites are saved for the next start, or forgotten if the camera was removed."""
         cam.source.stop(wait=wait)
+        if cam.record is not None:
+            cam.record.stop(wait=wait)
         if removed:
             self.sites.forget(cam.config.id)
         else:
