@@ -16,6 +16,7 @@ taking turns, for what the stage costs in capacity (issue #11's budget: at most 
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -44,6 +45,11 @@ from benchmarks.live import (
 from detector.calibration import agreement, spread_frames
 from detector.engine import Engine, available_cores
 from detector.types import Detections
+from streams.rtsp import RtspSource
+from streams.sampling import SamplePlan
+from streams.sources import Sampling
+
+KEYFRAMES = Sampling(keyframes=True)
 
 AGREEMENT_FRAMES = 60
 MIN_SHARE_PCT = 95.0
@@ -140,6 +146,7 @@ FIXED = Mode("fixed, every keyframe (before)", {"keyframes": True, "adaptive": F
 # open site on every camera all the time, one below them has only passers-by.
 BUSY = Mode("adaptive, a site open (whole frame)", {"keyframes": True})
 QUIET = Mode("adaptive, quiet street (lower half)", {"keyframes": True}, top=0.5)
+LONE = Mode("1080p, every frame, fixed rate", {"fps": 25, "adaptive": False})
 
 
 def measure(
@@ -274,7 +281,53 @@ def sampling_costs(
                     f"{step.max_stretch:.2f}",
                 ]
             )
-    return f"{table(header, rows)}\n\n{count} cameras per run. {_protocol(warmup_s, window_s)}"
+    main_clip = next(iter(clips.values()))
+    receive_ms = receive_cost(main_clip, count, window_s)
+    lone = measure(main_clip, 1, api, warmup_s, window_s, mode=LONE)
+    lone_text = (
+        f"**A lone camera sampled fast** ({LONE.name}): the worker used "
+        f"{lone.worker_cores:.2f} of {available_cores()} cores, processed "
+        f"{min(lone.asked_pct):.0f}% of the samples asked for, lag up to {lone.max_lag_s:.2f} s, "
+        f"{lone.inference_ms:.0f} ms per batch of {lone.mean_batch:.1f}."
+    )
+    receive_text = (
+        f"**Receiving alone** (RTSP over TCP, RTP depacketising, H.264 parsing of 25 frames/s, "
+        f"the Python loop over packets; no keyframe decoded: {count} sources in one process, "
+        f"their plans idle): {receive_ms:.2f} ms of CPU per camera-second."
+    )
+    return (
+        f"{table(header, rows)}\n\n{count} cameras per run. {_protocol(warmup_s, window_s)}"
+        f"\n\n{receive_text}\n\n{lone_text}"
+    )
+
+
+def receive_cost(clip: Path, count: int, window_s: float) -> float:
+    """CPU per camera-second of `count` RtspSources that decode nothing after their first
+    keyframe (plans asking for no sample): what receiving and parsing costs."""
+    never = 1e9
+    with cameras(clip, count, KEYINT_S) as (_, urls):
+        sources = [
+            RtspSource(f"cam-{i:03d}", url, KEYFRAMES, plan=SamplePlan(KEYFRAMES))
+            for i, url in enumerate(urls)
+        ]
+        for source in sources:
+            source.start()
+        try:
+            for source in sources:
+                if source.latest(timeout=30.0) is None:
+                    raise RuntimeError(f"{source.camera_id}: no picture within 30 s")
+                source.plan.settle(never)
+            time.sleep(KEYINT_S)
+            started, cpu = time.monotonic(), cpu_seconds(os.getpid())
+            time.sleep(window_s)
+            seconds = time.monotonic() - started
+            used = cpu_seconds(os.getpid()) - cpu
+        finally:
+            for source in sources:
+                source.stop(wait=False)
+            for source in sources:
+                source.stop()
+    return used / seconds * 1e3 / count
 
 
 def _protocol(warmup_s: float, window_s: float) -> str:
