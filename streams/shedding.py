@@ -1,48 +1,64 @@
 """Graceful overload: when the worker falls behind, every camera is sampled slower by one
 factor (fair: each keeps its share of the samples), and faster again once it catches up.
 
-The signal is lag, capture to the end of inference, of the samples in each batch. Once per
-`window_s` (time for a new rate to show), the worst lag in the window decides: above
-`high_s` the stretch grows by `step`, below `low_s` it shrinks back towards 1.
+Falling behind shows two ways: lag (capture to the end of inference) grows, or, since each
+camera's mailbox keeps only its newest sample, samples are replaced before the loop takes
+them. Once per `window_s` (time for a new rate to show) the window decides: worst lag above
+`high_s` or more than `high_drop` of the samples replaced, and the stretch grows by `step`;
+lag below `low_s` and at most `low_drop` replaced, and it shrinks back towards 1.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
+Totals = Callable[[], tuple[int, int]]
+"""Samples produced and samples replaced unseen, summed over the cameras, so far."""
+
 
 @dataclass(slots=True)
 class LoadShedder:
+    totals: Totals = lambda: (0, 0)  # no drop counts: lag alone decides
     high_s: float = 1.0
     low_s: float = 0.4
+    high_drop: float = 0.05
+    low_drop: float = 0.01
     step: float = 1.25
     max_stretch: float = 8.0
     window_s: float = 3.0
     stretch: float = 1.0
     _window_lag: float = 0.0
     _window_start: float | None = None
+    _counted: tuple[int, int] = (0, 0)
 
     def observe(self, lag_s: float, now: float) -> float | None:
         """Notes a sample's lag; returns the new stretch when it changes."""
         self._window_lag = max(self._window_lag, lag_s)
         if self._window_start is None:
-            self._window_start = now
+            self._window_start, self._counted = now, self.totals()
+            return None
         if now - self._window_start < self.window_s:
             return None
-        worst, self._window_lag, self._window_start = self._window_lag, 0.0, now
-        if worst > self.high_s and self.stretch < self.max_stretch:
+        (produced, dropped), (produced_0, dropped_0) = self.totals(), self._counted
+        drop = (dropped - dropped_0) / max(produced - produced_0, 1)
+        worst = self._window_lag
+        self._window_lag, self._window_start, self._counted = 0.0, now, (produced, dropped)
+        if (worst > self.high_s or drop > self.high_drop) and self.stretch < self.max_stretch:
             stretch = min(self.stretch * self.step, self.max_stretch)
-        elif worst < self.low_s and self.stretch > 1.0:
+        elif worst < self.low_s and drop <= self.low_drop and self.stretch > 1.0:
             stretch = max(self.stretch / self.step, 1.0)
         else:
             return None
         if stretch > self.stretch:
             log.warning(
-                "worker behind (lag up to %.1f s): every camera sampled %.2fx slower",
+                "worker behind (lag up to %.1f s, %.0f%% of samples replaced unseen): every "
+                "camera sampled %.2fx slower",
                 worst,
+                100 * drop,
                 stretch,
             )
         else:

@@ -173,7 +173,7 @@ class Worker:
         self._inference = ThreadPoolExecutor(self.engine.parallel_runs, "batch")
         self._turn = 0
         self._frame_s: float | None = None  # inference seconds per frame, smoothed
-        self.shedder = LoadShedder()
+        self.shedder = LoadShedder(self._sample_totals)
         self._unsaved: list[tuple[LiveCamera, IncidentEvent]] = []
         self._stop = threading.Event()
         self._reload = threading.Event()
@@ -311,6 +311,10 @@ class Worker:
                 self.metrics.lag.labels(cam.config.id).set(lag)
                 if (stretch := self.shedder.observe(lag, time.monotonic())) is not None:
                     self._stretch(stretch)
+
+    def _sample_totals(self) -> tuple[int, int]:
+        stats = [cam.source.stats for cam in self.cameras.values()]
+        return sum(s.produced for s in stats), sum(s.dropped for s in stats)
 
     def _stretch(self, stretch: float) -> None:
         """Every camera's interval times `stretch`: fair, each keeps its share of samples."""

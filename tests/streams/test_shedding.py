@@ -15,7 +15,10 @@ def test_stretch_grows_while_behind_and_returns_once_caught_up(caplog):
     assert shedder.observe(0.1, now=2.9) is None
     # The window's worst lag (5 s) decides at its end: one step slower.
     assert shedder.observe(0.1, now=3.0) == 1.25
-    assert "worker behind (lag up to 5.0 s): every camera sampled 1.25x slower" in caplog.text
+    assert (
+        "worker behind (lag up to 5.0 s, 0% of samples replaced unseen): every camera "
+        "sampled 1.25x slower" in caplog.text
+    )
     # Still behind: steps until the cap, then holds.
     changes = [shedder.observe(1.5, now=3.0 + 3 * k) for k in range(1, 6)]
     assert changes == [1.5625, 1.953125, 2.0, None, None]
@@ -27,3 +30,16 @@ def test_stretch_grows_while_behind_and_returns_once_caught_up(caplog):
     assert downs == [1.6, 1.28, 1.024, 1.0, None]
     assert shedder.stretch == 1.0
     assert "worker caught up (lag 0.2 s): sampling at 1.00x its interval" in caplog.text
+
+
+def test_samples_replaced_unseen_count_as_behind_even_with_little_lag():
+    counts = {"produced": 0, "dropped": 0}
+    shedder = LoadShedder(lambda: (counts["produced"], counts["dropped"]), window_s=3.0)
+    assert shedder.observe(0.2, now=0.0) is None
+    counts.update(produced=100, dropped=10)  # a tenth replaced before the loop took them
+    assert shedder.observe(0.2, now=3.0) == 1.25
+    counts.update(produced=200, dropped=11)  # 1 of 100 in the next window: caught up
+    assert shedder.observe(0.2, now=6.0) == 1.0
+    counts.update(produced=300, dropped=14)  # 3%: neither behind nor caught up
+    shedder.stretch = 1.25
+    assert shedder.observe(0.2, now=9.0) is None
