@@ -3,9 +3,11 @@ factor (fair: each keeps its share of the samples), and faster again once it cat
 
 Falling behind shows two ways: lag (capture to the end of inference) grows, or, since each
 camera's mailbox keeps only its newest sample, samples are replaced before the loop takes
-them. Once per `window_s` (time for a new rate to show) the window decides: worst lag above
-`high_s` or more than `high_drop` of the samples replaced, and the stretch grows by `step`;
-lag below `low_s` and at most `low_drop` replaced, and it shrinks back towards 1.
+them. Once per `window_s` (time for a new rate to show) the window is judged: behind when
+its worst lag is above `high_s` or more than `high_drop` of the samples were replaced, caught
+up when lag stayed below `low_s` with at most `low_drop` replaced. Two windows behind in a
+row (a start-up burst or a neighbour's spike is one) grow the stretch by `step`; a window
+caught up shrinks it back towards 1.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ Totals = Callable[[], tuple[int, int]]
 class LoadShedder:
     totals: Totals = lambda: (0, 0)  # no drop counts: lag alone decides
     high_s: float = 1.0
-    low_s: float = 0.4
+    low_s: float = 0.6
     high_drop: float = 0.05
     low_drop: float = 0.01
     step: float = 1.25
@@ -34,6 +36,7 @@ class LoadShedder:
     _window_lag: float = 0.0
     _window_start: float | None = None
     _counted: tuple[int, int] = (0, 0)
+    _behind: int = 0  # windows behind in a row
 
     def observe(self, lag_s: float, now: float) -> float | None:
         """Notes a sample's lag; returns the new stretch when it changes."""
@@ -47,7 +50,9 @@ class LoadShedder:
         drop = (dropped - dropped_0) / max(produced - produced_0, 1)
         worst = self._window_lag
         self._window_lag, self._window_start, self._counted = 0.0, now, (produced, dropped)
-        if (worst > self.high_s or drop > self.high_drop) and self.stretch < self.max_stretch:
+        behind = worst > self.high_s or drop > self.high_drop
+        self._behind = self._behind + 1 if behind else 0
+        if self._behind >= 2 and self.stretch < self.max_stretch:
             stretch = min(self.stretch * self.step, self.max_stretch)
         elif worst < self.low_s and drop <= self.low_drop and self.stretch > 1.0:
             stretch = max(self.stretch / self.step, 1.0)
