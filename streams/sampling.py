@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 IDLE_DWELL_SHARE = 0.05  # an idle camera sees an arrival at most this share of the dwell late
 GAP_SLACK = 1.5  # a step up to this many planned intervals long counts as observed time
+FILE_LOOKAHEAD = 4  # samples a file's decoding may run ahead of the rules
 EPS = 1e-6
 
 

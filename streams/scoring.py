@@ -23,7 +23,7 @@ from streams.config import CameraConfig, Config
 from streams.evidence import EvidenceWriter
 from streams.prefetch import prefetch
 from streams.runtime import CameraRuntime, sampling_for
-from streams.sampling import SamplePlan
+from streams.sampling import FILE_LOOKAHEAD, SamplePlan
 from streams.sources import FileSource, SourceError
 
 log = logging.getLogger(__name__)
@@ -83,9 +83,10 @@ def score_camera(
     result = CameraResult(camera.id)
     started = time.perf_counter()
     sampling = sampling_for(camera)
-    depth = 2 * engine.parallel_runs  # frames in flight on the engine (detect_stream's)
-    # Decoding runs at most `depth` samples ahead of the rules, so they decide what it samples.
-    plan = SamplePlan(sampling, lookahead=depth)
+    # Decoding runs a fixed number of samples ahead of the rules, which decide what it samples:
+    # the same file gives the same samples on any machine. The engine's frames in flight fit.
+    plan = SamplePlan(sampling, lookahead=FILE_LOOKAHEAD)
+    depth = min(2 * engine.parallel_runs, FILE_LOOKAHEAD)
     source = FileSource(camera.id, camera.source, sampling, plan)
     try:
         runtime = CameraRuntime(camera, config, labels, plan)

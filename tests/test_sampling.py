@@ -85,10 +85,11 @@ def test_keyframe_plan_takes_the_keyframe_nearest_the_due_time(long_park):
     assert plan.skipped_groups == 70 - len(taken)
 
 
-def score(clip: Path, default_model: Path, tmp_path: Path, adaptive: bool):
+def score(clip: Path, default_model: Path, tmp_path: Path, adaptive: bool, runs: int = 2):
     config = parse_config(
         {
             "model": "default",
+            "detector": {"parallel_runs": runs},
             "rules": RULES,
             "cameras": [
                 {
@@ -135,3 +136,14 @@ def test_adaptive_timing_matches_fixed_rate_on_real_footage(long_park, default_m
     # of empty road.
     assert fixed.frames == 140
     assert adaptive.frames <= fixed.frames - 18
+
+
+def test_adaptive_scoring_samples_the_same_whatever_the_cores(long_park, default_model, tmp_path):
+    """Decoding runs a fixed number of samples ahead of the rules: one inference run or two,
+    the same samples and the same case."""
+    one = score(long_park, default_model, tmp_path / "one", adaptive=True, runs=1)
+    two = score(long_park, default_model, tmp_path / "two", adaptive=True, runs=2)
+    assert one.frames == two.frames
+    assert [(c.first_seen, c.confirmed_at, c.cleared_at) for c in one.cases] == [
+        (c.first_seen, c.confirmed_at, c.cleared_at) for c in two.cases
+    ]
