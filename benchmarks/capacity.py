@@ -181,11 +181,9 @@ def measure(
             first = worker.metrics()
             cpu_before = cpu_seconds(worker.pid), group_cpu_seconds(pgid)
             max_lag, max_stretch, last = 0.0, 1.0, first
-            scrapes = []
             while last.at - first.at < window_s:
                 time.sleep(SCRAPE_EVERY_S)
                 last = worker.metrics()
-                scrapes.append(last)
                 max_lag = max(max_lag, *last.per_camera("streetwatch_lag_seconds").values())
                 max_stretch = max(max_stretch, last.total("streetwatch_sample_stretch"))
             cpu_after = cpu_seconds(worker.pid), group_cpu_seconds(pgid)
@@ -195,7 +193,7 @@ def measure(
     expected = seconds / KEYINT_S
     processed = _delta(first, last, "streetwatch_samples_processed_total")
     produced = _delta(first, last, "streetwatch_samples_produced_total")
-    settled = _delta(scrapes[0], after, "streetwatch_samples_processed_total")
+    settled = _delta(first, after, "streetwatch_samples_processed_total")
     return Step(
         cameras=count,
         processed_pct=[processed.get(c["id"], 0.0) / expected * 100 for c in configs],
@@ -205,8 +203,8 @@ def measure(
         server_cores=(cpu_after[1] - cpu_before[1]) / seconds,
         mean_batch=_mean(first, last, "streetwatch_batch_size"),
         inference_ms=_mean(first, last, "streetwatch_inference_seconds") * 1e3,
-        # A sample produced just before a scrape is processed just after it: the samples
-        # processed are counted one scrape later at both ends (a few per window at 6 s apart).
+        # A sample produced just before the last scrape is processed just after it (a few
+        # samples per window at 6 s apart): processed ones are counted to a scrape later.
         asked_pct=[
             settled.get(c["id"], 0.0) / max(produced.get(c["id"], 0.0), 1.0) * 100 for c in configs
         ],
