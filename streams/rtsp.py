@@ -11,6 +11,12 @@ or simply `for frame in source.frames(): ...`, which starts the source and stops
 loop ends. The decode thread reconnects forever, with capped, fully jittered exponential
 backoff, and reports what happens as HealthEvents (see streams/health.py).
 
+What is decoded follows the camera's SamplePlan (streams/sampling.py), decided at each
+keyframe before decoding: a keyframe (with `fps`, a group of pictures) with no sample due is
+never decoded, and with keyframe sampling non-key packets never reach the decoder. The first
+picture of a connection, or after the camera was dead, is always decoded, and no skip lets a
+camera go `dead_after_s / 2` without a decoded picture, so health is judged as before.
+
 Time: `Frame.wall_time` is time.time() at decode; `Frame.pts` is seconds since start(), taken
 from the monotonic clock, so it keeps increasing across reconnects and clock steps: the rules
 run on pts, and a camera's own timestamps restart at every reconnect.
