@@ -9,7 +9,7 @@ import argparse
 import logging
 import time
 
-from benchmarks import api, batch, capacity, e2e, failover, inference, soak, stages
+from benchmarks import api, batch, capacity, e2e, failover, inference, live, soak, stages
 from benchmarks.common import SUBSTREAM_SIZE, build_clip, machine, write_section
 
 SECTIONS = (
@@ -18,6 +18,7 @@ SECTIONS = (
     "inference",
     "capacity",
     "substream",
+    "sampling",
     "api",
     "soak",
     "batch",
@@ -30,6 +31,7 @@ OWN_HOW = (
     "api",
     "capacity",
     "substream",
+    "sampling",
     "soak",
     "batch",
     "failover",
@@ -53,6 +55,11 @@ def main() -> None:
         "--cameras",
         type=int,
         help="capacity, substream: skip the search; measure the static stage's cost at N cameras",
+    )
+    parser.add_argument(
+        "--adaptive",
+        action="store_true",
+        help="capacity, substream: search with adaptive sampling on a quiet street instead",
     )
     parser.add_argument("--minutes", type=float, default=60, help="soak: length of the run")
     parser.add_argument("--kills", type=int, default=5, help="failover: workers killed")
@@ -100,16 +107,25 @@ def main() -> None:
                 main_clip=clip if sub else None,
                 cameras=args.cameras,
                 runs=args.runs,
+                mode=capacity.QUIET if args.adaptive else capacity.FIXED,
             )
             # The search and the static stage's cost are blocks of their own, so a run at a
             # given count (--cameras) leaves the last search's table as it was.
+            search = f"{name}-adaptive" if args.adaptive else name
             blocks = {
-                name if part == "search" else f"{name}-static": b for part, b in bodies.items()
+                search if part == "search" else f"{name}-static": b for part, b in bodies.items()
             }
         elif name == "batch":
             blocks = {name: batch.run(args.seconds, args.runs)}
         elif name == "failover":
             blocks = {name: failover.run(args.fleet_cameras, args.kills)}
+        elif name == "sampling":
+            clips = {"1080p": clip, "640x360": build_clip(args.seconds, SUBSTREAM_SIZE)}
+            with live.intake() as api_server:
+                body = capacity.sampling_costs(
+                    clips, args.cameras or 12, api_server, args.warmup, args.window
+                )
+            blocks = {name: f"{body}\n\n{live.describe(clip)}"}
         else:
             blocks = {name: soak.run(clip, args.minutes)}
         command = (
@@ -117,8 +133,9 @@ def main() -> None:
         )
         if name == "api":
             command = f"`python -m benchmarks --only api --runs {args.runs}`"
-        elif name in ("capacity", "substream"):
+        elif name in ("capacity", "substream", "sampling"):
             cameras = f" --cameras {args.cameras}" if args.cameras else ""
+            cameras += " --adaptive" if args.adaptive and name != "sampling" else ""
             command = (
                 f"`python -m benchmarks --only {name} --runs {args.runs} --seconds "
                 f"{args.seconds:g} --warmup {args.warmup:g} --window {args.window:g}{cameras}`"

@@ -101,10 +101,16 @@ def parse_metrics(text: str, at: float) -> Scrape:
 
 
 def camera_config(
-    cam_id: str, url: str, sample: dict[str, object], size: tuple[int, int]
+    cam_id: str,
+    url: str,
+    sample: dict[str, object],
+    size: tuple[int, int],
+    top: float = 0.0,
 ) -> dict[str, object]:
-    """One camera watching its whole `size` (width, height) frame for every check."""
+    """One camera watching its `size` (width, height) frame, below `top` (a share of its
+    height), for every check."""
     w, h = size
+    y = round(top * h)
     return {
         "id": cam_id,
         "source": url,
@@ -113,7 +119,7 @@ def camera_config(
         "zones": [
             {
                 "id": "street",
-                "polygon": [[0, 0], [w, 0], [w, h], [0, h]],
+                "polygon": [[0, y], [w, y], [w, h], [0, h]],
                 "checks": list(ALL_CHECKS),
             }
         ],

@@ -6,9 +6,10 @@ grid (one changed cell re-runs inference), and inference runs at least every `ma
 media time. A gated frame reuses the last detections under its own timestamp, so sites keep
 being seen and dwell timers keep running.
 
-`detect_gated` gates a batch across cameras (the live worker); `detect_stream` gates and
-pipelines one camera's frames (offline scoring); `replay_stream` gates one camera's frames
-over detections inferred beforehand (a long file's chunks, inferred in parallel).
+`detect_gated` gates a batch across cameras (`gate_batch` and `settle` when the live worker
+pipelines batches); `detect_stream` gates and pipelines one camera's frames (offline
+scoring); `replay_stream` gates one camera's frames over detections inferred beforehand (a
+long file's chunks, inferred in parallel).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -62,6 +64,41 @@ class MotionGate:
         return True
 
 
+@dataclass(slots=True)
+class GatedBatch:
+    """A batch across cameras split by the gates: `todo` (indices) to infer, the rest to reuse
+    their gate's last inferred detections. Decided in order when made; `settle`d in the same
+    order, so a frame gated behind one still in flight reuses that one's detections."""
+
+    frames: Sequence[Frame]
+    gates: Sequence[MotionGate | None]
+    todo: list[int]
+
+    def images(self) -> list[np.ndarray]:
+        return [self.frames[i].image for i in self.todo]
+
+    def settle(self, inferred: list[Detections]) -> list[Detections]:
+        """Every frame's detections, given those of the `todo` frames."""
+        by_index = dict(zip(self.todo, inferred, strict=True))
+        found = []
+        for i, gate in enumerate(self.gates):
+            if i in by_index:
+                if gate is not None:
+                    gate.detections = by_index[i]
+                found.append(by_index[i])
+            else:
+                assert gate is not None  # only gated frames are left out
+                found.append(gate.detections.copy())
+        return found
+
+
+def gate_batch(frames: Sequence[Frame], gates: Sequence[MotionGate | None]) -> GatedBatch:
+    """Which frames of a batch must be inferred (those that moved, or have no gate)."""
+    pairs = zip(frames, gates, strict=True)
+    todo = [i for i, (frame, gate) in enumerate(pairs) if gate is None or gate.moved(frame)]
+    return GatedBatch(frames, gates, todo)
+
+
 def detect_gated(
     detect: Callable[[list[np.ndarray]], list[Detections]],
     frames: Sequence[Frame],
@@ -70,19 +107,8 @@ def detect_gated(
     """Detections for each frame: one batched `detect` call for the frames that moved (or
     have no gate), the gate's last inferred detections for the rest (a gate's frames are
     taken in order, so one inferred earlier in the same call counts)."""
-    pairs = list(zip(frames, gates, strict=True))
-    todo = [i for i, (frame, gate) in enumerate(pairs) if gate is None or gate.moved(frame)]
-    inferred = dict(zip(todo, detect([frames[i].image for i in todo]), strict=True))
-    found = []
-    for i, gate in enumerate(gates):
-        if i in inferred:
-            if gate is not None:
-                gate.detections = inferred[i]
-            found.append(inferred[i])
-        else:
-            assert gate is not None  # only gated frames are left out
-            found.append(gate.detections.copy())
-    return found
+    batch = gate_batch(frames, gates)
+    return batch.settle(detect(batch.images()))
 
 
 def detect_stream(

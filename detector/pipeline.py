@@ -145,6 +145,21 @@ class CameraPipeline:
             self.stages.append(self.static)
         self.scene_events: list[SceneEvent] = []  # scene changes the caller has not taken
 
+    @property
+    def busy(self) -> bool:
+        """Whether the rules follow something (a candidate or open site): a camera sampled
+        slowly while idle speeds up while busy. The static stage needs no more than its
+        short-term time constant between samples: an object's dwell runs from when its
+        pixels first differed, however late it counts as static."""
+        return any(rule.sites for _, rule in self.rules)
+
+    def set_max_gap(self, seconds: float) -> None:
+        """The longest step between frames that counts as observed time (see rules)."""
+        for _, rule in self.rules:
+            rule.max_gap_s = seconds
+        if self.static is not None:
+            self.static.max_gap_s = seconds
+
     def observe(self, frame: Frame, dets: Detections) -> Detections:
         """Every stage's observations of the frame, after the engine's detections."""
         parts = [dets]

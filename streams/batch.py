@@ -81,7 +81,8 @@ class PartStore:
 
 
 def expected_frames(recording: Recording) -> int | None:
-    """About how many samples a file gives, for the progress bar (None: unknown)."""
+    """At most how many samples a file gives (at its active rate), for the progress bar
+    (None: unknown)."""
     camera = recording.camera
     try:
         duration = FileSource(camera.id, camera.source).duration_s()

@@ -40,10 +40,19 @@ class Strict(BaseModel):
 
 
 class SampleConfig(Strict):
-    """How often a camera is looked at: `fps` samples per second, or keyframes only."""
+    """How often a camera is looked at: `fps` samples per second, or keyframes only, while
+    its rules follow something; adaptive cameras slow down while they have nothing to follow
+    (see streams.sampling)."""
 
     fps: float | None = Field(default=None, gt=0, le=120)
     keyframes: bool = False
+    adaptive: bool = Field(
+        default=True,
+        description="sample slower while no rule has anything to follow (false: a fixed rate)",
+    )
+    max_interval_s: float = Field(
+        default=10.0, gt=0, le=600, description="an adaptive camera's longest wait between samples"
+    )
 
     @model_validator(mode="after")
     def _one_mode(self) -> Self:
@@ -106,6 +115,12 @@ class CalibrationConfig(Strict):
 class CameraConfig(Strict):
     id: Identifier
     source: str = Field(min_length=1, description="a video file path or an rtsp:// url")
+    record_source: str | None = Field(
+        default=None,
+        pattern=r"^rtsps?://",
+        description="the camera's main stream, when `source` is its sub-stream: evidence "
+        "frames of live incidents come from it (see streams.record)",
+    )
     start_time: AwareDatetime | None = Field(
         default=None, description="wall time of a file's first frame (ISO 8601 with offset)"
     )

@@ -43,6 +43,16 @@ class CameraCollector(Collector):
             labels=["camera"],
         )
         up = GaugeMetricFamily("streetwatch_camera_up", "1 while pictures flow", labels=["camera"])
+        interval = GaugeMetricFamily(
+            "streetwatch_sample_interval_seconds",
+            "the interval planned after the last sample (rules, overload stretch included)",
+            labels=["camera"],
+        )
+        undecoded = CounterMetricFamily(
+            "streetwatch_groups_undecoded",
+            "groups of pictures (with keyframe sampling: keyframes) left undecoded, no sample due",
+            labels=["camera"],
+        )
         for source, gate in self.cameras():
             for field, family in families.items():
                 family.add_metric([source.camera_id], getattr(source.stats, field))
@@ -52,10 +62,10 @@ class CameraCollector(Collector):
             if last is not None:
                 age.add_metric([source.camera_id], last)
             up.add_metric([source.camera_id], float(source.connected))
+            interval.add_metric([source.camera_id], source.plan.planned_s)
+            undecoded.add_metric([source.camera_id], source.plan.skipped_groups)
         yield from families.values()
-        yield gated
-        yield age
-        yield up
+        yield from (gated, age, up, interval, undecoded)
 
 
 class WorkerMetrics:
@@ -107,6 +117,12 @@ class WorkerMetrics:
             registry=r,
         )
         self.cameras = Gauge("streetwatch_cameras", "cameras this worker runs", registry=r)
+        self.stretch = Gauge(
+            "streetwatch_sample_stretch",
+            "factor on every camera's sample interval while the worker is behind (1: none)",
+            registry=r,
+        )
+        self.stretch.set(1.0)
         r.register(CameraCollector(cameras))
 
     def forget_camera(self, camera_id: str) -> None:

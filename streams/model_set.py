@@ -8,12 +8,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 
 from detector.engine import Engine
-from detector.motion import MotionGate, detect_gated
+from detector.motion import GatedBatch, MotionGate, gate_batch
 from detector.pipeline import Labels
 from detector.types import Detections, Frame
 from streams.config import CameraConfig, Config
@@ -55,22 +54,58 @@ class ModelSet:
     def of(self, camera: CameraConfig) -> Loaded:
         return self.loaded[self.config.model_of(camera)]
 
+    @property
+    def parallel_runs(self) -> int:
+        """Batches worth keeping in flight: the most concurrent runs any engine makes."""
+        return max(loaded.engine.parallel_runs for loaded in self.loaded.values())
+
+    def gate(self, batch: Sequence[tuple[CameraConfig, Frame, MotionGate | None]]) -> ModelBatch:
+        """The batch split by its cameras' models, each part gated: what each engine infers."""
+        groups: dict[str, list[int]] = {}
+        for i, (camera, _, _) in enumerate(batch):
+            groups.setdefault(self.config.model_of(camera), []).append(i)
+        parts = [
+            ModelPart(
+                self.loaded[name].engine,
+                idx,
+                gate_batch([batch[i][1] for i in idx], [batch[i][2] for i in idx]),
+            )
+            for name, idx in groups.items()
+        ]
+        return ModelBatch(len(batch), parts)
+
     def detect(
         self,
         batch: Sequence[tuple[CameraConfig, Frame, MotionGate | None]],
         detect: Detect,
     ) -> list[Detections]:
         """Each sample's detections by its camera's model: one gated batch per model."""
-        found: list[Detections | None] = [None] * len(batch)
-        groups: dict[str, list[int]] = {}
-        for i, (camera, _, _) in enumerate(batch):
-            groups.setdefault(self.config.model_of(camera), []).append(i)
-        for name, idx in groups.items():
-            dets = detect_gated(
-                partial(detect, self.loaded[name].engine),
-                [batch[i][1] for i in idx],
-                [batch[i][2] for i in idx],
-            )
-            for i, d in zip(idx, dets, strict=True):
+        split = self.gate(batch)
+        return split.settle(split.infer(detect))
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPart:
+    engine: Engine
+    indices: list[int]  # into the whole batch
+    gated: GatedBatch
+
+
+@dataclass(frozen=True, slots=True)
+class ModelBatch:
+    """A batch across cameras split by model (`ModelSet.gate`): `infer` runs each part's
+    engine (on an inference thread, the worker's pipeline), `settle` (in submission order)
+    gives every sample its detections."""
+
+    size: int
+    parts: list[ModelPart]
+
+    def infer(self, detect: Detect) -> list[list[Detections]]:
+        return [detect(part.engine, part.gated.images()) for part in self.parts]
+
+    def settle(self, inferred: list[list[Detections]]) -> list[Detections]:
+        found: list[Detections | None] = [None] * self.size
+        for part, dets in zip(self.parts, inferred, strict=True):
+            for i, d in zip(part.indices, part.gated.settle(dets), strict=True):
                 found[i] = d
         return found  # type: ignore[return-value]  # every index filled above

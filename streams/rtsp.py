@@ -11,6 +11,12 @@ or simply `for frame in source.frames(): ...`, which starts the source and stops
 loop ends. The decode thread reconnects forever, with capped, fully jittered exponential
 backoff, and reports what happens as HealthEvents (see streams/health.py).
 
+What is decoded follows the camera's SamplePlan (streams/sampling.py), decided at each
+keyframe before decoding: a keyframe (with `fps`, a group of pictures) with no sample due is
+never decoded, and with keyframe sampling non-key packets never reach the decoder. The first
+picture of a connection, or after the camera was dead, is always decoded, and no skip lets a
+camera go `dead_after_s / 2` without a decoded picture, so health is judged as before.
+
 Time: `Frame.wall_time` is time.time() at decode; `Frame.pts` is seconds since start(), taken
 from the monotonic clock, so it keeps increasing across reconnects and clock steps: the rules
 run on pts, and a camera's own timestamps restart at every reconnect.
@@ -36,7 +42,8 @@ import numpy as np
 from api.backoff import Backoff
 from detector.types import Frame
 from streams.health import FreezeDetector, HealthCallback, HealthEvent, HealthKind, report
-from streams.sources import FpsSampler, Sampling, configure_decoder
+from streams.sampling import SamplePlan
+from streams.sources import Sampling, configure_decoder, drain
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +103,7 @@ class RtspSource:
         dead_after_s: float = 30.0,
         freeze_after_s: float = 60.0,
         on_health: HealthCallback | None = None,
+        plan: SamplePlan | None = None,
     ) -> None:
         self.camera_id = camera_id
         self.url = url
@@ -110,7 +118,7 @@ class RtspSource:
         self.connected = False  # pictures are flowing on the current connection
         self.dead = False  # no picture for dead_after_s; cleared by the next picture
         self._freeze = FreezeDetector(freeze_after_s)
-        self._sampler = FpsSampler(None if sampling.keyframes else sampling.fps)
+        self.plan = plan or SamplePlan(sampling)  # which pictures get decoded and sampled
         self._stopping = threading.Event()
         self._slot_lock = threading.Condition()
         self._slot: Frame | None = None
@@ -257,9 +265,24 @@ class RtspSource:
                 stream.codec_context.thread_count = 1
             self._freeze.reset()
             corrupt = 0
+            skipping = False
             for packet in container.demux(stream):
                 if self._stopping.is_set():
                     return
+                if packet.is_keyframe:
+                    # Decided before decoding: a group of pictures with no sample due goes
+                    # undecoded (the first picture of a connection, or after an outage, never).
+                    pts = time.monotonic() - self._started_at
+                    was_skipping = skipping
+                    skipping = self._may_skip() and self.plan.skip_group(pts)
+                    if skipping and not was_skipping and not self.sampling.keyframes:
+                        drain(stream.codec_context)  # held-back frames: none is due either
+                elif skipping or self.sampling.keyframes:
+                    self._check_dead()
+                    continue  # no sample due in this group, or a NONKEY decoder drops it
+                if skipping:
+                    self._check_dead()
+                    continue
                 try:
                     decoded = self._decode(stream, packet)
                 except av.error.InvalidDataError as exc:
@@ -280,6 +303,11 @@ class RtspSource:
         finally:
             container.close()
 
+    def _may_skip(self) -> bool:
+        """Pictures flow and skipping a group cannot make the camera look dead."""
+        age = self.stats.last_frame_age_s
+        return self.connected and not self.dead and age is not None and age < self.dead_after_s / 2
+
     def _decode(
         self, stream: av.video.stream.VideoStream, packet: av.Packet
     ) -> list[av.VideoFrame]:
@@ -288,9 +316,7 @@ class RtspSource:
             # Alone, the decoder holds a frame back until later ones fill its reorder (B-frame)
             # and frame-thread queues; with keyframes only, that is two keyframes (4 s on a 2 s
             # GOP), unseen by the lag metric. Drained now, each keyframe comes out at once.
-            ctx = stream.codec_context
-            frames += ctx.decode(None)
-            ctx.flush_buffers()
+            frames += drain(stream.codec_context)
         return frames
 
     def _on_picture(self, stream: av.video.stream.VideoStream, after_s: float) -> None:
@@ -312,8 +338,9 @@ class RtspSource:
         self._index += 1
         pts = max(now - self._started_at, self._last_pts + 1e-6)  # strictly increasing
         self._last_pts = pts
-        if not self._sampler.keep(pts):
+        if not self.plan.wants(pts):
             return  # skipping the BGR conversion is most of the saving
+        self.plan.took(pts)
         self._watch_freeze(vframe, now)
         frame = Frame(self.camera_id, self._index, pts, vframe.to_ndarray(format="bgr24"), wall)
         with self._slot_lock:

@@ -21,6 +21,7 @@ from detector.types import Detections, Frame
 from detector.zones import Zone
 from models.manifest import COCO_LOOK_ALIKES
 from streams.config import CameraConfig, Config
+from streams.sampling import GAP_SLACK, SamplePlan, SamplePolicy, policy_for
 from streams.sources import Sampling
 
 log = logging.getLogger(__name__)
@@ -94,12 +95,17 @@ def describe(labels: Labels, model: str) -> str:
 
 class CameraRuntime:
     """One camera, frame by frame: `start` it at its epoch (the wall time of media time
-    zero), `process` each sample with its detections, map incidents with `report`."""
+    zero), `process` each sample with its detections, map incidents with `report`. After
+    each sample it tells `plan` (its source's) how long the rules can wait for the next."""
 
-    def __init__(self, camera: CameraConfig, config: Config, labels: Labels) -> None:
+    def __init__(
+        self, camera: CameraConfig, config: Config, labels: Labels, plan: SamplePlan | None = None
+    ) -> None:
         self.camera = camera
         self.config = config
         self.labels = labels
+        self.plan = plan
+        self.policy: SamplePolicy | None = None
         self.gate = MotionGate() if config.detector.motion_gate else None
         self.pipeline: CameraPipeline | None = None
         self.epoch: datetime | None = None
@@ -119,14 +125,30 @@ class CameraRuntime:
             static_params=self.config.detector.static_objects,
             max_gap_s=self.camera.sample.max_gap_s,
         )
+        sample = self.camera.sample
+        self.policy = policy_for(
+            sampling_for(self.camera),
+            sample.adaptive,
+            sample.max_interval_s,
+            [rule.spec.params for _, rule in self.pipeline.rules],
+            self.pipeline.static.params if self.pipeline.static is not None else None,
+        )
 
     def start_live(self, frame: Frame, now: float) -> None:
         """Starts at the first live frame: media time zero is its capture time less its pts."""
         self.start(datetime.fromtimestamp((frame.wall_time or now) - frame.pts, UTC))
 
     def process(self, frame: Frame, detections: Detections) -> list[IncidentEvent]:
-        assert self.pipeline is not None, "start() the runtime first"
-        return self.pipeline.process(frame, detections)
+        assert self.pipeline is not None and self.policy is not None, "start() the runtime first"
+        if self.plan is None:
+            return self.pipeline.process(frame, detections)
+        # A step as long as the plan made it is observed time, not an outage.
+        self.pipeline.set_max_gap(
+            max(self.camera.sample.max_gap_s, GAP_SLACK * self.plan.planned_before(frame.pts))
+        )
+        events = self.pipeline.process(frame, detections)
+        self.plan.settle(self.policy.interval(self.pipeline.busy))
+        return events
 
     def take_scene_events(self) -> list[SceneEvent]:
         """Scene changes seen since the last call (lighting steps, a moved camera)."""

@@ -173,9 +173,9 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     frames = 0
     failed = [m.path.name for m in unassigned]
-    totals = [expected_frames(job.recording) for job in todo]
+    remaining = {job.key: expected_frames(job.recording) for job in todo}
     bar = tqdm(
-        total=sum(t or 0 for t in totals) or None,
+        total=sum(t or 0 for t in remaining.values()) or None,
         desc="scoring",
         unit="frame",
         postfix=f"files 0/{len(todo)}",
@@ -198,6 +198,12 @@ def run(args: argparse.Namespace) -> int:
         try:
             for n, (job, result) in enumerate(results, start=1):
                 bar.set_postfix_str(f"files {n}/{len(todo)}")
+                # A file's count is at its cameras' active rates: adaptive sampling takes
+                # fewer, so the total shrinks to what is left as each file ends.
+                remaining.pop(job.key, None)
+                if bar.total is not None:
+                    bar.total = bar.n + sum(t or 0 for t in remaining.values())
+                    bar.refresh()
                 frames += result.frames
                 if result.error:
                     failed.append(job.recording.path.name)

@@ -23,6 +23,7 @@ from streams.config import CameraConfig, Config
 from streams.evidence import EvidenceWriter
 from streams.prefetch import prefetch
 from streams.runtime import CameraRuntime, sampling_for
+from streams.sampling import FILE_LOOKAHEAD, SamplePlan
 from streams.sources import FileSource, SourceError
 
 log = logging.getLogger(__name__)
@@ -72,9 +73,14 @@ def score_camera(
     parallel): the engine is then not used, and the results are the same."""
     result = CameraResult(camera.id)
     started = time.perf_counter()
-    source = FileSource(camera.id, camera.source, sampling_for(camera))
+    sampling = sampling_for(camera)
+    # Decoding runs a fixed number of samples ahead of the rules, which decide what it samples:
+    # the same file gives the same samples on any machine. The engine's frames in flight fit.
+    plan = SamplePlan(sampling, lookahead=FILE_LOOKAHEAD)
+    depth = min(2 * engine.parallel_runs, FILE_LOOKAHEAD) if engine else FILE_LOOKAHEAD
+    source = FileSource(camera.id, camera.source, sampling, plan)
     try:
-        runtime = CameraRuntime(camera, config, labels)
+        runtime = CameraRuntime(camera, config, labels, plan)
         runtime.start(file_epoch(camera))
         assert runtime.epoch is not None
         epoch = runtime.epoch
@@ -86,7 +92,7 @@ def score_camera(
         frames = prefetch(source.frames())
         if inferred is None:
             assert engine is not None, "an engine, or detections inferred beforehand"
-            stream = detect_stream(engine, frames, runtime.gate)
+            stream = detect_stream(engine, frames, runtime.gate, depth)
         else:
             stream = replay_stream(inferred, frames, runtime.gate)
         for frame, detections in stream:
@@ -102,6 +108,8 @@ def score_camera(
         result.gated = runtime.gate.skipped if runtime.gate else 0
     except SourceError as exc:
         result.error = str(exc)
+    finally:
+        plan.close()
     result.seconds = time.perf_counter() - started
     return result
 

@@ -11,6 +11,7 @@ import av
 import av.error
 
 from detector.types import Frame
+from streams.sampling import SamplePlan
 
 log = logging.getLogger(__name__)
 
@@ -48,20 +49,12 @@ class Span:
     seed_pts: float | None
 
 
-class FpsSampler:
-    """Keeps frames on a fixed media-time grid, so sampling is deterministic for a file."""
-
-    def __init__(self, fps: float | None) -> None:
-        self.period = 1.0 / fps if fps else 0.0
-        self.next_due = float("-inf")
-
-    def keep(self, pts: float) -> bool:
-        if pts + 1e-6 < self.next_due:
-            return False
-        if self.period:
-            # Snap to the grid so jitter in timestamps doesn't drift the sample times.
-            self.next_due = (int(pts / self.period + 1e-6) + 1) * self.period
-        return True
+def drain(ctx: av.video.codeccontext.VideoCodecContext) -> list[av.VideoFrame]:
+    """The frames the decoder holds back (B-frame reordering, frame threads); it then starts
+    afresh at the next keyframe."""
+    frames = ctx.decode(None)
+    ctx.flush_buffers()
+    return frames
 
 
 def configure_decoder(stream: av.video.stream.VideoStream, sampling: Sampling) -> None:
@@ -79,11 +72,13 @@ class FileSource:
         path: str | Path,
         sampling: Sampling = Sampling(),
         span: Span | None = None,
+        plan: SamplePlan | None = None,
     ) -> None:
         self.camera_id = camera_id
         self.path = Path(path)
         self.sampling = sampling
         self.span = span
+        self.plan = plan or SamplePlan(sampling)
         self.corrupt_packets = 0  # packets the decoder rejected and we skipped
 
     def _open(self) -> av.container.InputContainer:
@@ -110,26 +105,38 @@ class FileSource:
 
     def frames(self) -> Iterator[Frame]:
         container = self._open()
+        plan = self.plan
         try:
             stream = container.streams.video[0]
             configure_decoder(stream, self.sampling)
+            ctx = stream.codec_context
             start = stream.start_time or 0
             time_base = float(stream.time_base) if stream.time_base else 0.0
             rate = float(stream.average_rate) if stream.average_rate else 25.0
-            sampler = FpsSampler(None if self.sampling.keyframes else self.sampling.fps)
             index = -1
+            skipping = False
             span = self.span
             if span is not None:
                 container.seek(span.start_ticks, stream=stream, backward=True)
                 index = span.first_index - 1
                 if span.seed_pts is not None:
-                    sampler.keep(span.seed_pts)
+                    plan.took(span.seed_pts)  # as the whole-file pass left it there
             for packet in container.demux(stream):
-                try:
-                    decoded = packet.decode()
-                except av.error.InvalidDataError:
-                    self.corrupt_packets += 1
-                    continue
+                decoded: list[av.VideoFrame] = []
+                if packet.is_keyframe and packet.pts is not None and time_base:
+                    was_skipping = skipping
+                    skipping = plan.skip_group((packet.pts - start) * time_base)
+                    if skipping and not was_skipping:
+                        decoded = drain(ctx)  # held-back frames, from before this keyframe
+                undecodable = self.sampling.keyframes and not packet.is_keyframe
+                if not (skipping or (undecodable and packet.size)):
+                    try:
+                        decoded += packet.decode()
+                    except av.error.InvalidDataError:
+                        self.corrupt_packets += 1
+                        continue
+                    if self.sampling.keyframes and packet.is_keyframe:
+                        decoded += drain(ctx)  # so a keyframe never waits for the next one
                 for vframe in decoded:
                     if span is not None:
                         if vframe.pts is None or vframe.pts < span.start_ticks:
@@ -142,12 +149,13 @@ class FileSource:
                         if vframe.pts is not None and time_base
                         else index / rate
                     )
-                    if not sampler.keep(pts):
+                    if not plan.wants(pts):
                         continue  # skipping the BGR conversion is most of the saving
+                    plan.took(pts)
                     yield Frame(
                         camera_id=self.camera_id,
-                        # Keyframe-only decoding skips frames: number them from media time.
-                        index=round(pts * rate) if self.sampling.keyframes else index,
+                        # Skipped frames leave gaps: number frames from media time.
+                        index=round(pts * rate),
                         pts=pts,
                         image=vframe.to_ndarray(format="bgr24"),
                     )

@@ -15,6 +15,8 @@ import os
 import signal
 import threading
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from api.contract import CaseReport, Observation
 from api.outbox import Deliverer, Outbox, OutboxError
 from detector.engine import Engine
 from detector.incidents import Incident, IncidentEvent
-from detector.types import Detections
+from detector.types import Detections, Frame
 from models.errors import ModelError
 from streams.config import CameraConfig, Config, ConfigError, load_config
 from streams.evidence import EvidenceWriter
@@ -34,16 +36,21 @@ from streams.health import HealthEvent, report
 from streams.health_http import serve_health
 from streams.health_report import HealthReporter
 from streams.metrics import WorkerMetrics
-from streams.model_set import ENGINE_SETTINGS, ModelSet
+from streams.model_set import ENGINE_SETTINGS, ModelBatch, ModelSet
+from streams.record import RecordStream
 from streams.rtsp import RtspSource
 from streams.runtime import CameraRuntime, sampling_for
 from streams.shadow import Shadow
+from streams.shedding import LoadShedder
 from streams.site_store import CameraState, SiteStore
+from streams.sources import Sampling
 from streams.suppressions import Feedback, SuppressionCache
 
 log = logging.getLogger(__name__)
 
 OBSERVE_EVERY_S = 60.0  # how often an open incident's last_seen goes to the API
+BATCH_BOUND_S = 0.5  # the longest a batch's inference may take (it sizes the batches)
+MAX_BATCH = 64
 RELOAD_POLL_S = 2.0
 LOOP_STUCK_S = 60.0  # an inference loop that has not turned for this long is stuck
 
@@ -70,9 +77,18 @@ class Shard:
         return int.from_bytes(digest[:8], "big") % self.count == self.index
 
 
-def _stream_of(camera: CameraConfig) -> tuple[str, object]:
-    """What a camera's stream depends on: changing it restarts the stream."""
-    return camera.source, camera.sample
+def _stream_of(camera: CameraConfig) -> tuple[object, ...]:
+    """What a camera's streams depend on: changing it restarts them."""
+    return camera.source, camera.sample, camera.record_source
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Samples in inference: settled in the order they were submitted."""
+
+    samples: list[tuple[LiveCamera, Frame]]
+    gated: ModelBatch
+    future: Future[list[list[Detections]]]
 
 
 @dataclass(slots=True)
@@ -80,6 +96,7 @@ class LiveCamera:
     config: CameraConfig
     source: RtspSource
     runtime: CameraRuntime  # started at the first frame: its epoch is then
+    record: RecordStream | None = None  # the main stream, for evidence (record_source)
     reports: dict[str, CaseReport] = field(default_factory=dict)  # open incidents, by id
     observed_at: dict[str, float] = field(default_factory=dict)  # last observation sent
 
@@ -160,6 +177,13 @@ class Worker:
         self.models = ModelSet(self.config, self._live(self.config))
         self.shadow = self._make_shadow(self.config)
         self.cameras: dict[str, LiveCamera] = {}
+        # Batches in inference, oldest first: one per parallel run, so a lone camera's next
+        # sample is inferred while the last one goes through its rules (like `score`).
+        self._inflight: deque[_Batch] = deque()
+        self._inference = ThreadPoolExecutor(self.models.parallel_runs, "batch")
+        self._turn = 0
+        self._frame_s: float | None = None  # inference seconds per frame, smoothed
+        self.shedder = LoadShedder(self._sample_totals)
         self._unsaved: list[tuple[LiveCamera, IncidentEvent]] = []
         self._stop = threading.Event()
         self._reload = threading.Event()
@@ -218,8 +242,13 @@ class Worker:
         """Stops cameras, hands every open incident's latest state to the outbox, drains it;
         a fleet worker hands its cameras' sites over and says it runs nothing, so the others
         take them over at once rather than after the TTL."""
+        while self._inflight:
+            self._settle(self._inflight.popleft())
+        self._inference.shutdown()
         for cam in self.cameras.values():
             cam.source.stop(wait=False)  # all at once: each may take a read timeout to end
+            if cam.record is not None:
+                cam.record.stop(wait=False)
         for cam in list(self.cameras.values()):
             self._retire(cam)
         if self.fleet is not None:
@@ -236,23 +265,58 @@ class Worker:
     # -- the loop ------------------------------------------------------------------------
 
     def step(self) -> bool:
-        """One batch: the newest unseen sample of every camera. False when there was none."""
-        batch = [
-            (cam, frame)
-            for cam in self.cameras.values()
-            if (frame := cam.source.latest(timeout=0)) is not None
-        ]
-        if not batch:
+        """Moves the pipeline on: submits a batch of the newest unseen samples while fewer
+        than one per parallel run are in flight, and settles the oldest batch once it is done
+        (or there is nothing new to submit). False when nothing happened."""
+        submitted = len(self._inflight) < self.models.parallel_runs and self._submit()
+        if self._inflight and (not submitted or self._inflight[0].future.done()):
+            self._settle(self._inflight.popleft())
+            return True
+        return submitted
+
+    def _submit(self) -> bool:
+        """Takes the newest unseen sample of up to `_max_batch()` cameras, starting after the
+        last camera taken, so under overload every camera gets its turn."""
+        cams = list(self.cameras.values())
+        start = self._turn % len(cams) if cams else 0
+        limit = self._max_batch()
+        samples: list[tuple[LiveCamera, Frame]] = []
+        for offset in range(len(cams)):
+            cam = cams[(start + offset) % len(cams)]
+            if (frame := cam.source.latest(timeout=0)) is not None:
+                samples.append((cam, frame))
+                if len(samples) == limit:
+                    self._turn = start + offset + 1
+                    break
+        if not samples:
             return False
-        detections = self.models.detect(
-            [(cam.config, frame, cam.runtime.gate) for cam, frame in batch], self._detect
-        )
+        gated = self.models.gate([(cam.config, f, cam.runtime.gate) for cam, f in samples])
+        future = self._inference.submit(gated.infer, self._detect)
+        self._inflight.append(_Batch(samples, gated, future))
+        return True
+
+    def _max_batch(self) -> int:
+        """The most samples one batch may hold: what inference gets through in BATCH_BOUND_S,
+        so no sample waits behind a batch longer than that."""
+        if self._frame_s is None:
+            return MAX_BATCH
+        return max(1, min(MAX_BATCH, int(BATCH_BOUND_S / self._frame_s)))
+
+    def _settle(self, batch: _Batch) -> None:
+        detections = batch.gated.settle(batch.future.result())
         now = time.time()
-        for (cam, frame), dets in zip(batch, detections, strict=True):
+        for (cam, frame), dets in zip(batch.samples, detections, strict=True):
+            if self.cameras.get(cam.config.id) is not cam:
+                continue  # stopped or restarted while its sample was in flight
             if not cam.runtime.started:
                 cam.runtime.start_live(frame, now)
                 self._resume(cam)
             events = cam.runtime.process(frame, dets)
+            if cam.record is not None:
+                assert cam.runtime.pipeline is not None
+                cam.record.want(cam.runtime.pipeline.busy)
+                for event in events:
+                    cam.record.upgrade(event, frame)
             # Suppressed sites and zones outside their hours are held back, not reported.
             events = self.feedback.filter(cam.config, events, cam.runtime.open_incidents)
             self.health_reporter.saw(cam.config.id, frame.image, frame.wall_time or now)
@@ -267,10 +331,22 @@ class Worker:
             self._observe_open(cam)
             self.metrics.processed.labels(cam.config.id).inc()
             if frame.wall_time is not None:
-                self.metrics.lag.labels(cam.config.id).set(now - frame.wall_time)
+                lag = now - frame.wall_time
+                self.metrics.lag.labels(cam.config.id).set(lag)
+                if (stretch := self.shedder.observe(lag, time.monotonic())) is not None:
+                    self._stretch(stretch)
         if self.shadow is not None:  # the candidate model judges the same samples, unposted
-            self.shadow.observe([(c.config, f, c.runtime.epoch) for c, f in batch])
-        return True
+            self.shadow.observe([(c.config, f, c.runtime.epoch) for c, f in batch.samples])
+
+    def _sample_totals(self) -> tuple[int, int]:
+        stats = [cam.source.stats for cam in self.cameras.values()]
+        return sum(s.produced for s in stats), sum(s.dropped for s in stats)
+
+    def _stretch(self, stretch: float) -> None:
+        """Every camera's interval times `stretch`: fair, each keeps its share of samples."""
+        for cam in self.cameras.values():
+            cam.source.plan.stretch = stretch
+        self.metrics.stretch.set(stretch)
 
     def _make_shadow(self, config: Config) -> Shadow | None:
         """The candidate model on trial, if the config names one; one that does not load is
@@ -291,8 +367,13 @@ class Worker:
             return []
         started = time.perf_counter()
         found = engine.detect(images)
-        self.metrics.inference.observe(time.perf_counter() - started)
+        took = time.perf_counter() - started
+        self.metrics.inference.observe(took)
         self.metrics.batch.observe(len(images))
+        per_frame = took / len(images)
+        self._frame_s = (
+            per_frame if self._frame_s is None else 0.8 * self._frame_s + 0.2 * per_frame
+        )
         return found
 
     def _save(self, cam: LiveCamera, event: IncidentEvent) -> None:
@@ -392,6 +473,19 @@ class Worker:
             camera.id, camera.source, sampling, on_health=self._on_health, **self.source_options
         )
 
+    def _make_record(self, camera: CameraConfig) -> RecordStream | None:
+        url = camera.record_source
+        if url is None:
+            return None
+        return RecordStream(
+            lambda: RtspSource(
+                f"{camera.id}/record",
+                url,
+                Sampling(keyframes=True),
+                **self.source_options,  # its health is logged, not the camera's to report
+            )
+        )
+
     def _on_health(self, event: HealthEvent) -> None:
         self.metrics.health.labels(event.camera_id, event.kind).inc()
         self.health_reporter.event(event)
@@ -455,8 +549,11 @@ class Worker:
                 self._rebuild(cam, camera)
         for cam_id, camera in wanted.items():
             if cam_id not in self.cameras:
-                runtime = CameraRuntime(camera, self.config, self.models.of(camera).labels)
-                cam = LiveCamera(camera, self._make_source(camera), runtime)
+                source = self._make_source(camera)
+                source.plan.stretch = self.shedder.stretch
+                labels = self.models.of(camera).labels
+                runtime = CameraRuntime(camera, self.config, labels, source.plan)
+                cam = LiveCamera(camera, source, runtime, record=self._make_record(camera))
                 cam.source.start()
                 self.cameras[cam_id] = cam
         self.metrics.cameras.set(len(self.cameras))
@@ -480,7 +577,8 @@ class Worker:
         """A new runtime for a running camera, continuing the sites of its zones that remain
         (their dwell timers included); the stream goes on untouched."""
         old = cam.runtime
-        runtime = CameraRuntime(camera, self.config, self.models.of(camera).labels)
+        labels = self.models.of(camera).labels
+        runtime = CameraRuntime(camera, self.config, labels, cam.source.plan)
         if old.started:
             assert old.epoch is not None
             runtime.start(old.epoch)
@@ -497,6 +595,8 @@ class Worker:
         """Stops a camera; its open incidents' latest state goes to the outbox first. Its
         sites are saved for the next start, or forgotten if the camera was removed."""
         cam.source.stop(wait=wait)
+        if cam.record is not None:
+            cam.record.stop(wait=wait)
         if removed:
             self.sites.forget(cam.config.id)
         else:

@@ -58,6 +58,18 @@ def test_sampling_defaults_and_exclusivity():
     assert problems(minimal(sample={"fps": 2, "keyframes": True})) == [
         "cameras[0].sample: Value error, set either fps or keyframes: true, not both"
     ]
+    sample = parse_config(minimal()).cameras[0].sample
+    assert (sample.adaptive, sample.max_interval_s) == (True, 10.0)
+    assert problems(minimal(sample={"max_interval_s": 0})) == [
+        "cameras[0].sample.max_interval_s: Input should be greater than 0"
+    ]
+
+
+def test_record_source_is_a_live_stream():
+    url = "rtsp://10.0.0.7/stream1"
+    assert parse_config(minimal(record_source=url)).cameras[0].record_source == url
+    (problem,) = problems(minimal(record_source="main.mp4"))
+    assert problem.startswith("cameras[0].record_source: String should match pattern")
 
 
 def test_duplicates_unknown_keys_and_types_are_refused():

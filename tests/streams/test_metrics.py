@@ -12,6 +12,7 @@ from detector.types import Frame
 from streams.metrics import WorkerMetrics
 from streams.rtsp import RtspSource
 from streams.scenes import video_frames
+from streams.sources import Sampling
 
 
 def test_gated_samples_are_counted_per_camera(vtest_avi: Path) -> None:
@@ -46,3 +47,24 @@ def test_a_removed_cameras_series_are_dropped() -> None:
     text = generate_latest(metrics.registry).decode()
     assert 'camera="cam-a"' not in text
     assert text.count('camera="cam-b"') >= 4
+
+
+def test_sampling_metrics_follow_each_cameras_plan() -> None:
+    source = RtspSource("cam-a", "rtsp://127.0.0.1:9/a", Sampling(fps=2.0))
+    plan = source.plan
+    plan.took(0.0)  # a sample at 0 s, then the runtime's idle interval
+    plan.settle(6.0)
+    plan.took(0.5)
+    assert plan.skip_group(1.0) is False  # the GOP is not yet known
+    assert plan.skip_group(3.0) is True  # 3-5 s holds no sample: due at 6.5 s
+    metrics = WorkerMetrics(lambda: [(source, None)])
+    metrics.stretch.set(1.25)
+    text = generate_latest(metrics.registry).decode()
+    samples = {
+        (s.name, s.labels.get("camera")): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert samples[("streetwatch_sample_interval_seconds", "cam-a")] == 6.0
+    assert samples[("streetwatch_groups_undecoded_total", "cam-a")] == 1
+    assert samples[("streetwatch_sample_stretch", None)] == 1.25
