@@ -73,5 +73,5 @@ def plan_spans(camera: CameraConfig, chunk_s: float) -> list[Span]:
 
 def detect_span(camera: CameraConfig, span: Span, engine: Engine) -> dict[int, Detections]:
     """Detections of every frame the whole-file pass samples within `span`, by index."""
-    source = FileSource(camera.id, camera.source, sampling_for(camera), span)
+    source = FileSource(camera.id, camera.source, sampling_for(camera), span=span)
     return {frame.index: dets for frame, dets in detect_stream(engine, source.frames())}

@@ -71,8 +71,8 @@ class FileSource:
         camera_id: str,
         path: str | Path,
         sampling: Sampling = Sampling(),
-        span: Span | None = None,
         plan: SamplePlan | None = None,
+        span: Span | None = None,
     ) -> None:
         self.camera_id = camera_id
         self.path = Path(path)

@@ -284,7 +284,7 @@ def test_spans_decode_the_frames_the_whole_file_does(recorded):
     cut = [
         (f.index, f.pts, f.image.tobytes())
         for span in spans
-        for f in FileSource("b", path, sampling_for(camera), span).frames()
+        for f in FileSource("b", path, sampling_for(camera), span=span).frames()
     ]
     assert [w[:2] for w in whole] == [c[:2] for c in cut]
     assert whole == cut
