@@ -9,7 +9,18 @@ import argparse
 import logging
 import time
 
-from benchmarks import api, batch, capacity, e2e, failover, inference, live, soak, stages
+from benchmarks import (
+    api,
+    batch,
+    capacity,
+    e2e,
+    failover,
+    inference,
+    live,
+    scenarios,
+    soak,
+    stages,
+)
 from benchmarks.common import SUBSTREAM_SIZE, build_clip, machine, write_section
 
 SECTIONS = (
@@ -23,6 +34,7 @@ SECTIONS = (
     "soak",
     "batch",
     "failover",
+    "scenarios",
 )
 # The soak is an hour of wall time for one memory figure, so it runs only when asked for: a
 # shorter run cannot tell a leak from the one-frame steps of candidate sites opening.
@@ -35,6 +47,7 @@ OWN_HOW = (
     "soak",
     "batch",
     "failover",
+    "scenarios",
 )  # sections that say their own machine and input
 
 
@@ -119,6 +132,8 @@ def main() -> None:
             blocks = {name: batch.run(args.seconds, args.runs)}
         elif name == "failover":
             blocks = {name: failover.run(args.fleet_cameras, args.kills)}
+        elif name == "scenarios":
+            blocks = {name: scenarios.run()}
         elif name == "sampling":
             clips = {"1080p": clip, "640x360": build_clip(args.seconds, SUBSTREAM_SIZE)}
             with live.intake() as api_server:
@@ -133,6 +148,8 @@ def main() -> None:
         )
         if name == "api":
             command = f"`python -m benchmarks --only api --runs {args.runs}`"
+        elif name == "scenarios":
+            command = "`python -m benchmarks --only scenarios`"
         elif name in ("capacity", "substream", "sampling"):
             cameras = f" --cameras {args.cameras}" if args.cameras else ""
             cameras += " --adaptive" if args.adaptive and name != "sampling" else ""
