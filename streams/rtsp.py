@@ -233,8 +233,11 @@ class RtspSource:
         try:
             container = av.open(
                 self.url,
-                options=FFMPEG_OPTIONS,
-                timeout=(self.open_timeout_s / 2, self.read_timeout_s / 2),
+                # Reads are bounded by FFmpeg's socket timeout, not PyAV's interrupt callback:
+                # the callback takes the GIL at every check, thousands a second per camera,
+                # and with dozens of cameras those hand-offs stall the inference loop.
+                options=FFMPEG_OPTIONS | {"timeout": str(round(self.read_timeout_s / 2 * 1e6))},
+                timeout=(self.open_timeout_s / 2, None),
             )
         except av.error.InvalidDataError as exc:
             # FFmpeg says "invalid data" both for a garbage reply and for no reply at all.
