@@ -333,7 +333,7 @@ def lone_camera(clip: Path, api: tuple[str, str], warmup_s: float, window_s: flo
             [
                 label,
                 f"**{step.worker_cores:.2f}**",
-                f"{step.processed_pct[0] * KEYINT_S / 100:.1f}",
+                f"{step.processed_pct[0] / 100 / KEYINT_S:.1f}",
                 f"{min(step.asked_pct):.0f}",
                 f"{step.max_lag_s:.2f}",
                 f"{step.mean_batch:.1f}",

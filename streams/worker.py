@@ -16,7 +16,7 @@ import signal
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +53,7 @@ BATCH_BOUND_S = 0.5  # the longest a batch's inference may take (it sizes the ba
 MAX_BATCH = 64
 RELOAD_POLL_S = 2.0
 LOOP_STUCK_S = 60.0  # an inference loop that has not turned for this long is stuck
+POLL_S = 0.01  # how often an idle loop, or one waiting on inference, looks for new samples
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,7 +234,7 @@ class Worker:
                     self._save_sites()
                     self._update_outbox_metrics()
                 if not self.step():
-                    self._stop.wait(0.01)
+                    self._stop.wait(POLL_S)
         finally:
             self._shutdown()
             if health is not None:
@@ -268,11 +269,16 @@ class Worker:
 
     def step(self) -> bool:
         """Moves the pipeline on: submits a batch of the newest unseen samples while fewer
-        than one per parallel run are in flight, and settles the oldest batch once it is done
-        (or there is nothing new to submit). False when nothing happened."""
+        than one per parallel run are in flight, and settles the oldest batch once it is done.
+        It never blocks on a batch: waiting for the oldest while a run is free would leave a
+        sample that arrives meanwhile (a lone camera's next frame, another camera's keyframe)
+        outside inference until the oldest is done. False when nothing happened."""
         submitted = len(self._inflight) < self.models.parallel_runs and self._submit()
-        if self._inflight and (not submitted or self._inflight[0].future.done()):
+        if self._inflight and self._inflight[0].future.done():
             self._settle(self._inflight.popleft())
+            return True
+        if not submitted and self._inflight:
+            wait([self._inflight[0].future], timeout=POLL_S)
             return True
         return submitted
 
