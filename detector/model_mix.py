@@ -27,7 +27,6 @@ class MixPart:
 
     name: str
     engine: Engine
-    types: frozenset[str]
     ids: np.ndarray  # indexed by the model's class id
 
 
@@ -38,9 +37,9 @@ class ModelMix:
     def __init__(self, parts: Sequence[tuple[str, Engine, Labels, frozenset[str]]]) -> None:
         assert parts, "a camera runs at least one model"
         if len(parts) == 1:
-            name, engine, labels, types = parts[0]
-            self.labels = labels
-            self.parts = [MixPart(name, engine, types, np.arange(len(labels.names)))]
+            name, engine, labels, _ = parts[0]
+            self.labels = labels  # all its types: its detections as they are
+            self.parts = [MixPart(name, engine, np.arange(len(labels.names)))]
             return
         names: list[str] = []
         tables = []
@@ -79,8 +78,8 @@ class ModelMix:
             static_id,
         )
         self.parts = [
-            MixPart(name, engine, types, table)
-            for (name, engine, _, types), table in zip(parts, tables, strict=True)
+            MixPart(name, engine, table)
+            for (name, engine, _, _), table in zip(parts, tables, strict=True)
         ]
 
     @property
