@@ -31,6 +31,7 @@ SECTIONS = (
     "capacity",
     "substream",
     "sampling",
+    "lone",
     "api",
     "soak",
     "batch",
@@ -46,6 +47,7 @@ OWN_HOW = (
     "capacity",
     "substream",
     "sampling",
+    "lone",
     "soak",
     "batch",
     "failover",
@@ -146,6 +148,10 @@ def main() -> None:
                     clips, args.cameras or 12, api_server, args.warmup, args.window
                 )
             blocks = {name: f"{body}\n\n{live.describe(clip)}"}
+        elif name == "lone":
+            with live.intake() as api_server:
+                body = capacity.lone_camera(clip, api_server, args.warmup, args.window)
+            blocks = {name: f"{body}\n\n{live.describe(clip)}"}
         else:
             blocks = {name: soak.run(clip, args.minutes)}
         command = (
@@ -155,7 +161,7 @@ def main() -> None:
             command = f"`python -m benchmarks --only api --runs {args.runs}`"
         elif name == "scenarios":
             command = "`python -m benchmarks --only scenarios`"
-        elif name in ("capacity", "substream", "sampling"):
+        elif name in ("capacity", "substream", "sampling", "lone"):
             cameras = f" --cameras {args.cameras}" if args.cameras else ""
             cameras += " --adaptive" if args.adaptive and name != "sampling" else ""
             command = (

@@ -313,6 +313,50 @@ def sampling_costs(
     )
 
 
+LONE_RUNS = (
+    ("int8, rect", {}),
+    ("fp32, rect", {"model": "default"}),
+    (
+        "fp32, rect, one run at a time",
+        {"model": "default", "detector": {**RECOMMENDED_DETECTOR, "parallel_runs": 1}},
+    ),
+)
+
+
+def lone_camera(clip: Path, api: tuple[str, str], warmup_s: float, window_s: float) -> str:
+    """One 1080p camera decoding and inferring every frame (25 a second): how much of the
+    machine the pipelined loop puts to work for it, and how many frames it keeps up with."""
+    rows = []
+    for label, extra in LONE_RUNS:
+        step = measure(clip, 1, api, warmup_s, window_s, extra=extra, mode=LONE)
+        rows.append(
+            [
+                label,
+                f"**{step.worker_cores:.2f}**",
+                f"{step.processed_pct[0] * KEYINT_S / 100:.1f}",
+                f"{min(step.asked_pct):.0f}",
+                f"{step.max_lag_s:.2f}",
+                f"{step.mean_batch:.1f}",
+                f"{step.inference_ms:.0f}",
+            ]
+        )
+    header = [
+        "model",
+        f"worker CPU (cores of {available_cores()})",
+        "frames processed per second (of 25)",
+        "processed of decoded, %",
+        "max lag s",
+        "mean batch",
+        "ms per batch",
+    ]
+    return (
+        f"{table(header, rows)}\n\nOne camera, every frame decoded and sampled (`sample: "
+        f"{{fps: 25, adaptive: false}}`), `detector: {{rect: true}}` on each model; the last "
+        f"row pins the engine to one batch in flight (`parallel_runs: 1`, its "
+        f"ONNX session then using every core within each run). {_protocol(warmup_s, window_s)}"
+    )
+
+
 def receive_cost(clip: Path, count: int, window_s: float) -> float:
     """CPU per camera-second of `count` RtspSources that decode nothing after their first
     keyframe (plans asking for no sample): what receiving and parsing costs."""

@@ -21,10 +21,12 @@ Time: `Frame.wall_time` is time.time() at decode; `Frame.pts` is seconds since s
 from the monotonic clock, so it keeps increasing across reconnects and clock steps: the rules
 run on pts, and a camera's own timestamps restart at every reconnect.
 
-Timeouts are hard bounds. PyAV's interrupt callback restarts its timer per blocking FFmpeg
-call, and both opening (open + probe) and reading (the RTP depacketiser may hand out one
-held-back frame when the first read times out) take two such calls, so each call gets half
-the budget.
+Timeouts: opening (open + probe) is bounded by PyAV's interrupt callback, which restarts its
+timer per blocking FFmpeg call, two of them, so each gets half the budget. Reading is bounded
+by FFmpeg's own socket timeout instead (the callback takes the GIL at every one of FFmpeg's
+checks, thousands a second per camera: with dozens of cameras those hand-offs delay the
+inference loop); a stalled read takes two of them (the RTP depacketiser may hand out one
+held-back frame when the first times out), so each is half the budget too.
 """
 
 from __future__ import annotations
@@ -233,8 +235,9 @@ class RtspSource:
         try:
             container = av.open(
                 self.url,
-                options=FFMPEG_OPTIONS,
-                timeout=(self.open_timeout_s / 2, self.read_timeout_s / 2),
+                # Reads: FFmpeg's socket timeout, not PyAV's callback (see the module doc).
+                options=FFMPEG_OPTIONS | {"timeout": str(round(self.read_timeout_s / 2 * 1e6))},
+                timeout=(self.open_timeout_s / 2, None),
             )
         except av.error.InvalidDataError as exc:
             # FFmpeg says "invalid data" both for a garbage reply and for no reply at all.

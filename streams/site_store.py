@@ -3,14 +3,17 @@
 Per camera, in the worker's state directory: `state.json` (every open site with absolute
 times, the reports of its confirmed incidents and their evidence references), the sites'
 first-seen frames as JPEGs, and the static stage's backgrounds (`static.npz`). Written
-atomically every few seconds and at a clean stop; a `kill -9` loses at most the last
-interval, which the restarted worker observes again.
+atomically: at once with each incident event and at a clean stop (`save`), and every few
+seconds for cameras whose state changed (`save_soon`: on a writer thread, so the loop never
+waits for the disk's fsyncs; a newer state replaces a pending older one). A `kill -9` loses
+at most the last interval, which the restarted worker observes again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import logging
 import shutil
@@ -51,15 +54,65 @@ class SiteStore:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._lock = threading.Lock()  # the loop saves while a fleet thread packs or unpacks
+        self._order = itertools.count()  # states in the order they were taken
+        self._written: dict[str, int] = {}  # per camera, the newest state on disk
+        self._pending: dict[str, tuple[int, CameraState]] = {}  # for the writer thread
+        self._wake = threading.Condition()
+        self._writer: threading.Thread | None = None
+        self._closing = False
 
     def _dir(self, camera_id: str) -> Path:
         # Hashed: a camera id may be "..", and it names a directory here.
         return self.directory / hashlib.sha256(camera_id.encode()).hexdigest()[:16]
 
     def save(self, camera_id: str, state: CameraState) -> None:
-        """Writes the camera's state; raises OSError if the disk refuses (the caller logs)."""
+        """Writes the camera's state now; raises OSError if the disk refuses (the caller
+        logs). A pending `save_soon` of an older state is dropped."""
+        order = next(self._order)
+        with self._wake:
+            self._pending.pop(camera_id, None)
+        self._write(camera_id, order, state)
+
+    def save_soon(self, camera_id: str, state: CameraState) -> None:
+        """Queues the camera's state for the writer thread and returns at once; failures are
+        logged there (the next change is saved again)."""
+        order = next(self._order)
+        with self._wake:
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._drain, name="sites", daemon=True)
+                self._writer.start()
+            self._pending[camera_id] = (order, state)
+            self._wake.notify()
+
+    def close(self) -> None:
+        """Writes what is pending and ends the writer thread."""
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
+            writer = self._writer
+        if writer is not None:
+            writer.join()
+
+    def _drain(self) -> None:
+        while True:
+            with self._wake:
+                while not self._pending and not self._closing:
+                    self._wake.wait()
+                if not self._pending:
+                    return
+                camera_id = next(iter(self._pending))
+                order, state = self._pending.pop(camera_id)
+            try:
+                self._write(camera_id, order, state)
+            except OSError as exc:
+                log.error("camera %s: cannot save its open sites (%s)", camera_id, exc)
+
+    def _write(self, camera_id: str, order: int, state: CameraState) -> None:
         with self._lock:
+            if self._written.get(camera_id, -1) > order:
+                return  # a newer state was written meanwhile
             self._save(camera_id, state)
+            self._written[camera_id] = order
 
     def _save(self, camera_id: str, state: CameraState) -> None:
         folder = self._dir(camera_id)
@@ -144,7 +197,10 @@ class SiteStore:
 
     def forget(self, camera_id: str) -> None:
         """Drops a removed camera's state."""
+        with self._wake:
+            self._pending.pop(camera_id, None)
         with self._lock:
+            self._written[camera_id] = next(self._order)  # a write already taken is stale
             shutil.rmtree(self._dir(camera_id), ignore_errors=True)
 
     # -- handing a camera's state to another worker (streams/fleet.py) -----------------------

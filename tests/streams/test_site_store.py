@@ -1,0 +1,74 @@
+"""The site store's writes behind the loop: the newest state always wins, whichever path
+wrote it, and a forgotten camera stays forgotten."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from detector.pipeline import PipelineState
+from streams.site_store import CameraState, SiteStore
+
+T0 = time.time() - 3600.0  # within the store's 24 h
+
+
+def state(n: int) -> CameraState:
+    """A state that says which one it is: its saved_at and its static background."""
+    static = {"short": np.full((4, 6, 3), n % 256, np.uint8)}
+    return CameraState(PipelineState({"street|parking": []}, {}, static), saved_at=T0 + n)
+
+
+def test_save_soon_writes_behind_and_close_flushes(tmp_path: Path) -> None:
+    store = SiteStore(tmp_path)
+    for n in range(20):
+        store.save_soon("cam-1", state(n))
+    store.close()
+    loaded = SiteStore(tmp_path).load("cam-1")
+    assert loaded is not None and loaded.saved_at == T0 + 19
+    assert loaded.pipeline.static is not None
+    assert int(loaded.pipeline.static["short"][0, 0, 0]) == 19
+
+
+def test_newest_state_wins_between_saves_now_and_saves_soon(tmp_path: Path) -> None:
+    store = SiteStore(tmp_path)
+    for n in range(60):
+        # An incident event's save (now) between periodic ones (soon): a pending older
+        # state must never land after a newer one.
+        if n % 3 == 2:
+            store.save("cam-1", state(n))
+        else:
+            store.save_soon("cam-1", state(n))
+        store.save_soon("cam-2", state(n))
+    store.save("cam-1", state(100))
+    store.close()
+    reader = SiteStore(tmp_path)
+    assert reader.load("cam-1").saved_at == T0 + 100  # type: ignore[union-attr]
+    assert reader.load("cam-2").saved_at == T0 + 59  # type: ignore[union-attr]
+
+
+def test_forget_drops_a_pending_state(tmp_path: Path) -> None:
+    store = SiteStore(tmp_path)
+    for n in range(10):
+        store.save_soon("gone", state(n))
+    store.forget("gone")
+    store.close()
+    assert SiteStore(tmp_path).load("gone") is None
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_refusing_disk_is_logged_not_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocked = tmp_path / "sites"
+    blocked.write_text("a file where the directory should be")
+    store = SiteStore(blocked)
+    with caplog.at_level(logging.ERROR, logger="streams.site_store"):
+        store.save_soon("cam-1", state(1))
+        store.close()
+    assert "cam-1: cannot save its open sites" in caplog.text
+    with pytest.raises(OSError):
+        store.save("cam-1", state(2))  # the loop's own saves still raise, for it to log
