@@ -12,12 +12,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from api.annotate import annotate_jpeg
+from api.auth import Principal
+from api.changes import record
 from api.context import Context
 from api.contract import EvidenceBox, Pixel
 from api.intake import resolve
 from api.problems import Problem
 from api.routes.feed import EVIDENCE_HEADERS
-from api.tables import Case, utcnow
+from api.tables import Case
 
 
 class BoxIn(BaseModel):
@@ -28,8 +30,12 @@ class BoxIn(BaseModel):
     bbox: Annotated[list[Pixel], Field(min_length=4, max_length=4)]
 
 
-def set_reviewed_box(session: Session, case: Case, bbox: list[float]) -> None:
-    """Store the correction; refused unless it is a box on the case's evidence images."""
+def set_reviewed_box(
+    session: Session, case: Case, bbox: list[float], principal: Principal, actor: str | None = None
+) -> None:
+    """Store the correction, and a `box_corrected` entry in the case's history with the box
+    it replaced (the last correction, else the worker's); refused unless it is a box on the
+    case's evidence images."""
     x1, y1, x2, y2 = bbox
     sizes = {(e.image.width, e.image.height) for e in case.evidence if e.image.width}
     if not sizes:
@@ -40,8 +46,10 @@ def set_reviewed_box(session: Session, case: Case, bbox: list[float]) -> None:
         raise Problem(
             422, f"Box {bbox} is not a box on the case's {w}x{h} images", kind="invalid-box"
         )
+    old = case.reviewed_bbox or case.bbox
     case.reviewed_bbox = [float(v) for v in bbox]
-    case.updated_at = utcnow()
+    record(session, case, "box_corrected", principal=principal, actor=actor,
+           old_bbox=old, bbox=case.reviewed_bbox)  # fmt: skip
 
 
 def annotated_response(ctx: Context, case_id: str, sha256: str) -> Response:

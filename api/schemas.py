@@ -18,12 +18,15 @@ WebhookUrl = Annotated[
     AnyHttpUrl, UrlConstraints(max_length=2048, allowed_schemes=["http", "https"])
 ]
 
-ChangeKind = Literal["created", "merged", "observation", "transition", "webhook_disabled"]
+ChangeKind = Literal[
+    "created", "merged", "observation", "transition", "box_corrected", "webhook_disabled"
+]
 EVENT_TYPES: dict[str, str] = {
     "created": "case.created",
     "merged": "case.merged",
     "observation": "case.observed",
     "transition": "case.transitioned",
+    "box_corrected": "case.box_corrected",
     "webhook_disabled": "webhook.disabled",
 }
 

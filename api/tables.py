@@ -177,7 +177,7 @@ class Change(Base):
     # Empty for events about a webhook endpoint rather than a case (webhook_disabled).
     case_seq: Mapped[int | None] = mapped_column(ForeignKey("cases.seq"), index=True)
     case_id: Mapped[str | None] = mapped_column(String(40))
-    # created | merged | observation | transition | webhook_disabled
+    # created | merged | observation | transition | box_corrected | webhook_disabled
     kind: Mapped[str] = mapped_column(String(16))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     actor: Mapped[str] = mapped_column(String(200))

@@ -18,6 +18,7 @@ from benchmarks import (
     inference,
     live,
     scenarios,
+    shadow,
     soak,
     stages,
 )
@@ -36,6 +37,7 @@ SECTIONS = (
     "batch",
     "failover",
     "scenarios",
+    "shadow",
 )
 # The soak is an hour of wall time for one memory figure, so it runs only when asked for: a
 # shorter run cannot tell a leak from the one-frame steps of candidate sites opening.
@@ -50,6 +52,7 @@ OWN_HOW = (
     "batch",
     "failover",
     "scenarios",
+    "shadow",
 )  # sections that say their own machine and input
 
 
@@ -84,7 +87,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     chosen = args.only or DEFAULT_SECTIONS
-    if set(chosen) - {"api", "batch", "failover"}:
+    if set(chosen) - {"api", "batch", "failover", "shadow"}:
         inference.ensure_int8()  # every section but api runs the int8 model
     clip = build_clip(args.seconds)
     how = (
@@ -136,6 +139,8 @@ def main() -> None:
             blocks = {name: failover.run(args.fleet_cameras, args.kills)}
         elif name == "scenarios":
             blocks = {name: scenarios.run()}
+        elif name == "shadow":
+            blocks = {name: shadow.run(clip, args.runs)}
         elif name == "sampling":
             clips = {"1080p": clip, "640x360": build_clip(args.seconds, SUBSTREAM_SIZE)}
             with live.intake() as api_server:

@@ -16,17 +16,29 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Protocol
 
 import cv2
 import numpy as np
 
-from detector.engine import Engine
 from detector.types import Detections, Frame
 
 GRID = (64, 36)  # cells across x down: ~30 px square on a 1080p frame
 SUBSAMPLE = 4  # every 4th pixel feeds the cell means: enough to average out sensor noise
+
+
+class Pending(Protocol):
+    def result(self) -> Detections: ...
+    def cancel(self) -> bool: ...
+
+
+class Submits(Protocol):
+    """What `detect_stream` infers on: an Engine, or a camera's models (a ModelMix)."""
+
+    @property
+    def parallel_runs(self) -> int: ...
+    def submit(self, image: np.ndarray) -> Pending: ...
 
 
 class MotionGate:
@@ -112,7 +124,7 @@ def detect_gated(
 
 
 def detect_stream(
-    engine: Engine,
+    engine: Submits,
     frames: Iterable[Frame],
     gate: MotionGate | None = None,
     depth: int | None = None,
@@ -123,7 +135,7 @@ def detect_stream(
     Frames the gate lets through are inferred; the rest reuse the detections of the last
     inferred frame before them."""
     depth = depth or 2 * engine.parallel_runs
-    inflight: deque[tuple[Frame, Future[Detections] | None]] = deque()
+    inflight: deque[tuple[Frame, Pending | None]] = deque()
 
     def settle() -> tuple[Frame, Detections]:
         frame, future = inflight.popleft()

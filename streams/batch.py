@@ -17,7 +17,7 @@ import av.error
 from pydantic import ValidationError
 
 from api.contract import CaseReport
-from detector.engine import Engine
+from detector.motion import Submits
 from detector.pipeline import Labels
 from detector.types import Detections
 from streams.config import Config
@@ -95,7 +95,7 @@ def expected_frames(recording: Recording) -> int | None:
 
 def score_job(
     job: Job,
-    engine: Engine | None,
+    engine: Submits | None,
     config: Config,
     labels: Labels,
     evidence: EvidenceWriter,
@@ -116,11 +116,8 @@ def score_job(
 def run_local(
     jobs: list[Job], models: ModelSet, config: Config, evidence_dir: Path, tick: Tick
 ) -> Iterator[tuple[Job, CameraResult]]:
-    """Each job in this process, in order, on its camera's engine over every core."""
+    """Each job in this process, in order, on its camera's models over every core."""
     evidence = EvidenceWriter(evidence_dir, previews=True)
     for job in jobs:
-        loaded = models.of(job.recording.camera)
-        yield (
-            job,
-            score_job(job, loaded.engine, config, loaded.labels, evidence, lambda _frame: tick(1)),
-        )
+        mix = models.of(job.recording.camera)
+        yield job, score_job(job, mix, config, mix.labels, evidence, lambda _frame: tick(1))

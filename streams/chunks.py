@@ -17,8 +17,7 @@ from pathlib import Path
 import av
 import av.error
 
-from detector.engine import Engine
-from detector.motion import detect_stream
+from detector.motion import Submits, detect_stream
 from detector.types import Detections
 from streams.config import CameraConfig
 from streams.runtime import sampling_for
@@ -71,7 +70,7 @@ def plan_spans(camera: CameraConfig, chunk_s: float) -> list[Span]:
     return spans
 
 
-def detect_span(camera: CameraConfig, span: Span, engine: Engine) -> dict[int, Detections]:
+def detect_span(camera: CameraConfig, span: Span, engine: Submits) -> dict[int, Detections]:
     """Detections of every frame the whole-file pass samples within `span`, by index."""
     source = FileSource(camera.id, camera.source, sampling_for(camera), span=span)
     return {frame.index: dets for frame, dets in detect_stream(engine, source.frames())}

@@ -131,8 +131,8 @@ class CameraConfig(Strict):
     model: str | None = Field(
         default=None,
         min_length=1,
-        description="registry name of this camera's model (default: by the types its zones "
-        "check, `models_by_type`, else the config's `model`)",
+        description="registry name of the one model this camera runs, for every type its "
+        "zones check (default: each type's in `models_by_type`, else the config's `model`)",
     )
 
     @property
@@ -227,7 +227,8 @@ class Config(Strict):
     models_by_type: dict[IncidentType, Annotated[str, Field(min_length=1)]] = Field(
         default_factory=dict,
         description="a model per incident type: cameras whose zones check that type run it "
-        "(one model per camera: a camera checking types of two models is refused)",
+        "for that type (a camera checking types of two models runs both on each frame); "
+        "other types run the config's `model`",
     )
     api: ApiConfig | None = None
     cameras: list[CameraConfig] = Field(
@@ -236,36 +237,16 @@ class Config(Strict):
         "(`streetwatch cameras import` puts these there)",
     )
 
-    def model_of(self, camera: CameraConfig) -> str:
-        """The model a camera runs: its own, else its zones' type's, else the config's."""
+    def models_of(self, camera: CameraConfig) -> dict[str, frozenset[IncidentType]]:
+        """The models a camera runs, each with the types it serves there: the camera's own
+        for every type, else each type's (`models_by_type`), the config's for the rest."""
+        checks = {t for z in camera.zones for t in z.checks}
         if camera.model is not None:
-            return camera.model
-        chosen = {
-            self.models_by_type[t]
-            for z in camera.zones
-            for t in z.checks
-            if t in self.models_by_type
-        }
-        return chosen.pop() if chosen else self.model
-
-    @model_validator(mode="after")
-    def _one_model_per_camera(self) -> Self:
-        for i, camera in enumerate(self.cameras):
-            if camera.model is not None:
-                continue
-            by_type = {
-                str(t): self.models_by_type[t]
-                for z in camera.zones
-                for t in z.checks
-                if t in self.models_by_type
-            }
-            if len(set(by_type.values())) > 1:
-                raise ValueError(
-                    f"cameras[{i}] ({camera.id}) checks types of several models "
-                    f"({', '.join(f'{t}: {m}' for t, m in sorted(by_type.items()))}); give it "
-                    "one `model`, or split its zones over two camera entries"
-                )
-        return self
+            return {camera.model: frozenset(checks)}
+        served: dict[str, set[IncidentType]] = {}
+        for t in sorted(checks):
+            served.setdefault(self.models_by_type.get(t, self.model), set()).add(t)
+        return {name: frozenset(types) for name, types in sorted(served.items())}
 
     @field_validator("event_codes")
     @classmethod

@@ -90,6 +90,12 @@ class WorkerMetrics:
             buckets=(0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56),
             registry=r,
         )
+        self.inferred = Counter(
+            "streetwatch_inferred_frames",
+            "frames each model inferred (a camera of two models counts in both)",
+            ["model"],
+            registry=r,
+        )
         self.batch = Histogram(
             "streetwatch_batch_size",
             "frames per inference call (gated samples not included)",

@@ -1,6 +1,7 @@
 """The models a config's cameras run, by name: the config's `model` for the whole worker, a
-camera's own `model`, or the model of the incident types its zones check (`models_by_type`).
-One engine per distinct model, loaded once; a batch of samples is split by model.
+camera's own `model`, or the models of the incident types its zones check (`models_by_type`),
+each for its types (a ModelMix per camera). One engine per distinct model, loaded once; a
+batch of samples is gated once per sample, then split by model.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from detector.engine import Engine
+from detector.model_mix import ModelMix
 from detector.motion import GatedBatch, MotionGate, gate_batch
 from detector.pipeline import Labels
 from detector.types import Detections, Frame
@@ -39,20 +41,27 @@ class ModelSet:
         cameras = list(cameras)
         self.config = config
         self.settings = tuple(getattr(config.detector, k) for k in ENGINE_SETTINGS)
-        names = sorted({config.model} | {config.model_of(c) for c in cameras})
+        names = sorted({config.model} | {n for c in cameras for n in config.models_of(c)})
         reuse = previous.loaded if previous and previous.settings == self.settings else {}
         self.loaded: dict[str, Loaded] = {}
         for name in names:
             engine = reuse[name].engine if name in reuse else engine_for(config, name)
             self.loaded[name] = Loaded(engine, labels_of(engine, config))
         for name, loaded in self.loaded.items():
-            runs = [c for c in cameras if config.model_of(c) == name]
+            runs = [(c, t) for c in cameras for n, t in config.models_of(c).items() if n == name]
             if runs or name == config.model:
                 log.info(describe(loaded.labels, loaded.engine.manifest.name))
                 warn_unchecked(runs, loaded.labels, name)
+        self._mixes: dict[tuple[tuple[str, frozenset[str]], ...], ModelMix] = {}
 
-    def of(self, camera: CameraConfig) -> Loaded:
-        return self.loaded[self.config.model_of(camera)]
+    def of(self, camera: CameraConfig) -> ModelMix:
+        """The camera's models, each for the types it serves there, and its labels."""
+        served = tuple(self.config.models_of(camera).items())
+        mix = self._mixes.get(served)
+        if mix is None:
+            parts = [(n, self.loaded[n].engine, self.loaded[n].labels, t) for n, t in served]
+            mix = self._mixes[served] = ModelMix(parts)
+        return mix
 
     @property
     def parallel_runs(self) -> int:
@@ -60,52 +69,42 @@ class ModelSet:
         return max(loaded.engine.parallel_runs for loaded in self.loaded.values())
 
     def gate(self, batch: Sequence[tuple[CameraConfig, Frame, MotionGate | None]]) -> ModelBatch:
-        """The batch split by its cameras' models, each part gated: what each engine infers."""
+        """The batch through its cameras' gates (once per sample), then split by model: each
+        model infers the samples that moved of every camera that runs it."""
+        gated = gate_batch([frame for _, frame, _ in batch], [gate for _, _, gate in batch])
+        mixes = [self.of(camera) for camera, _, _ in batch]
         groups: dict[str, list[int]] = {}
-        for i, (camera, _, _) in enumerate(batch):
-            groups.setdefault(self.config.model_of(camera), []).append(i)
-        parts = [
-            ModelPart(
-                self.loaded[name].engine,
-                idx,
-                gate_batch([batch[i][1] for i in idx], [batch[i][2] for i in idx]),
-            )
-            for name, idx in groups.items()
-        ]
-        return ModelBatch(len(batch), parts)
-
-    def detect(
-        self,
-        batch: Sequence[tuple[CameraConfig, Frame, MotionGate | None]],
-        detect: Detect,
-    ) -> list[Detections]:
-        """Each sample's detections by its camera's model: one gated batch per model."""
-        split = self.gate(batch)
-        return split.settle(split.infer(detect))
+        for i in gated.todo:
+            for part in mixes[i].parts:
+                groups.setdefault(part.name, []).append(i)
+        parts = [ModelPart(name, self.loaded[name].engine, idx) for name, idx in groups.items()]
+        return ModelBatch(gated, mixes, parts)
 
 
 @dataclass(frozen=True, slots=True)
 class ModelPart:
+    name: str
     engine: Engine
     indices: list[int]  # into the whole batch
-    gated: GatedBatch
 
 
 @dataclass(frozen=True, slots=True)
 class ModelBatch:
-    """A batch across cameras split by model (`ModelSet.gate`): `infer` runs each part's
-    engine (on an inference thread, the worker's pipeline), `settle` (in submission order)
-    gives every sample its detections."""
+    """A gated batch across cameras split by model (`ModelSet.gate`): `infer` runs each
+    part's engine (on an inference thread, the worker's pipeline), `settle` (in submission
+    order) merges each sample's models' detections and gives every sample its own."""
 
-    size: int
+    gated: GatedBatch
+    mixes: list[ModelMix]  # each sample's camera's
     parts: list[ModelPart]
 
     def infer(self, detect: Detect) -> list[list[Detections]]:
-        return [detect(part.engine, part.gated.images()) for part in self.parts]
+        frames = self.gated.frames
+        return [detect(p.engine, [frames[i].image for i in p.indices]) for p in self.parts]
 
     def settle(self, inferred: list[list[Detections]]) -> list[Detections]:
-        found: list[Detections | None] = [None] * self.size
+        found: dict[int, dict[str, Detections]] = {i: {} for i in self.gated.todo}
         for part, dets in zip(self.parts, inferred, strict=True):
-            for i, d in zip(part.indices, part.gated.settle(dets), strict=True):
-                found[i] = d
-        return found  # type: ignore[return-value]  # every index filled above
+            for i, d in zip(part.indices, dets, strict=True):
+                found[i][part.name] = d
+        return self.gated.settle([self.mixes[i].merge(found[i]) for i in self.gated.todo])

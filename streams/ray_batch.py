@@ -14,6 +14,7 @@ import ray
 from ray.exceptions import RayError
 
 from detector.engine import Engine
+from detector.model_mix import ModelMix
 from detector.pipeline import Labels
 from detector.types import Detections
 from streams.batch import Job, Tick, score_job
@@ -33,15 +34,17 @@ POLL_S = 0.25
 _engines: dict[str, tuple[Engine, Labels]] = {}  # per Ray worker process: loaded once
 
 
-def _engine(config: Config, camera: CameraConfig) -> tuple[Engine, Labels]:
-    """This worker's engine for the camera's model on its one core (a task holds one CPU),
-    kept across tasks."""
-    model = config.model_of(camera)
-    key = model + config.model_dump_json(include={"detector", "rules"})
-    if key not in _engines:
-        engine = engine_for(config, model, cores=1)
-        _engines[key] = engine, labels_of(engine, config)
-    return _engines[key]
+def _models(config: Config, camera: CameraConfig) -> ModelMix:
+    """The camera's models, each engine this worker's on its one core (a task holds one
+    CPU), kept across tasks."""
+    parts = []
+    for model, types in config.models_of(camera).items():
+        key = model + config.model_dump_json(include={"detector", "rules"})
+        if key not in _engines:
+            engine = engine_for(config, model, cores=1)
+            _engines[key] = engine, labels_of(engine, config)
+        parts.append((model, *_engines[key], types))
+    return ModelMix(parts)
 
 
 @ray.remote(num_cpus=0)
@@ -82,11 +85,11 @@ def _score(
     progress: ray.actor.ActorHandle,
     *spans: dict[int, Detections],
 ) -> CameraResult:
-    engine, labels = _engine(config, job.recording.camera)
+    mix = _models(config, job.recording.camera)
     inferred = {k: v for part in spans for k, v in part.items()} if spans else None
     ticker = _Ticker(progress, counts=inferred is None)  # spans counted their frames
     result = score_job(
-        job, engine, config, labels, EvidenceWriter(Path(evidence_dir), previews=True), ticker
+        job, mix, config, mix.labels, EvidenceWriter(Path(evidence_dir), previews=True), ticker
     )
     ticker.flush()
     return result
@@ -96,8 +99,7 @@ def _score(
 def _detect(
     recording: Recording, span: Span, config: Config, progress: ray.actor.ActorHandle
 ) -> dict[int, Detections]:
-    engine, _ = _engine(config, recording.camera)
-    found = detect_span(recording.camera, span, engine)
+    found = detect_span(recording.camera, span, _models(config, recording.camera))
     progress.add.remote(len(found))
     return found
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from api.contract import CaseReport, EvidenceRef, Position
+from api.contract import CaseReport, EvidenceRef, IncidentType, Position
 from detector.engine import Engine
 from detector.incidents import Incident, IncidentEvent
 from detector.motion import MotionGate
@@ -68,12 +68,15 @@ def zones_of(camera: CameraConfig) -> list[Zone]:
     ]
 
 
-def warn_unchecked(cameras: Iterable[CameraConfig], labels: Labels, model: str) -> None:
-    """One line per zone check that nothing can feed (a type the model lacks, stand-in off)."""
-    for cam in cameras:
+def warn_unchecked(
+    runs: Iterable[tuple[CameraConfig, frozenset[IncidentType]]], labels: Labels, model: str
+) -> None:
+    """One line per zone check the model serves on a camera (`runs`: each with the types
+    it serves there) but nothing can feed (a type the model lacks, stand-in off)."""
+    for cam, served in runs:
         for zone in cam.zones:
             for t in zone.checks:
-                if str(t) not in labels.specs:
+                if t in served and str(t) not in labels.specs:
                     log.warning(
                         "camera %s zone %s checks %s, but model %r has no class for it and its "
                         "stand-in is off: that check needs a trained model",

@@ -14,9 +14,8 @@ from pathlib import Path
 import av
 
 from api.contract import CaseReport
-from detector.engine import Engine
 from detector.incidents import Incident
-from detector.motion import detect_stream, replay_stream
+from detector.motion import Submits, detect_stream, replay_stream
 from detector.pipeline import Labels
 from detector.types import Detections, Frame
 from streams.config import CameraConfig, Config
@@ -61,7 +60,7 @@ FrameHook = Callable[[Frame], None]
 
 def score_camera(
     camera: CameraConfig,
-    engine: Engine | None,
+    engine: Submits | None,
     config: Config,
     labels: Labels,
     evidence: EvidenceWriter,

@@ -379,6 +379,7 @@ class Worker:
         took = time.perf_counter() - started
         self.metrics.inference.observe(took)
         self.metrics.batch.observe(len(images))
+        self.metrics.inferred.labels(engine.manifest.name).inc(len(images))
         per_frame = took / len(images)
         self._frame_s = (
             per_frame if self._frame_s is None else 0.8 * self._frame_s + 0.2 * per_frame
@@ -569,8 +570,8 @@ class Worker:
 
     def _load_models(self, wanted: dict[str, CameraConfig]) -> None:
         """Loads the models of cameras that arrive with a model not loaded yet (a fleet
-        camera's own); a camera whose model does not load is left out, with an error."""
-        needed = {self.config.model_of(c) for c in wanted.values()}
+        camera's own); a camera whose models do not all load is left out, with an error."""
+        needed = {n for c in wanted.values() for n in self.config.models_of(c)}
         if needed <= set(self.models.loaded):
             return
         running = [c.config for c in self.cameras.values()]
@@ -578,7 +579,7 @@ class Worker:
             self.models = ModelSet(self.config, [*running, *wanted.values()], self.models)
         except (ModelError, OSError, ValueError) as exc:
             for cam_id, camera in list(wanted.items()):
-                if self.config.model_of(camera) not in self.models.loaded:
+                if not set(self.config.models_of(camera)) <= set(self.models.loaded):
                     log.error("camera %s: its model does not load (%s): not started", cam_id, exc)
                     del wanted[cam_id]
 
@@ -687,14 +688,14 @@ class Worker:
             log.warning("reload: api changed; that takes a restart to apply")
             config = config.model_copy(update={"api": self.config.api})
         live = self._live(config)
-        needed = {config.model} | {config.model_of(c) for c in live}
+        needed = {config.model} | {n for c in live for n in config.models_of(c)}
         settings_changed = any(
             getattr(config.detector, k) != getattr(self.config.detector, k) for k in ENGINE_SETTINGS
         )
         models_changed = settings_changed or needed != set(self.models.loaded)
         rebuild = (
             models_changed
-            or any(config.model_of(c) != self.config.model_of(c) for c in live)
+            or any(config.models_of(c) != self.config.models_of(c) for c in live)
             or any(
                 getattr(config, k) != getattr(self.config, k)
                 for k in ("rules", "detector", "event_codes")

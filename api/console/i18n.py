@@ -104,6 +104,10 @@ _T: dict[str, tuple[str, str]] = {
     ),
     "annotated": ("带框下载", "Annotated"),
     "box_saved": ("位置框已保存", "Box saved"),
+    "box_draw_hint": (
+        "在图上拖动画出位置框，或直接输入",
+        "Drag on an image to draw the box, or type it",
+    ),
     "none": ("无", "None"),
     "never": ("永久", "Never"),
     "always": ("全天", "Always"),
@@ -183,6 +187,7 @@ KIND = {
     "merged": ("合并上报", "Report merged"),
     "observation": ("观察更新", "Observation"),
     "transition": ("状态变更", "Transition"),
+    "box_corrected": ("位置框修正", "Box corrected"),
 }
 MESSAGES = {
     "invalid-transition": (

@@ -447,7 +447,8 @@ async def correct_box(request: Request, case_id: str) -> Response:
         body = BoxIn(bbox=[float(p) for p in parts])
         with request.app.state.ctx.db.write() as session:
             case, _ = resolve(session, case_id[:128])
-            set_reviewed_box(session, case, body.bbox)
+            actor = f"console:{user.principal.name}"
+            set_reviewed_box(session, case, body.bbox, user.principal, actor)
             case_id = case.id
         message = "✓ " + t("box_saved")
     except Problem as exc:

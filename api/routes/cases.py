@@ -369,10 +369,11 @@ def get_annotated(
     response_model=CaseOut,
     responses=problems.responses(401, 403, 404, 409, 422),
 )
-def put_box(ctx: Ctx, _: Dispatch, case_id: CaseId, body: BoxIn) -> CaseOut:
+def put_box(ctx: Ctx, principal: Dispatch, case_id: CaseId, body: BoxIn) -> CaseOut:
     """A reviewer's box for the object, in pixels of the case's evidence images: what
-    `streetwatch dataset export` labels the case's frames with instead of the worker's box."""
+    `streetwatch dataset export` labels the case's frames with instead of the worker's box.
+    Each correction is a `box_corrected` change (history, feed, webhooks) with the old box."""
     with ctx.db.write() as session:
         case, _reports = resolve(session, case_id)
-        set_reviewed_box(session, case, body.bbox)
+        set_reviewed_box(session, case, body.bbox, principal)
         return case_out(case)

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from api.contract import EvidenceBox
-from tests.api.helpers import Api, is_problem, post, report
+from tests.api.helpers import Api, all_changes, is_problem, post, report
 from tests.api.test_console import csrf_of, sign_in
 
 BOX = [40.0, 60.0, 200.0, 220.0]
@@ -120,3 +120,26 @@ def test_the_console_overlays_the_boxes_and_takes_a_correction(
     browser.post(url, data={"bbox": "50, 70", "csrf": token})
     assert "✗" in browser.get(f"/console/cases/{case.id}").text
     assert sqlite_api.dispatch.get(f"/v1/cases/{case.id}").json()["reviewed_bbox"][0] == 50.0
+
+
+def test_every_correction_is_in_the_case_history_and_the_feed(api: Api, photos: list[bytes]):
+    case, files = _with_boxes(photos, [EvidenceBox(bbox=BOX, label="stall")])
+    case = case.model_copy(update={"bbox": BOX})
+    assert post(api.ingest, case, files).status_code == 201
+    first, second = [50.0, 70.0, 180.0, 210.0], [45.0, 65.0, 190.0, 215.0]
+    for box in (first, second):
+        api.dispatch.put(f"/v1/cases/{case.id}/box", json={"bbox": box}).raise_for_status()
+    refused = api.dispatch.put(f"/v1/cases/{case.id}/box", json={"bbox": [0, 0, 9e4, 9]})
+    is_problem(refused, 422)  # and no entry for it
+    history = api.dispatch.get(f"/v1/cases/{case.id}").raise_for_status().json()["history"]
+    corrections = [h for h in history if h["kind"] == "box_corrected"]
+    # The first replaces the worker's box, the second the first.
+    assert [(h["data"]["old_bbox"], h["data"]["bbox"]) for h in corrections] == [
+        (BOX, first),
+        (first, second),
+    ]
+    assert {h["event_type"] for h in corrections} == {"case.box_corrected"}
+    assert {h["actor"] for h in corrections} == {"key:dispatch"}  # the key that made them
+    assert corrections[-1]["data"]["case"]["reviewed_bbox"] == second
+    feed = [c for c in all_changes(api.dispatch) if c["kind"] == "box_corrected"]
+    assert [c["seq"] for c in feed] == [h["seq"] for h in corrections]

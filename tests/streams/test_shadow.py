@@ -59,3 +59,45 @@ def test_cameras_run_their_models_and_a_shadow_model_is_counted_never_posted(
         shadow_lines = [line for line in live if "shadow yolov4-tiny: camera cam:" in line]
         assert any(report_id in line and "(not posted)" in line for line in shadow_lines)
         assert any("shadow: yolov4-tiny runs beside the live model" in line for line in live)
+
+
+def test_a_live_camera_of_two_models_gets_cases_of_both_each_model_inferring_every_sample(
+    street, worker_factory, tmp_path
+):
+    with run_server(Settings(data_dir=tmp_path / "api")) as server:
+        key = server.create_key("ingest", "dispatch")
+        config = write_config(tmp_path / "config.yaml", server.url, {"cam": street.url("cam")})
+        body = yaml.safe_load(config.read_text())
+        # The default weights twice: the parked bus is a vehicle to `parking`, garbage to
+        # `garbage` (whose parking class, a motorbike, is not in the picture).
+        parking = model_copy(tmp_path / "p", "default", "parking", {"illegal_parking": ["bus"]})
+        garbage = model_copy(
+            tmp_path / "g",
+            "default",
+            "garbage",
+            {"garbage": ["bus"], "illegal_parking": ["motorbike"]},
+        )
+        body["models_by_type"] = {"illegal_parking": str(parking), "garbage": str(garbage)}
+        body["detector"] = {"motion_gate": True}
+        body["rules"]["garbage"] = body["rules"]["illegal_parking"]
+        (zone,) = body["cameras"][0]["zones"]
+        body["cameras"][0]["zones"].append(zone | {"id": "heap", "checks": ["garbage"]})
+        config.write_text(yaml.safe_dump(body))
+        worker = worker_factory(config, key)
+        wait_until(lambda: len(cases(server, key)) == 2, 90, "a parking and a garbage case")
+        found = sorted((c["type"], c["zone_id"]) for c in cases(server, key))
+        assert found == [("garbage", "heap"), ("illegal_parking", "bay")]
+
+        def counts() -> tuple[float, ...]:
+            frames = worker.metric("streetwatch_samples_processed_total", camera="cam")
+            frames -= worker.metric("streetwatch_samples_gated_total", camera="cam")
+            inferred = [worker.metric("streetwatch_inferred_frames_total", model=m)
+                        for m in ("parking", "garbage")]  # fmt: skip
+            return (frames, *inferred)
+
+        # Each model inferred exactly the samples the gate let through (read between
+        # batches: one in flight is inferred before it is processed).
+        wait_until(lambda: len(set(counts())) == 1, 30, "a scrape between batches")
+        assert counts()[0] >= 10
+        assert worker.metric("streetwatch_inferred_frames_total", model="yolov4-tiny") == 0
+        assert worker.signal(signal.SIGTERM) == 0, "\n".join(worker.log[-30:])

@@ -201,4 +201,52 @@
       });
     });
   }
+
+  // The corrected box drawn by dragging on an evidence image: the drag's corners, in image
+  // pixels, fill the typed form (the fallback, and what is submitted with its CSRF token).
+  var boxInput = document.getElementById("box-input");
+  if (boxInput) {
+    document.querySelectorAll(".shot svg.boxes").forEach(function (svg) {
+      var start = null, drawn = null, dragged = false;
+      svg.classList.add("drawable");
+      function point(e) {
+        var p = svg.createSVGPoint();
+        p.x = e.clientX; p.y = e.clientY;
+        p = p.matrixTransform(svg.getScreenCTM().inverse());
+        var view = svg.viewBox.baseVal;
+        return [Math.min(Math.max(p.x, 0), view.width), Math.min(Math.max(p.y, 0), view.height)];
+      }
+      svg.addEventListener("pointerdown", function (e) {
+        if (e.button !== 0) return;
+        e.preventDefault();
+        svg.setPointerCapture(e.pointerId);
+        start = point(e);
+        dragged = false;
+        if (!drawn) {
+          drawn = document.createElementNS("http://www.w3.org/2000/svg", "rect");
+          drawn.setAttribute("class", "drawn");
+          drawn.setAttribute("vector-effect", "non-scaling-stroke");
+          svg.appendChild(drawn);
+        }
+      });
+      svg.addEventListener("pointermove", function (e) {
+        if (!start) return;
+        var end = point(e);
+        var box = [Math.min(start[0], end[0]), Math.min(start[1], end[1]),
+                   Math.max(start[0], end[0]), Math.max(start[1], end[1])].map(Math.round);
+        drawn.setAttribute("x", box[0]);
+        drawn.setAttribute("y", box[1]);
+        drawn.setAttribute("width", box[2] - box[0]);
+        drawn.setAttribute("height", box[3] - box[1]);
+        boxInput.value = box.join(", ");
+        dragged = true;
+      });
+      svg.addEventListener("pointerup", function () {
+        if (start && dragged) document.getElementById("do-box").focus();
+        start = null;
+      });
+      // A drag is not a click on the image's link.
+      svg.addEventListener("click", function (e) { if (dragged) e.preventDefault(); });
+    });
+  }
 })();
