@@ -72,3 +72,11 @@ def test_a_refusing_disk_is_logged_not_raised(
     assert "cam-1: cannot save its open sites" in caplog.text
     with pytest.raises(OSError):
         store.save("cam-1", state(2))  # the loop's own saves still raise, for it to log
+
+
+def test_a_state_taken_before_a_newer_save_is_not_written_over_it(tmp_path: Path) -> None:
+    store = SiteStore(tmp_path)
+    older = next(store._order)  # the writer thread took this state from the queue...
+    store.save("cam-1", state(2))  # ...then an incident event saved a newer one at once
+    store._write("cam-1", older, state(1))  # the writer's write comes last, and is skipped
+    assert store.load("cam-1").saved_at == T0 + 2  # type: ignore[union-attr]
