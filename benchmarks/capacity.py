@@ -2,7 +2,8 @@
 the worker watches the cameras' 640x360 sub-streams instead).
 
 N loopback RTSP cameras serve the clip (25 fps, a keyframe every 2 s) pass-through,
-niced, their keyframes spread over one GOP (real cameras are not in step). `streetwatch run`
+niced, their keyframes spread over one GOP in groups (real cameras are not in step; see
+live.cameras). `streetwatch run`
 watches them with the recommended live settings (live.RECOMMENDED, keyframes only) and posts
 to a real intake server. After a warm-up, scrapes of its /metrics over a window give, per
 camera, samples processed against the window / 2 s expected, and the lag gauge (the maximum
@@ -54,7 +55,7 @@ KEYFRAMES = Sampling(keyframes=True)
 AGREEMENT_FRAMES = 60
 MIN_SHARE_PCT = 95.0
 MAX_LAG_S = 2.0
-STEPS = (8, 16, 32, 64, 96, 128)
+STEPS = (8, 16, 32, 64, 96, 128, 160, 192)  # past the aim of 128, to see the headroom
 BISECT_TO = 4
 SCRAPE_EVERY_S = 1.0
 STEADY_WITHIN_S = 60.0  # the most the warm-up is extended for the stretch to return to 1

@@ -21,10 +21,16 @@ Time: `Frame.wall_time` is time.time() at decode; `Frame.pts` is seconds since s
 from the monotonic clock, so it keeps increasing across reconnects and clock steps: the rules
 run on pts, and a camera's own timestamps restart at every reconnect.
 
-Timeouts are hard bounds. PyAV's interrupt callback restarts its timer per blocking FFmpeg
-call, and both opening (open + probe) and reading (the RTP depacketiser may hand out one
-held-back frame when the first read times out) take two such calls, so each call gets half
-the budget.
+Timeouts. Opening is bounded by PyAV's interrupt callback, which restarts its timer per
+blocking FFmpeg call; open and probe are two such calls, so each gets half the budget.
+Reading is bounded by FFmpeg's own socket timeout (`timeout`, per blocking read without
+data), again half the budget a call (the RTP depacketiser may hand out one held-back frame
+when the first read times out). Not the callback while reading: it takes the GIL at every
+FFmpeg I/O check, several per RTP packet, and with ~100 cameras in one process that GIL
+traffic tripled the cost of receiving (benchmarks/RESULTS.md, section 4c). What the socket
+timeout does not cut is a camera that dribbles bytes without ever completing a packet; the
+worker's view of it is still right: such a camera delivers no picture, and `latest()` reports
+it dead on the consumer's thread just as the decode thread would.
 """
 
 from __future__ import annotations
@@ -120,6 +126,7 @@ class RtspSource:
         self._freeze = FreezeDetector(freeze_after_s)
         self.plan = plan or SamplePlan(sampling)  # which pictures get decoded and sampled
         self._stopping = threading.Event()
+        self._dead_lock = threading.Lock()
         self._slot_lock = threading.Condition()
         self._slot: Frame | None = None
         self._thread: threading.Thread | None = None
@@ -162,6 +169,8 @@ class RtspSource:
             frame, self._slot = self._slot, None
         if frame is not None:
             self.stats.delivered += 1
+        elif self._thread is not None:
+            self._check_dead()  # also when the decode thread is stuck in a dribbling read
         return frame
 
     def frames(self) -> Iterator[Frame]:
@@ -223,18 +232,24 @@ class RtspSource:
             self._stopping.wait(min(left, 0.5))
 
     def _check_dead(self) -> None:
+        """Called by the decode thread and by latest(): the lock makes the report once."""
         last = self.stats.last_frame_at or self._started_at
-        if not self.dead and time.monotonic() - last >= self.dead_after_s:
+        if self.dead or time.monotonic() - last < self.dead_after_s:
+            return
+        with self._dead_lock:
+            if self.dead:
+                return
             self.dead = True
-            self._health("dead", f"no picture for {self.dead_after_s:g}s")
+        self._health("dead", f"no picture for {self.dead_after_s:g}s")
 
     def _open(self) -> av.container.InputContainer:
         began = time.monotonic()
         try:
+            read_timeout_us = str(round(self.read_timeout_s / 2 * 1e6))
             container = av.open(
                 self.url,
-                options=FFMPEG_OPTIONS,
-                timeout=(self.open_timeout_s / 2, self.read_timeout_s / 2),
+                options={**FFMPEG_OPTIONS, "timeout": read_timeout_us},
+                timeout=(self.open_timeout_s / 2, None),  # no callback while reading
             )
         except av.error.InvalidDataError as exc:
             # FFmpeg says "invalid data" both for a garbage reply and for no reply at all.

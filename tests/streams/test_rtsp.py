@@ -216,6 +216,69 @@ def serve_tcp(reply: bytes | None) -> tuple[socket.socket, int]:
     return listener, listener.getsockname()[1]
 
 
+class DribblingProxy:
+    """A loopback TCP proxy in front of a camera; once `dribble` is set, the camera's bytes
+    reach the client one every 0.2 s (a read never completes, yet never goes silent)."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.dribble = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed: the test is over
+            server = socket.create_connection(("127.0.0.1", self.upstream_port))
+            threading.Thread(target=self._pump, args=(client, server, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, True), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, from_camera: bool) -> None:
+        try:
+            while data := src.recv(65536):
+                while data and from_camera and self.dribble.is_set():
+                    dst.sendall(data[:1])
+                    data = data[1:]
+                    time.sleep(0.2)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            src.close()
+            dst.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_camera_dribbling_bytes_is_reported_dead_and_recovers(own_street: RtspServer) -> None:
+    # A read that trickles never trips a per-read socket timeout; the camera must still be
+    # reported dead on time (by whoever asks for its pictures) and come back once it flows.
+    proxy = DribblingProxy(int(own_street.url("street").split(":")[2].split("/")[0]))
+    events = Events()
+    source = camera(f"rtsp://127.0.0.1:{proxy.port}/street", events, dead_after_s=3.0)
+    try:
+        source.start()
+        wait_frame(source)
+        proxy.dribble.set()
+        dribbling_at = time.monotonic()
+        mark = events.mark()
+        while "dead" not in events.kinds()[mark:]:
+            source.latest(0.2)  # the worker's loop asks every camera like this
+            assert time.monotonic() - dribbling_at <= 3.0 + MARGIN_S, events.kinds()
+        proxy.dribble.clear()
+        events.wait_for("connected", timeout=15.0, since=mark)
+        wait_frame(source)
+    finally:
+        proxy.dribble.clear()
+        source.stop()
+        proxy.close()
+
+
 def test_camera_that_sends_garbage_reports_decode_error(rtsp_server_deps: None) -> None:
     listener, port = serve_tcp(b"\x00\xff\x13garbage\r\n" * 100)
     events = Events()
