@@ -147,7 +147,8 @@ class RtspSource:
         self._thread.start()
 
     def stop(self, wait: bool = True) -> None:
-        """Stops the decode thread; returns within the open or read timeout (plus a margin).
+        """Stops the decode thread; returns within the open or read timeout (plus a margin),
+        logging a thread that is still stuck then (a camera dribbling bytes, see above).
 
         To stop many cameras within one such bound, call stop(wait=False) on each, then stop().
         """
