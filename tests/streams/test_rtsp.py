@@ -258,7 +258,7 @@ class DribblingProxy:
 def test_camera_dribbling_bytes_is_reported_dead_and_recovers(own_street: RtspServer) -> None:
     # A read that trickles never trips a per-read socket timeout; the camera must still be
     # reported dead on time (by whoever asks for its pictures) and come back once it flows.
-    proxy = DribblingProxy(int(own_street.url("street").split(":")[2].split("/")[0]))
+    proxy = DribblingProxy(own_street.port)
     events = Events()
     source = camera(f"rtsp://127.0.0.1:{proxy.port}/street", events, dead_after_s=3.0)
     try:
