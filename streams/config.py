@@ -42,7 +42,7 @@ class Strict(BaseModel):
 class SampleConfig(Strict):
     """How often a camera is looked at: `fps` samples per second, or keyframes only, while
     its rules follow something; adaptive cameras slow down while they have nothing to follow
-    (see streams.sampling)."""
+    (see streams.sources.sampling)."""
 
     fps: float | None = Field(default=None, gt=0, le=120)
     keyframes: bool = False
@@ -82,7 +82,7 @@ class ZoneConfig(Strict):
         default=None,
         description="the hours this zone's rules apply (no-parking 07:00-09:00, say); "
         "unset: always. Incidents confirmed outside them are held, reported if still there "
-        "when the hours begin (streams.suppressions)",
+        "when the hours begin (streams.camera.suppressions)",
     )
 
 
@@ -119,7 +119,7 @@ class CameraConfig(Strict):
         default=None,
         pattern=r"^rtsps?://",
         description="the camera's main stream, when `source` is its sub-stream: evidence "
-        "frames of live incidents come from it (see streams.record)",
+        "frames of live incidents come from it (see streams.camera.record)",
     )
     start_time: AwareDatetime | None = Field(
         default=None, description="wall time of a file's first frame (ISO 8601 with offset)"
@@ -166,7 +166,7 @@ class ApiConfig(Strict):
     key_env: str = Field(
         default="STREETWATCH_API_KEY", description="environment variable holding the API key"
     )
-    # The review feedback loop (streams.suppressions, streams.health_report).
+    # The review feedback loop (streams.camera.suppressions, streams.live.health_report).
     suppressions_poll_s: float = Field(
         default=30.0, gt=0, description="how often the reviewers' suppressions are fetched"
     )

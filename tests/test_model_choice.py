@@ -11,12 +11,12 @@ import yaml
 from api.contract import IncidentType
 from detector.engine import Engine
 from detector.model_mix import ModelMix
+from streams.camera.engines import labels_of
+from streams.camera.evidence import EvidenceWriter
+from streams.camera.model_set import ModelSet
 from streams.cli import main
 from streams.config import parse_config
-from streams.evidence import EvidenceWriter
-from streams.model_set import ModelSet
-from streams.runtime import labels_of
-from streams.scoring import score_camera
+from streams.offline.scoring import score_camera
 from tests.model_copies import model_copy
 
 VAN_ZONE = [[640, 40], [730, 40], [730, 105], [640, 105]]

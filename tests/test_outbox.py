@@ -19,7 +19,7 @@ from api.outbox import Outbox
 from api.settings import Settings
 from api.testing import run_server
 from streams.cli import main
-from streams.testcam import free_port
+from tests.support.testcam import free_port
 
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
 

@@ -22,8 +22,8 @@ import pytest
 from api.auth import Scope, create_key
 from api.db import Database
 from api.testing import fresh_database
-from streams.testcam import wait_until
 from tests.api.helpers import HERE, T0, post, report
+from tests.support.testcam import wait_until
 
 STREETWATCH = Path(sys.executable).with_name("streetwatch")
 

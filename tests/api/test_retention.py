@@ -18,9 +18,9 @@ from sqlalchemy import update
 from api import outbox
 from api.settings import DELIVERED_KEEP_S, Settings
 from api.tables import Case, IdempotencyRecord, utcnow
-from streams.testcam import wait_until
 from tests.api.conftest import make_api
 from tests.api.helpers import FAR, Api, all_changes, count_cases, post, report
+from tests.support.testcam import wait_until
 
 STREETWATCH = Path(sys.executable).with_name("streetwatch")
 

@@ -23,9 +23,9 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from api.settings import Settings
 from api.testing import run_server
-from streams.testcam import wait_until
 from tests.api.conftest import make_api
 from tests.api.helpers import Api, all_changes, post, report
+from tests.support.testcam import wait_until
 
 served = contextmanager(make_api)
 

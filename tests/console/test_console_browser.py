@@ -24,9 +24,9 @@ from api.outbox import Outbox
 from api.settings import Settings
 from api.testing import run_server
 from streams.cli import main
-from streams.testcam import RtspServer, free_port, wait_until
 from tests.console.scenes import BAY_A, BAY_B, RULES, camera, two_bays
 from tests.streams.test_worker import Worker
+from tests.support.testcam import RtspServer, free_port, wait_until
 
 pytestmark = pytest.mark.timeout(420)
 

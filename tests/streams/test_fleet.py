@@ -33,8 +33,8 @@ from api.db import Database
 from api.fleet import owner
 from api.testing import fresh_database, postgres_cluster
 from models.cache import HOME_ENV, home
-from streams.scenes import BUS_CROP, Sprite, crop, render, video_frames
-from streams.testcam import RtspServer, free_port, wait_until
+from tests.support.scenes import BUS_CROP, Sprite, crop, render, video_frames
+from tests.support.testcam import RtspServer, free_port, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 BOUND_S = 20.0  # a lost worker's cameras run elsewhere within this (TTL 10 s + a heartbeat)
@@ -333,7 +333,7 @@ def _ts(value: str) -> float:
 
 def test_a_camera_state_archive_moves_between_stores_and_nothing_else_unpacks(tmp_path):
     from detector.pipeline import PipelineState
-    from streams.site_store import CameraState, SiteStore
+    from streams.camera.site_store import CameraState, SiteStore
 
     here, there = SiteStore(tmp_path / "a"), SiteStore(tmp_path / "b")
     static = {"long": np.full((4, 4, 3), 7, np.float32)}
@@ -364,8 +364,8 @@ def test_the_fleet_thread_hands_over_what_it_stops_and_stops_all_when_cut_off(tm
     from api.settings import Settings
     from api.testing import run_server
     from detector.pipeline import PipelineState
-    from streams.fleet import FleetCameras
-    from streams.site_store import CameraState, SiteStore
+    from streams.camera.site_store import CameraState, SiteStore
+    from streams.live.fleet import FleetCameras
 
     now = [0.0]
     sites = SiteStore(tmp_path / "sites")

@@ -25,8 +25,8 @@ from api.outbox import Outbox
 from api.settings import Settings
 from api.testing import RunningServer, run_server
 from models.cache import HOME_ENV, home
-from streams.scenes import BUS_CROP, Sprite, crop, render, video_frames
-from streams.testcam import RtspServer, free_port, wait_until
+from tests.support.scenes import BUS_CROP, Sprite, crop, render, video_frames
+from tests.support.testcam import RtspServer, free_port, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 BAY = [[380, 380], [767, 380], [767, 560], [380, 560]]

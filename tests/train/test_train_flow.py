@@ -26,7 +26,7 @@ from api.settings import Settings
 from api.testing import run_server
 from models.cache import HOME_ENV, home
 from streams.cli import main
-from streams.scenes import BUS_CROP, Sprite, crop, render, video_frames
+from tests.support.scenes import BUS_CROP, Sprite, crop, render, video_frames
 from tests.training_data import Composer, make_reviewed_cases, read_labels
 
 EPOCHS, IMGSZ = 3, 160

@@ -1,5 +1,5 @@
-"""A camera's runtime built from its config: engine settings, sampling, motion gate, stages,
-zones and rules, its clock, and the mapping of its incidents to reports. `score` (files) and
+"""A camera's runtime built from its config: sampling, motion gate, stages, zones and rules,
+ its clock, and the mapping of its incidents to reports. `score` (files) and
 `run` (live cameras) are thin loops around it, so both judge a picture the same way.
 """
 
@@ -12,44 +12,17 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from api.contract import CaseReport, EvidenceRef, IncidentType, Position
-from detector.engine import Engine
 from detector.incidents import Incident, IncidentEvent
 from detector.motion import MotionGate
-from detector.pipeline import CameraPipeline, Labels, PipelineState, labels_for
+from detector.pipeline import CameraPipeline, Labels, PipelineState
 from detector.static_objects import SceneEvent
 from detector.types import Detections, Frame
 from detector.zones import Zone
-from models.manifest import COCO_LOOK_ALIKES
 from streams.config import CameraConfig, Config
-from streams.sampling import GAP_SLACK, SamplePlan, SamplePolicy, policy_for
-from streams.sources import Sampling
+from streams.sources.files import Sampling
+from streams.sources.sampling import GAP_SLACK, SamplePlan, SamplePolicy, policy_for
 
 log = logging.getLogger(__name__)
-
-
-def engine_for(config: Config, model: str | None = None, cores: int | None = None) -> Engine:
-    """The engine as the config's `model` (or `model`) and `detector` settings ask for it, on
-    `cores` (default all this process may use)."""
-    return Engine(
-        model or config.model,
-        conf_threshold=config.detector.conf_threshold,
-        iou_threshold=config.detector.iou_threshold,
-        rect=config.detector.rect,
-        parallel_runs=config.detector.parallel_runs,
-        cores=cores,
-    )
-
-
-def labels_of(engine: Engine, config: Config) -> Labels:
-    """The labels and rules this model (and the static stand-in) can feed under `config`."""
-    m = engine.manifest
-    return labels_for(
-        m.class_names,
-        m.incident_classes,
-        m.stall_attendant_classes,
-        COCO_LOOK_ALIKES,
-        config.rules,
-    )
 
 
 def sampling_for(camera: CameraConfig) -> Sampling:

@@ -11,7 +11,7 @@ import av
 import av.error
 
 from detector.types import Frame
-from streams.sampling import SamplePlan
+from streams.sources.sampling import SamplePlan
 
 log = logging.getLogger(__name__)
 

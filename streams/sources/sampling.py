@@ -31,7 +31,7 @@ from detector.rules import RuleParams
 from detector.static_objects import StaticParams
 
 if TYPE_CHECKING:
-    from streams.sources import Sampling
+    from streams.sources.files import Sampling
 
 IDLE_DWELL_SHARE = 0.05  # an idle camera sees an arrival at most this share of the dwell late
 GAP_SLACK = 1.5  # a step up to this many planned intervals long counts as observed time

@@ -1,7 +1,7 @@
 """Reports each camera's health and a recent thumbnail to the API (`POST
 /v1/cameras/{id}/health`), so a dead camera shows in the console, not only in a log.
 
-Health events (streams/health.py) set the state; the worker hands over the latest frame it
+Health events (streams/sources/health.py) set the state; the worker hands over the latest frame it
 processed; a background thread posts every `every_s` seconds, and soon after a change of
 state. Failures are logged and retried on the next round: health is current state, never
 queued.
@@ -20,7 +20,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from streams.health import HealthEvent
+from streams.sources.health import HealthEvent
 
 log = logging.getLogger(__name__)
 

@@ -18,12 +18,12 @@ from detector.incidents import Incident
 from detector.motion import Submits, detect_stream, replay_stream
 from detector.pipeline import Labels
 from detector.types import Detections, Frame
+from streams.camera.evidence import EvidenceWriter
+from streams.camera.runtime import CameraRuntime, sampling_for
 from streams.config import CameraConfig, Config
-from streams.evidence import EvidenceWriter
-from streams.prefetch import prefetch
-from streams.runtime import CameraRuntime, sampling_for
-from streams.sampling import FILE_LOOKAHEAD, SamplePlan
-from streams.sources import FileSource, SourceError
+from streams.sources.files import FileSource, SourceError
+from streams.sources.prefetch import prefetch
+from streams.sources.sampling import FILE_LOOKAHEAD, SamplePlan
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from detector.motion import MotionGate
-from streams.rtsp import RtspSource
+from streams.sources.rtsp import RtspSource
 
 CameraParts = Callable[[], list[tuple[RtspSource, MotionGate | None]]]
 """Each camera's source and motion gate (None where gating is off), read at scrape time."""

@@ -15,21 +15,14 @@ import numpy as np
 from detector.engine import Engine
 from detector.model_mix import ModelMix
 from detector.motion import GatedBatch, MotionGate, gate_batch
-from detector.pipeline import Labels
 from detector.types import Detections, Frame
+from streams.camera.engines import ENGINE_SETTINGS, Engines, Loaded
+from streams.camera.runtime import describe, warn_unchecked
 from streams.config import CameraConfig, Config
-from streams.runtime import describe, engine_for, labels_of, warn_unchecked
 
 log = logging.getLogger(__name__)
 
-ENGINE_SETTINGS = ("conf_threshold", "iou_threshold", "rect", "parallel_runs")
 Detect = Callable[[Engine, list[np.ndarray]], list[Detections]]
-
-
-@dataclass(frozen=True, slots=True)
-class Loaded:
-    engine: Engine
-    labels: Labels
 
 
 class ModelSet:
@@ -42,11 +35,9 @@ class ModelSet:
         self.config = config
         self.settings = tuple(getattr(config.detector, k) for k in ENGINE_SETTINGS)
         names = sorted({config.model} | {n for c in cameras for n in config.models_of(c)})
-        reuse = previous.loaded if previous and previous.settings == self.settings else {}
-        self.loaded: dict[str, Loaded] = {}
-        for name in names:
-            engine = reuse[name].engine if name in reuse else engine_for(config, name)
-            self.loaded[name] = Loaded(engine, labels_of(engine, config))
+        self.engines = previous.engines if previous is not None else Engines()
+        self.loaded: dict[str, Loaded] = {name: self.engines.get(config, name) for name in names}
+        self.engines.keep(self.loaded.values())
         for name, loaded in self.loaded.items():
             runs = [(c, t) for c in cameras for n, t in config.models_of(c).items() if n == name]
             if runs or name == config.model:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "rtsp_server.py"
 SYSTEM_PYTHON = "/usr/bin/python3"  # GStreamer's gi bindings are a Debian package
 READY_TIMEOUT_S = 15.0

@@ -1,7 +1,7 @@
 """The live worker: many RTSP cameras in one process, one batched inference loop.
 
-Each camera decodes on its own thread into a latest-frame mailbox (streams/rtsp.py); the loop
-takes whatever samples are new across cameras, runs them through the engine as one batch,
+Each camera decodes on its own thread into a latest-frame mailbox (streams/sources/rtsp.py);
+the loop takes whatever samples are new across cameras, runs them through the engine as one batch,
 then through each camera's pipeline (the same tracker, zones and rules as `score`).
 Confirmed and cleared incidents are written as evidence and queued in the durable outbox
 (api/outbox.py), which a background thread drains into the intake API.
@@ -29,22 +29,22 @@ from detector.engine import Engine
 from detector.incidents import Incident, IncidentEvent
 from detector.types import Detections, Frame
 from models.errors import ModelError
+from streams.camera.evidence import EvidenceWriter
+from streams.camera.model_set import ENGINE_SETTINGS, ModelBatch, ModelSet
+from streams.camera.record import RecordStream
+from streams.camera.runtime import CameraRuntime, sampling_for
+from streams.camera.site_store import CameraState, SiteStore
+from streams.camera.suppressions import Feedback, SuppressionCache
 from streams.config import CameraConfig, Config, ConfigError, load_config
-from streams.evidence import EvidenceWriter
-from streams.fleet import FleetCameras
-from streams.health import HealthEvent, report
-from streams.health_http import serve_health
-from streams.health_report import HealthReporter
-from streams.metrics import WorkerMetrics
-from streams.model_set import ENGINE_SETTINGS, ModelBatch, ModelSet
-from streams.record import RecordStream
-from streams.rtsp import RtspSource
-from streams.runtime import CameraRuntime, sampling_for
-from streams.shadow import Shadow
-from streams.shedding import LoadShedder
-from streams.site_store import CameraState, SiteStore
-from streams.sources import Sampling
-from streams.suppressions import Feedback, SuppressionCache
+from streams.live.fleet import FleetCameras
+from streams.live.health_http import serve_health
+from streams.live.health_report import HealthReporter
+from streams.live.metrics import WorkerMetrics
+from streams.live.shadow import Shadow
+from streams.live.shedding import LoadShedder
+from streams.sources.files import Sampling
+from streams.sources.health import HealthEvent, report
+from streams.sources.rtsp import RtspSource
 
 log = logging.getLogger(__name__)
 

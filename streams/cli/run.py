@@ -85,7 +85,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from api.outbox import OutboxError
     from models.errors import ModelError
-    from streams.worker import Shard, Worker
+    from streams.live.worker import Shard, Worker
 
     try:
         shard = Shard.parse(args.shard)

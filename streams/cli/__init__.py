@@ -10,12 +10,12 @@ from collections.abc import Callable, Sequence
 
 # Each module exposes `register(subparsers)`; a subcommand sets `func(args) -> int`.
 SUBCOMMAND_MODULES = (
-    "streams.score_cli",
-    "streams.worker_cli",
-    "streams.fleet_cli",
-    "models.cli",
-    "streams.train_cli",  # after models.cli: it adds `models compare`
-    "streams.dataset_cli",
+    "streams.cli.score",
+    "streams.cli.run",
+    "streams.cli.cameras",
+    "streams.cli.models",
+    "streams.cli.train",  # after streams.cli.models: it adds `models compare`
+    "streams.cli.dataset",
     "api.cli",
 )
 

@@ -21,8 +21,8 @@ from pydantic import ValidationError
 
 from api.client import IntakeClient, IntakeError
 from api.fleet import Assignment
+from streams.camera.site_store import SiteStore
 from streams.config import CameraConfig
-from streams.site_store import SiteStore
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from api.contract import CaseReport, EvidenceRef
 from detector.pipeline import PipelineState
-from streams.evidence import write_atomic
+from streams.camera.evidence import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ class SiteStore:
             self._written[camera_id] = next(self._order)  # a write already taken is stale
             shutil.rmtree(self._dir(camera_id), ignore_errors=True)
 
-    # -- handing a camera's state to another worker (streams/fleet.py) -----------------------
+    # -- handing a camera's state to another worker (streams/live/fleet.py) -----------------------
 
     def pack(self, camera_id: str) -> bytes | None:
         """The camera's saved state as one archive, None if there is none."""

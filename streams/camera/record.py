@@ -16,7 +16,7 @@ import numpy as np
 
 from detector.incidents import EvidenceShot, IncidentEvent
 from detector.types import Frame
-from streams.rtsp import RtspSource
+from streams.sources.rtsp import RtspSource
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Batch scoring on Ray (the `ray` extra): one task per file on a local runtime (one worker
 per core) or a cluster; a file longer than `chunk_s` is inferred in keyframe spans on
-several workers, then scored by one task over those detections (see streams.chunks), so
+several workers, then scored by one task over those detections (see streams.offline.chunks), so
 its cases are exactly the single pass's. Recordings and the evidence directory must be at
 the same paths on every node (one machine, or shared storage)."""
 
@@ -13,25 +13,23 @@ from pathlib import Path
 import ray
 from ray.exceptions import RayError
 
-from detector.engine import Engine
 from detector.model_mix import ModelMix
-from detector.pipeline import Labels
 from detector.types import Detections
-from streams.batch import Job, Tick, score_job
-from streams.chunks import detect_span, plan_spans
+from streams.camera.engines import Engines
+from streams.camera.evidence import EvidenceWriter
 from streams.config import CameraConfig, Config
-from streams.evidence import EvidenceWriter
-from streams.recordings import Recording
-from streams.runtime import engine_for, labels_of
-from streams.scoring import CameraResult
-from streams.sources import FileSource, SourceError, Span
+from streams.offline.batch import Job, Tick, score_job
+from streams.offline.chunks import detect_span, plan_spans
+from streams.offline.scoring import CameraResult
+from streams.sources.files import FileSource, SourceError, Span
+from streams.sources.recordings import Recording
 
 log = logging.getLogger(__name__)
 
 TICK_EVERY = 10  # frames between progress reports from a task
 POLL_S = 0.25
 
-_engines: dict[str, tuple[Engine, Labels]] = {}  # per Ray worker process: loaded once
+_engines = Engines()  # per Ray worker process: loaded once
 
 
 def _models(config: Config, camera: CameraConfig) -> ModelMix:
@@ -39,11 +37,8 @@ def _models(config: Config, camera: CameraConfig) -> ModelMix:
     CPU), kept across tasks."""
     parts = []
     for model, types in config.models_of(camera).items():
-        key = model + config.model_dump_json(include={"detector", "rules"})
-        if key not in _engines:
-            engine = engine_for(config, model, cores=1)
-            _engines[key] = engine, labels_of(engine, config)
-        parts.append((model, *_engines[key], types))
+        loaded = _engines.get(config, model, cores=1)
+        parts.append((model, loaded.engine, loaded.labels, types))
     return ModelMix(parts)
 
 

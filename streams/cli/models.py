@@ -157,7 +157,7 @@ def _quantize(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("models", help="list, fetch and import detection models")
     sub = parser.add_subparsers(dest="models_command", required=True, metavar="ACTION")
-    # Actions that need more than models/ (streams.train_cli's `compare`) add themselves here.
+    # Actions that need more than models/ (streams.cli.train's `compare`) add themselves here.
     parser.set_defaults(models_actions=sub)
 
     p = sub.add_parser("list", help="registered models")

@@ -17,9 +17,9 @@ from streams.config import load_config
 def case_counts(config_path: Path, model: str | Path) -> dict[str, int]:
     """Cases per incident type (every type listed, zeros included) when `model` scores the
     config's file cameras; the config's choice of models is replaced by `model` for all."""
-    from streams.evidence import EvidenceWriter
-    from streams.runtime import engine_for, labels_of
-    from streams.scoring import score_camera
+    from streams.camera.engines import load
+    from streams.camera.evidence import EvidenceWriter
+    from streams.offline.scoring import score_camera
 
     config = load_config(config_path)
     config = config.model_copy(
@@ -29,12 +29,13 @@ def case_counts(config_path: Path, model: str | Path) -> dict[str, int]:
             "cameras": [c.model_copy(update={"model": None}) for c in config.cameras],
         }
     )
-    engine = engine_for(config)
-    labels = labels_of(engine, config)
+    loaded = load(config)
     counts: Counter[str] = Counter({t.value: 0 for t in IncidentType})
     with tempfile.TemporaryDirectory() as tmp:
         for camera in (c for c in config.cameras if not c.is_live):
-            result = score_camera(camera, engine, config, labels, EvidenceWriter(Path(tmp)))
+            result = score_camera(
+                camera, loaded.engine, config, loaded.labels, EvidenceWriter(Path(tmp))
+            )
             if result.error:
                 raise ValueError(f"scenario {config_path}: {result.error}")
             counts.update(str(r.type) for r in result.cases)

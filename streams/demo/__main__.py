@@ -27,8 +27,8 @@ import yaml
 from models.default import fetch_default
 from models.samples import OPENCV_DATA, VTEST_AVI, sample_path
 from streams.cli import main as cli
-from streams.scenes import BUS_CROP, Sprite, crop, render, video_frames
-from streams.testcam import RtspServer, free_port, wait_until
+from tests.support.scenes import BUS_CROP, Sprite, crop, render, video_frames
+from tests.support.testcam import RtspServer, free_port, wait_until
 
 OUT = Path("out/demo")
 CLIP_SECONDS = 75

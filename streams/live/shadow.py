@@ -18,8 +18,9 @@ from datetime import datetime
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from detector.types import Frame
+from streams.camera.engines import load
+from streams.camera.runtime import CameraRuntime
 from streams.config import CameraConfig, Config
-from streams.runtime import CameraRuntime, engine_for, labels_of
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +30,8 @@ class Shadow:
         assert config.shadow is not None
         self.cameras = set(config.shadow.cameras) if config.shadow.cameras else None
         self.config = config
-        self.engine = engine_for(config, config.shadow.model)
-        self.labels = labels_of(self.engine, config)
+        loaded = load(config, config.shadow.model)
+        self.engine, self.labels = loaded.engine, loaded.labels
         self.model = self.engine.manifest.name
         self.runtimes: dict[str, CameraRuntime] = {}
         self.incidents = Counter(

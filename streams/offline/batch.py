@@ -1,7 +1,7 @@
 """Scoring many recordings: one job per file, each job's cases kept as a part on disk as it
 finishes (so a re-run skips what is done), the parts merged in job order at the end, so the
 output does not depend on where or in which order the files were scored. The jobs run here,
-one after the other (`run_local`), or fan out on Ray (`streams.ray_batch`)."""
+one after the other (`run_local`), or fan out on Ray (`streams.offline.ray_batch`)."""
 
 from __future__ import annotations
 
@@ -20,12 +20,12 @@ from api.contract import CaseReport
 from detector.motion import Submits
 from detector.pipeline import Labels
 from detector.types import Detections
+from streams.camera.evidence import EvidenceWriter
+from streams.camera.model_set import ModelSet
 from streams.config import Config
-from streams.evidence import EvidenceWriter
-from streams.model_set import ModelSet
-from streams.recordings import Recording
-from streams.scoring import CameraResult, FrameHook, score_camera, write_jsonl
-from streams.sources import FileSource, SourceError
+from streams.offline.scoring import CameraResult, FrameHook, score_camera, write_jsonl
+from streams.sources.files import FileSource, SourceError
+from streams.sources.recordings import Recording
 
 log = logging.getLogger(__name__)
 Tick = Callable[[int], None]  # frames scored since the last call

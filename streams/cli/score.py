@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from api.backoff import Backoff
 from streams.config import Config, ConfigError, load_config
-from streams.recordings import (
+from streams.sources.recordings import (
     DEFAULT_TIME_FORMAT,
     NamePattern,
     Recording,
@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if use_ray:
         try:
-            from streams import ray_batch
+            from streams.offline import ray_batch
         except ImportError:
             print("error: --ray needs Ray: pip install 'streetwatch[ray]'", file=sys.stderr)
             return EXIT_USAGE
@@ -152,9 +152,9 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     # Imported after validation so a bad config is refused before any heavy loading.
     from models.errors import ModelError
-    from streams.batch import Job, PartStore, expected_frames, job_key, run_local
-    from streams.model_set import ModelSet
-    from streams.scoring import write_jsonl
+    from streams.camera.model_set import ModelSet
+    from streams.offline.batch import Job, PartStore, expected_frames, job_key, run_local
+    from streams.offline.scoring import write_jsonl
 
     try:
         models = ModelSet(config, [r.camera for r in found])

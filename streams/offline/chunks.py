@@ -19,9 +19,9 @@ import av.error
 
 from detector.motion import Submits, detect_stream
 from detector.types import Detections
+from streams.camera.runtime import sampling_for
 from streams.config import CameraConfig
-from streams.runtime import sampling_for
-from streams.sources import FileSource, SourceError, Span
+from streams.sources.files import FileSource, SourceError, Span
 
 
 def plan_spans(camera: CameraConfig, chunk_s: float) -> list[Span]:

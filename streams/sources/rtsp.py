@@ -9,9 +9,9 @@
 
 or simply `for frame in source.frames(): ...`, which starts the source and stops it when the
 loop ends. The decode thread reconnects forever, with capped, fully jittered exponential
-backoff, and reports what happens as HealthEvents (see streams/health.py).
+backoff, and reports what happens as HealthEvents (see streams/sources/health.py).
 
-What is decoded follows the camera's SamplePlan (streams/sampling.py), decided at each
+What is decoded follows the camera's SamplePlan (streams/sources/sampling.py), decided at each
 keyframe before decoding: a keyframe (with `fps`, a group of pictures) with no sample due is
 never decoded, and with keyframe sampling non-key packets never reach the decoder. The first
 picture of a connection, or after the camera was dead, is always decoded, and no skip lets a
@@ -47,9 +47,9 @@ import numpy as np
 
 from api.backoff import Backoff
 from detector.types import Frame
-from streams.health import FreezeDetector, HealthCallback, HealthEvent, HealthKind, report
-from streams.sampling import SamplePlan
-from streams.sources import Sampling, configure_decoder, drain
+from streams.sources.files import Sampling, configure_decoder, drain
+from streams.sources.health import FreezeDetector, HealthCallback, HealthEvent, HealthKind, report
+from streams.sources.sampling import SamplePlan
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ def evaluate_model(
 ) -> Evaluation:
     """Detection metrics on the dataset's val split, and case counts on the scenario."""
     from detector.evaluation import evaluate
-    from streams.scenario import case_counts
+    from streams.offline.scenario import case_counts
 
     result = evaluate(model, data, conf, iou)
     if scenario is not None:
