@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Self
 
@@ -161,10 +162,13 @@ def _rules_with_defaults(value: object) -> object:
 RulesConfig = Annotated[dict[IncidentType, RuleParams], BeforeValidator(_rules_with_defaults)]
 
 
+DEFAULT_KEY_ENV = "STREETWATCH_API_KEY"
+
+
 class ApiConfig(Strict):
     url: str = Field(pattern=r"^https?://")
     key_env: str = Field(
-        default="STREETWATCH_API_KEY", description="environment variable holding the API key"
+        default=DEFAULT_KEY_ENV, description="environment variable holding the API key"
     )
     # The review feedback loop (streams.camera.suppressions, streams.live.health_report).
     suppressions_poll_s: float = Field(
@@ -307,3 +311,12 @@ def load_config(path: str | Path) -> Config:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         raise ConfigError(str(path), [f"{where}not valid YAML: {exc}"]) from None
     return parse_config(data, str(path), path.parent.resolve())
+
+
+def api_key(config: Config | None = None, key_env: str | None = None) -> tuple[str, str | None]:
+    """The intake API key from the environment, found the one way every command and the
+    worker find it: the variable `key_env` names (a command's --key-env), else the config's
+    `api.key_env`, else STREETWATCH_API_KEY. Returns (that variable, its value or None)."""
+    if key_env is None:
+        key_env = config.api.key_env if config is not None and config.api else DEFAULT_KEY_ENV
+    return key_env, os.environ.get(key_env) or None

@@ -1,4 +1,12 @@
-"""The `streetwatch` command line. Each area registers its own subcommands."""
+"""The `streetwatch` command line, in one home: every subcommand is a module here with a
+`register(subparsers)` that adds its parsers, each setting `func(args) -> int` (an exit code
+of `streams.cli.common`), a thin layer over functions the tests call. The intake API's own
+commands (`serve`, `migrate`, `prune`, `keys`) live with the server and are registered here
+by module name, so a worker's install does not import the server.
+
+May import anything in `streams`, `detector`, `models` and `api`; nothing imports it but
+itself (and `streams.demo`, which drives it as a user would).
+"""
 
 from __future__ import annotations
 
@@ -8,13 +16,15 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-# Each module exposes `register(subparsers)`; a subcommand sets `func(args) -> int`.
+__all__ = ["build_parser", "main"]
+
+# In the order `streetwatch --help` lists them; any order registers the same commands.
 SUBCOMMAND_MODULES = (
     "streams.cli.score",
     "streams.cli.run",
     "streams.cli.cameras",
     "streams.cli.models",
-    "streams.cli.train",  # after streams.cli.models: it adds `models compare`
+    "streams.cli.train",
     "streams.cli.dataset",
     "api.cli",
 )

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from pathlib import Path
 
-from streams.config import ConfigError, load_config
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from streams.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err
+from streams.config import ConfigError, api_key, load_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,22 +36,21 @@ def run(args: argparse.Namespace) -> int:
         try:
             config = load_config(args.config)
         except ConfigError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            err(str(exc))
             return EXIT_USAGE
     if args.action == "import" and (config is None or not config.cameras):
-        print("error: import needs --config with cameras", file=sys.stderr)
+        err("import needs --config with cameras")
         return EXIT_USAGE
     if args.action == "remove" and not args.ids:
-        print("error: remove needs the ids of the cameras", file=sys.stderr)
+        err("remove needs the ids of the cameras")
         return EXIT_USAGE
     url = args.api or (config.api.url if config and config.api else None)
     if not url:
-        print("error: no API: give --api URL (or a --config with api.url)", file=sys.stderr)
+        err("no API: give --api URL (or a --config with api.url)")
         return EXIT_USAGE
-    key_env = config.api.key_env if config and config.api else "STREETWATCH_API_KEY"
-    key = os.environ.get(key_env)
+    key_env, key = api_key(config)
     if not key:
-        print(f"error: no API key in ${key_env}", file=sys.stderr)
+        err(f"no API key in ${key_env}")
         return EXIT_USAGE
     try:
         with IntakeClient(url, key, timeout=30) as client:
@@ -84,5 +80,5 @@ def run(args: argparse.Namespace) -> int:
             )
             return EXIT_OK
     except IntakeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        err(str(exc))
         return EXIT_FAILED

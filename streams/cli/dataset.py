@@ -2,15 +2,13 @@
 
 The cases come from the intake API (reviewed: accepted ones are positives, ones rejected as
 `false_detection` hard negatives) or from `score` output (unreviewed: every case a
-positive); `models.dataset` writes the YOLO layout. Exit codes: 0 ok, 1 failure, 2 usage.
+positive); `models.dataset` writes the YOLO layout.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -19,20 +17,17 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from api.contract import CaseReport, EvidenceBox, IncidentType
+from streams.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err
+from streams.config import DEFAULT_KEY_ENV, api_key
 
 if TYPE_CHECKING:  # models.dataset loads cv2 and yaml: only when a command runs
     from models.dataset import ClassMap, DatasetManifest, Sample
 
 Fetch = Callable[[dict[str, Any]], bytes]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # Statuses a case reaches only through acceptance (立案): reviewed and real.
 ACCEPTED = ("accepted", "dispatched", "resolved", "closed")
 OBJECT_SHOTS = ("first_seen", "confirmed")  # frames with the object on them (cleared: without)
-
-
-def _err(message: str) -> None:
-    print(f"streetwatch dataset: {message}", file=sys.stderr)
 
 
 def _reject_reason(detail: dict[str, Any]) -> str | None:
@@ -130,22 +125,22 @@ def _export(args: argparse.Namespace) -> int:
     from models.errors import ModelError
 
     if bool(args.api) == bool(args.from_score):
-        _err("give exactly one of --api URL or --from-score CASES.jsonl")
+        err("give exactly one of --api URL or --from-score CASES.jsonl")
         return EXIT_USAGE
     if not 0 < args.val_fraction < 1:
-        _err(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
+        err(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
         return EXIT_USAGE
-    key = os.environ.get(args.key_env)
+    key_env, key = api_key(key_env=args.key_env)
     if args.api and not key:
-        _err(f"--api needs a key with the dispatch scope in ${args.key_env}")
+        err(f"--api needs a key with the dispatch scope in ${key_env}")
         return EXIT_USAGE
     if args.from_score and not args.from_score.is_file():
-        _err(f"{args.from_score}: no such file")
+        err(f"{args.from_score}: no such file")
         return EXIT_USAGE
     try:
         classes = class_map(registry.resolve(args.model)[0])
     except ModelError as exc:
-        _err(str(exc))
+        err(str(exc))
         return EXIT_USAGE
     skipped: list[str] = []
     if args.api:
@@ -161,7 +156,7 @@ def _export(args: argparse.Namespace) -> int:
             args.out, samples, classes, source, args.val_fraction, skipped, progress=True
         )
     except (DatasetError, IntakeError, ValueError, OSError) as exc:
-        _err(str(exc))
+        err(str(exc))
         return EXIT_FAILED
     print(f"wrote {len(manifest.images)} images from {len(manifest.cases)} cases:")
     _summary(args.out, manifest)
@@ -172,7 +167,7 @@ def _import(args: argparse.Namespace) -> int:
     from models.dataset import DatasetError, read_yolo_folder, write_dataset
 
     if not args.folder.is_dir():
-        _err(f"{args.folder}: no such folder")
+        err(f"{args.folder}: no such folder")
         return EXIT_USAGE
     try:
         samples, classes = read_yolo_folder(args.folder)
@@ -180,7 +175,7 @@ def _import(args: argparse.Namespace) -> int:
             args.out, samples, classes, f"folder:{args.folder.resolve()}", progress=True
         )
     except (DatasetError, OSError) as exc:
-        _err(str(exc))
+        err(str(exc))
         return EXIT_FAILED
     print(f"imported {len(manifest.images)} images ({', '.join(classes.names)}):")
     _summary(args.out, manifest)
@@ -204,9 +199,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--api", metavar="URL", help="the intake API to read reviewed cases from")
     p.add_argument(
         "--key-env",
-        default="STREETWATCH_API_KEY",
+        default=DEFAULT_KEY_ENV,
         metavar="VAR",
-        help="environment variable with a dispatch-scope key (default STREETWATCH_API_KEY)",
+        help=f"environment variable with a dispatch-scope key (default {DEFAULT_KEY_ENV})",
     )
     p.add_argument(
         "--from-score",

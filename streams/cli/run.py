@@ -6,10 +6,10 @@ import argparse
 import logging
 import os
 import socket
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from streams.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err
 from streams.config import ConfigError
 
 log = logging.getLogger("streetwatch.run")
@@ -106,18 +106,18 @@ def run(args: argparse.Namespace) -> int:
             health_host=args.health_host,
         )
     except (ConfigError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        err(str(exc))
+        return EXIT_USAGE
     except (ModelError, OutboxError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        err(str(exc))
+        return EXIT_FAILED
     worker.install_signal_handlers()
     try:
         worker.run()
     except OSError as exc:  # e.g. the metrics port is taken
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        err(str(exc))
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 def _when(ts: float) -> str:
@@ -130,18 +130,18 @@ def outbox(args: argparse.Namespace) -> int:
     state = args.state_dir or default_state_dir(args.shard)
     path = state / "outbox.sqlite3"
     if not path.exists():
-        print(f"error: no outbox at {path}", file=sys.stderr)
-        return 2
+        err(f"no outbox at {path}")
+        return EXIT_USAGE
     try:
         box = Outbox(path)
     except OutboxError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        err(str(exc))
+        return EXIT_FAILED
     try:
         if args.action == "retry":
             moved = box.retry_dead(args.ids or None)
             print(f"{moved} dead letter(s) queued again")
-            return 0
+            return EXIT_OK
         counts = box.counts()
         print(
             f"{path}: {counts['outbox']} pending, {counts['dead_letter']} dead, "
@@ -164,6 +164,6 @@ def outbox(args: argparse.Namespace) -> int:
                 f"dead    {dead.id:>6} {dead.kind:5} {dead.incident_id}  status {dead.status}"
                 f"  at {_when(dead.failed_at)}  reason: {dead.reason}"
             )
-        return 0
+        return EXIT_OK
     finally:
         box.close()

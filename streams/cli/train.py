@@ -1,31 +1,26 @@
-"""`streetwatch train` and `streetwatch models compare`: from a dataset to a registered,
-quantised, evaluated detector, and two models side by side on the same data.
+"""`streetwatch train` (and `models compare`, which `streams.cli.models` registers): from a
+dataset to a registered, quantised, evaluated detector, and two models side by side on the
+same data.
 
-Training needs the `train` extra (Ultralytics + torch, its own venv: `make train-venv`);
-evaluation, quantisation and comparison run on the runtime's engine alone.
-Exit codes: 0 ok, 1 failure, 2 usage/input error.
+Training itself (Ultralytics, and registering what it made) is `models.train`; it needs the
+`train` extra (Ultralytics + torch, its own venv: `make train-venv`). Evaluation (the engine
+on the val split, and the cases a scenario config yields) and quantisation run on the
+runtime's engine alone.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from models.errors import ModelError
+from streams.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err
 
 if TYPE_CHECKING:
     from models.dataset import DatasetManifest
-    from models.manifest import Evaluation, Manifest
-    from models.train import Trained, TrainParams
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-def _err(message: str) -> None:
-    print(f"streetwatch: {message}", file=sys.stderr)
+    from models.manifest import Evaluation
 
 
 def _dataset(directory: Path) -> DatasetManifest:
@@ -95,31 +90,31 @@ def _train(args: argparse.Namespace) -> int:
     from models.dataset import DatasetError
 
     if problem := _bad_numbers(args):
-        _err(problem)
+        err(problem)
         return EXIT_USAGE
     try:
         data = _dataset(args.data)
     except DatasetError as exc:
-        _err(str(exc))
+        err(str(exc))
         return EXIT_USAGE
     int8_name = f"{args.name}-int8"
     taken = {m.name for m in registry.list_models()} & {args.name, int8_name}
     if taken and not args.force:
-        _err(f"model {', '.join(sorted(taken))} already exists; pass --force to replace it")
+        err(f"model {', '.join(sorted(taken))} already exists; pass --force to replace it")
         return EXIT_USAGE
     if args.scenario is not None and not args.scenario.is_file():
-        _err(f"{args.scenario}: no such scenario config")
+        err(f"{args.scenario}: no such scenario config")
         return EXIT_USAGE
     try:
-        from models.train import TrainParams, check_base, train
+        from models.train import TrainParams, check_base, register_trained, train
     except ImportError as exc:
-        _err(f"training needs the train extra ({exc}); see README 'Training a model'")
+        err(f"training needs the train extra ({exc}); see README 'Training a model'")
         return EXIT_USAGE
     params = TrainParams(args.base, args.imgsz, args.epochs, args.batch, args.device, args.seed)
     try:
         check_base(args.base)
     except ModelError as exc:
-        _err(str(exc))
+        err(str(exc))
         return EXIT_USAGE
     counts = data.images_per_split
     print(
@@ -130,9 +125,9 @@ def _train(args: argparse.Namespace) -> int:
         workdir = args.workdir or Path(tmp)
         try:
             trained = train(args.data / "dataset.yaml", params, workdir)
-            manifest = _register(args, data, params, trained)
+            manifest = register_trained(args.name, data, params, trained)
         except (ModelError, OSError, RuntimeError, ValueError) as exc:
-            _err(f"training failed: {exc}")
+            err(f"training failed: {exc}")
             return EXIT_FAILED
     print(f"registered {manifest.name} ({trained.seconds:.0f} s of training)")
     names = [args.name]
@@ -141,56 +136,20 @@ def _train(args: argparse.Namespace) -> int:
             _quantize(args.name, int8_name, args.data, args.force)
             names.append(int8_name)
         except (ModelError, ValueError) as exc:
-            _err(f"int8 model not registered: {exc}")
+            err(f"int8 model not registered: {exc}")
     rows = []
     for name in names:
         print(f"evaluating {name} through the engine on the validation split")
         try:
             result = evaluate_model(name, args.data, args.scenario, args.conf, args.iou)
         except (ModelError, ValueError) as exc:
-            _err(f"{name} is registered but could not be evaluated: {exc}")
+            err(f"{name} is registered but could not be evaluated: {exc}")
             return EXIT_FAILED
         m, _ = registry.get(name)
         registry.update_manifest(m.model_copy(update={"evaluation": result}))
         rows.append((name, result))
     _print_metrics(rows)
     return EXIT_OK if len(names) == 2 or args.no_int8 else EXIT_FAILED
-
-
-def _register(
-    args: argparse.Namespace, data: DatasetManifest, params: TrainParams, trained: Trained
-) -> Manifest:
-    from models import registry
-    from models.manifest import Training
-    from models.ultralytics import manifest_from_onnx
-
-    present = set(data.names)
-    mapping = {t: [c for c in cs if c in present] for t, cs in data.incident_classes.items()}
-    manifest = manifest_from_onnx(trained.onnx, args.name, mapping, stall_attendant_classes=[])
-    if manifest.class_names != data.names:
-        raise ModelError(
-            f"exported classes {manifest.class_names} are not the dataset's {data.names}"
-        )
-    manifest = manifest.model_copy(
-        update={
-            "version": f"trained-{data.data_sha256[:12]}",
-            "training": Training(
-                dataset=data.source,
-                dataset_sha256=data.data_sha256,
-                images=dict(data.images_per_split),
-                base=params.base,
-                imgsz=params.imgsz,
-                epochs=params.epochs,
-                batch=params.batch,
-                device=params.device,
-                seed=params.seed,
-                ultralytics=trained.ultralytics_version,
-                seconds=round(trained.seconds, 1),
-            ),
-        }
-    )
-    registry.register_file(manifest, trained.onnx)
-    return manifest
 
 
 def _quantize(source: str, name: str, data: Path, force: bool) -> None:
@@ -209,19 +168,19 @@ def _quantize(source: str, name: str, data: Path, force: bool) -> None:
     print(f"registered {name}: agreement with {source} on the val frames {q.agreement:.1%}")
 
 
-def _compare(args: argparse.Namespace) -> int:
+def compare(args: argparse.Namespace) -> int:
     from models.dataset import DatasetError
 
     if problem := _bad_numbers(args):
-        _err(problem)
+        err(problem)
         return EXIT_USAGE
     try:
         _dataset(args.data)
     except DatasetError as exc:
-        _err(str(exc))
+        err(str(exc))
         return EXIT_USAGE
     if args.scenario is not None and not args.scenario.is_file():
-        _err(f"{args.scenario}: no such scenario config")
+        err(f"{args.scenario}: no such scenario config")
         return EXIT_USAGE
     from models import registry
 
@@ -229,20 +188,20 @@ def _compare(args: argparse.Namespace) -> int:
         try:
             registry.resolve(name)
         except ModelError as exc:
-            _err(str(exc))
+            err(str(exc))
             return EXIT_USAGE
     rows = []
     for name in (args.a, args.b):
         try:
             rows.append((name, evaluate_model(name, args.data, args.scenario, args.conf, args.iou)))
         except (ModelError, ValueError) as exc:
-            _err(f"{name}: {exc}")
+            err(f"{name}: {exc}")
             return EXIT_FAILED
     _print_metrics(rows)
     return EXIT_OK
 
 
-def _thresholds(p: argparse.ArgumentParser) -> None:
+def thresholds(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--conf",
         type=float,
@@ -296,19 +255,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="replace existing models; register the int8 model even below the agreement threshold",
     )
-    _thresholds(p)
+    thresholds(p)
     p.set_defaults(func=_train)
-
-    actions = subparsers.choices["models"].get_default("models_actions")
-    p = actions.add_parser(
-        "compare",
-        help="two models side by side on the same validation data and scenario",
-        description="Detection metrics (mAP50, mAP50-95, precision and recall per class) of "
-        "both models through the engine on the dataset's val split, and with --scenario the "
-        "cases each yields on the same config.",
-    )
-    p.add_argument("a", help="model name (or directory, or .onnx)")
-    p.add_argument("b", help="the other model")
-    p.add_argument("--data", required=True, type=Path, help="dataset directory")
-    _thresholds(p)
-    p.set_defaults(func=_compare)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import signal
 import threading
 import time
@@ -36,6 +35,7 @@ from streams.camera.runtime import CameraRuntime, sampling_for
 from streams.camera.site_store import CameraState, SiteStore
 from streams.camera.suppressions import Feedback, SuppressionCache
 from streams.config import CameraConfig, Config, ConfigError, load_config
+from streams.config import api_key as find_api_key
 from streams.live.fleet import FleetCameras
 from streams.live.health_http import serve_health
 from streams.live.health_report import HealthReporter
@@ -133,11 +133,11 @@ class Worker:
             "read_timeout_s": read_timeout_s,
             "freeze_after_s": freeze_after_s,
         }
-        key = api_key or os.environ.get(self.config.api.key_env)
+        key_env, key = find_api_key(self.config)
+        key = api_key or key
         if not key:
             raise ConfigError(
-                str(config_path),
-                [f"api.key_env: environment variable {self.config.api.key_env} is not set"],
+                str(config_path), [f"api.key_env: environment variable {key_env} is not set"]
             )
         self.state_dir = state_dir
         self.evidence = EvidenceWriter(state_dir / "evidence")
