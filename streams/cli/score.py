@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
 from api.backoff import Backoff
-from streams.config import Config, ConfigError, load_config
+from api.contract import CaseReport
+from streams.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err
+from streams.config import Config, ConfigError, api_key, load_config
 from streams.sources.recordings import (
     DEFAULT_TIME_FORMAT,
     NamePattern,
@@ -23,11 +25,17 @@ from streams.sources.recordings import (
     recordings,
 )
 
+if TYPE_CHECKING:
+    from api.client import IntakeClient
+    from api.outbox import Outbox
+
 log = logging.getLogger("streetwatch.score")
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# --post: each case tried this many times in one run (then it waits in the outbox for the
+# next run), jittered so parallel runs spread out.
 POST_ATTEMPTS = 4
-POST_BACKOFF = Backoff(initial_s=1.0, max_s=8.0)  # jittered, so parallel runs spread out
+POST_BACKOFF = Backoff(initial_s=1.0, max_s=8.0)
+OUTBOX_NAME = "outbox.sqlite3"
 DEFAULT_CHUNK_S = 600.0  # ten minutes of media: spans long enough that loading them is noise
 
 
@@ -108,7 +116,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--post",
         metavar="URL",
         help="also post each case to the intake API at URL (key from the environment variable "
-        "named by the config's api.key_env, default STREETWATCH_API_KEY); safe to repeat",
+        "named by the config's api.key_env, default STREETWATCH_API_KEY) through a durable "
+        "outbox in the work dir: what the API does not take now waits there for the next run; "
+        "safe to repeat",
     )
     p.set_defaults(func=run)
 
@@ -117,38 +127,34 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        err(str(exc))
         return EXIT_USAGE
     use_ray = args.ray or args.ray_address is not None
     if args.workers is not None and (args.workers < 1 or args.ray_address or not args.ray):
-        print(
-            "error: --workers is a positive number, with --ray (the local Ray runtime)",
-            file=sys.stderr,
-        )
+        err("--workers is a positive number, with --ray (the local Ray runtime)")
         return EXIT_USAGE
     if args.chunk_s < 0:
-        print("error: --chunk-s must be >= 0", file=sys.stderr)
+        err("--chunk-s must be >= 0")
         return EXIT_USAGE
-    key_env = config.api.key_env if config.api else "STREETWATCH_API_KEY"
-    api_key = os.environ.get(key_env)
-    if args.post and not api_key:
-        print(f"error: --post needs an API key in ${key_env}", file=sys.stderr)
+    key_env, key = api_key(config)
+    if args.post and not key:
+        err(f"--post needs an API key in ${key_env}")
         return EXIT_USAGE
     if use_ray:
         try:
             from streams.offline import ray_batch
         except ImportError:
-            print("error: --ray needs Ray: pip install 'streetwatch[ray]'", file=sys.stderr)
+            err("--ray needs Ray: pip install 'streetwatch[ray]'")
             return EXIT_USAGE
     try:
         found, unassigned = select(args, config)
     except RecordingsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        err(str(exc))
         return EXIT_USAGE
     for miss in unassigned:
-        print(f"error: {miss.path}: {miss.reason} (skipped)", file=sys.stderr)
+        err(f"{miss.path}: {miss.reason} (skipped)")
     if not found:
-        print("error: no recording to score", file=sys.stderr)
+        err("no recording to score")
         return EXIT_USAGE
     # Imported after validation so a bad config is refused before any heavy loading.
     from models.errors import ModelError
@@ -159,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         models = ModelSet(config, [r.camera for r in found])
     except ModelError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        err(str(exc))
         return EXIT_FAILED
     store = PartStore(args.work_dir or args.out.with_name(args.out.name + ".parts"))
     jobs = [Job(r, job_key(r, config, args.evidence_dir)) for r in found]
@@ -187,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
             try:
                 started_ray = ray_batch.connect(args.ray_address, args.workers)
             except (ConnectionError, RuntimeError) as exc:
-                print(f"error: cannot start or reach Ray: {exc}", file=sys.stderr)
+                err(f"cannot start or reach Ray: {exc}")
                 return EXIT_FAILED
             log.info("Ray: %d CPUs", ray_batch.cluster_cpus())
             results = ray_batch.run_ray(
@@ -235,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
     if failed:
         summary += f"; failed: {', '.join(failed)}"
     print(summary)
-    if args.post and not post_all(args.post, api_key, reports):
+    if args.post and not post_all(args.post, key, reports, store.directory / OUTBOX_NAME):
         return EXIT_FAILED
     return EXIT_FAILED if failed else EXIT_OK
 
@@ -255,29 +261,56 @@ def select(args: argparse.Namespace, config: Config) -> tuple[list[Recording], l
     return recordings(args.recordings, config, pattern)
 
 
-def post_all(url: str, api_key: str, reports: list) -> bool:
-    """Posts every case with its evidence; the incident id is the Idempotency-Key."""
-    from api.client import IntakeClient, IntakeError, RetryableError
+def post_all(url: str, key: str, reports: list[CaseReport], outbox_path: Path) -> bool:
+    """Posts every case (with its evidence) through the durable outbox the worker uses: each
+    is queued on disk first, with its incident id as Idempotency-Key, then delivered. A case
+    the API does not take within POST_ATTEMPTS tries waits in the outbox for the next run (a
+    re-run of the same command), one it refuses is a dead letter (`streetwatch outbox list
+    --state-dir DIR`); a case delivered before is not sent again. True when the API holds
+    every case."""
+    from api.client import IntakeClient
+    from api.outbox import Outbox, OutboxError
 
-    posted = merged = 0
-    problems = []
-    with IntakeClient(url, api_key) as client:
+    try:
+        box = Outbox(outbox_path, POST_BACKOFF)
+    except OutboxError as exc:
+        err(str(exc))
+        return False
+    try:
         for report in reports:
-            for attempt in range(POST_ATTEMPTS):
-                try:
-                    receipt = client.post_case(report, None, report.id)
-                except RetryableError as exc:
-                    if attempt + 1 < POST_ATTEMPTS:
-                        time.sleep(max(exc.retry_after or 0.0, POST_BACKOFF.delay(attempt)))
-                        continue
-                    problems.append(f"{report.id}: {exc}")
-                except IntakeError as exc:
-                    problems.append(f"{report.id}: {exc}")
-                else:
-                    posted += 1
-                    merged += receipt.merged
-                break
-    print(f"posted {posted}/{len(reports)} cases to {url} ({merged} merged into existing cases)")
-    for problem in problems:
-        print(f"error: not posted: {problem}", file=sys.stderr)
-    return not problems
+            box.enqueue_report(report)
+        with IntakeClient(url, key) as client:
+            _drain(box, client)
+        ids = {r.id for r in reports}
+        waiting = [i for i in box.pending() if i.incident_id in ids]
+        dead = [d for d in box.dead() if d.incident_id in ids]
+    finally:
+        box.close()
+    posted = len(reports) - len(waiting) - len(dead)
+    print(f"posted {posted}/{len(reports)} cases to {url}")
+    for item in dead:
+        err(f"not posted: {item.incident_id}: {item.reason}")
+    if waiting:
+        err(
+            f"{len(waiting)} cases not delivered yet ({waiting[0].last_error}); they wait in "
+            f"{outbox_path}: run the same command again to deliver them"
+        )
+    if dead:
+        err(
+            f"refused cases stay in {outbox_path}: streetwatch outbox list --state-dir "
+            f"{outbox_path.parent}"
+        )
+    return not waiting and not dead
+
+
+def _drain(box: Outbox, client: IntakeClient) -> None:
+    """Delivers until the outbox is empty or every case left has had its tries this run."""
+    tries = {item.id: 0 for item in box.pending()}
+    while True:
+        for item in box.due():
+            tries[item.id] = tries.get(item.id, 0) + 1
+            box.deliver(client, item, None)  # the evidence stays where score wrote it
+        left = [i for i in box.pending() if tries.get(i.id, 0) < POST_ATTEMPTS]
+        if not left:
+            return
+        time.sleep(max(0.0, min(i.next_attempt_at for i in left) - time.time()))
