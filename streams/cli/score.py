@@ -284,6 +284,9 @@ def post_all(url: str, key: str, reports: list[CaseReport], outbox_path: Path) -
         ids = {r.id for r in reports}
         waiting = [i for i in box.pending() if i.incident_id in ids]
         dead = [d for d in box.dead() if d.incident_id in ids]
+    except OutboxError as exc:  # the disk failed under the queue: what is queued stays
+        err(str(exc))
+        return False
     finally:
         box.close()
     posted = len(reports) - len(waiting) - len(dead)
@@ -304,13 +307,18 @@ def post_all(url: str, key: str, reports: list[CaseReport], outbox_path: Path) -
 
 
 def _drain(box: Outbox, client: IntakeClient) -> None:
-    """Delivers until the outbox is empty or every case left has had its tries this run."""
-    tries = {item.id: 0 for item in box.pending()}
-    while True:
-        for item in box.due():
-            tries[item.id] = tries.get(item.id, 0) + 1
-            box.deliver(client, item, None)  # the evidence stays where score wrote it
-        left = [i for i in box.pending() if tries.get(i.id, 0) < POST_ATTEMPTS]
-        if not left:
-            return
-        time.sleep(max(0.0, min(i.next_attempt_at for i in left) - time.time()))
+    """Delivers the queued cases in the order they were queued (the API merges a report into
+    an open case at the same site, so an earlier stay must land first): each gets
+    POST_ATTEMPTS tries now, whenever its last run left it due; the first that the API does
+    not take stops the run, and it and the cases after it wait for the next."""
+    for item in box.pending():
+        for attempt in range(POST_ATTEMPTS):
+            if box.deliver(client, item, None):  # the evidence stays where score wrote it
+                break
+            left = next((i for i in box.pending() if i.id == item.id), None)
+            if left is None:  # refused for good: a dead letter, the next case goes on
+                break
+            if attempt + 1 == POST_ATTEMPTS:
+                return
+            time.sleep(max(0.0, left.next_attempt_at - time.time()))
+            item = left
