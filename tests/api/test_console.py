@@ -112,7 +112,8 @@ def test_scopes_are_the_apis(sqlite_api: Api, photos):
         browser, refused = sign_in(sqlite_api, key)
         assert refused.status_code == 403
         assert "sw_session" not in refused.headers.get("set-cookie", "")
-        assert "没有 dispatch（审核调度）权限" in refused.text and f"它的权限：{has}" in refused.text
+        assert "没有 dispatch（审核调度）权限" in refused.text
+        assert f"它的权限：{has}" in refused.text
         assert browser.get("/console").headers["location"] == "/console/login"
         token = re.search(r'name="csrf" value="([^"]+)"', refused.text).group(1)
         browser.cookies.set("sw_lang", "en")
@@ -214,14 +215,15 @@ def test_no_console_request_holds_up_the_server_while_a_writer_holds_the_lock(ap
     logout_token = csrf_of(leaving.get("/console").text)
     guesser, guess_token = sign_in_form(api)
     newcomer, newcomer_token = sign_in_form(api)
+    wrong = {"key": "sw_0_wrong", "csrf": guess_token}
+    right = {"key": key, "csrf": newcomer_token}
+    accept = f"/console/cases/{case_id}/accept"
     sends = {
-        "wrong key": lambda: guesser.post(
-            "/console/login", data={"key": "sw_0_wrong", "csrf": guess_token}
-        ),
-        "sign-in": lambda: newcomer.post("/console/login", data={"key": key, "csrf": newcomer_token}),
-        "accept": lambda: reviewer.post(f"/console/cases/{case_id}/accept", data={"csrf": accept_token}),
+        "wrong key": lambda: guesser.post("/console/login", data=wrong),
+        "sign-in": lambda: newcomer.post("/console/login", data=right),
+        "accept": lambda: reviewer.post(accept, data={"csrf": accept_token}),
         "sign-out": lambda: leaving.post("/console/logout", data={"csrf": logout_token}),
-    }  # fmt: skip
+    }
     answers: dict[str, int] = {}
     threads = [
         threading.Thread(target=lambda n=n, f=f: answers.update({n: f().status_code}), daemon=True)
