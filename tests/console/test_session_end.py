@@ -35,6 +35,7 @@ def test_a_queue_whose_session_ended_sends_the_reviewer_to_sign_in(
             base_url=server.url, headers={"Authorization": f"Bearer {server.create_key('admin')}"}
         )
         reviewer = server.create_key("dispatch", name="reviewer")
+        browser.clear_cookies()  # the shared browser's language and sessions of other tests
         page = browser.new_page()
         queue = f"{server.url}/console?status=all&order=oldest"
         page.goto(queue)
