@@ -22,8 +22,10 @@ class Context:
     store: EvidenceStore
     metrics: Metrics
     server_key: bytes
-    # When this process began serving: fleet liveness does not count the time before it.
+    # When this process began serving, and the last fleet heartbeat any API process had
+    # taken then: fleet liveness does not count the time between (api/routes/fleet.py).
     started_at: datetime = field(default_factory=utcnow)
+    fleet_heard_at: datetime | None = None
 
 
 def get_context(request: Request) -> Context:

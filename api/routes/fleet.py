@@ -3,9 +3,9 @@ each camera's open sites handed from one worker to the next, and what the caller
 reported for a camera (see api/fleet.py).
 
 Liveness (a heartbeat within the TTL) does not count the time this API process was down: for
-one TTL after it starts, a worker heard within the TTL before the last heartbeat that got in
-before the start still counts as live, so a restart does not move cameras off healthy
-workers that could not reach it meanwhile.
+one TTL after it starts, a worker heard within the TTL before the last heartbeat taken before
+the start still counts as live, so a restart does not move cameras off healthy workers that
+could not reach it meanwhile.
 
 `admin` keys edit the cameras and read the fleet; `fleet` keys (workers) heartbeat, receive
 their cameras and hand over camera state.
@@ -26,6 +26,7 @@ from api import problems
 from api.auth import Admin, Fleet
 from api.context import Context, Ctx
 from api.contract import CaseReport
+from api.db import Database
 from api.fleet import (
     AssignedCamera,
     Assignment,
@@ -74,18 +75,24 @@ class FleetWorkerList(BaseModel):
     items: list[FleetWorkerOut]
 
 
+# A worker that left cleanly is marked by a last heartbeat before its start: never live.
+_heard = FleetWorker.last_seen >= FleetWorker.started_at
+
+
+def last_heartbeat(db: Database) -> datetime | None:
+    """The newest heartbeat the fleet table holds (taken as this process starts)."""
+    with db.read() as session:
+        return session.scalar(select(func.max(FleetWorker.last_seen)).where(_heard))
+
+
 def _since(session: Session, ctx: Context, now: datetime) -> datetime:
     """The oldest heartbeat of a live worker: within the TTL, not counting the time before
-    this process started (for one TTL after it, the TTL runs back from the last heartbeat
-    any worker got in before the start)."""
+    this process started: for one TTL after it, a worker heard within the TTL before the
+    last heartbeat taken before the start is live too (those that were live then)."""
     ttl = timedelta(seconds=ctx.settings.fleet_worker_ttl_s)
     since = now - ttl
-    if now - ctx.started_at < ttl:
-        before = session.scalar(
-            select(func.max(FleetWorker.last_seen)).where(FleetWorker.last_seen < ctx.started_at)
-        )
-        if before is not None:
-            since = min(since, before - ttl)
+    if now - ctx.started_at < ttl and ctx.fleet_heard_at is not None:
+        since = min(since, ctx.fleet_heard_at - ttl)
     return since
 
 
@@ -94,7 +101,7 @@ def _live(session: Session, ctx: Context, now: datetime) -> dict[str, FleetWorke
     since = _since(session, ctx, now)
     return {
         w.worker_id: w
-        for w in session.scalars(select(FleetWorker).where(FleetWorker.last_seen >= since))
+        for w in session.scalars(select(FleetWorker).where(FleetWorker.last_seen >= since, _heard))
     }
 
 
@@ -182,7 +189,7 @@ def list_workers(ctx: Ctx, _: Admin) -> FleetWorkerList:
                     worker_id=w.worker_id,
                     started_at=w.started_at,
                     last_seen=w.last_seen,
-                    live=w.last_seen >= since,
+                    live=since <= w.last_seen >= w.started_at,
                     running=list(w.running),
                 )
                 for w in rows
@@ -207,9 +214,9 @@ def heartbeat(ctx: Ctx, _: Fleet, worker_id: WorkerId, body: Heartbeat) -> Assig
                 session.add(row)
             row.started_at = now  # (back) in the fleet from now
         row.last_seen, row.running = now, sorted(set(body.running))
-        if body.leaving:  # seen last long ago: no longer live, its cameras move now
-            gone = _since(session, ctx, now) - timedelta(seconds=1)
-            row.last_seen, row.running, row.assigned = gone, [], []
+        if body.leaving:  # no longer live (see `_heard`): its cameras move now
+            row.started_at, row.last_seen = now, now - timedelta(seconds=ttl_s + 1)
+            row.running, row.assigned = [], []
             return Assignment(cameras=[], live_workers=len(_live(session, ctx, now)), ttl_s=ttl_s)
         session.flush()
         live = _live(session, ctx, now)
