@@ -14,6 +14,7 @@ import io
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import tarfile
@@ -241,6 +242,122 @@ def test_a_killed_workers_cameras_move_and_its_incident_continues(clips, pg_url,
             "a cleanly stopped worker's cameras moved",
         )
         assert handed
+        server.stop()
+
+
+KILL_DELAYS_S = (0.2, 1.0, 2.5, 4.0)  # after the POST that opened the case
+BUS_STAYS_S, LOOP_S = 24, 40  # the bus parks for 24 s of every 40 s the camera loops
+
+
+@pytest.fixture(scope="module")
+def comings_and_goings(tmp_path_factory, bus_jpg, vtest_avi, rtsp_server_deps) -> Path:
+    out = tmp_path_factory.mktemp("fleet-kill")
+    bus = Sprite(crop(bus_jpg, BUS_CROP, 300)).parked(0, BUS_STAYS_S, (420, 300))
+    return render(out / "comes-and-goes.mp4", video_frames(vtest_avi), LOOP_S, 5, [bus])
+
+
+def test_a_worker_killed_right_after_it_reports_leaves_one_case_that_clears(
+    comings_and_goings, pg_url, tmp_path
+):
+    """Issue 28: two fleet workers, a bus that parks and leaves again and again. Each time
+    the bus's case is posted, the worker that posted it is killed with SIGKILL a moment
+    later (0.2 to 4 s), before or after it handed its camera's sites over. The next worker
+    continues the incident under its id, whatever it was handed: one case per parking,
+    cleared when the bus leaves, and no worker's outbox holds a dead letter."""
+    env = os.environ | {HOME_ENV: str(home()), "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    api_port = free_port()
+    api_url = f"http://127.0.0.1:{api_port}"
+    camera = "cam-bus"
+    with ExitStack() as stack:
+        server = stack.enter_context(
+            RtspServer({camera: comings_and_goings}, fps=5, width=384, height=288, keyint=5)
+        )
+        argv = ["serve", "--db", pg_url, "--data-dir", str(tmp_path / "api")]
+        api = Process([*argv, "--port", str(api_port), "--fleet-worker-ttl-s", "6"], env)
+        api.start()
+        stack.callback(api.kill)
+        wait_until(lambda: _ok(f"{api_url}/readyz"), 60, "the API ready")
+        db = Database(pg_url)
+        with db.write() as session:
+            _, admin = create_key(session, "ops", [Scope.admin, Scope.dispatch])
+            _, fleet_key = create_key(session, "fleet", [Scope.ingest, Scope.fleet])
+        db.dispose()
+        http = stack.enter_context(
+            httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {admin}"}, timeout=10)
+        )
+        definition = {
+            "id": camera,
+            "source": server.url(camera),
+            "sample": {"fps": 1},
+            "zones": [{"id": "bay", "polygon": BAY, "checks": ["illegal_parking"]}],
+        }
+        http.put(f"/v1/fleet/cameras/{camera}", json={"definition": definition}).raise_for_status()
+        config = tmp_path / "worker.yaml"
+        rules = {"illegal_parking": {"dwell_s": 6, "clear_s": 5, "occlusion_s": 3}}
+        config.write_text(
+            yaml.safe_dump({"model": "default", "rules": rules, "api": {"url": api_url}})
+        )
+        worker_env = env | {"STREETWATCH_API_KEY": fleet_key}
+
+        def worker(w: str) -> Process:
+            argv = ["run", "--fleet", "--worker-id", w, "--config", str(config)]
+            argv += ["--state-dir", str(tmp_path / w), "--open-timeout", "5", "--read-timeout", "3"]
+            process = Process(argv, worker_env).start()
+            stack.callback(process.kill)
+            everyone.append(process)
+            return process
+
+        everyone: list[Process] = []
+
+        workers = {w: worker(w) for w in ("w1", "w2")}
+        seen: set[str] = set()
+        rounds = []
+        for delay in KILL_DELAYS_S:
+            # A new parking is posted; the worker that posted it dies `delay` s after.
+            case = wait_until(
+                lambda: next((c for c in _cases(http) if c["id"] not in seen), None),
+                3 * LOOP_S + 60,
+                "the bus's next case",
+                poll_s=0.05,
+            )
+            seen.add(case["id"])
+            (report_id,) = case["report_ids"]
+            victim = next(w for w, p in workers.items() if any(report_id in line for line in p.log))
+            time.sleep(max(0.0, _ts(case["created_at"]) + delay - time.time()))
+            killed_at = time.time()
+            workers[victim].kill()
+
+            def cleared(case_id: str = case["id"]) -> dict | None:
+                got = http.get(f"/v1/cases/{case_id}").json()
+                return got if got["cleared_at"] else None
+
+            done = wait_until(cleared, LOOP_S + 60, f"case {case['id']} cleared")
+            rounds.append((round(killed_at - _ts(case["created_at"]), 2), victim, done))
+            workers[victim] = worker(victim)  # back under its name, for the next round
+
+        print("kill delay after the POST, worker killed:", [r[:2] for r in rounds])
+        for kill_delay, _, case in rounds:
+            assert case["report_count"] == 1 and case["status"] == "reported", (kill_delay, case)
+            # Cleared by the worker that watched the bus leave.
+            (report_id,) = case["report_ids"]
+            assert any(f"cleared: {report_id}" in line for p in everyone for line in p.log)
+        assert len(_cases(http)) == len(KILL_DELAYS_S)
+        for line in (line for p in everyone for line in p.log):
+            if "resumed" in line or "did not deliver" in line or "outbox" in line:
+                print(line)
+
+        def live() -> bool:
+            items = http.get("/v1/fleet/workers").json()["items"]
+            return sum(w["live"] for w in items) == len(workers)
+
+        wait_until(live, 60, "the last worker back")  # its signal handlers are in place
+        for process in workers.values():
+            assert process.terminate() == 0
+        for w in workers:
+            with sqlite3.connect(tmp_path / w / "outbox.sqlite3") as outbox:
+                (dead,) = outbox.execute("SELECT COUNT(*) FROM dead_letter").fetchone()
+                (pending,) = outbox.execute("SELECT COUNT(*) FROM outbox").fetchone()
+            assert (dead, pending) == (0, 0), (w, [r[:2] for r in rounds])
         server.stop()
 
 
