@@ -271,6 +271,11 @@ def reconcile(
                     state.evidence.pop(report.id, None)
                     continue
                 if incident is None:
+                    log.info(
+                        "fleet: camera %s: %s continues as reported (the API holds it)",
+                        camera_id,
+                        report.id,
+                    )
                     site["incident"] = {
                         "id": report.id,
                         "class_name": report.class_name,

@@ -510,3 +510,80 @@ def test_the_fleet_thread_hands_over_what_it_stops_and_stops_all_when_cut_off(tm
     fleet.beat()
     assert not fleet.connected
     assert fleet.changed.is_set() and fleet.take() == []
+
+
+def test_handed_over_state_is_reconciled_with_what_the_api_holds(tmp_path):
+    """The four ways a dead worker's last hand-over can lag what reached the API, on the
+    state a SiteStore round trip gives: a dwell the API knows was confirmed continues as
+    that incident; one it knows cleared is over (the sites' shots follow their sites); a
+    report the API never got is posted again; an incident the API holds open whose site the
+    state no longer has (cleared on the dead worker) is cleared."""
+    from datetime import UTC, datetime, timedelta
+
+    from api.contract import CaseReport
+    from api.fleet import ReportedIncident
+    from detector.incidents import incident_id
+    from detector.pipeline import PipelineState
+    from streams.fleet import reconcile
+    from streams.site_store import CameraState, SiteStore
+
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+
+    def site(first_s: float, incident: str | None = None) -> dict:
+        at = (t0 + timedelta(seconds=first_s)).timestamp()
+        return {
+            "anchor": [1.0, 1.0], "box": [10.0, 10.0, 90.0, 90.0], "first_seen": at,
+            "last_seen": at + 40, "first_shot_at": at, "dwelt_s": 40.0, "unseen_s": 0.0,
+            "class_scores": {"bus": 30.0}, "score_sum": 30.0, "sightings": 40,
+            "attended": 0.0,
+            "incident": incident and {
+                "id": incident, "class_name": "bus", "confidence": 0.9, "confirmed_at": at + 30
+            },
+        }  # fmt: skip
+
+    def report(first_s: float, cleared: bool = False) -> CaseReport:
+        first = t0 + timedelta(seconds=first_s)
+        return CaseReport(
+            id=incident_id("cam", "bay", "illegal_parking", first), type="illegal_parking",
+            event_code="09009", camera_id="cam", zone_id="bay", class_name="bus",
+            confidence=0.8, bbox=[10, 10, 90, 90], first_seen=first,
+            confirmed_at=first + timedelta(seconds=30), last_seen=first + timedelta(seconds=50),
+            cleared_at=first + timedelta(seconds=60) if cleared else None,
+        )  # fmt: skip
+
+    dwelling, cleared_on_api, never_sent, cleared_there = (report(s) for s in (0, 100, 200, 300))
+    sites = [site(0), site(100), site(200, never_sent.id)]
+    shots = {f"bay|illegal_parking|{n}": np.full((2, 2, 3), n, np.uint8) for n in range(3)}
+    store = SiteStore(tmp_path / "sites")
+    saved_at = (t0 + timedelta(seconds=400)).timestamp()
+    store.save(
+        "cam",
+        CameraState(
+            PipelineState({"bay|illegal_parking": sites}, shots, None),
+            {never_sent.id: never_sent},
+            saved_at=saved_at,
+        ),
+    )
+    state = store.load("cam")
+    assert state is not None
+    held = [
+        ReportedIncident(case_id=f"cs_{n}", report=r)
+        for n, r in enumerate(
+            [dwelling, report(100, cleared=True), cleared_there, report(500)]  # 500: later
+        )
+    ]
+    to_post, to_clear = reconcile("cam", state, held)
+
+    continued, unsent = state.pipeline.sites["bay|illegal_parking"]
+    assert continued["incident"]["id"] == dwelling.id
+    assert continued["incident"]["confirmed_at"] == dwelling.confirmed_at.timestamp()
+    assert unsent["incident"]["id"] == never_sent.id
+    assert set(state.reports) == {dwelling.id, never_sent.id}
+    shots_now = [int(state.pipeline.shots[f"bay|illegal_parking|{n}"][0, 0, 0]) for n in (0, 1)]
+    assert shots_now == [0, 2]  # the first and the third site's
+    assert "bay|illegal_parking|2" not in state.pipeline.shots
+    assert [r.id for r in to_post] == [never_sent.id]
+    assert [(r.id, r.cleared_at) for r in to_clear] == [
+        (cleared_there.id, datetime.fromtimestamp(saved_at, UTC))
+    ]
+    assert cleared_on_api.id not in state.reports
