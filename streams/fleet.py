@@ -198,10 +198,15 @@ class FleetCameras:
         afresh here (older local state is stale)."""
         try:
             data = self.client.get_camera_state(camera_id)
-            reported = self.client.camera_reports(camera_id) if data is not None else None
         except IntakeError as exc:
             log.warning("fleet: camera %s: cannot fetch its sites (%s)", camera_id, exc)
             return
+        reported = None
+        if data is not None:
+            try:
+                reported = self.client.camera_reports(camera_id)
+            except IntakeError as exc:  # the sites still resume, as they were handed over
+                log.warning("fleet: camera %s: cannot fetch its reports (%s)", camera_id, exc)
         with self._lock:
             if reported is None:
                 self._reported.pop(camera_id, None)
