@@ -296,7 +296,11 @@ def test_a_worker_killed_right_after_it_reports_leaves_one_case_that_clears(
         }
         http.put(f"/v1/fleet/cameras/{camera}", json={"definition": definition}).raise_for_status()
         config = tmp_path / "worker.yaml"
-        rules = {"illegal_parking": {"dwell_s": 6, "clear_s": 5, "occlusion_s": 3}}
+        # A dwell longer than the hand-over bound: the last periodic hand-over before the
+        # kill holds the bus's site (in its dwell, or confirmed if the one at the event
+        # got out first); a shorter one may not, and the next worker's own report of the
+        # bus would join the case as a second report.
+        rules = {"illegal_parking": {"dwell_s": 12, "clear_s": 5, "occlusion_s": 3}}
         config.write_text(
             yaml.safe_dump({"model": "default", "rules": rules, "api": {"url": api_url}})
         )
