@@ -85,7 +85,7 @@ def last_heartbeat(db: Database) -> datetime | None:
         return session.scalar(select(func.max(FleetWorker.last_seen)).where(_heard))
 
 
-def _since(session: Session, ctx: Context, now: datetime) -> datetime:
+def _since(ctx: Context, now: datetime) -> datetime:
     """The oldest heartbeat of a live worker: within the TTL, not counting the time before
     this process started: for one TTL after it, a worker heard within the TTL before the
     last heartbeat taken before the start is live too (those that were live then)."""
@@ -98,7 +98,7 @@ def _since(session: Session, ctx: Context, now: datetime) -> datetime:
 
 def _live(session: Session, ctx: Context, now: datetime) -> dict[str, FleetWorker]:
     """Each live worker (see `_since`)."""
-    since = _since(session, ctx, now)
+    since = _since(ctx, now)
     return {
         w.worker_id: w
         for w in session.scalars(select(FleetWorker).where(FleetWorker.last_seen >= since, _heard))
@@ -180,8 +180,8 @@ def list_cameras(ctx: Ctx, _: Admin) -> FleetCameraList:
 )  # fmt: skip
 def list_workers(ctx: Ctx, _: Admin) -> FleetWorkerList:
     now = utcnow()
+    since = _since(ctx, now)
     with ctx.db.read() as session:
-        since = _since(session, ctx, now)
         rows = session.scalars(select(FleetWorker).order_by(FleetWorker.worker_id))
         return FleetWorkerList(
             items=[
