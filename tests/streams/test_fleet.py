@@ -334,7 +334,15 @@ def test_a_worker_killed_right_after_it_reports_leaves_one_case_that_clears(
             )
             seen.add(case["id"])
             (report_id,) = case["report_ids"]
-            victim = next(w for w, p in workers.items() if any(report_id in line for line in p.log))
+
+            def poster(report_id: str = report_id) -> str | None:
+                return next(
+                    (w for w, p in workers.items() if any(report_id in line for line in p.log)),
+                    None,
+                )
+
+            # Its log line may still be on its way through the pipe.
+            victim = wait_until(poster, 10, f"the worker that confirmed {report_id}", 0.02)
             time.sleep(max(0.0, _ts(case["created_at"]) + delay - time.time()))
             killed_at = time.time()
             workers[victim].kill()
