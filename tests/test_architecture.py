@@ -67,9 +67,9 @@ RULES = (
 
 # Known breaks of a rule, each with the reason it stands and what removes it. Keep it short.
 EXCEPTIONS = {
-    ("streams.demo.__main__", "tests.support.scenes"): "the demo composes its clip with the "
+    ("streams.demo", "tests.support.scenes"): "the demo composes its clip with the "
     "tests' scenes; it runs from a checkout only and is left out of the wheel (pyproject)",
-    ("streams.demo.__main__", "tests.support.testcam"): "the demo serves its clip with the "
+    ("streams.demo", "tests.support.testcam"): "the demo serves its clip with the "
     "tests' loopback camera (scripts/rtsp_server.py, a checkout only); left out of the wheel",
 }
 
