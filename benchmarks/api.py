@@ -518,7 +518,7 @@ def run(runs: int, posts: int = POSTS) -> str:
     cells: list[Cell] = []
     loads: list[float] = []  # 1-minute load average as each run starts
     with durable_postgres() as admin_url:
-        from api.testing import fresh_database
+        from tests.support.api import fresh_database
 
         pg = postgres_facts(admin_url)
         for r in range(runs):
@@ -625,7 +625,7 @@ def render(
     how = (
         f"Machine: {machine()}; FastAPI {_version('fastapi')}, uvicorn {_version('uvicorn')}, "
         f"SQLAlchemy {_version('sqlalchemy')}, SQLite {sqlite3.sqlite_version} (WAL, "
-        f"synchronous=NORMAL, as `api.db` sets it), {pg} in a cluster of its own (the test "
+        f"synchronous=NORMAL, as `api.server.db` sets it), {pg} in a cluster of its own (the test "
         f"cluster of `scripts/postgres-test.sh` turns durability off); the evidence store "
         f"fsyncs every image either way. Load average {load_before} before, {_load()} after, "
         f"{' / '.join(f'{x:.1f}' for x in loads)} (1 min) as each run started. "

@@ -1,4 +1,4 @@
-"""Where a fleet worker gets its cameras: from the intake API (api/fleet.py), not the YAML.
+"""Where a fleet worker gets its cameras: from the intake API (api/contract/fleet.py), not the YAML.
 
 A thread heartbeats every `heartbeat_s` with the cameras the worker runs; the answer is the
 cameras it should run. Before the worker starts a camera new to it, the thread fetches the
@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pydantic import ValidationError
 
 from api.client import IntakeClient, IntakeError
-from api.fleet import Assignment
+from api.contract.fleet import Assignment
 from streams.config import CameraConfig
 from streams.site_store import SiteStore
 

@@ -16,9 +16,9 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel
 
-from api.contract import CaseReceipt, CaseReport, EvidenceRef, Observation, ObservationReceipt
-from api.fleet import Assignment, FleetCameraIn, Heartbeat
-from api.suppress import SuppressionRule
+from api.contract.cases import CaseReceipt, CaseReport, EvidenceRef, Observation, ObservationReceipt
+from api.contract.fleet import Assignment, FleetCameraIn, Heartbeat
+from api.contract.suppression_rules import SuppressionRule
 
 
 class IntakeError(Exception):
@@ -121,7 +121,7 @@ class IntakeClient:
             files.append(("thumbnail", ("thumbnail.jpg", thumbnail, "image/jpeg")))
         self._request("POST", f"/v1/cameras/{quote(camera_id, safe='')}/health", files=files)
 
-    # -- the fleet (api/fleet.py) -----------------------------------------------------------
+    # -- the fleet (api/contract/fleet.py) -------------------------------------------------
 
     def heartbeat(self, worker_id: str, running: list[str], leaving: bool = False) -> Assignment:
         """Says what this worker runs; the answer is what it should run now."""

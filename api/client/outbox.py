@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from api.backoff import Backoff
-from api.client import IntakeClient, RejectedError, RetryableError
-from api.contract import CaseReport, Observation
+from api.client.backoff import Backoff
+from api.client.intake import IntakeClient, RejectedError, RetryableError
+from api.contract.cases import CaseReport, Observation
 
 log = logging.getLogger(__name__)
 

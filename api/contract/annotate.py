@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from api.contract import EvidenceBox
+from api.contract.cases import EvidenceBox
 
 BOX_COLOUR = (0, 0, 255)  # red, BGR: what the worker saw
 REVIEWED_COLOUR = (0, 160, 0)  # green: a reviewer's correction

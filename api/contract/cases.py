@@ -43,7 +43,7 @@ class IncidentType(StrEnum):
 
 
 class CaseStatus(StrEnum):
-    """Where a case stands in the 数字城管 workflow; `api.lifecycle` has the allowed moves."""
+    """Where a case stands in the 数字城管 workflow (the allowed moves: `api.server.lifecycle`)."""
 
     reported = "reported"
     accepted = "accepted"  # 立案
@@ -163,8 +163,3 @@ class ObservationReceipt(BaseModel):
     cleared_at: datetime | None = Field(
         description="Set only once every report of the case is cleared"
     )
-
-
-def iso(ts: datetime | None) -> str | None:
-    """ISO 8601 with offset, millisecond precision: the one timestamp format on the wire."""
-    return None if ts is None else ts.isoformat(timespec="milliseconds")

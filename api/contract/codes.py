@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.contract import IncidentType
+from api.contract.cases import IncidentType
 
 
 class EventCode(BaseModel):

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from api.contract import Id, storable
+from api.contract.cases import Id, storable
 
 MAX_DEFINITION_CHARS = 200_000  # zones of a busy junction fit many times over
 

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from api.contract import Id, IncidentType, Pixel
+from api.contract.cases import Id, IncidentType, Pixel
 
 
 class RejectReason(StrEnum):

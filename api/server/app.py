@@ -11,18 +11,18 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from api import problems
-from api.context import Context
-from api.db import Database
-from api.lifecycle import table_markdown
-from api.metrics import Metrics
-from api.middleware import BodyLimit, RequestContext, RequestGuard
-from api.retention import prune
-from api.routes import admin, cases, feed, open311, ops
-from api.secrets import load_server_key
-from api.settings import Settings
-from api.storage import EvidenceStore
-from api.webhooks import Dispatcher, seal_plaintext_secrets
+from api.server import problems
+from api.server.context import Context
+from api.server.db import Database
+from api.server.lifecycle import table_markdown
+from api.server.metrics import Metrics
+from api.server.middleware import BodyLimit, RequestContext, RequestGuard
+from api.server.retention import prune
+from api.server.routes import admin, cases, feed, open311, ops
+from api.server.secrets import load_server_key
+from api.server.settings import Settings
+from api.server.storage import EvidenceStore
+from api.server.webhooks import Dispatcher, seal_plaintext_secrets
 
 log = logging.getLogger(__name__)
 
@@ -124,12 +124,12 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     for module in (cases, feed, admin, open311, ops):
         app.include_router(module.router)
     # The review console and its feedback loop (issue 13).
-    from api.console import pages as console
-    from api.routes import cameras, suppressions
+    from api.server.console import pages as console
+    from api.server.routes import cameras, suppressions
 
     for module in (suppressions, cameras):
         app.include_router(module.router)
-    from api.routes import fleet  # camera fleets (issue 17)
+    from api.server.routes import fleet  # camera fleets (issue 17)
 
     app.include_router(fleet.router)
     console.install(app)

@@ -25,9 +25,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.context import get_context
-from api.problems import Problem
-from api.tables import ApiKey, utcnow
+from api.server.context import get_context
+from api.server.problems import Problem
+from api.server.tables import ApiKey, utcnow
 
 
 class Scope(StrEnum):

@@ -11,15 +11,15 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from api.annotate import annotate_jpeg
-from api.auth import Principal
-from api.changes import record
-from api.context import Context
 from api.contract import EvidenceBox, Pixel
-from api.intake import resolve
-from api.problems import Problem
-from api.routes.feed import EVIDENCE_HEADERS
-from api.tables import Case
+from api.contract.annotate import annotate_jpeg
+from api.server.auth import Principal
+from api.server.changes import record
+from api.server.context import Context
+from api.server.evidence import EVIDENCE_HEADERS
+from api.server.intake import resolve
+from api.server.problems import Problem
+from api.server.tables import Case
 
 
 class BoxIn(BaseModel):

@@ -8,10 +8,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.auth import Principal
-from api.schemas import EVENT_TYPES
-from api.serialize import case_out
-from api.tables import Case, Change, Webhook, WebhookDelivery, utcnow
+from api.server.auth import Principal
+from api.server.schemas import EVENT_TYPES
+from api.server.serialize import case_out
+from api.server.tables import Case, Change, Webhook, WebhookDelivery, utcnow
 
 
 def record(

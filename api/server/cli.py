@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from api.auth import Scope
-    from api.db import Database
-    from api.settings import Settings
+    from api.server.auth import Scope
+    from api.server.db import Database
+    from api.server.settings import Settings
 
 # The service's modules (FastAPI, SQLAlchemy, Alembic, pydantic-settings) load inside the
 # commands, so that `streetwatch --help` and the worker's commands don't pay for them, and
@@ -45,7 +45,7 @@ def _storage_args(p: argparse.ArgumentParser) -> None:
 def _settings(values: dict[str, Any]) -> Settings:
     from pydantic import ValidationError
 
-    from api.settings import Settings
+    from api.server.settings import Settings
 
     given = {_ALIASES.get(k, k): v for k, v in values.items() if v is not None}
     try:
@@ -72,7 +72,7 @@ def _open_database(url: str, migrate: bool = True) -> Database:
     _quiet_migrations()  # before Alembic is imported: it logs its plugins as it loads
     from sqlalchemy.exc import SQLAlchemyError
 
-    from api.db import Database
+    from api.server.db import Database
 
     shown = _hide_password(url)
     try:
@@ -130,7 +130,7 @@ def _guarded(func: Any) -> Any:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from api import logs
+    from api.server import logs
 
     settings = _settings({name: getattr(args, f"set_{name}") for name in _serve_fields()})
     logs.configure(settings.log_format, settings.log_level)
@@ -139,8 +139,8 @@ def serve(args: argparse.Namespace) -> int:
     db = _open_database(settings.database_url, migrate=settings.migrate_on_start)
     import uvicorn
 
-    from api.app import create_app
-    from api.server import uvicorn_config
+    from api.server.app import create_app
+    from api.server.serving import uvicorn_config
 
     uvicorn.Server(uvicorn_config(create_app(settings, db), settings)).run()
     return 0
@@ -168,8 +168,8 @@ _PRUNE_FIELDS = (
 
 def prune(args: argparse.Namespace) -> int:
     """Apply the retention policy once (`serve` does it every `prune_interval_s`)."""
-    from api.retention import prune as run_prune
-    from api.storage import EvidenceStore
+    from api.server.retention import prune as run_prune
+    from api.server.storage import EvidenceStore
 
     values = {"data_dir": args.data_dir, "db_url": args.db}
     values |= {name: getattr(args, f"set_{name}") for name in _PRUNE_FIELDS}
@@ -184,8 +184,8 @@ def prune(args: argparse.Namespace) -> int:
 
 
 def keys_create(args: argparse.Namespace) -> int:
-    from api.auth import create_key
-    from api.problems import Problem
+    from api.server.auth import create_key
+    from api.server.problems import Problem
 
     db = _database(args)
     try:
@@ -213,7 +213,7 @@ def keys_create(args: argparse.Namespace) -> int:
 def keys_list(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
-    from api.tables import ApiKey
+    from api.server.tables import ApiKey
 
     db = _database(args)
     with db.read() as session:
@@ -233,7 +233,7 @@ def keys_list(args: argparse.Namespace) -> int:
 
 
 def keys_revoke(args: argparse.Namespace) -> int:
-    from api.tables import ApiKey, utcnow
+    from api.server.tables import ApiKey, utcnow
 
     db = _database(args)
     with db.write() as session:
@@ -248,7 +248,7 @@ def keys_revoke(args: argparse.Namespace) -> int:
 
 
 def _scopes(value: str) -> list[Scope]:
-    from api.auth import Scope
+    from api.server.auth import Scope
 
     try:
         return [Scope(s.strip()) for s in value.split(",") if s.strip()]
@@ -259,14 +259,14 @@ def _scopes(value: str) -> list[Scope]:
 
 
 def _serve_fields() -> list[str]:
-    from api.settings import Settings
+    from api.server.settings import Settings
 
     return [name for name in Settings.model_fields if name != "codes"]
 
 
 def _serve_args(p: argparse.ArgumentParser) -> None:
     """A flag for every setting, named after it; each also reads STREETWATCH_<NAME>."""
-    from api.settings import Settings
+    from api.server.settings import Settings
 
     flags = {"data_dir": ["--data-dir"], "db_url": ["--db", "--db-url"]}
     flags["codes_file"] = ["--codes", "--codes-file"]

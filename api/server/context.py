@@ -7,10 +7,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from api.db import Database
-from api.metrics import Metrics
-from api.settings import Settings
-from api.storage import EvidenceStore
+from api.server.db import Database
+from api.server.metrics import Metrics
+from api.server.settings import Settings
+from api.server.storage import EvidenceStore
 
 
 @dataclass

@@ -1,5 +1,6 @@
-"""Evidence uploads: read within limits, check they are images, match them to the report's
-evidence refs, and attach them to a case in the content-addressed store."""
+"""Evidence: uploads read within limits, checked to be images, matched to the report's
+evidence refs and attached to a case in the content-addressed store; and a stored image
+served back (the API's evidence and signed-media routes, the console's case page)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from fastapi.responses import FileResponse
 from sqlalchemy.orm import Session
 
 from api.contract import EvidenceRef
-from api.images import ImageError, ImageInfo, check_image, inspect
-from api.problems import Problem
-from api.storage import EvidenceStore
-from api.tables import Case, CaseEvidence, Evidence, utcnow
+from api.server.context import Context
+from api.server.images import ImageError, ImageInfo, check_image, inspect
+from api.server.problems import Problem
+from api.server.storage import EvidenceStore
+from api.server.tables import Case, CaseEvidence, Evidence, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -194,3 +197,32 @@ def attach(
         )
         added.append(upload.sha256)
     return added
+
+
+# Evidence is shown as an image and nothing else: no sniffing, no scripts, no document.
+EVIDENCE_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; img-src 'self'; sandbox",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+_EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png"}
+
+
+def image_response(ctx: Context, sha256: str, cache: str) -> FileResponse:
+    """A stored image as its own download, with `cache` as its Cache-Control."""
+    with ctx.db.read() as session:
+        record = session.get(Evidence, sha256)
+    path = ctx.store.path(sha256)
+    if record is None or not path.is_file():
+        raise Problem(404, f"No evidence {sha256}", kind="not-found")
+    name = f"{sha256}.{_EXTENSIONS.get(record.content_type, 'bin')}"
+    return FileResponse(
+        path,
+        media_type=record.content_type,
+        headers={
+            "Cache-Control": cache,
+            "ETag": f'"{sha256}"',
+            "Content-Disposition": f'inline; filename="{name}"',
+            **EVIDENCE_HEADERS,
+        },
+    )

@@ -6,7 +6,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from api.problems import Problem
+from api.server.problems import Problem
 
 M = TypeVar("M", bound=BaseModel)
 

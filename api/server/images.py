@@ -155,11 +155,3 @@ def check_image(data: bytes, max_pixels: int) -> ImageInfo:
     if img is None or img.size == 0:
         raise ImageError("it does not decode")
     return info
-
-
-def image_type(data: bytes, max_pixels: int = 40_000_000) -> str | None:
-    """The media type of a JPEG or PNG that passes `check_image`, else None."""
-    try:
-        return check_image(data, max_pixels).media_type
-    except ImageError:
-        return None

@@ -13,9 +13,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.auth import Principal
-from api.changes import record
-from api.codes import CodeTable
 from api.contract import (
     CaseReceipt,
     CaseReport,
@@ -24,12 +21,15 @@ from api.contract import (
     Location,
     Position,
 )
-from api.evidence import Upload, attach
-from api.merge import Sighting, find_match
-from api.problems import Problem
-from api.settings import Settings
-from api.storage import EvidenceStore
-from api.tables import Case, Report, utcnow
+from api.contract.codes import CodeTable
+from api.server.auth import Principal
+from api.server.changes import record
+from api.server.evidence import Upload, attach
+from api.server.merge import Sighting, find_match
+from api.server.problems import Problem
+from api.server.settings import Settings
+from api.server.storage import EvidenceStore
+from api.server.tables import Case, Report, utcnow
 
 
 def fingerprint(report: CaseReport, uploads: Sequence[Upload]) -> str:

@@ -7,7 +7,7 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-from api.problems import request_id
+from api.server.problems import request_id
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "request_id"}
 

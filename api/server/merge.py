@@ -23,10 +23,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from api.lifecycle import MERGEABLE
-from api.settings import Settings
-from api.suppress import iou  # the one box overlap, in the worker-safe leaf module
-from api.tables import Case, Report
+from api.contract.suppression_rules import (
+    iou,  # the one box overlap, in the worker-safe leaf module
+)
+from api.server.lifecycle import MERGEABLE
+from api.server.settings import Settings
+from api.server.tables import Case, Report
 
 EARTH_RADIUS_M = 6_371_008.8
 

@@ -28,8 +28,8 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.metrics import Metrics
-from api.problems import Problem, request_id, respond
+from api.server.metrics import Metrics
+from api.server.problems import Problem, request_id, respond
 
 access_log = logging.getLogger("streetwatch.access")
 
@@ -222,7 +222,7 @@ class AuthFirstRoute(APIRoute):
             return handler
 
         async def authenticate_first(request: Request) -> Response:
-            from api.auth import authenticate
+            from api.server.auth import authenticate
 
             ctx = request.app.state.ctx
             key = None

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 MEDIA_TYPE = "application/problem+json"
 OPEN311_PREFIX = "/open311/"
-# Set per request by `api.middleware.RequestContext`; in every log line and problem.
+# Set per request by `api.server.middleware.RequestContext`; in every log line and problem.
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
 
@@ -71,7 +71,7 @@ def respond(
 ) -> JSONResponse:
     """A problem response, or an Open311 error list under `/open311/`."""
     if path.startswith(OPEN311_PREFIX):
-        from api.open311_format import error_response
+        from api.server.open311_format import error_response
 
         return error_response(path, status, detail or title, headers)
     body = ProblemDetail(

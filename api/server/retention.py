@@ -21,10 +21,10 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from api.contract import CaseStatus
-from api.db import Database
-from api.settings import Settings
-from api.storage import EvidenceStore
-from api.tables import (
+from api.server.db import Database
+from api.server.settings import Settings
+from api.server.storage import EvidenceStore
+from api.server.tables import (
     Case,
     CaseEvidence,
     Change,

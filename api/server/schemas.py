@@ -7,9 +7,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, UrlConstraints
 
-from api.auth import Scope
 from api.contract import CaseStatus, EvidenceBox, Id, IncidentType, Location, Position, Storable
-from api.suppress import RejectReason, SuppressionOptions
+from api.contract.suppression_rules import RejectReason, SuppressionOptions
+from api.server.auth import Scope
 
 Name = Annotated[str, Field(min_length=1, max_length=200), Storable]
 Note = Annotated[str, Field(max_length=4000), Storable]

@@ -70,7 +70,7 @@ def seal(server_key: bytes, plaintext: str, context: str) -> str:
 
 def open_sealed(server_key: bytes, sealed: str, context: str) -> str:
     if not sealed.startswith(PREFIX):
-        return sealed  # stored before secrets were sealed; `api.app` seals those on start
+        return sealed  # stored before secrets were sealed; `api.server.app` seals those on start
     raw = base64.urlsafe_b64decode(sealed[len(PREFIX) :])
     nonce, ct, tag = raw[:_NONCE], raw[_NONCE:-_TAG], raw[-_TAG:]
     enc, mac = derive(server_key, "seal-enc"), derive(server_key, "seal-mac")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from api.contract import Location, Position
-from api.schemas import EVENT_TYPES, CaseOut, ChangeOut, EvidenceOut
-from api.tables import Case, Change
+from api.server.schemas import EVENT_TYPES, CaseOut, ChangeOut, EvidenceOut
+from api.server.tables import Case, Change
 
 
 def case_out(case: Case) -> CaseOut:

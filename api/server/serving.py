@@ -2,7 +2,7 @@
 
 uvicorn closes idle keep-alive connections but waits forever for a request's headers; the
 protocol here closes a connection whose headers take longer than `header_timeout_s` (a
-slow-loris client holds nothing for long). Body timeouts are `api.middleware.BodyLimit`'s.
+slow-loris client holds nothing for long). Body timeouts are `api.server.middleware.BodyLimit`'s.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from api.settings import Settings
+from api.server.settings import Settings
 
 
 class HeaderTimeoutH11(H11Protocol):
@@ -64,7 +64,7 @@ def uvicorn_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Co
         "http": protocol,
         "timeout_keep_alive": settings.keep_alive_s,
         "access_log": False,  # RequestContext logs each request, with secrets redacted
-        "log_config": None,  # logging is configured by api.logs
+        "log_config": None,  # logging is configured by api.server.logs
         "server_header": False,
         "lifespan": "on",
         **overrides,

@@ -16,9 +16,9 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, AnyHttpUrl, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from api.codes import DEFAULT_CODES, CodeTable
+from api.contract.codes import DEFAULT_CODES, CodeTable
 
-# How long a worker's outbox remembers what it delivered (api.outbox.DELIVERED_KEEP_S); it
+# How long a worker's outbox remembers what it delivered (api.client.outbox.DELIVERED_KEEP_S); it
 # retries undelivered reports for as long as it runs, behind its own Idempotency-Keys.
 DELIVERED_KEEP_S = 7 * 24 * 3600
 

@@ -208,7 +208,7 @@ class Webhook(Base):
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     url: Mapped[str] = mapped_column(Text)
-    # Encrypted with the server secret (`api.secrets`); needed in clear only to sign.
+    # Encrypted with the server secret (`api.server.secrets`); needed in clear only to sign.
     secret: Mapped[str] = mapped_column(String(255))
     event_types: Mapped[list[str] | None] = mapped_column(JSON)  # None: every event
     active: Mapped[bool] = mapped_column()

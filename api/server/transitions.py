@@ -5,20 +5,20 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.auth import Principal
-from api.changes import record
 from api.contract import CaseStatus
-from api.intake import refresh
-from api.lifecycle import TRANSITIONS, allowed
-from api.problems import Problem
-from api.schemas import TransitionIn
-from api.tables import Case
+from api.server.auth import Principal
+from api.server.changes import record
+from api.server.intake import refresh
+from api.server.lifecycle import TRANSITIONS, allowed
+from api.server.problems import Problem
+from api.server.schemas import TransitionIn
+from api.server.tables import Case
 
 
 def transition(session: Session, case: Case, body: TransitionIn, principal: Principal) -> None:
-    from api import suppressions  # the feedback loop (issue 13)
+    from api.server import suppression_store  # the feedback loop (issue 13)
 
-    suppressions.check_transition(body)
+    suppression_store.check_transition(body)
     current = CaseStatus(case.status)
     if body.expected_status is not None and body.expected_status != current:
         raise Problem(
@@ -47,7 +47,7 @@ def transition(session: Session, case: Case, body: TransitionIn, principal: Prin
         extra = {"reason": body.reason.value} if body.reason else {}
         record(session, case, "transition", **entry, note=body.note,
                duplicate_of=body.duplicate_of, **extra)  # fmt: skip
-        suppressions.after_transition(session, case, body, principal)
+        suppression_store.after_transition(session, case, body, principal)
         return
     report_ids, evidence = _move(session, case, target)
     record(session, case, "transition", **entry, note=body.note, duplicate_of=target.id,

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from api.contract import CaseReport, EvidenceRef, Observation
-from api.problems import Problem
+from api.server.problems import Problem
 
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_SEQ = 2**31 - 1  # sequence columns are 32-bit on PostgreSQL

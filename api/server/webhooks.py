@@ -1,6 +1,6 @@
 """Webhook delivery as the Standard Webhooks spec recommends.
 
-Deliveries are queued in the database with the change that caused them (`api.changes`).
+Deliveries are queued in the database with the change that caused them (`api.server.changes`).
 Every API process runs a dispatcher; they share the work through the database:
 
 - a dispatcher *claims* one due delivery at a time (`claim_token`, `claimed_until`, taken
@@ -40,14 +40,14 @@ import httpx
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from api import netpolicy
-from api.db import Database
-from api.metrics import Metrics
-from api.schemas import EVENT_TYPES
-from api.secrets import SecretError, open_sealed, seal
-from api.serialize import change_out
-from api.settings import Settings
-from api.tables import Change, Webhook, WebhookDelivery, utcnow
+from api.server import netpolicy
+from api.server.db import Database
+from api.server.metrics import Metrics
+from api.server.schemas import EVENT_TYPES
+from api.server.secrets import SecretError, open_sealed, seal
+from api.server.serialize import change_out
+from api.server.settings import Settings
+from api.server.tables import Change, Webhook, WebhookDelivery, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def retry_after(value: str | None, now: float | None = None) -> float | None:
 def disable(session: Session, hook: Webhook, reason: str) -> None:
     """Stop sending to an endpoint: no further attempts, its pending deliveries failed, and
     a `webhook.disabled` event in the change feed (for the other endpoints too)."""
-    from api.changes import record_endpoint_event  # changes imports this module's callers
+    from api.server.changes import record_endpoint_event  # changes imports this module's callers
 
     if not hook.active:
         return

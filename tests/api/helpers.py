@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from api.contract import CaseReport, EvidenceRef
-from api.testing import RunningServer
+from tests.support.api import RunningServer
 
 T0 = datetime(2025, 6, 1, 8, 0, tzinfo=UTC)
 # Two points about 11 m apart on a street in Hangzhou, and one about 1.1 km away.

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from starlette.requests import Request
 
-from api.console.sessions import cookie_options
-from api.tables import CameraHealth, ConsoleSession
+from api.server.console.sessions import cookie_options
+from api.server.tables import CameraHealth, ConsoleSession
 from tests.api.helpers import Api, post, report
 
 

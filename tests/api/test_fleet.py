@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from api.client import IntakeClient, RejectedError
-from api.fleet import owner, share
+from api.contract.fleet import owner, share
 
 CAMERA = {"id": "cam-1", "source": "rtsp://127.0.0.1:8554/cam-1", "zones": []}
 

@@ -27,13 +27,13 @@ import psycopg
 import uvicorn
 from sqlalchemy.engine import make_url
 
-from api.app import create_app
-from api.auth import Scope, create_key
-from api.db import Database
-from api.server import uvicorn_config
-from api.settings import Settings
+from api.server.app import create_app
+from api.server.auth import Scope, create_key
+from api.server.db import Database
+from api.server.serving import uvicorn_config
+from api.server.settings import Settings
 
-POSTGRES_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "postgres-test.sh"
+POSTGRES_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "postgres-test.sh"
 
 
 @dataclass

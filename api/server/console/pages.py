@@ -1,6 +1,6 @@
 """The console's pages: sign-in, queue, case, suppressions, cameras, statistics.
 
-Every page needs a session (`api.console.sessions`); reading and acting on cases needs the
+Every page needs a session (`api.server.console.sessions`); reading and acting on cases needs the
 key's `dispatch` scope, exactly as the API does, and every action is the API's own
 transition. Templates are Jinja2 with autoescaping: case fields come from workers and are
 treated as untrusted text.
@@ -21,25 +21,24 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import ValidationError
 from sqlalchemy import and_, func, or_, select
 
-from api.auth import Scope
-from api.boxes import BoxIn, annotated_response, set_reviewed_box
-from api.console import sessions, stats
-from api.console.i18n import DEFAULT, LANGS, Translator
-from api.console.sessions import SignInRequired, User, check_csrf, current_user
 from api.contract import CaseStatus, IncidentType
-from api.intake import resolve
-from api.lifecycle import TRANSITIONS, allowed
-from api.problems import Problem
-from api.routes.cameras import cameras as camera_list
-from api.routes.cameras import thumbnail_response
-from api.routes.feed import _image
-from api.routes.suppressions import SuppressionPatch, update
-from api.schemas import TransitionIn
-from api.serialize import case_out
-from api.suppress import DEFAULT_TZ, RejectReason, Schedule, SuppressionOptions
-from api.suppressions import get_row, list_rows
-from api.tables import Case, Change, Report
-from api.transitions import transition
+from api.contract.suppression_rules import DEFAULT_TZ, RejectReason, Schedule, SuppressionOptions
+from api.server.auth import Scope
+from api.server.boxes import BoxIn, annotated_response, set_reviewed_box
+from api.server.camera_health import cameras as camera_list
+from api.server.camera_health import thumbnail_response
+from api.server.console import sessions, stats
+from api.server.console.i18n import DEFAULT, LANGS, Translator
+from api.server.console.sessions import SignInRequired, User, check_csrf, current_user
+from api.server.evidence import image_response
+from api.server.intake import resolve
+from api.server.lifecycle import TRANSITIONS, allowed
+from api.server.problems import Problem
+from api.server.schemas import TransitionIn
+from api.server.serialize import case_out
+from api.server.suppression_store import SuppressionPatch, get_row, list_rows, update
+from api.server.tables import Case, Change, Report
+from api.server.transitions import transition
 
 HERE = Path(__file__).parent
 TZ = ZoneInfo(DEFAULT_TZ)
@@ -523,7 +522,7 @@ def evidence(request: Request, sha256: str) -> Response:
     reader(request)
     if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
         raise Problem(404, "No such evidence", kind="not-found")
-    return _image(request.app.state.ctx, sha256, "private, max-age=31536000, immutable")
+    return image_response(request.app.state.ctx, sha256, "private, max-age=31536000, immutable")
 
 
 @router.get("/cases/{case_id}/evidence/{sha256}/annotated")

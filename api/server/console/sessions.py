@@ -19,9 +19,9 @@ from fastapi import Request
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from api.auth import Principal, Scope, hash_key, principal_of
-from api.problems import Problem
-from api.tables import ApiKey, ConsoleSession, utcnow
+from api.server.auth import Principal, Scope, hash_key, principal_of
+from api.server.problems import Problem
+from api.server.tables import ApiKey, ConsoleSession, utcnow
 
 COOKIE = "sw_session"
 LOGIN_COOKIE = "sw_login"

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from markupsafe import Markup, escape
 from sqlalchemy import select
 
-from api.tables import Case, Change, Report
+from api.server.tables import Case, Change, Report
 
 GROUPS = ("day", "type", "grid", "camera")
 REASONS = ("false_detection", "permitted", "fixture", "duplicate", "other", "unspecified")

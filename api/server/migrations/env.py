@@ -1,11 +1,11 @@
-"""Alembic environment: runs on the connection `api.db.Database.upgrade` hands over."""
+"""Alembic environment: runs on the connection `api.server.db.Database.upgrade` hands over."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import create_engine
 
-from api.tables import Base
+from api.server.tables import Base
 
 config = context.config
 
@@ -22,6 +22,6 @@ def _run(connection) -> None:  # type: ignore[no-untyped-def]
 
 if (conn := config.attributes.get("connection")) is not None:
     _run(conn)
-else:  # the `alembic` command line, with sqlalchemy.url in api/alembic.ini
+else:  # the `alembic` command line, with sqlalchemy.url in api/server/alembic.ini
     with create_engine(config.get_main_option("sqlalchemy.url") or "").connect() as conn:
         _run(conn)

@@ -9,12 +9,12 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api import netpolicy, problems
-from api.auth import Admin, Scope, create_key
-from api.context import Ctx
-from api.middleware import AuthFirstRoute
-from api.problems import Problem
-from api.schemas import (
+from api.server import netpolicy, problems
+from api.server.auth import Admin, Scope, create_key
+from api.server.context import Ctx
+from api.server.middleware import AuthFirstRoute
+from api.server.problems import Problem
+from api.server.schemas import (
     EVENT_TYPES,
     DeliveryOut,
     KeyCreate,
@@ -26,10 +26,10 @@ from api.schemas import (
     WebhookCreated,
     WebhookOut,
 )
-from api.secrets import seal
-from api.tables import ApiKey, Change, Webhook, WebhookDelivery, utcnow
-from api.validation import query_time
-from api.webhooks import disable, new_secret
+from api.server.secrets import seal
+from api.server.tables import ApiKey, Change, Webhook, WebhookDelivery, utcnow
+from api.server.validation import query_time
+from api.server.webhooks import disable, new_secret
 
 
 def no_store(response: Response) -> None:

@@ -12,10 +12,6 @@ from fastapi import APIRouter, File, Form, Header, Path, Query, UploadFile
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Select, func, select
 
-from api import problems
-from api.auth import Dispatch, Ingest
-from api.boxes import BoxIn, annotated_response, set_reviewed_box
-from api.context import Ctx
 from api.contract import (
     CaseReceipt,
     CaseReport,
@@ -24,17 +20,21 @@ from api.contract import (
     Observation,
     ObservationReceipt,
 )
-from api.evidence import Upload, match, read_uploads, staged
-from api.forms import parse_json_field
-from api.intake import Incoming, fingerprint, ingest, observe, resolve, resolve_own
-from api.lifecycle import table_markdown
-from api.middleware import AuthFirstRoute
-from api.problems import Problem
-from api.schemas import CaseDetail, CaseOut, CasePage, TransitionIn
-from api.serialize import case_out, change_out
-from api.tables import Case, Change, IdempotencyRecord, Report, utcnow
-from api.transitions import transition
-from api.validation import check_observation, check_report, query_time, sequence
+from api.server import problems
+from api.server.auth import Dispatch, Ingest
+from api.server.boxes import BoxIn, annotated_response, set_reviewed_box
+from api.server.context import Ctx
+from api.server.evidence import Upload, match, read_uploads, staged
+from api.server.forms import parse_json_field
+from api.server.intake import Incoming, fingerprint, ingest, observe, resolve, resolve_own
+from api.server.lifecycle import table_markdown
+from api.server.middleware import AuthFirstRoute
+from api.server.problems import Problem
+from api.server.schemas import CaseDetail, CaseOut, CasePage, TransitionIn
+from api.server.serialize import case_out, change_out
+from api.server.tables import Case, Change, IdempotencyRecord, Report, utcnow
+from api.server.transitions import transition
+from api.server.validation import check_observation, check_report, query_time, sequence
 
 router = APIRouter(route_class=AuthFirstRoute, prefix="/v1/cases", tags=["cases"])
 

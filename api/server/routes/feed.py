@@ -8,24 +8,18 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import FileResponse
 from sqlalchemy import select
 
-from api import problems
-from api.auth import Dispatch
-from api.context import Ctx
-from api.middleware import AuthFirstRoute
-from api.problems import Problem
-from api.schemas import ChangePage
-from api.secrets import link_valid
-from api.serialize import change_out
-from api.tables import Change, Evidence
-from api.validation import sequence
+from api.server import problems
+from api.server.auth import Dispatch
+from api.server.context import Ctx
+from api.server.evidence import image_response
+from api.server.middleware import AuthFirstRoute
+from api.server.problems import Problem
+from api.server.schemas import ChangePage
+from api.server.secrets import link_valid
+from api.server.serialize import change_out
+from api.server.tables import Change
+from api.server.validation import sequence
 
-# Evidence is shown as an image and nothing else: no sniffing, no scripts, no document.
-EVIDENCE_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'none'; img-src 'self'; sandbox",
-    "Cross-Origin-Resource-Policy": "same-origin",
-}
-_EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png"}
 Sha256 = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="The image's SHA-256")]
 
 router = APIRouter(route_class=AuthFirstRoute, prefix="/v1")
@@ -50,7 +44,7 @@ def changes(
     """Every create, merge, observation and transition, in order, each exactly once; and
     `webhook_disabled` events (no `case_id`), when an endpoint is disabled.
 
-    Writers commit in sequence order (see `api.db`), so a change never appears behind a
+    Writers commit in sequence order (see `api.server.db`), so a change never appears behind a
     cursor already handed out: poll with `next_cursor` and nothing is missed or repeated.
     """
     after = sequence(cursor) if cursor else 0
@@ -77,26 +71,7 @@ def changes(
     },
 )
 def evidence(ctx: Ctx, _: Dispatch, sha256: Sha256) -> FileResponse:
-    return _image(ctx, sha256, "private, max-age=31536000, immutable")
-
-
-def _image(ctx: Ctx, sha256: str, cache: str) -> FileResponse:
-    with ctx.db.read() as session:
-        record = session.get(Evidence, sha256)
-    path = ctx.store.path(sha256)
-    if record is None or not path.is_file():
-        raise Problem(404, f"No evidence {sha256}", kind="not-found")
-    name = f"{sha256}.{_EXTENSIONS.get(record.content_type, 'bin')}"
-    return FileResponse(
-        path,
-        media_type=record.content_type,
-        headers={
-            "Cache-Control": cache,
-            "ETag": f'"{sha256}"',
-            "Content-Disposition": f'inline; filename="{name}"',
-            **EVIDENCE_HEADERS,
-        },
-    )
+    return image_response(ctx, sha256, "private, max-age=31536000, immutable")
 
 
 @router.get(
@@ -123,4 +98,4 @@ def media(
         ctx.server_key, f"/v1/media/{sha256}", expires, signature
     ):
         raise Problem(403, "The link is invalid or has expired", kind="invalid-link")
-    return _image(ctx, sha256, "private, max-age=3600")
+    return image_response(ctx, sha256, "private, max-age=3600")

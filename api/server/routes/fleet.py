@@ -1,5 +1,5 @@
 """`/v1/fleet`: camera definitions for a fleet of workers, their heartbeats and assignment,
-and each camera's open sites handed from one worker to the next (see api/fleet.py).
+and each camera's open sites handed from one worker to the next (see api/contract/fleet.py).
 
 `admin` keys edit the cameras and read the fleet; `fleet` keys (workers) heartbeat, receive
 their cameras and hand over camera state.
@@ -16,13 +16,13 @@ from pydantic import BaseModel
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from api import problems
-from api.auth import Admin, Fleet
-from api.context import Ctx
-from api.fleet import AssignedCamera, Assignment, FleetCameraIn, Heartbeat, owner, share
-from api.middleware import AuthFirstRoute
-from api.problems import Problem
-from api.tables import FleetCamera, FleetCameraState, FleetWorker, utcnow
+from api.contract.fleet import AssignedCamera, Assignment, FleetCameraIn, Heartbeat, owner, share
+from api.server import problems
+from api.server.auth import Admin, Fleet
+from api.server.context import Ctx
+from api.server.middleware import AuthFirstRoute
+from api.server.problems import Problem
+from api.server.tables import FleetCamera, FleetCameraState, FleetWorker, utcnow
 
 router = APIRouter(route_class=AuthFirstRoute, prefix="/v1/fleet", tags=["fleet"])
 CameraId = Annotated[str, Path(min_length=1, max_length=128)]

@@ -29,17 +29,17 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from api.auth import Credentials, Principal, Scope, authenticate
-from api.context import Context, Ctx
 from api.contract import CaseStatus, Location, Position, Storable
-from api.intake import Incoming, ingest
-from api.lifecycle import OPEN311_CLOSED
-from api.metrics import version
-from api.middleware import AuthFirstRoute
-from api.open311_format import XML_TYPE, document, respond_list, to_xml_object, wants_json
-from api.problems import Problem
-from api.secrets import sign_link
-from api.tables import Case, Change, utcnow
+from api.server.auth import Credentials, Principal, Scope, authenticate
+from api.server.context import Context, Ctx
+from api.server.intake import Incoming, ingest
+from api.server.lifecycle import OPEN311_CLOSED
+from api.server.metrics import version
+from api.server.middleware import AuthFirstRoute
+from api.server.open311_format import XML_TYPE, document, respond_list, to_xml_object, wants_json
+from api.server.problems import Problem
+from api.server.secrets import sign_link
+from api.server.tables import Case, Change, utcnow
 
 router = APIRouter(route_class=AuthFirstRoute, prefix="/open311/v2", tags=["open311"])
 SPEC = "http://wiki.open311.org/GeoReport_v2"

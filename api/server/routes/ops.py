@@ -6,10 +6,10 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from sqlalchemy.exc import SQLAlchemyError
 
-from api import problems
-from api.context import Ctx
-from api.middleware import AuthFirstRoute
-from api.problems import Problem
+from api.server import problems
+from api.server.context import Ctx
+from api.server.middleware import AuthFirstRoute
+from api.server.problems import Problem
 
 router = APIRouter(route_class=AuthFirstRoute, tags=["operations"])
 
