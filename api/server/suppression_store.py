@@ -157,7 +157,7 @@ def suppression_out(row: Suppression) -> SuppressionOut:
 
 
 def create(ctx: Context, body: SuppressionCreate) -> SuppressionOut:
-    rule = SuppressionRule(id="new", **body.model_dump(exclude={"note", "actor"}))  # validates
+    rule = SuppressionRule(id="new", **body.model_dump(exclude={"note", "actor"}))
     now = utcnow()
     with ctx.db.write() as session:
         row = Suppression(

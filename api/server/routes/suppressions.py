@@ -15,6 +15,7 @@ from fastapi.responses import Response
 from api.server import problems
 from api.server.auth import Credentials, Dispatch, Principal, Scope, authenticate
 from api.server.context import Ctx, get_context
+from api.server.evidence import camera_frame
 from api.server.middleware import AuthFirstRoute
 from api.server.problems import Problem
 from api.server.suppression_store import (
@@ -28,6 +29,7 @@ from api.server.suppression_store import (
     suppression_out,
     update,
 )
+from api.server.validation import check_site_box
 
 router = APIRouter(route_class=AuthFirstRoute, prefix="/v1/suppressions", tags=["suppressions"])
 SuppressionId = Annotated[str, Path(min_length=1, max_length=40)]
@@ -70,10 +72,12 @@ def list_suppressions(ctx: Ctx, principal: Reader) -> SuppressionList:
     responses=problems.responses(401, 403, 422),
 )
 def post_suppression(ctx: Ctx, _: Dispatch, body: SuppressionCreate) -> SuppressionOut:
-    try:
-        return create(ctx, body)
-    except ValueError as exc:
-        raise Problem(422, str(exc), kind="invalid-suppression") from None
+    """The box is in pixels of the camera's frame and must lie on it, as far as the API
+    knows the frame (from the camera's evidence images)."""
+    with ctx.db.read() as session:
+        frame = camera_frame(session, body.camera_id)
+    check_site_box("body", body.bbox, frame, "suppression")
+    return create(ctx, body)
 
 
 @router.patch(
