@@ -19,9 +19,11 @@ from api.server.metrics import Metrics
 from api.server.middleware import BodyLimit, RequestContext, RequestGuard
 from api.server.retention import prune
 from api.server.routes import admin, cases, feed, open311, ops
+from api.server.routes.fleet import last_heartbeat
 from api.server.secrets import load_server_key
 from api.server.settings import Settings
 from api.server.storage import EvidenceStore
+from api.server.tables import utcnow
 from api.server.webhooks import Dispatcher, seal_plaintext_secrets
 
 log = logging.getLogger(__name__)
@@ -98,6 +100,8 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        ctx.started_at = utcnow()
+        ctx.fleet_heard_at = await asyncio.to_thread(last_heartbeat, db)
         await asyncio.to_thread(seal_plaintext_secrets, db, server_key)
         dispatcher = Dispatcher(db, settings, ctx.metrics, server_key)
         stop = asyncio.Event()
