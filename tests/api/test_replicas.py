@@ -19,11 +19,11 @@ from typing import Any
 import httpx
 import pytest
 
-from api.auth import Scope, create_key
-from api.db import Database
-from api.testing import fresh_database
+from api.server.auth import Scope, create_key
+from api.server.db import Database
 from streams.testcam import wait_until
 from tests.api.helpers import HERE, T0, post, report
+from tests.support.api import fresh_database
 
 STREETWATCH = Path(sys.executable).with_name("streetwatch")
 
