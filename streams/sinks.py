@@ -186,8 +186,16 @@ class Sinks:
 
     @classmethod
     def wire(
-        cls, config: Config, state_dir: Path, key: str, metrics: WorkerMetrics, evidence_dir: Path
+        cls,
+        config: Config,
+        state_dir: Path,
+        key: str,
+        metrics: WorkerMetrics,
+        evidence_dir: Path,
+        bus: Bus | None = None,
     ) -> Sinks:
+        """The sinks of a worker with state in `state_dir`, subscribed on `bus` (a new one by
+        default; sinks already on it hear each event before these)."""
         assert config.api is not None
         api = config.api
         outbox = Outbox(state_dir / "outbox.sqlite3", evidence_dir=evidence_dir)
@@ -210,7 +218,7 @@ class Sinks:
         sites = SiteStore(state_dir / "sites")
         shadow = ShadowSink(metrics)  # empty until the worker has its models: `replace`
 
-        bus = Bus()
+        bus = bus or Bus()
         to_outbox, to_metrics = OutboxSink(outbox, deliverer), MetricsSink(metrics)
         to_health, to_sites = HealthSink(reporter), SiteSink(sites)
         bus.subscribe(IncidentConfirmed, to_outbox.confirmed, durable=True)
