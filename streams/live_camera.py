@@ -36,6 +36,7 @@ from streams.live_events import (
     IncidentConfirmed,
     IncidentUpdated,
     SampleSettled,
+    SaveWhy,
     SitesChanged,
     SitesDropped,
 )
@@ -140,7 +141,7 @@ class LiveCamera:
         if removed:
             self.bus.publish(SitesDropped(self.id))
         else:
-            self.save(at_once=True)
+            self.save("stop")
         for incident in self.runtime.open_incidents():
             self._observe(incident)
             self.evidence.pop(incident.id, None)
@@ -165,7 +166,7 @@ class LiveCamera:
         for event in events:
             self.context.backlog.submit(self, event)
         if events:  # the sites' state goes to disk with the outbox entry it explains
-            self.save(at_once=True)
+            self.save("incident")
         for scene in runtime.take_scene_events():
             if scene.kind == "moved":
                 detail = f"the camera moved at {scene.pts:.0f} s: check its zones"
@@ -255,12 +256,12 @@ class LiveCamera:
             {i: list(self.evidence.get(i, [])) for i in self.reports},
         )
 
-    def save(self, at_once: bool) -> None:
-        """Publishes the state to save: `at_once` (an incident event, a stop) whenever the
-        camera has started, else only if it changed since it was last saved."""
-        if not self.runtime.started or not (at_once or self.unsaved):
+    def save(self, why: SaveWhy) -> None:
+        """Publishes the state to save once the camera has started: after an incident event
+        or as it stops, always; now and then (`changed`), only if it changed since."""
+        if not self.runtime.started or (why == "changed" and not self.unsaved):
             return
-        self.bus.publish(SitesChanged(self.id, self.state(), at_once))
+        self.bus.publish(SitesChanged(self.id, self.state(), why))
 
 
 class Backlog:

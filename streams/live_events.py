@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from api.contract import CaseReport, Observation
 from detector.incidents import Incident
@@ -67,14 +67,22 @@ class IncidentCleared:
     observation: Observation
 
 
+SaveWhy = Literal["incident", "stop", "changed"]
+
+
 @dataclass(frozen=True, slots=True)
 class SitesChanged:
-    """The camera's state to save: `at_once` with an incident event or as it stops (the
-    state on disk then explains the outbox entry), else whenever the writer gets to it."""
+    """The camera's state to save: at once after an incident event (the state on disk then
+    explains the outbox entry) or as it stops; else (`changed`, now and then while it runs)
+    whenever the writer gets to it."""
 
     camera_id: str
     state: CameraState
-    at_once: bool
+    why: SaveWhy
+
+    @property
+    def at_once(self) -> bool:
+        return self.why != "changed"
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from api.client import IntakeClient
 from api.outbox import Deliverer, Outbox
 from models.errors import ModelError
 from streams.config import Config
+from streams.fleet import FleetCameras
 from streams.health import HealthEvent
 from streams.health_report import HealthReporter
 from streams.live_events import (
@@ -183,6 +184,7 @@ class Sinks:
     health: HealthReporter
     sites: SiteStore
     shadow: ShadowSink
+    fleet: FleetCameras | None  # a fleet worker's cameras, and where their sites go
 
     @classmethod
     def wire(
@@ -193,9 +195,11 @@ class Sinks:
         metrics: WorkerMetrics,
         evidence_dir: Path,
         bus: Bus | None = None,
+        fleet_id: str | None = None,
     ) -> Sinks:
         """The sinks of a worker with state in `state_dir`, subscribed on `bus` (a new one by
-        default; sinks already on it hear each event before these)."""
+        default; sinks already on it hear each event before these); `fleet_id`: the worker
+        takes its cameras from the API's fleet, under that id, and hands their sites over."""
         assert config.api is not None
         api = config.api
         outbox = Outbox(state_dir / "outbox.sqlite3", evidence_dir=evidence_dir)
@@ -216,6 +220,8 @@ class Sinks:
             IntakeClient(api.url, key, timeout=10).post_camera_health, api.health_every_s
         )
         sites = SiteStore(state_dir / "sites")
+        client = IntakeClient(api.url, key, timeout=10)
+        fleet = FleetCameras(client, fleet_id, sites) if fleet_id else None
         shadow = ShadowSink(metrics)  # empty until the worker has its models: `replace`
 
         bus = bus or Bus()
@@ -237,7 +243,7 @@ class Sinks:
         bus.subscribe(CameraStopped, to_metrics.stopped)
         bus.subscribe(CameraStopped, FeedbackSink(feedback).stopped)
         bus.subscribe(CameraStopped, to_health.stopped)
-        return cls(bus, outbox, deliverer, suppressions, feedback, reporter, sites, shadow)
+        return cls(bus, outbox, deliverer, suppressions, feedback, reporter, sites, shadow, fleet)
 
     def start(self) -> None:
         """The sinks' threads: delivery, suppressions (fetched once first: the saved copy

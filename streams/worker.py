@@ -24,13 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from api.client import IntakeClient
 from detector.engine import Engine
 from detector.types import Detections, Frame
 from models.errors import ModelError
 from streams.config import CameraConfig, Config, ConfigError, load_config
 from streams.evidence import EvidenceWriter
-from streams.fleet import FleetCameras
 from streams.health_http import serve_health
 from streams.live_camera import Backlog, CameraContext, LiveCamera
 from streams.live_events import BatchSettled
@@ -131,18 +129,14 @@ class Worker:
         self.metrics_port = metrics_port
         self.metrics_host = metrics_host
         evidence = EvidenceWriter(state_dir / "evidence")
-        self.sinks = Sinks.wire(self.config, state_dir, key, self.metrics, evidence.directory)
+        self.sinks = Sinks.wire(
+            self.config, state_dir, key, self.metrics, evidence.directory, fleet_id=fleet_id
+        )
         self.context = CameraContext(
             self.sinks.bus, self.sinks.feedback, evidence, self.sinks.sites, Backlog()
         )
         # Where the cameras come from: the config file, or the API's fleet assignment.
-        self.fleet = (
-            FleetCameras(
-                IntakeClient(self.config.api.url, key, timeout=10), fleet_id, self.sinks.sites
-            )
-            if fleet_id
-            else None
-        )
+        self.fleet = self.sinks.fleet
         self.health_port = health_port
         self.health_host = health_host
         self._loop_at = time.monotonic()
@@ -198,7 +192,7 @@ class Worker:
                     self._check_reload()
                     self.context.backlog.retry()
                     for cam in self.cameras.values():  # written behind the loop
-                        cam.save(at_once=False)
+                        cam.save("changed")
                     self._update_outbox_metrics()
                 if not self.step():
                     self._stop.wait(POLL_S)
