@@ -1,12 +1,14 @@
 """A live camera: its streams, its runtime and what it knows of its incidents, from its first
 sample to its hand-over. What happens to it is published on the worker's bus
-(streams/live_events.py) for the sinks (streams/sinks.py); it calls none of them itself.
+(streams/live_events.py) for the sinks (streams/sinks.py), which it never calls itself; it
+asks the feedback what to hold back, writes its evidence and reads its saved sites.
 
-The camera's own state, saved with its sites (`state`) and so handed over with them in a
-fleet: its runtime (zones, rules, open sites, clock), its streams (the one it is judged on,
-and its main stream for evidence when `record_source` is set), and per open incident what
-was reported (`reports`), its evidence references (`evidence`) and when it was last
-observed to the API (`observed_at`).
+The camera's own state, saved with its sites (`state`: a `CameraState` around the runtime's
+`PipelineState`) and so handed over with them in a fleet: its runtime (`CameraRuntime`:
+zones, rules, open sites, clock), its streams (the one it is judged on, and its main stream
+for evidence when `record_source` is set), and per open incident what was reported
+(`reports`), its evidence references (`evidence`) and when it was last observed to the API
+(`observed_at`).
 
 What stays in a sink is that sink's own bookkeeping, not the camera's: the feedback's held
 incidents (one file for all cameras, what the reviewers' rules held back), the health
