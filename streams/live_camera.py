@@ -67,6 +67,11 @@ class CameraContext:
 
 
 class LiveCamera:
+    """One camera of a live worker, through its life: `start` its stream; `settle` each
+    sample's detections (the first one starts its runtime and resumes its saved sites);
+    `save` its state now and then; `rebuild` it on new settings; `retire` it (stop, queue
+    its open incidents' latest state, save or drop its sites)."""
+
     def __init__(
         self,
         config: CameraConfig,
@@ -138,7 +143,9 @@ class LiveCamera:
 
     def retire(self, removed: bool = False, left: bool = False, wait: bool = True) -> None:
         """Stops the camera; its open incidents' latest state goes to the outbox first. Its
-        sites are saved for the next start (or the next owner), or dropped if `removed`."""
+        sites are saved for the next start (or the next owner), or dropped if `removed` from
+        the configuration. `left`: it runs on this worker no more (removed, or moved to
+        another fleet worker), rather than restarting or stopping with the worker."""
         self.stop_streams(wait)
         if removed:
             self.bus.publish(SitesDropped(self.id))
