@@ -30,6 +30,7 @@ from detector.incidents import Incident, IncidentEvent
 from detector.types import Detections, Frame
 from streams.config import CameraConfig
 from streams.evidence import EvidenceWriter
+from streams.fleet import FleetCameras, reconcile
 from streams.health import HealthEvent, report
 from streams.live_events import (
     Bus,
@@ -37,6 +38,7 @@ from streams.live_events import (
     IncidentCleared,
     IncidentConfirmed,
     IncidentUpdated,
+    InheritedReports,
     SampleSettled,
     SaveWhy,
     SitesChanged,
@@ -57,13 +59,15 @@ OBSERVE_EVERY_S = 60.0  # how often an open incident's last_seen goes to the API
 class CameraContext:
     """What a worker's cameras share: the bus they publish on, the feedback that holds back
     what reviewers suppressed, the evidence directory, the site store they resume from (the
-    site sink writes it) and the backlog of events the disk refused."""
+    site sink writes it), the backlog of events the disk refused, and for a fleet worker
+    the fleet, which tells what the API holds of a camera taken over."""
 
     bus: Bus
     feedback: Feedback
     evidence: EvidenceWriter
     sites: SiteStore
     backlog: Backlog
+    fleet: FleetCameras | None = None
 
 
 class LiveCamera:
@@ -102,12 +106,17 @@ class LiveCamera:
 
     def _begin(self, frame: Frame, now: float) -> None:
         """Starts the runtime at the first frame and continues the sites a previous run of
-        this worker (or the fleet worker before it) left open: the same incidents under the
-        same ids, reported once."""
+        this worker (or, in a fleet, the camera's previous worker) left open: the same
+        incidents under the same ids, reported once. Handed-over state is first reconciled
+        with what the API holds."""
         self.runtime.start_live(frame, now)
         state = self.context.sites.load(self.id)
         if state is None:
             return
+        fleet = self.context.fleet
+        reported = fleet.reported(self.id) if fleet is not None else None
+        if reported is not None:
+            self._inherit(*reconcile(self.id, state, reported))
         restored = self.runtime.restore(state.pipeline)
         self.reports.update(state.reports)
         now_m = time.monotonic()
@@ -120,6 +129,29 @@ class LiveCamera:
             restored,
             len(state.reports),
             time.time() - state.saved_at,
+        )
+
+    def _inherit(self, to_post: list[CaseReport], to_clear: list[CaseReport]) -> None:
+        """Queues what the camera's previous worker queued and never delivered: reports of
+        incidents it confirmed (without their evidence, which stayed on its disk) and the
+        clearings of incidents it cleared."""
+        if not (to_post or to_clear):
+            return
+        event = InheritedReports(
+            self.id,
+            [r.model_copy(update={"evidence": []}) for r in to_post],
+            [(r.id, Observation(last_seen=r.last_seen, cleared_at=r.cleared_at)) for r in to_clear],
+        )
+        try:
+            self.bus.publish(event)
+        except (OSError, OutboxError) as exc:
+            log.error("camera %s: cannot queue its predecessor's reports (%s)", self.id, exc)
+            return
+        log.info(
+            "camera %s: %d reports and %d clearings its previous worker did not deliver",
+            self.id,
+            len(to_post),
+            len(to_clear),
         )
 
     def rebuild(self, config: CameraConfig, runtime: CameraRuntime) -> None:

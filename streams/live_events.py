@@ -71,6 +71,17 @@ SaveWhy = Literal["incident", "stop", "changed"]
 
 
 @dataclass(frozen=True, slots=True)
+class InheritedReports:
+    """What a fleet camera's previous worker queued and never delivered, found as the camera
+    is taken over (streams.fleet.reconcile): its reports (without their evidence, which
+    stayed on that worker's disk) and its clearings, by incident id."""
+
+    camera_id: str
+    reports: list[CaseReport]
+    clearings: list[tuple[str, Observation]]
+
+
+@dataclass(frozen=True, slots=True)
 class SitesChanged:
     """The camera's state to save: at once after an incident event (the state on disk then
     explains the outbox entry) or as it stops; else (`changed`, now and then while it runs)

@@ -9,9 +9,11 @@ Each sink keeps only its own bookkeeping; a camera's state is the camera's
 | `IncidentConfirmed` | outbox (durable: the report, then the deliverer woken), metrics |
 | `IncidentUpdated` | outbox (durable: the observation) |
 | `IncidentCleared` | outbox (durable: the last observation, deliverer woken), metrics |
+| `InheritedReports` | outbox (durable: a predecessor's undelivered reports and clearings) |
 | `SampleSettled` | health (the latest frame), metrics (processed, lag) |
 | `HealthEvent` | metrics, health (the state the console shows) |
-| `SitesChanged`, `SitesDropped` | site store (saved now, soon, or dropped) |
+| `SitesChanged` | site store (saved now or soon); a fleet worker's hand-over, after an incident |
+| `SitesDropped` | site store |
 | `BatchSettled` | shadow (the candidate model judges the same samples) |
 | `CameraStopped` | shadow; and once the camera `left`: metrics, feedback, health |
 """
@@ -36,6 +38,7 @@ from streams.live_events import (
     IncidentCleared,
     IncidentConfirmed,
     IncidentUpdated,
+    InheritedReports,
     SampleSettled,
     SitesChanged,
     SitesDropped,
@@ -66,6 +69,13 @@ class OutboxSink:
 
     def cleared(self, event: IncidentCleared) -> None:
         self.outbox.enqueue_observation(event.incident.id, event.observation)
+        self.deliverer.wake()
+
+    def inherited(self, event: InheritedReports) -> None:
+        for report in event.reports:
+            self.outbox.enqueue_report(report)
+        for incident_id, observation in event.clearings:
+            self.outbox.enqueue_observation(incident_id, observation)
         self.deliverer.wake()
 
 
@@ -138,6 +148,18 @@ class SiteSink:
 
     def dropped(self, event: SitesDropped) -> None:
         self.sites.forget(event.camera_id)
+
+
+class FleetSink:
+    """A fleet worker hands a camera's sites over at once after an incident event (saved
+    first by the site sink), so a successor knows of the confirmation or clearing."""
+
+    def __init__(self, fleet: FleetCameras) -> None:
+        self.fleet = fleet
+
+    def changed(self, event: SitesChanged) -> None:
+        if event.why == "incident":
+            self.fleet.hand_over_soon(event.camera_id)
 
 
 class ShadowSink:
@@ -230,6 +252,7 @@ class Sinks:
         bus.subscribe(IncidentConfirmed, to_outbox.confirmed, durable=True)
         bus.subscribe(IncidentUpdated, to_outbox.updated, durable=True)
         bus.subscribe(IncidentCleared, to_outbox.cleared, durable=True)
+        bus.subscribe(InheritedReports, to_outbox.inherited, durable=True)
         bus.subscribe(IncidentConfirmed, to_metrics.incident)
         bus.subscribe(IncidentCleared, to_metrics.incident)
         bus.subscribe(SampleSettled, to_health.sample)
@@ -237,6 +260,8 @@ class Sinks:
         bus.subscribe(HealthEvent, to_metrics.health)
         bus.subscribe(HealthEvent, reporter.event)
         bus.subscribe(SitesChanged, to_sites.changed)
+        if fleet is not None:
+            bus.subscribe(SitesChanged, FleetSink(fleet).changed)
         bus.subscribe(SitesDropped, to_sites.dropped)
         bus.subscribe(BatchSettled, shadow.batch)
         bus.subscribe(CameraStopped, shadow.stopped)

@@ -132,11 +132,11 @@ class Worker:
         self.sinks = Sinks.wire(
             self.config, state_dir, key, self.metrics, evidence.directory, fleet_id=fleet_id
         )
-        self.context = CameraContext(
-            self.sinks.bus, self.sinks.feedback, evidence, self.sinks.sites, Backlog()
-        )
         # Where the cameras come from: the config file, or the API's fleet assignment.
         self.fleet = self.sinks.fleet
+        self.context = CameraContext(
+            self.sinks.bus, self.sinks.feedback, evidence, self.sinks.sites, Backlog(), self.fleet
+        )
         self.health_port = health_port
         self.health_host = health_host
         self._loop_at = time.monotonic()
