@@ -146,13 +146,6 @@ class LiveCamera:
             self.bus.publish(event)
         except (OSError, OutboxError) as exc:
             log.error("camera %s: cannot queue its predecessor's reports (%s)", self.id, exc)
-            return
-        log.info(
-            "camera %s: %d reports and %d clearings its previous worker did not deliver",
-            self.id,
-            len(to_post),
-            len(to_clear),
-        )
 
     def rebuild(self, config: CameraConfig, runtime: CameraRuntime) -> None:
         """Takes a new runtime (new zones, rules or model), continuing the sites of its zones
@@ -228,15 +221,6 @@ class LiveCamera:
             self.reports[incident.id] = case
             self.observed_at[incident.id] = time.monotonic()
             self.bus.publish(IncidentConfirmed(self.id, incident, case))
-            log.info(
-                "camera %s: %s confirmed in zone %s (%s %.2f): %s",
-                self.id,
-                incident.type,
-                incident.zone_id,
-                incident.class_name,
-                incident.confidence,
-                incident.id,
-            )
             return
         # Held incidents' clearings never get here (the feedback drops them).
         reported = self.reports.get(incident.id)
@@ -246,7 +230,6 @@ class LiveCamera:
         if observation is not None:
             self.bus.publish(IncidentCleared(self.id, incident, observation))
         self._forget(incident.id)
-        log.info("camera %s: %s cleared: %s", self.id, incident.type, incident.id)
 
     def _observe_open(self) -> None:
         """Sends each open incident's last_seen now and then, so the API sees it is still there."""

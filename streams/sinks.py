@@ -6,10 +6,10 @@ Each sink keeps only its own bookkeeping; a camera's state is the camera's
 
 | event | sinks |
 |---|---|
-| `IncidentConfirmed` | outbox (durable: the report, then the deliverer woken), metrics |
+| `IncidentConfirmed` | outbox (durable: the report), log, metrics, deliverer woken |
 | `IncidentUpdated` | outbox (durable: the observation) |
-| `IncidentCleared` | outbox (durable: the last observation, deliverer woken), metrics |
-| `InheritedReports` | outbox (durable: a predecessor's undelivered reports and clearings) |
+| `IncidentCleared` | outbox (durable: the last observation), log, metrics, deliverer woken |
+| `InheritedReports` | outbox (durable: what a predecessor never delivered), log, deliverer woken |
 | `SampleSettled` | health (the latest frame), metrics (processed, lag) |
 | `HealthEvent` | metrics, health (the state the console shows) |
 | `SitesChanged` | site store (saved now or soon); a fleet worker's hand-over, after an incident |
@@ -52,9 +52,9 @@ log = logging.getLogger(__name__)
 
 
 class OutboxSink:
-    """Cases and observations into the durable outbox, which the deliverer drains into the
-    API on its own thread. Subscribed durable: if the disk refuses, the camera keeps the
-    event and tries again."""
+    """Cases and observations into the durable outbox (subscribed durable: if the disk
+    refuses, the camera keeps the event and tries again), and the deliverer, which drains
+    it into the API on its own thread, woken once every other sink heard the event."""
 
     def __init__(self, outbox: Outbox, deliverer: Deliverer) -> None:
         self.outbox = outbox
@@ -62,21 +62,43 @@ class OutboxSink:
 
     def confirmed(self, event: IncidentConfirmed) -> None:
         self.outbox.enqueue_report(event.case)
-        self.deliverer.wake()
 
     def updated(self, event: IncidentUpdated) -> None:
         self.outbox.enqueue_observation(event.incident_id, event.observation)
 
     def cleared(self, event: IncidentCleared) -> None:
         self.outbox.enqueue_observation(event.incident.id, event.observation)
-        self.deliverer.wake()
 
     def inherited(self, event: InheritedReports) -> None:
         for report in event.reports:
             self.outbox.enqueue_report(report)
         for incident_id, observation in event.clearings:
             self.outbox.enqueue_observation(incident_id, observation)
+
+    def wake(self, event: object) -> None:
         self.deliverer.wake()
+
+
+class LogSink:
+    """The worker log's lines of what was queued for the API (operators and tests read
+    them), written before the deliverer is woken to post it."""
+
+    def confirmed(self, event: IncidentConfirmed) -> None:
+        i = event.incident
+        log.info(
+            "camera %s: %s confirmed in zone %s (%s %.2f): %s",
+            event.camera_id, i.type, i.zone_id, i.class_name, i.confidence, i.id,
+        )  # fmt: skip
+
+    def cleared(self, event: IncidentCleared) -> None:
+        i = event.incident
+        log.info("camera %s: %s cleared: %s", event.camera_id, i.type, i.id)
+
+    def inherited(self, event: InheritedReports) -> None:
+        log.info(
+            "camera %s: %d reports and %d clearings its previous worker did not deliver",
+            event.camera_id, len(event.reports), len(event.clearings),
+        )  # fmt: skip
 
 
 class MetricsSink:
@@ -249,12 +271,18 @@ class Sinks:
         bus = bus or Bus()
         to_outbox, to_metrics = OutboxSink(outbox, deliverer), MetricsSink(metrics)
         to_health, to_sites = HealthSink(reporter), SiteSink(sites)
+        to_log = LogSink()
         bus.subscribe(IncidentConfirmed, to_outbox.confirmed, durable=True)
         bus.subscribe(IncidentUpdated, to_outbox.updated, durable=True)
         bus.subscribe(IncidentCleared, to_outbox.cleared, durable=True)
         bus.subscribe(InheritedReports, to_outbox.inherited, durable=True)
+        bus.subscribe(IncidentConfirmed, to_log.confirmed)
+        bus.subscribe(IncidentCleared, to_log.cleared)
+        bus.subscribe(InheritedReports, to_log.inherited)
         bus.subscribe(IncidentConfirmed, to_metrics.incident)
         bus.subscribe(IncidentCleared, to_metrics.incident)
+        for kind in (IncidentConfirmed, IncidentCleared, InheritedReports):
+            bus.subscribe(kind, to_outbox.wake)
         bus.subscribe(SampleSettled, to_health.sample)
         bus.subscribe(SampleSettled, to_metrics.sample)
         bus.subscribe(HealthEvent, to_metrics.health)
