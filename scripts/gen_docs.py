@@ -29,6 +29,7 @@ import inspect
 import json
 import os
 import re
+import socket
 import sys
 import tomllib
 import types
@@ -295,12 +296,19 @@ def worker_config() -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    """The `streetwatch` parser, from the console script's module."""
+    """The `streetwatch` parser, from the console script's module, as it is built where no
+    `STREETWATCH_*` variable is set: the page shows defaults, not this shell's settings."""
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"][
         "scripts"
     ]
     module = importlib.import_module(scripts["streetwatch"].split(":")[0])
-    parser: argparse.ArgumentParser = module.build_parser()
+    ours = {k: v for k, v in os.environ.items() if k.startswith("STREETWATCH_")}
+    for key in ours:
+        del os.environ[key]
+    try:
+        parser: argparse.ArgumentParser = module.build_parser()
+    finally:
+        os.environ.update(ours)
     return parser
 
 
@@ -335,9 +343,21 @@ def serve_settings() -> str:
 # -- the command line -------------------------------------------------------------------------
 
 
+def _machine_free(parser: argparse.ArgumentParser) -> None:
+    """Defaults read from this machine (the host name a worker id defaults to) shown as
+    what they are, so the page is the same wherever it is written."""
+    host = socket.gethostname()
+    for action in parser._actions:
+        if action.default == host:
+            action.default = "<host name>"
+    for sub in _subparsers(parser).values():
+        _machine_free(sub)
+
+
 def cli() -> str:
     os.environ["COLUMNS"] = "100"  # argparse wraps help to the terminal: one width for all
     parser = _parser()
+    _machine_free(parser)
     out = [f"## `streetwatch`\n\n```text\n{parser.format_help().rstrip()}\n```\n"]
 
     def walk(name: str, sub: argparse.ArgumentParser) -> None:
@@ -360,7 +380,12 @@ def _app() -> Any:
     create_app = find_function("api", "create_app")
     with tempfile.TemporaryDirectory() as tmp:
         # The document needs no database: the app is built over an empty one and thrown away.
-        settings = settings_cls(data_dir=Path(tmp), secret_key="x" * 32, prune_interval_s=None)
+        settings = settings_cls(
+            data_dir=Path(tmp),
+            db_url=f"sqlite:///{tmp}/docs.db",
+            secret_key="x" * 32,
+            prune_interval_s=None,
+        )
         app = create_app(settings)
         schema = app.openapi()
         scopes = _route_scopes(app)
