@@ -10,13 +10,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.contract import EvidenceRef
 from api.images import ImageError, ImageInfo, check_image, inspect
 from api.problems import Problem
 from api.storage import EvidenceStore
-from api.tables import Case, CaseEvidence, Evidence, utcnow
+from api.tables import Case, CaseEvidence, Evidence, Report, utcnow
+from api.validation import Size, largest, on_image
 
 log = logging.getLogger(__name__)
 
@@ -119,14 +121,31 @@ def match(
 def _check_boxes(ref: EvidenceRef, upload: Upload) -> None:
     """Boxes must be boxes on this image (a pixel of rounding allowed at the edges)."""
     for i, box in enumerate(ref.boxes):
-        x1, y1, x2, y2 = box.bbox
-        if not (-1 <= x1 < x2 <= upload.width + 1 and -1 <= y1 < y2 <= upload.height + 1):
+        if not on_image(box.bbox, (upload.width, upload.height)):
             raise Problem(
                 422,
                 f"Evidence '{ref.filename}' box {i} {box.bbox} is not a box on its "
                 f"{upload.width}x{upload.height} image",
                 kind="evidence-mismatch",
             )
+
+
+def frame_of(uploads: Sequence[Upload]) -> Size | None:
+    """The frame a request's evidence shows: its largest image (the others may be crops)."""
+    return largest([(u.width, u.height) for u in uploads])
+
+
+def camera_frame(session: Session, camera_id: str) -> Size | None:
+    """The frame of `camera_id` as its stored evidence shows it: the largest image linked from
+    its reports' cases (through the indexed report camera, not a scan of every link); None
+    when the API holds no image of it."""
+    cases = select(Report.case_seq).where(Report.camera_id == camera_id)
+    width, height = session.execute(
+        select(func.max(Evidence.width), func.max(Evidence.height))
+        .join(CaseEvidence, CaseEvidence.sha256 == Evidence.sha256)
+        .where(CaseEvidence.case_seq.in_(cases), CaseEvidence.camera_id == camera_id)
+    ).one()
+    return (width, height) if width and height else None
 
 
 @contextmanager

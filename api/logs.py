@@ -1,9 +1,17 @@
-"""Log lines as text or JSON, each with the id of the request it belongs to."""
+"""Log lines as text or JSON, each with the id of the request it belongs to.
+
+Lines are formatted where they are logged (the request id is a context variable) and
+written to stderr by a thread of their own: the access log is written from the event loop,
+and a stderr that blocks (a full pipe to a slow log collector) must not stop it.
+"""
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import logging.handlers
+import queue
 import sys
 from datetime import UTC, datetime
 
@@ -39,9 +47,16 @@ TEXT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
 
 
 def configure(log_format: str = "text", level: str = "info") -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    lines: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    handler = logging.handlers.QueueHandler(lines)
     handler.addFilter(RequestIdFilter())
+    # The queued record carries the finished line: prepare() formats it with this formatter.
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT))
+    writer = logging.StreamHandler(sys.stderr)
+    writer.setFormatter(logging.Formatter("%(message)s"))
+    listener = logging.handlers.QueueListener(lines, writer)
+    listener.start()
+    atexit.register(listener.stop)  # writes what is queued before the process ends
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

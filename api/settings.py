@@ -110,6 +110,15 @@ class Settings(BaseSettings):
     max_clock_skew_s: float = Field(
         300.0, ge=0, description="How far in the future a reported time may lie"
     )
+    sign_in_attempts: int = Field(
+        10,
+        gt=0,
+        description="Console sign-in attempts one client address may make at once, per API "
+        "process; then one per sign_in_window_s / sign_in_attempts, more are refused with 429",
+    )
+    sign_in_window_s: float = Field(
+        60.0, gt=0, description="The time in which an address regains all its sign-in attempts"
+    )
 
     # -- merging ---------------------------------------------------------------------------
     merge_distance_m: float = Field(30.0, ge=0, description="Cross-camera merge radius")

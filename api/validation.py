@@ -3,12 +3,19 @@
 The schema (`api.contract`) already refuses non-finite numbers, over-long strings and control
 characters. Here: timestamps in a range every backend and every later computation can hold
 (from 2000 to a little past now, where `max_clock_skew_s` is the "little"), times in order,
-boxes with x2 > x1 and y2 > y1. Every fault is listed at once, as a 422 problem.
+boxes with x2 > x1 and y2 > y1 that lie on their image. Every fault is listed at once, as a
+422 problem.
+
+A site box (a report's, a suppression's) is in pixels of the camera's frame. The API knows a
+frame's size only from evidence images, which are the unaltered frames: the largest image
+the request attaches, else the largest stored from that camera (`api.evidence.camera_frame`).
+Where neither is known, the box must at least not reach left of or above the frame.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,6 +25,22 @@ from api.problems import Problem
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_SEQ = 2**31 - 1  # sequence columns are 32-bit on PostgreSQL
 _DIGITS = re.compile(r"[0-9]{1,10}")
+EDGE_PX = 1.0  # a box may reach this far past the image's edges: rounding, not a fault
+Size = tuple[int, int]  # width, height in pixels
+
+
+def on_image(bbox: Sequence[float], size: Size | None) -> bool:
+    """Whether `bbox` (x1, y1, x2, y2) is a box on an image of `size`; of unknown size, one
+    with x2 > x1 and y2 > y1 that starts on it."""
+    x1, y1, x2, y2 = bbox
+    if not (-EDGE_PX <= x1 < x2 and -EDGE_PX <= y1 < y2):
+        return False
+    return size is None or (x2 <= size[0] + EDGE_PX and y2 <= size[1] + EDGE_PX)
+
+
+def largest(sizes: Sequence[Size]) -> Size | None:
+    """The frame that holds every image of `sizes` (evidence may also be crops of it)."""
+    return (max(w for w, _ in sizes), max(h for _, h in sizes)) if sizes else None
 
 
 class Faults:
@@ -41,6 +64,16 @@ class Faults:
         elif utc > latest:
             self.add(loc, "is in the future", "datetime_future")
 
+    def site_box(self, loc: list[str | int], bbox: Sequence[float], frame: Size | None) -> None:
+        x1, y1, x2, y2 = bbox
+        if x2 <= x1:
+            self.add(loc, "needs x2 > x1")
+        if y2 <= y1:
+            self.add(loc, "needs y2 > y1")
+        if x2 > x1 and y2 > y1 and not on_image(bbox, frame):
+            where = f"the camera's {frame[0]}x{frame[1]} frame" if frame else "the frame"
+            self.add(loc, f"{list(bbox)} is not a box on {where}", "box_off_frame")
+
     def raise_any(self, model: str) -> None:
         if self.errors:
             detail = "; ".join(
@@ -63,7 +96,8 @@ def _evidence(faults: Faults, refs: list[EvidenceRef], latest: datetime) -> None
         faults.time(["evidence", i, "captured_at"], ref.captured_at, latest)
 
 
-def check_report(report: CaseReport, skew_s: float) -> None:
+def check_report(report: CaseReport, skew_s: float, frame: Size | None = None) -> None:
+    """`frame`: the camera's frame size where known (see the module's docstring)."""
     latest = latest_allowed(skew_s)
     f = Faults("case")
     for name in ("first_seen", "confirmed_at", "last_seen", "cleared_at"):
@@ -75,13 +109,16 @@ def check_report(report: CaseReport, skew_s: float) -> None:
             f.add(["last_seen"], "is before confirmed_at")
         if report.cleared_at is not None and report.cleared_at < report.first_seen:
             f.add(["cleared_at"], "is before first_seen")
-    x1, y1, x2, y2 = report.bbox
-    if x2 <= x1:
-        f.add(["bbox"], "needs x2 > x1")
-    if y2 <= y1:
-        f.add(["bbox"], "needs y2 > y1")
+    f.site_box(["bbox"], report.bbox, frame)
     _evidence(f, report.evidence, latest)
     f.raise_any("report")
+
+
+def check_site_box(field: str, bbox: Sequence[float], frame: Size | None, model: str) -> None:
+    """A site box given on its own (a suppression's): a 422 naming `field`.bbox if off it."""
+    f = Faults(field)
+    f.site_box(["bbox"], bbox, frame)
+    f.raise_any(model)
 
 
 def check_observation(observation: Observation, skew_s: float) -> None:

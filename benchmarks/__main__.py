@@ -33,6 +33,7 @@ SECTIONS = (
     "sampling",
     "lone",
     "api",
+    "api-lock",
     "soak",
     "batch",
     "failover",
@@ -44,6 +45,7 @@ SECTIONS = (
 DEFAULT_SECTIONS = tuple(name for name in SECTIONS if name != "soak")
 OWN_HOW = (
     "api",
+    "api-lock",
     "capacity",
     "substream",
     "sampling",
@@ -87,7 +89,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     chosen = args.only or DEFAULT_SECTIONS
-    if set(chosen) - {"api", "batch", "failover", "shadow"}:
+    if set(chosen) - {"api", "api-lock", "batch", "failover", "shadow"}:
         inference.ensure_int8()  # every section but api runs the int8 model
     clip = build_clip(args.seconds)
     how = (
@@ -116,6 +118,8 @@ def main() -> None:
             blocks = {name: inference.run(clip, args.runs, e2e.exported_models())}
         elif name == "api":
             blocks = {name: api.run(args.runs)}  # says its own machine and input; no clip
+        elif name == "api-lock":
+            blocks = {name: api.run_lock()}  # one run per cell
         elif name in ("capacity", "substream"):
             sub = name == "substream"
             bodies = capacity.run(

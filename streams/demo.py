@@ -96,11 +96,12 @@ def show(cases_path: Path) -> None:
     cases = [json.loads(line) for line in cases_path.read_text().splitlines()]
     print(f"\n{len(cases)} case(s) from offline scoring:")
     for c in cases:
+        cleared = c["cleared_at"]
         print(
             f"- {c['type']} ({c['event_code']}) on {c['camera_id']}/{c['zone_id']}: "
             f"{c['class_name']} {c['confidence']:.2f}\n"
             f"    first seen {c['first_seen']}, confirmed {c['confirmed_at']}, "
-            f"cleared {c['cleared_at'] or '(still there at the end)'}"
+            + (f"cleared {cleared}" if cleared else "not cleared: still there at the end")
         )
         for ev in c["evidence"]:
             print(f"    evidence {ev['kind']}: {ev['path']}")

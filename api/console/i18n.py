@@ -14,8 +14,8 @@ _T: dict[str, tuple[str, str]] = {
     "suppressions": ("屏蔽规则", "Suppressions"),
     "sign_in": ("登录", "Sign in"),
     "sign_out": ("退出", "Sign out"),
-    "api_key": ("API 密钥（调度或管理）", "API key (dispatch or admin)"),
-    "bad_key": ("密钥无效、已吊销或无审核权限", "Unknown or revoked key, or not a console key"),
+    "api_key": ("API 密钥（需 dispatch 权限）", "API key (with the dispatch scope)"),
+    "bad_key": ("密钥无效或已吊销", "Unknown or revoked key"),
     "signed_out": ("已退出", "Signed out"),
     "expired": ("会话已过期，请重新登录", "Your session has ended: sign in again"),
     "status": ("状态", "Status"),
@@ -127,7 +127,10 @@ _T: dict[str, tuple[str, str]] = {
     "csv": ("下载 CSV", "Download CSV"),
     "total": ("合计", "Total"),
     "per_day": ("每日上报与审核", "Reports and verdicts per day"),
-    "forbidden": ("此密钥没有所需权限", "This key lacks the scope this needs"),
+    "forbidden": (
+        "此密钥没有 dispatch（审核调度）权限：查看和处理案件需要它",
+        "This key lacks the 'dispatch' scope, which reading and acting on cases needs",
+    ),
     "refused": ("操作被拒绝", "Refused"),
     "done": ("完成", "Done"),
     "lang_switch": ("English", "中文"),
@@ -199,6 +202,14 @@ MESSAGES = {
         "Someone else acted first: the case is now {current}",
     ),
     "done": ("案件 {case}：{to}", "Case {case}: {to}"),
+    "no_console_scope": (
+        "此密钥没有 dispatch（审核调度）权限，不能登录审核台（它的权限：{scopes}）",
+        "This key lacks the 'dispatch' scope the console needs (its scopes: {scopes})",
+    ),
+    "too_many": (
+        "登录尝试过于频繁，请 {seconds} 秒后再试",
+        "Too many sign-in attempts: try again in {seconds} s",
+    ),
 }
 
 

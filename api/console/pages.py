@@ -4,6 +4,11 @@ Every page needs a session (`api.console.sessions`); reading and acting on cases
 key's `dispatch` scope, exactly as the API does, and every action is the API's own
 transition. Templates are Jinja2 with autoescaping: case fields come from workers and are
 treated as untrusted text.
+
+No handler touches the database on the event loop: the handlers are plain functions, which
+run on the thread pool, and a posted form is read (asynchronously) by the `posted_form`
+dependency before the handler starts. One request waiting for the write lock therefore
+holds up nobody else.
 """
 
 from __future__ import annotations
@@ -11,11 +16,11 @@ from __future__ import annotations
 import math
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import ValidationError
@@ -26,6 +31,7 @@ from api.boxes import BoxIn, annotated_response, set_reviewed_box
 from api.console import sessions, stats
 from api.console.i18n import DEFAULT, LANGS, Translator
 from api.console.sessions import SignInRequired, User, check_csrf, current_user
+from api.console.throttle import Throttle
 from api.contract import CaseStatus, IncidentType
 from api.intake import resolve
 from api.lifecycle import TRANSITIONS, allowed
@@ -88,6 +94,8 @@ def install(app: Any) -> None:
     """Routes, the sign-in redirect, and the console's security headers."""
     from fastapi.staticfiles import StaticFiles
 
+    settings = app.state.ctx.settings
+    app.state.sign_in_throttle = Throttle(settings.sign_in_attempts, settings.sign_in_window_s)
     app.include_router(router)
     app.mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static")
 
@@ -98,7 +106,7 @@ def install(app: Any) -> None:
         return RedirectResponse("/console/login", 303, headers=SECURITY_HEADERS)
 
     @app.exception_handler(_Forbidden)
-    async def _forbidden(request: Request, exc: _Forbidden) -> Response:
+    def _forbidden(request: Request, exc: _Forbidden) -> Response:  # on the thread pool
         return forbidden(request, exc.user)
 
     app.add_middleware(ConsoleHeaders)
@@ -186,11 +194,19 @@ class _Forbidden(Exception):
         self.user = user
 
 
-async def form_of(request: Request, user: User) -> dict[str, str]:
+async def posted_form(request: Request) -> dict[str, str]:
+    """The posted form's text fields, read on the event loop before the handler runs."""
     form = await request.form()
-    values = {k: v for k, v in form.items() if isinstance(v, str)}
-    check_csrf(request, user.csrf, request.headers.get("x-csrf-token") or values.get("csrf"))
-    return values
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+PostedForm = Annotated[dict[str, str], Depends(posted_form)]
+
+
+def form_of(request: Request, user: User, form: dict[str, str]) -> dict[str, str]:
+    """The form, once its CSRF token (or the `X-CSRF-Token` header) is the session's."""
+    check_csrf(request, user.csrf, request.headers.get("x-csrf-token") or form.get("csrf"))
+    return form
 
 
 def safe_next(value: str | None, default: str = "/console") -> str:
@@ -436,10 +452,10 @@ def _transition_body(user: User, action: str, form: dict[str, str]) -> Transitio
 
 
 @router.post("/cases/{case_id}/box")
-async def correct_box(request: Request, case_id: str) -> Response:
+def correct_box(request: Request, case_id: str, posted: PostedForm) -> Response:
     """A reviewer's box for the case (training data): "x1, y1, x2, y2" in image pixels."""
     user = current_user(request)
-    form = await form_of(request, user)
+    form = form_of(request, user, posted)
     t = Translator(lang_of(request))
     try:
         need(user, Scope.dispatch)
@@ -460,9 +476,9 @@ async def correct_box(request: Request, case_id: str) -> Response:
 
 
 @router.post("/cases/{case_id}/{action}")
-async def act(request: Request, case_id: str, action: str) -> Response:
+def act(request: Request, case_id: str, action: str, posted: PostedForm) -> Response:
     user = current_user(request)
-    form = await form_of(request, user)
+    form = form_of(request, user, posted)
     back = safe_next(form.get("next"), f"/console/cases/{case_id}")
     fetch = request.headers.get("x-requested-with") == "fetch"
     t = Translator(lang_of(request))
@@ -565,9 +581,9 @@ def suppressions_page(request: Request) -> Response:
 
 
 @router.post("/suppressions/{suppression_id}")
-async def edit_suppression(request: Request, suppression_id: str) -> Response:
+def edit_suppression(request: Request, suppression_id: str, posted: PostedForm) -> Response:
     user = current_user(request)
-    form = await form_of(request, user)
+    form = form_of(request, user, posted)
     t = Translator(lang_of(request))
     need(user, Scope.dispatch)
     ctx = request.app.state.ctx
@@ -633,10 +649,21 @@ def stats_csv(request: Request) -> Response:
 
 @router.get("/login", response_class=HTMLResponse)
 def login_form(request: Request) -> Response:
-    return login_page(request)
+    t = Translator(lang_of(request))
+    # `ended`: the queue's tab found its session gone; the message is ours, not the URL's.
+    ended = request.query_params.get("ended") is not None
+    return login_page(
+        request, t("expired") if ended else None, next_=request.query_params.get("next")
+    )
 
 
-def login_page(request: Request, error: str | None = None, status: int = 200) -> Response:
+def login_page(
+    request: Request,
+    error: str | None = None,
+    status: int = 200,
+    next_: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
     """The sign-in form (messages are ours only: nothing from the query is shown)."""
     import secrets
 
@@ -644,32 +671,55 @@ def login_page(request: Request, error: str | None = None, status: int = 200) ->
     if not token or len(token) > 100:
         token = secrets.token_urlsafe(24)
     response = render(
-        request, "login.html", None, status, page="login", login_csrf=token, error=error
-    )
+        request, "login.html", None, status, page="login", login_csrf=token, error=error,
+        next=safe_next(next_, ""),
+    )  # fmt: skip
     response.set_cookie(
         sessions.LOGIN_COOKIE, token, max_age=3600, **sessions.cookie_options(request)
     )
+    response.headers.update(headers or {})
     return response
 
 
 @router.post("/login")
-async def login(request: Request) -> Response:
-    form = await request.form()
+def login(request: Request, form: PostedForm) -> Response:
+    """A wrong key is refused from a read; only a valid one takes the write lock, for its
+    session. Attempts are counted per client address first (`api.console.throttle`)."""
+    t = Translator(lang_of(request))
+    next_ = form.get("next")
+    client = request.client.host if request.client else ""
+    wait = request.app.state.sign_in_throttle.take(client)
+    if wait:
+        seconds = math.ceil(wait)
+        return login_page(
+            request,
+            t.message("too_many", seconds=str(seconds)),
+            429,
+            next_,
+            headers={"Retry-After": str(seconds)},
+        )
     token = request.cookies.get(sessions.LOGIN_COOKIE, "")
     given = form.get("csrf")
-    t = Translator(lang_of(request))
-    if not token or not isinstance(given, str):
-        return login_page(request, t("expired"), 403)
+    if not token or given is None:
+        return login_page(request, t("expired"), 403, next_)
     check_csrf(request, token, given)
     key = form.get("key")
-    if not isinstance(key, str) or not key.strip() or len(key) > 200:
-        return login_page(request, t("bad_key"), 401)
-    with request.app.state.ctx.db.write() as session:
-        made = sessions.sign_in(session, key.strip())
-    if made is None:
-        return login_page(request, t("bad_key"), 401)
+    if key is None or not key.strip() or len(key) > 200:
+        return login_page(request, t("bad_key"), 401, next_)
+    db = request.app.state.ctx.db
+    with db.read() as session:
+        record = sessions.valid_key(session, key.strip())
+    if record is None:
+        return login_page(request, t("bad_key"), 401, next_)
+    if not sessions.may_sign_in(record):
+        scopes = ", ".join(sorted(record.scopes)) or "—"
+        return login_page(request, t.message("no_console_scope", scopes=scopes), 403, next_)
+    with db.write() as session:
+        made = sessions.sign_in(session, record.id)
+    if made is None:  # revoked between the read and the write
+        return login_page(request, t("bad_key"), 401, next_)
     session_token, _ = made
-    response = RedirectResponse("/console", 303)
+    response = RedirectResponse(safe_next(next_), 303)
     response.set_cookie(
         sessions.COOKIE,
         session_token,
@@ -681,12 +731,12 @@ async def login(request: Request) -> Response:
 
 
 @router.post("/logout")
-async def logout(request: Request) -> Response:
+def logout(request: Request, form: PostedForm) -> Response:
     try:
         user = current_user(request)
     except SignInRequired:
         return RedirectResponse("/console/login", 303)
-    await form_of(request, user)
+    form_of(request, user, form)
     sessions.end(request, user.token_hash)
     response = RedirectResponse("/console/login", 303)
     response.delete_cookie(sessions.COOKIE, path=sessions.PATH)
@@ -694,17 +744,16 @@ async def logout(request: Request) -> Response:
 
 
 @router.post("/lang")
-async def set_lang(request: Request) -> Response:
-    form = await request.form()
+def set_lang(request: Request, form: PostedForm) -> Response:
     given = form.get("csrf")
     try:
         expected = current_user(request).csrf
     except SignInRequired:
         expected = request.cookies.get(sessions.LOGIN_COOKIE, "")
-    check_csrf(request, expected, given if isinstance(given, str) else None)
+    check_csrf(request, expected, given)
     lang = form.get("lang")
     lang = lang if lang in LANGS else DEFAULT
-    back = safe_next(str(form.get("next") or ""), "/console")
+    back = safe_next(form.get("next") or "", "/console")
     response = RedirectResponse(back, 303)
     response.set_cookie(
         sessions.LANG_COOKIE, str(lang), max_age=365 * 86400, **sessions.cookie_options(request)

@@ -1,4 +1,4 @@
-"""Console sign-in: an API key exchanged for a session.
+"""Console sign-in: an API key with the `dispatch` scope exchanged for a session.
 
 The session token lives in an HttpOnly, SameSite=Strict cookie (Secure over TLS), scoped to
 `/console`; only its hash is stored. Every state change carries the session's CSRF token
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from fastapi import Request
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from api.auth import Principal, Scope, hash_key, principal_of
@@ -30,7 +30,9 @@ PATH = "/console"
 LIFETIME = timedelta(hours=12)
 IDLE = timedelta(hours=1)
 TOUCH_EVERY = timedelta(minutes=1)
-SIGN_IN_SCOPES = (Scope.dispatch, Scope.admin)
+# Every console page reads cases, which needs `dispatch`: a key without it (an admin-only
+# key) is refused at sign-in with that reason, not let in to pages that all answer 403.
+SIGN_IN_SCOPE = Scope.dispatch
 
 
 class SignInRequired(Exception):
@@ -51,10 +53,22 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def sign_in(session: Session, key: str) -> tuple[str, ConsoleSession] | None:
-    """A new session for a valid key with a console scope; None for any other key."""
-    record = session.query(ApiKey).filter_by(key_hash=hash_key(key), revoked_at=None).first()
-    if record is None or not any(s.value in record.scopes for s in SIGN_IN_SCOPES):
+def valid_key(session: Session, key: str) -> ApiKey | None:
+    """The record of a known, unrevoked key; None for any other. A read: a wrong key never
+    waits for the write lock."""
+    return session.scalar(
+        select(ApiKey).where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
+    )
+
+
+def may_sign_in(record: ApiKey) -> bool:
+    return SIGN_IN_SCOPE.value in record.scopes
+
+
+def sign_in(session: Session, key_id: str) -> tuple[str, ConsoleSession] | None:
+    """A new session for the key (under the write lock); None if it was revoked meanwhile."""
+    record = session.get(ApiKey, key_id)
+    if record is None or record.revoked_at is not None or not may_sign_in(record):
         return None
     now = utcnow()
     session.execute(delete(ConsoleSession).where(ConsoleSession.expires_at < now))

@@ -24,7 +24,7 @@ from api.contract import (
     Observation,
     ObservationReceipt,
 )
-from api.evidence import Upload, match, read_uploads, staged
+from api.evidence import Upload, camera_frame, frame_of, match, read_uploads, staged
 from api.forms import parse_json_field
 from api.intake import Incoming, fingerprint, ingest, observe, resolve, resolve_own
 from api.lifecycle import table_markdown
@@ -109,9 +109,14 @@ def post_case(
     if not idempotency_key:
         raise Problem(400, "The Idempotency-Key header is required", kind="idempotency-key-missing")
     report = parse_json_field(CaseReport, case, "case")
-    check_report(report, ctx.settings.max_clock_skew_s)
     principal.check_camera(report.camera_id)
     uploads = _uploads(ctx, evidence)
+    # The site box must lie on the camera's frame: the evidence's, else the stored one's.
+    frame = frame_of(uploads)
+    if frame is None:
+        with ctx.db.read() as session:  # before the write lock: a read holds up no one
+            frame = camera_frame(session, report.camera_id)
+    check_report(report, ctx.settings.max_clock_skew_s, frame)
     pairs = match(report.evidence, uploads)
     request_print = fingerprint(report, uploads)
     # Files written by a failing request are removed before its transaction ends, while the

@@ -18,12 +18,14 @@ from api import problems
 from api.auth import Credentials, Dispatch, Principal, Scope, authenticate
 from api.context import Ctx, get_context
 from api.contract import Id, IncidentType, Pixel
+from api.evidence import camera_frame
 from api.middleware import AuthFirstRoute
 from api.problems import Problem
 from api.schemas import Name, Note
 from api.suppress import RejectReason, Schedule, SuppressionRule
 from api.suppressions import get_row, list_rows, new_id
 from api.tables import Suppression, utcnow
+from api.validation import check_site_box
 
 router = APIRouter(route_class=AuthFirstRoute, prefix="/v1/suppressions", tags=["suppressions"])
 SuppressionId = Annotated[str, Path(min_length=1, max_length=40)]
@@ -111,7 +113,7 @@ def list_suppressions(ctx: Ctx, principal: Reader) -> SuppressionList:
 
 
 def create(ctx: Ctx, body: SuppressionCreate) -> SuppressionOut:
-    rule = SuppressionRule(id="new", **body.model_dump(exclude={"note", "actor"}))  # validates
+    rule = SuppressionRule(id="new", **body.model_dump(exclude={"note", "actor"}))
     now = utcnow()
     with ctx.db.write() as session:
         row = Suppression(
@@ -144,10 +146,12 @@ def create(ctx: Ctx, body: SuppressionCreate) -> SuppressionOut:
     responses=problems.responses(401, 403, 422),
 )
 def post_suppression(ctx: Ctx, _: Dispatch, body: SuppressionCreate) -> SuppressionOut:
-    try:
-        return create(ctx, body)
-    except ValueError as exc:
-        raise Problem(422, str(exc), kind="invalid-suppression") from None
+    """The box is in pixels of the camera's frame and must lie on it, as far as the API
+    knows the frame (from the camera's evidence images)."""
+    with ctx.db.read() as session:
+        frame = camera_frame(session, body.camera_id)
+    check_site_box("body", body.bbox, frame, "suppression")
+    return create(ctx, body)
 
 
 def update(ctx: Ctx, suppression_id: str, body: SuppressionPatch) -> SuppressionOut:

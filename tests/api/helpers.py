@@ -5,12 +5,18 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import text
 
 from api.contract import CaseReport, EvidenceRef
 from api.testing import RunningServer
@@ -140,3 +146,53 @@ def is_problem(response: httpx.Response, status: int) -> dict[str, Any]:
     body = response.json()
     assert body["status"] == status and body["title"]
     return body
+
+
+@contextmanager
+def write_lock_held(api: Api, hold_s: float) -> Iterator[None]:
+    """From another connection, the database's write lock (SQLite `BEGIN IMMEDIATE`,
+    PostgreSQL the advisory lock every writer takes) held for `hold_s` from entry, as a long
+    intake or a prune would hold it. Released on time by its own thread whatever the body
+    waits on, so a request that blocks the server cannot hold up the release."""
+    taken, done = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def hold() -> None:
+        try:
+            db = api.server.db
+            if db.is_sqlite:
+                conn = sqlite3.connect(db.url.removeprefix("sqlite:///"), isolation_level=None)
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    taken.set()
+                    time.sleep(hold_s)
+                    conn.execute("ROLLBACK")
+                finally:
+                    conn.close()
+                return
+            from api.db import _PG_WRITE_LOCK
+
+            with db.engine.connect() as conn:
+                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_WRITE_LOCK})
+                taken.set()
+                time.sleep(hold_s)
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_WRITE_LOCK})
+                conn.commit()
+        except BaseException as exc:  # shown by the caller, not lost in this thread
+            errors.append(exc)
+        finally:
+            taken.set()
+            done.set()
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    taken.wait(30)
+    if errors:
+        raise errors[0]
+    try:
+        yield
+    finally:
+        done.wait(hold_s + 30)
+        holder.join(5)
+    if errors:
+        raise errors[0]

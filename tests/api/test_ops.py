@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import httpx
 from openapi_spec_validator import validate
 
 from tests.api.helpers import Api, post, report
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_health_ready_metrics(api: Api, photos: list[bytes]) -> None:
@@ -43,3 +50,29 @@ def test_openapi_document_is_valid_and_complete(api: Api) -> None:
                 if status.startswith(("4", "5")) and op["tags"] != ["open311"]:
                     assert set(response["content"]) == {"application/problem+json"}, (op, status)
     assert "HTTPValidationError" not in doc["components"]["schemas"]
+
+
+def test_log_lines_are_written_off_the_logging_thread() -> None:
+    """Lines are formatted where they are logged (with the request id) but written to stderr
+    by a thread of their own: the access log is logged on the event loop (issue 28)."""
+    code = """
+import logging
+from api import logs
+from api.problems import request_id
+logs.configure("json", "info")
+handler = logging.getLogger().handlers[0]
+assert isinstance(handler, logging.handlers.QueueHandler), handler
+request_id.set("req-1")
+try:
+    1 / 0
+except ZeroDivisionError:
+    logging.getLogger("t").exception("boom %s", "x", extra={"status": 500})
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr
+    (line,) = done.stderr.splitlines()
+    record = json.loads(line)
+    assert record["message"] == "boom x" and record["request_id"] == "req-1"
+    assert record["status"] == 500 and "ZeroDivisionError" in record["exception"]

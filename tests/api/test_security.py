@@ -680,3 +680,47 @@ def test_a_keyless_open311_form_is_read_only_while_small(sqlite_api: Api) -> Non
     r = httpx.post(f"{sqlite_api.url}/open311/v2/requests.json", data=big)
     assert r.status_code == 413 and r.json()[0]["code"] == 413
     assert count_cases(sqlite_api.dispatch) == 0
+
+
+# -- site boxes on the frame ----------------------------------------------------------------
+
+
+def test_site_boxes_must_lie_on_the_frame(api: Api, photos: list[bytes]) -> None:
+    """Issue 28: `[-5000, -5000, -10, -10]` was stored as a case's and as a suppression's box.
+    A site box must lie on the camera's frame: the largest evidence image the report attaches,
+    else the largest the API holds from that camera, else at least not left of or above it."""
+    import cv2
+    import numpy as np
+
+    sizes = [cv2.imdecode(np.frombuffer(p, np.uint8), cv2.IMREAD_COLOR).shape for p in photos[:2]]
+    w, h = max(s[1] for s in sizes), max(s[0] for s in sizes)
+    for bbox in ([-5000, -5000, -10, -10], [10, 10, w + 50, 100], [10, 10, 100, h + 3]):
+        case, files = report(photos, bbox=bbox)
+        body = is_problem(post(api.ingest, case, files), 422)
+        assert [e["loc"] for e in body["errors"]] == [["case", "bbox"]], body
+        assert "case.bbox" in body["detail"]
+    assert f"{w}x{h}" in body["detail"]
+    # A pixel of rounding at the edges is no fault.
+    case, files = report(photos, bbox=[-0.5, 0, w + 0.5, h + 1])
+    assert post(api.ingest, case, files).status_code == 201
+    # Without evidence: the frame of the camera's stored images.
+    case, _ = report(photos, n_evidence=0, bbox=[0, 0, w + 50, 10])
+    body = is_problem(post(api.ingest, case, []), 422)
+    assert body["errors"][0]["loc"] == ["case", "bbox"] and f"{w}x{h}" in body["detail"]
+    # A camera the API holds no image of: only the edges it must start on.
+    case, _ = report(photos, camera="cam-unseen", n_evidence=0, bbox=[-50, 0, 10, 10])
+    is_problem(post(api.ingest, case, []), 422)
+    case, _ = report(photos, camera="cam-unseen", n_evidence=0, bbox=[0, 0, 5000, 5000])
+    assert post(api.ingest, case, []).status_code == 201
+    assert count_cases(api.dispatch) == 2
+
+    made = {"camera_id": "cam-1", "type": "garbage", "actor": "reviewer"}
+    for bbox in ([-5000, -5000, -10, -10], [10, 10, w + 50, 100], [50, 50, 0, 0]):
+        r = api.dispatch.post("/v1/suppressions", json={**made, "bbox": bbox})
+        body = is_problem(r, 422)
+        assert [e["loc"] for e in body["errors"]] == [["body", "bbox"]] * len(body["errors"])
+        assert "body.bbox" in body["detail"]
+        assert "validation error" not in r.text and "pydantic" not in r.text  # our words only
+    assert api.dispatch.get("/v1/suppressions").json()["items"] == []
+    ok = api.dispatch.post("/v1/suppressions", json={**made, "bbox": [0, 0, w, h]})
+    assert ok.status_code == 201, ok.text

@@ -119,15 +119,24 @@
     restoreSelection();
     var queue = document.getElementById("queue");
     var latest = parseInt(queue.dataset.latest, 10) || 0;
+    // A session that ended (signed out elsewhere, key revoked, idle) answers 401: the tab
+    // goes to the sign-in page, which says so and brings the reviewer back here after,
+    // rather than showing a queue that looks live but no longer follows anything.
+    var signedOut = function (r) {
+      if (r.status !== 401) return false;
+      clearInterval(timer);
+      location.href = "/console/login?ended=1&next=" + encodeURIComponent(queueUrl());
+      return true;
+    };
     var poll = function () {
       fetch("/console/changes", { headers: { "X-Requested-With": "fetch" }, credentials: "same-origin" })
-        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (r) { return signedOut(r) || !r.ok ? null : r.json(); })
         .then(function (data) {
           if (!data || data.latest <= latest) return;
           latest = data.latest;
           return fetch("/console/queue/fragment?" + queue.dataset.query, {
             headers: { "X-Requested-With": "fetch" }, credentials: "same-origin"
-          }).then(function (r) { return r.ok ? r.text() : null; }).then(function (html) {
+          }).then(function (r) { return signedOut(r) || !r.ok ? null : r.text(); }).then(function (html) {
             if (html === null) return;
             var before = rows().length;
             queue.innerHTML = html;
@@ -142,7 +151,7 @@
         })
         .catch(function () { /* offline: try again later */ });
     };
-    setInterval(poll, 3000);
+    var timer = setInterval(poll, 3000);
 
     document.addEventListener("keydown", function (e) {
       if (typing(e) || e.ctrlKey || e.metaKey || e.altKey || (dialog && dialog.open)) return;
