@@ -19,9 +19,11 @@ from api.metrics import Metrics
 from api.middleware import BodyLimit, RequestContext, RequestGuard
 from api.retention import prune
 from api.routes import admin, cases, feed, open311, ops
+from api.routes.fleet import last_heartbeat
 from api.secrets import load_server_key
 from api.settings import Settings
 from api.storage import EvidenceStore
+from api.tables import utcnow
 from api.webhooks import Dispatcher, seal_plaintext_secrets
 
 log = logging.getLogger(__name__)
@@ -98,6 +100,8 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        ctx.started_at = utcnow()
+        ctx.fleet_heard_at = await asyncio.to_thread(last_heartbeat, db)
         await asyncio.to_thread(seal_plaintext_secrets, db, server_key)
         dispatcher = Dispatcher(db, settings, ctx.metrics, server_key)
         stop = asyncio.Event()

@@ -17,7 +17,7 @@ import httpx
 from pydantic import BaseModel
 
 from api.contract import CaseReceipt, CaseReport, EvidenceRef, Observation, ObservationReceipt
-from api.fleet import Assignment, FleetCameraIn, Heartbeat
+from api.fleet import Assignment, FleetCameraIn, Heartbeat, ReportedIncident, ReportedIncidents
 from api.suppress import SuppressionRule
 
 
@@ -146,6 +146,11 @@ class IntakeClient:
                 return None
             raise
         return response.content
+
+    def camera_reports(self, camera_id: str) -> list[ReportedIncident]:
+        """This key's reports for the camera of the last 24 h, as the API holds them now."""
+        url = f"/v1/fleet/cameras/{quote(camera_id, safe='')}/reports"
+        return ReportedIncidents.model_validate_json(self._request("GET", url).content).items
 
     def put_fleet_camera(self, camera_id: str, definition: dict[str, Any]) -> None:
         body = FleetCameraIn(definition=definition).model_dump(mode="json")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -11,6 +12,7 @@ from api.db import Database
 from api.metrics import Metrics
 from api.settings import Settings
 from api.storage import EvidenceStore
+from api.tables import utcnow
 
 
 @dataclass
@@ -20,6 +22,10 @@ class Context:
     store: EvidenceStore
     metrics: Metrics
     server_key: bytes
+    # When this process began serving, and the last fleet heartbeat any API process had
+    # taken then: fleet liveness does not count the time between (api/routes/fleet.py).
+    started_at: datetime = field(default_factory=utcnow)
+    fleet_heard_at: datetime | None = None
 
 
 def get_context(request: Request) -> Context:

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from api.contract import Id, storable
+from api.contract import CaseReport, Id, storable
 
 MAX_DEFINITION_CHARS = 200_000  # zones of a busy junction fit many times over
 
@@ -83,6 +83,21 @@ class Assignment(BaseModel):
     cameras: list[AssignedCamera]
     live_workers: int
     ttl_s: float = Field(description="Without an answer for this long, stop every camera")
+
+
+class ReportedIncident(BaseModel):
+    """A report the caller's key holds for a camera, as the API has it now: a worker taking
+    the camera over learns from it what its predecessor reported, which handed-over state
+    (taken seconds before that worker died) may not show yet."""
+
+    case_id: str
+    report: CaseReport = Field(
+        description="As first received, with the `last_seen` and `cleared_at` the API holds"
+    )
+
+
+class ReportedIncidents(BaseModel):
+    items: list[ReportedIncident]
 
 
 def _rank(camera_id: str, worker_id: str) -> bytes:

@@ -7,7 +7,7 @@ import json
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -43,6 +43,27 @@ def fingerprint(report: CaseReport, uploads: Sequence[Upload]) -> str:
         separators=(",", ":"),
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# A report's first_seen as another worker restores it may differ in its last microseconds
+# (the incident id is taken to the millisecond for the same reason).
+SAME_MOMENT = timedelta(milliseconds=1)
+
+
+def same_incident(known: Report, report: CaseReport) -> bool:
+    """Whether `report` is a state of the incident `known` reported (another worker that took
+    its camera over, or the first sender's late redelivery): the same id, type, camera, zone
+    and first sighting. Its merge is monotonic (`observe`): a newer state updates the case,
+    an older one changes nothing."""
+    payload = known.payload
+    return (
+        known.id == report.id
+        and known.source == "worker"
+        and payload.get("type") == report.type
+        and known.camera_id == report.camera_id
+        and known.zone_id == report.zone_id
+        and abs(known.first_seen - report.first_seen) <= SAME_MOMENT
+    )
 
 
 def new_case_id() -> str:

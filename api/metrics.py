@@ -53,7 +53,7 @@ class Metrics:
         )
         self.reports = Counter(
             "streetwatch_reports",
-            "Reports taken in, by outcome (created, merged, replayed)",
+            "Reports taken in, by outcome (created, merged, replayed, updated)",
             ["outcome"],
             registry=r,
         )

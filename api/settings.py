@@ -163,7 +163,8 @@ class Settings(BaseSettings):
         10.0,
         gt=0,
         description="A fleet worker without a heartbeat for this long is lost: its cameras "
-        "go to the others (it stops them itself after as long without an answer)",
+        "go to the others (it stops them itself after as long without an answer); the time "
+        "the API itself was down does not count (one TTL of grace after it starts)",
     )
 
     # -- retention -------------------------------------------------------------------------

@@ -318,7 +318,9 @@ class FleetWorker(Base):
     __tablename__ = "fleet_workers"
 
     worker_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    started_at: Mapped[datetime] = mapped_column(UTCDateTime)  # first heartbeat of this run
+    # The first heartbeat of this run; for a worker that left cleanly, when it left (after
+    # its last_seen, which marks it as not live: api/routes/fleet.py).
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime)
     running: Mapped[list[str]] = mapped_column(JSON)
     assigned: Mapped[list[str]] = mapped_column(JSON)

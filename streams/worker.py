@@ -31,7 +31,7 @@ from detector.types import Detections, Frame
 from models.errors import ModelError
 from streams.config import CameraConfig, Config, ConfigError, load_config
 from streams.evidence import EvidenceWriter
-from streams.fleet import FleetCameras
+from streams.fleet import FleetCameras, reconcile
 from streams.health import HealthEvent, report
 from streams.health_http import serve_health
 from streams.health_report import HealthReporter
@@ -333,6 +333,8 @@ class Worker:
                 self._save(cam, event)
             if events:  # the sites' state goes to disk with the outbox entry it explains
                 self._save_camera(cam)
+                if self.fleet is not None:  # and to a successor, should this worker die
+                    self.fleet.hand_over_soon(cam.config.id)
             for scene in cam.runtime.take_scene_events():
                 if scene.kind == "moved":
                     detail = f"the camera moved at {scene.pts:.0f} s: check its zones"
@@ -618,11 +620,16 @@ class Worker:
     # -- open sites across restarts ------------------------------------------------------
 
     def _resume(self, cam: LiveCamera) -> None:
-        """Continues the sites a previous run of this worker left open for the camera: the
-        same incidents under the same ids, reported once."""
+        """Continues the sites a previous run of this worker (or, in a fleet, the camera's
+        previous worker) left open for the camera: the same incidents under the same ids,
+        reported once. Handed-over state is first reconciled with what the API holds."""
         state = self.sites.load(cam.config.id)
         if state is None:
             return
+        reported = self.fleet.reported(cam.config.id) if self.fleet is not None else None
+        if reported is not None:
+            to_post, to_clear = reconcile(cam.config.id, state, reported)
+            self._deliver_for_predecessor(cam, to_post, to_clear)
         restored = cam.runtime.restore(state.pipeline)
         cam.reports.update(state.reports)
         now = time.monotonic()
@@ -636,6 +643,30 @@ class Worker:
             len(state.reports),
             time.time() - state.saved_at,
         )
+
+    def _deliver_for_predecessor(
+        self, cam: LiveCamera, to_post: list[CaseReport], to_clear: list[CaseReport]
+    ) -> None:
+        """Queues what the camera's previous worker queued and never delivered: reports of
+        incidents it confirmed (without their evidence, which stayed on its disk) and the
+        clearings of incidents it cleared."""
+        try:
+            for report in to_post:
+                self.outbox.enqueue_report(report.model_copy(update={"evidence": []}))
+            for report in to_clear:
+                observation = Observation(last_seen=report.last_seen, cleared_at=report.cleared_at)
+                self.outbox.enqueue_observation(report.id, observation)
+        except (OSError, OutboxError) as exc:
+            log.error("camera %s: cannot queue its predecessor's reports (%s)", cam.config.id, exc)
+            return
+        if to_post or to_clear:
+            log.info(
+                "camera %s: %d reports and %d clearings its previous worker did not deliver",
+                cam.config.id,
+                len(to_post),
+                len(to_clear),
+            )
+            self.deliverer.wake()
 
     def _state(self, cam: LiveCamera) -> CameraState:
         cam.unsaved = False

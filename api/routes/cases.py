@@ -26,7 +26,15 @@ from api.contract import (
 )
 from api.evidence import Upload, camera_frame, frame_of, match, read_uploads, staged
 from api.forms import parse_json_field
-from api.intake import Incoming, fingerprint, ingest, observe, resolve, resolve_own
+from api.intake import (
+    Incoming,
+    fingerprint,
+    ingest,
+    observe,
+    resolve,
+    resolve_own,
+    same_incident,
+)
 from api.lifecycle import table_markdown
 from api.middleware import AuthFirstRoute
 from api.problems import Problem
@@ -65,8 +73,9 @@ IDEMPOTENCY_KEY_DOC = {
     "required": True,
     "schema": {"type": "string", "minLength": 1, "maxLength": 255},
     "description": "Derived from the incident by the worker. The same key with the same "
-    "payload replays the first answer; with another payload it is refused with 422; "
-    "without it the request is refused with 400",
+    "payload replays the first answer; with another state of the same report (its id, type, "
+    "camera, zone and first_seen) it updates the case as a PATCH would (200); with any other "
+    "payload it is refused with 422; without it the request is refused with 400",
 }
 
 
@@ -104,7 +113,10 @@ def post_case(
     A report of the same type as an open case, from the same camera with an overlapping box
     or within the merge distance on the map, and within the merge time window, is absorbed
     by that case (200, `merged: true`); otherwise a new case is opened (201). A report id
-    already seen updates its case as an observation would (200).
+    already seen updates its case as an observation would (200), under a new key or under
+    its first key from another state of the incident (a fleet worker that took its camera
+    over): `last_seen` only moves forward and `cleared_at` is set once, so a late, older
+    state changes nothing.
     """
     if not idempotency_key:
         raise Problem(400, "The Idempotency-Key header is required", kind="idempotency-key-missing")
@@ -129,17 +141,26 @@ def post_case(
             session.delete(previous)
             session.flush()
             previous = None
+        if previous is not None and previous.fingerprint == request_print:
+            ctx.metrics.reports.labels("replayed").inc()
+            return JSONResponse(
+                previous.body, previous.status_code, headers={"Idempotent-Replayed": "true"}
+            )
         if previous is not None:
-            if previous.fingerprint != request_print:
+            # Another state of the incident this key reported under it (a fleet worker that
+            # took the camera over re-confirms it, or the first sender's late redelivery):
+            # an update, as a PATCH would be. Anything else under the key is a conflict.
+            known = session.get(Report, (principal.namespace, report.id))
+            if (
+                known is None
+                or previous.body.get("report_id") != report.id
+                or not same_incident(known, report)
+            ):
                 raise Problem(
                     422,
                     "This Idempotency-Key was used for a different request",
                     kind="idempotency-key-reused",
                 )
-            ctx.metrics.reports.labels("replayed").inc()
-            return JSONResponse(
-                previous.body, previous.status_code, headers={"Idempotent-Replayed": "true"}
-            )
         status, receipt = ingest(
             session,
             ctx.settings,
@@ -150,6 +171,9 @@ def post_case(
             principal,
         )
         body = receipt.model_dump(mode="json")
+        if previous is not None:  # the key keeps its first answer, for exact replays
+            ctx.metrics.reports.labels("updated").inc()
+            return JSONResponse(body, status, headers={"Location": f"/v1/cases/{receipt.case_id}"})
         session.add(
             IdempotencyRecord(
                 namespace=principal.namespace,

@@ -1,5 +1,11 @@
 """`/v1/fleet`: camera definitions for a fleet of workers, their heartbeats and assignment,
-and each camera's open sites handed from one worker to the next (see api/fleet.py).
+each camera's open sites handed from one worker to the next, and what the caller's key
+reported for a camera (see api/fleet.py).
+
+Liveness (a heartbeat within the TTL) does not count the time this API process was down: for
+one TTL after it starts, a worker heard within the TTL before the last heartbeat taken before
+the start still counts as live, so a restart does not move cameras off healthy workers that
+could not reach it meanwhile.
 
 `admin` keys edit the cameras and read the fleet; `fleet` keys (workers) heartbeat, receive
 their cameras and hand over camera state.
@@ -10,24 +16,37 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, File, Path, UploadFile
+from fastapi import APIRouter, File, Path, Query, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from api import problems
 from api.auth import Admin, Fleet
-from api.context import Ctx
-from api.fleet import AssignedCamera, Assignment, FleetCameraIn, Heartbeat, owner, share
+from api.context import Context, Ctx
+from api.contract import CaseReport
+from api.db import Database
+from api.fleet import (
+    AssignedCamera,
+    Assignment,
+    FleetCameraIn,
+    Heartbeat,
+    ReportedIncident,
+    ReportedIncidents,
+    owner,
+    share,
+)
 from api.middleware import AuthFirstRoute
 from api.problems import Problem
-from api.tables import FleetCamera, FleetCameraState, FleetWorker, utcnow
+from api.tables import FleetCamera, FleetCameraState, FleetWorker, Report, utcnow
 
 router = APIRouter(route_class=AuthFirstRoute, prefix="/v1/fleet", tags=["fleet"])
 CameraId = Annotated[str, Path(min_length=1, max_length=128)]
 WorkerId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
 MAX_STATE_BYTES = 32 * 1024 * 1024
+MAX_REPORTS = 1000  # a camera's reports in one answer, newest first
+REPORTS_WINDOW = timedelta(hours=24)  # older handed-over state is not resumed (site_store)
 
 
 class FleetCameraOut(BaseModel):
@@ -56,12 +75,33 @@ class FleetWorkerList(BaseModel):
     items: list[FleetWorkerOut]
 
 
-def _live(session: Session, ttl_s: float, now: datetime) -> dict[str, FleetWorker]:
-    """Each live worker: a heartbeat within the TTL."""
-    since = now - timedelta(seconds=ttl_s)
+# A worker that left cleanly is marked by a last heartbeat before its start: never live.
+_heard = FleetWorker.last_seen >= FleetWorker.started_at
+
+
+def last_heartbeat(db: Database) -> datetime | None:
+    """The newest heartbeat the fleet table holds (taken as this process starts)."""
+    with db.read() as session:
+        return session.scalar(select(func.max(FleetWorker.last_seen)).where(_heard))
+
+
+def _since(ctx: Context, now: datetime) -> datetime:
+    """The oldest heartbeat of a live worker: within the TTL, not counting the time before
+    this process started: for one TTL after it, a worker heard within the TTL before the
+    last heartbeat taken before the start is live too (those that were live then)."""
+    ttl = timedelta(seconds=ctx.settings.fleet_worker_ttl_s)
+    since = now - ttl
+    if now - ctx.started_at < ttl and ctx.fleet_heard_at is not None:
+        since = min(since, ctx.fleet_heard_at - ttl)
+    return since
+
+
+def _live(session: Session, ctx: Context, now: datetime) -> dict[str, FleetWorker]:
+    """Each live worker (see `_since`)."""
+    since = _since(ctx, now)
     return {
         w.worker_id: w
-        for w in session.scalars(select(FleetWorker).where(FleetWorker.last_seen >= since))
+        for w in session.scalars(select(FleetWorker).where(FleetWorker.last_seen >= since, _heard))
     }
 
 
@@ -113,7 +153,7 @@ def delete_camera(ctx: Ctx, _: Admin, camera_id: CameraId) -> Response:
 def list_cameras(ctx: Ctx, _: Admin) -> FleetCameraList:
     now = utcnow()
     with ctx.db.read() as session:
-        live = _live(session, ctx.settings.fleet_worker_ttl_s, now)
+        live = _live(session, ctx, now)
         saved = dict(
             session.execute(select(FleetCameraState.camera_id, FleetCameraState.saved_at)).all()
         )
@@ -140,7 +180,7 @@ def list_cameras(ctx: Ctx, _: Admin) -> FleetCameraList:
 )  # fmt: skip
 def list_workers(ctx: Ctx, _: Admin) -> FleetWorkerList:
     now = utcnow()
-    since = now - timedelta(seconds=ctx.settings.fleet_worker_ttl_s)
+    since = _since(ctx, now)
     with ctx.db.read() as session:
         rows = session.scalars(select(FleetWorker).order_by(FleetWorker.worker_id))
         return FleetWorkerList(
@@ -149,7 +189,7 @@ def list_workers(ctx: Ctx, _: Admin) -> FleetWorkerList:
                     worker_id=w.worker_id,
                     started_at=w.started_at,
                     last_seen=w.last_seen,
-                    live=w.last_seen >= since,
+                    live=since <= w.last_seen >= w.started_at,
                     running=list(w.running),
                 )
                 for w in rows
@@ -174,11 +214,12 @@ def heartbeat(ctx: Ctx, _: Fleet, worker_id: WorkerId, body: Heartbeat) -> Assig
                 session.add(row)
             row.started_at = now  # (back) in the fleet from now
         row.last_seen, row.running = now, sorted(set(body.running))
-        if body.leaving:  # seen last long ago: no longer live, its cameras move now
-            row.last_seen, row.running, row.assigned = now - timedelta(seconds=ttl_s + 1), [], []
-            return Assignment(cameras=[], live_workers=len(_live(session, ttl_s, now)), ttl_s=ttl_s)
+        if body.leaving:  # no longer live (see `_heard`): its cameras move now
+            row.started_at, row.last_seen = now, now - timedelta(seconds=ttl_s + 1)
+            row.running, row.assigned = [], []
+            return Assignment(cameras=[], live_workers=len(_live(session, ctx, now)), ttl_s=ttl_s)
         session.flush()
-        live = _live(session, ttl_s, now)
+        live = _live(session, ctx, now)
         cameras = {c.camera_id: c for c in session.scalars(select(FleetCamera))}
         # Another worker holds what it runs and what it was last given (it may be starting
         # it): a camera moves only once its holder has let it go on both counts.
@@ -219,7 +260,7 @@ def put_state(
             raise Problem(404, f"No fleet camera {camera_id}", kind="not-found")
         others = [
             w
-            for w, r in _live(session, ctx.settings.fleet_worker_ttl_s, now).items()
+            for w, r in _live(session, ctx, now).items()
             if w != worker_id and camera_id in r.running
         ]
         if others:  # a worker that lost the camera must not overwrite its new owner's state
@@ -247,4 +288,51 @@ def get_state(ctx: Ctx, _: Fleet, camera_id: CameraId) -> Response:
             row.data,
             media_type="application/x-tar",
             headers={"X-Saved-At": row.saved_at.isoformat(), "X-Saved-By": row.saved_by},
+        )
+
+
+@router.get(
+    "/cameras/{camera_id}/reports",
+    summary="The reports this key holds for a camera, as the API has them now",
+    response_model=ReportedIncidents,
+    responses=problems.responses(400, 401, 403, 422),
+)
+def camera_reports(
+    ctx: Ctx,
+    principal: Fleet,
+    camera_id: CameraId,
+    since: Annotated[
+        datetime | None,
+        Query(description="Only reports last seen at or after this (default: the last 24 h)"),
+    ] = None,
+) -> ReportedIncidents:
+    """A worker taking a camera over asks which of its incidents are already reported (and
+    which cleared): handed-over state may be seconds older than what the previous worker
+    delivered before it died. Only this key's namespace and the cameras it may report for."""
+    principal.check_camera(camera_id)
+    if since is not None and since.tzinfo is None:
+        raise Problem(422, "`since` needs a time zone", kind="invalid")
+    since = since or utcnow() - REPORTS_WINDOW
+    with ctx.db.read() as session:
+        rows = session.scalars(
+            select(Report)
+            .where(
+                Report.namespace == principal.namespace,
+                Report.camera_id == camera_id,
+                Report.source == "worker",
+                Report.last_seen >= since,
+            )
+            .order_by(Report.last_seen.desc())
+            .limit(MAX_REPORTS)
+        )
+        return ReportedIncidents(
+            items=[
+                ReportedIncident(
+                    case_id=r.case.id,
+                    report=CaseReport.model_validate(
+                        {**r.payload, "last_seen": r.last_seen, "cleared_at": r.cleared_at}
+                    ),
+                )
+                for r in rows
+            ]
         )

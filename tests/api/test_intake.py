@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime, timedelta
 
+from api.contract import CaseReport, EvidenceRef
 from tests.api.helpers import Api, all_changes, count_cases, is_problem, post, report
 
 
@@ -52,6 +54,68 @@ def test_idempotency_key_reused_for_another_payload_is_refused(
     assert body["type"].endswith("idempotency-key-reused")
     assert count_cases(api.dispatch) == 1
     assert sorted(api.evidence_files) == before  # the other photos were not kept
+
+
+def test_a_later_state_of_a_report_under_its_key_updates_the_case(
+    api: Api, photos: list[bytes]
+) -> None:
+    """A fleet worker that took a camera over confirms an incident its dead predecessor had
+    reported: the same id, hence the same key, another payload (its own confirmation time,
+    evidence, last sighting). That is an update of the case, not a 422 (which would bury the
+    report and every later update in the worker's dead letters); an older state, the first
+    sender's late redelivery, changes nothing; anything else under the key is still a 422."""
+    first, first_files = report(photos)
+    created = post(api.ingest, first, first_files)
+    assert created.status_code == 201, created.text
+    case_id = created.json()["case_id"]
+    later = first.model_copy(
+        update={
+            "confirmed_at": first.confirmed_at + timedelta(seconds=5),
+            "last_seen": first.last_seen + timedelta(seconds=60),
+            "cleared_at": first.last_seen + timedelta(seconds=90),
+            "confidence": 0.7,
+        }
+    )
+    later_ref, later_file = _ref(photos[6], "next-0.jpg", later.last_seen)
+    later.evidence = [later_ref]
+    updated = post(api.ingest, later, [later_file])
+    assert updated.status_code == 200, updated.text
+    assert updated.json()["case_id"] == case_id and updated.json()["report_count"] == 1
+    assert "idempotent-replayed" not in updated.headers
+    got = api.dispatch.get(f"/v1/cases/{case_id}").json()
+    assert got["last_seen"] == later.last_seen.isoformat().replace("+00:00", "Z")
+    assert got["cleared_at"] == later.cleared_at.isoformat().replace("+00:00", "Z")
+    assert later_ref.sha256 in {e["sha256"] for e in got["evidence"]}
+    assert [c["kind"] for c in all_changes(api.dispatch)] == ["created", "observation"]
+
+    # The first sender's state, delivered late: the case keeps what it knows.
+    assert post(api.ingest, first, first_files).status_code == 201  # an exact replay
+    older = first.model_copy(update={"last_seen": first.last_seen - timedelta(seconds=30)})
+    stale = post(api.ingest, older, first_files)
+    assert stale.status_code == 200, stale.text
+    again = api.dispatch.get(f"/v1/cases/{case_id}").json()
+    assert (again["last_seen"], again["cleared_at"]) == (got["last_seen"], got["cleared_at"])
+    assert len(all_changes(api.dispatch)) == 2
+
+    # Not the same incident under the key: refused, nothing stored.
+    before = sorted(api.evidence_files)
+    for conflict in (
+        first.model_copy(update={"first_seen": first.first_seen - timedelta(seconds=1)}),
+        first.model_copy(update={"zone_id": "sidewalk-b"}),
+        CaseReport.model_validate({**first.model_dump(), "type": "garbage", "event_code": "06010"}),
+    ):
+        body = is_problem(post(api.ingest, conflict, first_files, key=first.id), 422)
+        assert body["type"].endswith("idempotency-key-reused")
+    other, other_files = report(photos, photo_offset=4)
+    is_problem(post(api.ingest, other, other_files, key=first.id), 422)
+    assert sorted(api.evidence_files) == before
+    assert count_cases(api.dispatch) == 1
+
+
+def _ref(data: bytes, name: str, at: datetime) -> tuple[EvidenceRef, tuple[str, bytes]]:
+    sha = hashlib.sha256(data).hexdigest()
+    ref = EvidenceRef(kind="confirmed", path=f"/e/{name}", captured_at=at, sha256=sha)
+    return ref, (name, data)
 
 
 def test_missing_idempotency_key_is_400(api: Api, photos: list[bytes]) -> None:
