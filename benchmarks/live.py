@@ -18,11 +18,11 @@ import httpx
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.settings import Settings
-from api.testing import run_server
+from api.server.settings import Settings
 from benchmarks.common import ALL_CHECKS, ROOT, clip_size, machine
 from benchmarks.inference import INT8
 from detector.engine import available_cores
+from tests.support.api import run_server
 from tests.support.testcam import RtspServer, free_port
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

@@ -26,6 +26,23 @@ class Rule(NamedTuple):
 
 RULES = (
     Rule(
+        "api.contract",
+        ("api.client", "api.server", "detector", "models", "streams", "benchmarks", "tests"),
+        "the contract is what everybody imports; it imports nobody",
+    ),
+    Rule(
+        "api.client",
+        ("api.server", "detector", "models", "streams", "benchmarks", "tests"),
+        "a worker's side of the wire imports only api.contract of ours",
+    ),
+    Rule(
+        "api.server",
+        ("api.client", "detector", "models", "streams", "benchmarks", "tests"),
+        "the service runs without the worker's packages",
+    ),
+    Rule("api.server.routes", ("api.server.routes",), "routes share through service modules"),
+    Rule("api.server.console", ("api.server.routes",), "the console shares services, not routes"),
+    Rule(
         "detector",
         ("streams", "api.client", "api.server", "benchmarks", "tests"),
         "streams -> detector",
@@ -146,18 +163,18 @@ def test_the_checker_sees_every_form_of_import() -> None:
     """The rules are only as good as the import reader: each form a violation could take."""
     source = """
 import streams.live.worker
-from streams.sources import rtsp
-from . import engines
-from .. import config
+from api.server.routes import feed
+from . import cameras
+from .. import boxes
 def later():
     from detector.engine import Engine
 """
-    found = imports_of(source, "streams.camera.runtime")
+    found = imports_of(source, "api.server.routes.cases")
     assert {
         "streams.live.worker",
-        "streams.sources",
-        "streams.sources.rtsp",
-        "streams.camera.engines",
-        "streams.config",
+        "api.server.routes",
+        "api.server.routes.feed",
+        "api.server.routes.cameras",
+        "api.server.boxes",
         "detector.engine",
     } <= found

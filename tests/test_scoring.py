@@ -319,8 +319,8 @@ def test_post_sends_each_case_once_even_when_run_twice(
 ):
     import httpx
 
-    from api.settings import Settings
-    from api.testing import run_server
+    from api.server.settings import Settings
+    from tests.support.api import run_server
 
     road = [("bay", BAY, ["illegal_parking"])]
     config = tmp_path / "config.yaml"
@@ -355,8 +355,8 @@ def test_post_while_the_api_is_down_loses_nothing_and_a_rerun_delivers(
     API is up delivers them, each once."""
     import httpx
 
-    from api.settings import Settings
-    from api.testing import run_server
+    from api.server.settings import Settings
+    from tests.support.api import run_server
     from tests.support.testcam import free_port
 
     config = tmp_path / "config.yaml"

@@ -25,7 +25,7 @@ SUBCOMMAND_MODULES = (
     "streams.cli.models",
     "streams.cli.train",
     "streams.cli.dataset",
-    "api.cli",
+    "api.server.cli",
 )
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from api.backoff import Backoff
+from api.client.backoff import Backoff
 from api.contract import CaseReport
 from streams.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err
 from streams.config import Config, ConfigError, api_key, load_config
@@ -27,7 +27,7 @@ from streams.sources.recordings import (
 
 if TYPE_CHECKING:
     from api.client import IntakeClient
-    from api.outbox import Outbox
+    from api.client.outbox import Outbox
 
 log = logging.getLogger("streetwatch.score")
 
@@ -269,7 +269,7 @@ def post_all(url: str, key: str, reports: list[CaseReport], outbox_path: Path) -
     --state-dir DIR`); a case delivered before is not sent again. True when the API holds
     every case."""
     from api.client import IntakeClient
-    from api.outbox import Outbox, OutboxError
+    from api.client.outbox import Outbox, OutboxError
 
     try:
         box = Outbox(outbox_path, POST_BACKOFF)

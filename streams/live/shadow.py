@@ -33,6 +33,7 @@ class Shadow:
         loaded = load(config, config.shadow.model)
         self.engine, self.labels = loaded.engine, loaded.labels
         self.model = self.engine.manifest.name
+        # The candidate's own runtime per camera (its tracker and sites), not the live camera's.
         self.runtimes: dict[str, CameraRuntime] = {}
         self.incidents = Counter(
             "streetwatch_shadow_incidents",

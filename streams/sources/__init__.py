@@ -3,7 +3,7 @@ cameras with reconnects and freeze detection (`rtsp`, `health`), what a camera s
 when (`sampling`), recordings named by camera and start time (`recordings`), and decoding
 ahead of inference (`prefetch`).
 
-May import `streams.config`, `detector`, `api.contract`, `api.backoff`; never
+May import `streams.config`, `detector`, `api.contract`, `api.client.backoff`; never
 `streams.camera`, `streams.live`, `streams.offline` or `streams.cli`.
 """
 

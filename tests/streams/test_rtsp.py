@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from api.backoff import Backoff
+from api.client.backoff import Backoff
 from streams.sources.files import Sampling
 from streams.sources.health import HealthEvent
 from streams.sources.rtsp import RtspSource

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from api.settings import Settings
-from api.testing import run_server
+from api.server.settings import Settings
 from models.samples import OPENCV_DATA
 from tests.streams.test_worker import cases, worker_factory  # noqa: F401 (a fixture)
+from tests.support.api import run_server
 from tests.support.scenes import Sprite, crop, render, video_frames
 from tests.support.testcam import RtspServer, wait_until
 

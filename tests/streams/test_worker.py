@@ -21,10 +21,10 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.outbox import Outbox
-from api.settings import Settings
-from api.testing import RunningServer, run_server
+from api.client.outbox import Outbox
+from api.server.settings import Settings
 from models.cache import HOME_ENV, home
+from tests.support.api import RunningServer, run_server
 from tests.support.scenes import BUS_CROP, Sprite, crop, render, video_frames
 from tests.support.testcam import RtspServer, free_port, wait_until
 
