@@ -66,6 +66,7 @@ TAGS = [
     {"name": "suppressions", "description": "Sites workers stop reporting (review feedback)"},
     {"name": "cameras", "description": "Camera health as workers report it"},
     {"name": "fleet", "description": "Fleet cameras, worker heartbeats and assignment"},
+    {"name": "desk", "description": "Grid, routing, departments, deadlines and statistics"},
 ]
 
 
@@ -136,6 +137,9 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     from api.routes import fleet  # camera fleets (issue 17)
 
     app.include_router(fleet.router)
+    from api.routes import desk  # the dispatch desk (issue 27)
+
+    app.include_router(desk.router)
     console.install(app)
     # Added innermost first: RequestContext sees every request.
     app.add_middleware(

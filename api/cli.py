@@ -247,6 +247,35 @@ def keys_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def desk_import(args: argparse.Namespace) -> int:
+    """Load the grid (GeoJSON) or the routing table (YAML or JSON) into the database."""
+    import yaml
+
+    from api.desk import import_grid, import_routing
+    from api.problems import Problem
+
+    try:
+        text = Path(args.file).read_text(encoding="utf-8")
+        document = json.loads(text) if args.what == "grid" else yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+        raise CommandError(f"cannot read {args.file}: {_reason(exc)}") from None
+    db = _database(args)
+    try:
+        with db.write() as session:
+            if args.what == "grid":
+                cells = import_grid(session, document, "cli")
+                done = f"{len(cells)} grid cells"
+            else:
+                table = import_routing(session, document, "cli")
+                done = f"{len(table.routes)} routes and {len(table.deadlines)} deadlines"
+    except Problem as exc:
+        raise CommandError(f"{args.file}: {exc.detail}") from None
+    finally:
+        db.dispose()
+    print(f"Imported {done} from {args.file}.")
+    return 0
+
+
 def _scopes(value: str) -> list[Scope]:
     from api.auth import Scope
 
@@ -369,3 +398,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     _storage_args(rv)
     rv.add_argument("key_id")
     rv.set_defaults(func=_guarded(keys_revoke))
+
+    desk = subparsers.add_parser("desk", help="the dispatch desk: the city's grid and routing")
+    dsub = desk.add_subparsers(dest="desk_command", required=True, metavar="ACTION")
+    for what, help_ in (
+        ("grid", "replace the grid cells (单元网格) with a GeoJSON FeatureCollection"),
+        ("routing", "replace the routing table (departments, deadlines, calendar): YAML/JSON"),
+    ):
+        d = dsub.add_parser(what, help=help_)
+        _storage_args(d)
+        d.add_argument("file", help="the file to import")
+        d.set_defaults(func=_guarded(desk_import), what=what)
