@@ -196,6 +196,7 @@ def keys_create(args: argparse.Namespace) -> int:
                 args.scope,
                 cameras=args.camera or None,
                 namespace_of=args.namespace_of,
+                department=args.department,
             )
             session.flush()
     except Problem as exc:
@@ -374,7 +375,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         type=_scopes,
         action="extend",
         required=True,
-        help="ingest, open311, dispatch, admin and/or fleet (repeat or comma-separate)",
+        help="ingest, open311, dispatch, admin, fleet and/or department (repeat or comma-separate)",
     )
     c.add_argument("--name", default="unnamed", help="who or what the key is for")
     c.add_argument(
@@ -389,6 +390,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--namespace-of",
         metavar="KEY_ID",
         help="continue the reports and Idempotency-Keys of this key (when rotating a key)",
+    )
+    c.add_argument(
+        "--department",
+        metavar="NAME",
+        help="the department a 'department' key acts for: it sees and resolves only the "
+        "cases dispatched to it",
     )
     c.set_defaults(func=_guarded(keys_create))
     ls = ksub.add_parser("list", help="list keys (never the keys themselves)")

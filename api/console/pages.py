@@ -489,7 +489,7 @@ def act(request: Request, case_id: str, action: str, posted: PostedForm) -> Resp
         body = _transition_body(user, action, form)
         with request.app.state.ctx.db.write() as session:
             case, _ = resolve(session, case_id[:128])
-            transition(session, case, body, user.principal)
+            transition(session, case, body, user.principal, request.app.state.ctx.settings)
             case_id = case.id
         request.app.state.ctx.metrics.transitions.labels(body.to.value).inc()
         message = t.message("done", case=case_id, to=t.status(body.to.value))

@@ -4,17 +4,25 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Body, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from api import grid, problems, routing
-from api.auth import Admin, Dispatch
+from api.auth import Admin, DepartmentKey, Dispatch, Principal
 from api.context import Ctx
+from api.contract import CaseStatus
 from api.desk import import_grid, import_routing
 from api.middleware import AuthFirstRoute
 from api.problems import Problem
+from api.schemas import CaseOut, CasePage, Name, Note, TransitionIn
+from api.serialize import case_out
+from api.tables import Case
+from api.transitions import transition
 
 router = APIRouter(route_class=AuthFirstRoute, prefix="/v1/desk", tags=["desk"])
+CaseId = Annotated[str, Path(min_length=1, max_length=128, description="A case id")]
 
 
 class GridImported(BaseModel):
@@ -92,3 +100,84 @@ def get_routing(ctx: Ctx, _: Dispatch) -> routing.RoutingTable:
     if table is None:
         raise Problem(404, "No routing table is imported", kind="not-found")
     return table
+
+
+# -- a department's own cases (a `department` key) ------------------------------------------
+
+
+class ResolveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    actor: Name = Field(description="The person reporting it handled")
+    note: Note | None = None
+
+
+def _department_case(session: Session, case_id: str, principal: Principal) -> Case:
+    """A case dispatched to the key's department; any other is 404, as if it did not exist."""
+    case = session.scalar(select(Case).where(Case.id == case_id))
+    if case is None or case.dispatched_at is None or case.department != principal.department:
+        raise Problem(404, f"No case '{case_id}' dispatched to this department", kind="not-found")
+    return case
+
+
+@router.get(
+    "/department/cases",
+    summary="The cases dispatched to the key's department",
+    response_model=CasePage,
+    responses=problems.responses(401, 403, 422),
+)
+def department_cases(
+    ctx: Ctx,
+    principal: DepartmentKey,
+    status: Annotated[list[CaseStatus] | None, Query(description="Any of these")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 500,
+) -> CasePage:
+    """Newest first; those it still has to handle are `dispatched` (`overdue` past the
+    deadline)."""
+    query = (
+        select(Case)
+        .where(Case.department == principal.department, Case.dispatched_at.is_not(None))
+        .order_by(Case.seq.desc())
+        .limit(limit)
+    )
+    if status:
+        query = query.where(Case.status.in_([s.value for s in status]))
+    now = ctx.clock()
+    with ctx.db.read() as session:
+        return CasePage(items=[case_out(c, now) for c in session.scalars(query)], next_cursor=None)
+
+
+@router.get(
+    "/department/cases/{case_id}",
+    summary="One case dispatched to the key's department",
+    response_model=CaseOut,
+    responses=problems.responses(401, 403, 404, 422),
+)
+def department_case(ctx: Ctx, principal: DepartmentKey, case_id: CaseId) -> CaseOut:
+    with ctx.db.read() as session:
+        return case_out(_department_case(session, case_id, principal), ctx.clock())
+
+
+@router.post(
+    "/department/cases/{case_id}/resolve",
+    summary="Report a case handled (处置反馈)",
+    response_model=CaseOut,
+    responses=problems.responses(401, 403, 404, 409, 422),
+)
+def department_resolve(
+    ctx: Ctx, principal: DepartmentKey, case_id: CaseId, body: ResolveIn
+) -> CaseOut:
+    """`dispatched` -> `resolved`; the camera then checks it (核查): if it still sees the
+    object after `verify_clear_s`, the case comes back `not_verified`."""
+    with ctx.db.write() as session:
+        case = _department_case(session, case_id, principal)
+        move = TransitionIn(
+            to=CaseStatus.resolved,
+            actor=body.actor,
+            note=body.note,
+            expected_status=CaseStatus.dispatched,
+        )
+        transition(session, case, move, principal, ctx.settings)
+        out = case_out(case, ctx.clock())
+    ctx.metrics.transitions.labels(CaseStatus.resolved.value).inc()
+    return out
