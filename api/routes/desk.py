@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Query
+from fastapi import APIRouter, Body, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api import grid, problems, routing
 from api.auth import Admin, DepartmentKey, Dispatch, Principal
-from api.context import Ctx
+from api.context import Context, Ctx
 from api.contract import CaseStatus
 from api.desk import import_grid, import_routing
+from api.desk_stats import NONE, STEPS, GroupBy, statistics, to_csv
 from api.middleware import AuthFirstRoute
 from api.problems import Problem
 from api.schemas import CaseOut, CasePage, Name, Note, TransitionIn
 from api.serialize import case_out
 from api.tables import Case
 from api.transitions import transition
+from api.validation import query_time
 
 router = APIRouter(route_class=AuthFirstRoute, prefix="/v1/desk", tags=["desk"])
 CaseId = Annotated[str, Path(min_length=1, max_length=128, description="A case id")]
@@ -181,3 +184,89 @@ def department_resolve(
         out = case_out(case, ctx.clock())
     ctx.metrics.transitions.labels(CaseStatus.resolved.value).inc()
     return out
+
+
+# -- 监督评价: statistics -------------------------------------------------------------------
+
+
+class StepTime(BaseModel):
+    n: int
+    median_s: float | None
+    p90_s: float | None
+
+
+class StatsRow(BaseModel):
+    key: str = Field(description=f"The department, grid cell, type or camera; `{NONE}`: none")
+    reported: int
+    accepted: int
+    dispatched: int
+    resolved: int
+    resolved_on_time: int
+    closed: int
+    overdue_now: int
+    acceptance_rate: float | None = Field(description="立案率: accepted / reported")
+    on_time_rate: float | None = Field(description="按期处置率: resolved on time / dispatched")
+    closure_rate: float | None = Field(description="结案率: closed / accepted")
+    times: dict[str, StepTime] = Field(description=f"Per step ({', '.join(STEPS)})")
+
+
+class Stats(BaseModel):
+    by: GroupBy
+    at: datetime = Field(description="The moment `overdue_now` was taken at")
+    rows: list[StatsRow]
+
+
+StatsBy = Annotated[GroupBy, Query(description="Group by this")]
+Since = Annotated[datetime | None, Query(description="Cases opened at or after")]
+Until = Annotated[datetime | None, Query(description="Cases opened before")]
+
+
+def _stats(ctx: Context, by: GroupBy, since: datetime | None, until: datetime | None) -> Stats:
+    now = ctx.clock()
+    start, end = query_time(since, "since"), query_time(until, "until")
+    with ctx.db.read() as session:
+        rows = statistics(session, by, now, start, end)
+    return Stats(by=by, at=now, rows=[StatsRow.model_validate(r) for r in rows])
+
+
+@router.get(
+    "/stats",
+    summary="Statistics per department, grid cell, type or camera (监督评价)",
+    response_model=Stats,
+    responses=problems.responses(400, 401, 403, 422),
+)
+def get_stats(
+    ctx: Ctx,
+    _: Dispatch,
+    by: StatsBy = GroupBy.department,
+    since: Since = None,
+    until: Until = None,
+) -> Stats:
+    """Counts, rates and step times read off the cases and their histories; the figures
+    are defined in `api/desk_stats.py`."""
+    return _stats(ctx, by, since, until)
+
+
+@router.get(
+    "/stats.csv",
+    summary="The same statistics as CSV",
+    response_class=Response,
+    responses={
+        200: {"content": {"text/csv": {}}, "description": "One row per group"},
+        **problems.responses(400, 401, 403, 422),
+    },
+)
+def get_stats_csv(
+    ctx: Ctx,
+    _: Dispatch,
+    by: StatsBy = GroupBy.department,
+    since: Since = None,
+    until: Until = None,
+) -> Response:
+    stats = _stats(ctx, by, since, until)
+    body = to_csv(by, [r.model_dump() for r in stats.rows])
+    return Response(
+        body,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="streetwatch-stats-{by}.csv"'},
+    )
