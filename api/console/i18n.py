@@ -55,6 +55,7 @@ _T: dict[str, tuple[str, str]] = {
     "reason": ("原因", "Reason"),
     "note": ("备注", "Note"),
     "expires": ("有效至（可选）", "Expires (optional)"),
+    "expires_at": ("有效至", "Expires"),  # read-only, not the form's label
     "schedule": (
         "时段（可选，如 mon-fri 06:00-09:00）",
         "Schedule (optional, e.g. mon-fri 06:00-09:00)",

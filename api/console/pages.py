@@ -404,6 +404,8 @@ def case_page(request: Request, case_id: str) -> Response:
         if e.kind in kinds and kinds[e.kind] is None:
             kinds[e.kind] = e
     extra = [e for e in out.evidence if e not in kinds.values()]
+    if kinds["cleared"] is None and out.cleared_at is None:
+        del kinds["cleared"]  # still there: no empty "cleared" panel
     return render(
         request,
         "case.html",
