@@ -89,16 +89,18 @@ def statistics(
     until: datetime | None = None,
 ) -> list[dict[str, Any]]:
     """One row per group, sorted by key; cases opened in [since, until) when given."""
-    query = select(Case).where(Case.status != CaseStatus.duplicate)
+    wanted = [Case.status != CaseStatus.duplicate]
     if since is not None:
-        query = query.where(Case.created_at >= since)
+        wanted.append(Case.created_at >= since)
     if until is not None:
-        query = query.where(Case.created_at < until)
-    cases = {c.seq: c for c in session.scalars(query)}
+        wanted.append(Case.created_at < until)
+    cases = {c.seq: c for c in session.scalars(select(Case).where(*wanted))}
     moves: dict[int, list[tuple[str, datetime]]] = defaultdict(list)
+    # Joined rather than listed by seq: a city's year of cases exceeds a query's parameters.
     rows = session.execute(
         select(Change.case_seq, Change.to_status, Change.at)
-        .where(Change.kind == "transition", Change.case_seq.in_(list(cases)))
+        .join(Case, Case.seq == Change.case_seq)
+        .where(Change.kind == "transition", *wanted)
         .order_by(Change.seq)
     )
     for seq, to_status, at in rows:
