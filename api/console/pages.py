@@ -392,7 +392,7 @@ def case_page(request: Request, case_id: str) -> Response:
         )
         reports = list(case.reports)
         nearby = nearby_open(session, case)
-        out = case_out(case)
+        out = case_out(case, request.app.state.ctx.clock())
         suppressions = [s for s in list_rows(session) if s.case_id == case.id]
     pos = ids.index(case.id) if case.id in ids else None
     prev_id = ids[pos - 1] if pos is not None and pos > 0 else None

@@ -177,3 +177,26 @@ def test_department_keys_see_and_resolve_only_their_cases(api: Api, photos: list
     last = api.dispatch.get(f"/v1/cases/{east}").json()["history"][-1]
     assert last["actor"] == "李队员" and last["data"]["department"] == "城管东中队"
     assert api.dispatch.get(f"/v1/cases/{west}").json()["status"] == "dispatched"
+
+
+def test_the_case_page_shows_department_deadline_and_overdue(
+    sqlite_api: Api, photos: list[bytes]
+) -> None:
+    from tests.api.test_console import sign_in
+
+    api = sqlite_api
+    load_desk(api)
+    case_id = placed_case(api, photos)
+    _move(api.dispatch, case_id, "accepted")
+    browser, _ = sign_in(api, api.server.create_key("dispatch", name="审核"))
+    try:
+        page = browser.get(f"/console/cases/{case_id}").text
+        assert "城管东中队 (建议)" in page and 'id="deadline"' not in page
+        out = _move(api.dispatch, case_id, "dispatched")
+        page = browser.get(f"/console/cases/{case_id}").text
+        assert "城管东中队</td>" in page and "处置时限" in page and "超期" not in page
+        api.server.app.state.ctx.clock = lambda: _at(out["deadline"]) + timedelta(seconds=1)
+        page = browser.get(f"/console/cases/{case_id}").text
+        assert '<span class="badge overdue">超期</span>' in page
+    finally:
+        browser.close()
