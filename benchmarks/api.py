@@ -522,7 +522,7 @@ def run(runs: int, posts: int = POSTS) -> str:
     cells: list[Cell] = []
     loads: list[float] = []  # 1-minute load average as each run starts
     with durable_postgres() as admin_url:
-        from api.testing import fresh_database
+        from tests.support.api import fresh_database
 
         pg = postgres_facts(admin_url)
         for r in range(runs):
@@ -629,7 +629,7 @@ def render(
     how = (
         f"Machine: {machine()}; FastAPI {_version('fastapi')}, uvicorn {_version('uvicorn')}, "
         f"SQLAlchemy {_version('sqlalchemy')}, SQLite {sqlite3.sqlite_version} (WAL, "
-        f"synchronous=NORMAL, as `api.db` sets it), {pg} in a cluster of its own (the test "
+        f"synchronous=NORMAL, as `api.server.db` sets it), {pg} in a cluster of its own (the test "
         f"cluster of `scripts/postgres-test.sh` turns durability off); the evidence store "
         f"fsyncs every image either way. Load average {load_before} before, {_load()} after, "
         f"{' / '.join(f'{x:.1f}' for x in loads)} (1 min) as each run started. "
@@ -708,8 +708,8 @@ def _flood(url: str, stop: threading.Event, side: Side, lock: threading.Lock) ->
 
 def _hold(db_url: str, stop: threading.Event, side: Side) -> None:
     """Another writer (a long intake, a prune): the write lock, LOCK_HOLD_S in every
-    LOCK_EVERY_S, taken as `api.db` takes it."""
-    from api.db import _PG_WRITE_LOCK
+    LOCK_EVERY_S, taken as `api.server.db` takes it."""
+    from api.server.db import _PG_WRITE_LOCK
 
     if db_url.startswith("sqlite"):
         conn = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None, timeout=60)
@@ -769,7 +769,7 @@ def run_lock(posts: int = POSTS) -> str:
     work = build_workload(posts, seed=1)
     rows, verdicts = [], []
     with durable_postgres() as admin_url:
-        from api.testing import fresh_database
+        from tests.support.api import fresh_database
 
         pg = postgres_facts(admin_url)
         for db in ("SQLite", "PostgreSQL"):
@@ -831,7 +831,7 @@ def run_lock(posts: int = POSTS) -> str:
         f"probing `/healthz` every {PROBE_EVERY_S * 1000:g} ms; the flood: {FLOOD_CONNECTIONS} "
         f"connections from one address posting wrong keys to `/console/login` as fast as "
         f"they are answered (past the per-address allowance the answer is 429); the writer: "
-        f"another connection taking the write lock as `api.db` does (SQLite `BEGIN "
+        f"another connection taking the write lock as `api.server.db` does (SQLite `BEGIN "
         f"IMMEDIATE`, the PostgreSQL advisory lock) for {LOCK_HOLD_S:g} s in every "
         f"{LOCK_EVERY_S:g} s. One run per cell: a shape, not a precise figure."
     )

@@ -24,15 +24,15 @@ from pathlib import Path
 import httpx
 import yaml
 
-from api.auth import Scope, create_key
-from api.db import Database
-from api.fleet import owner
-from api.testing import fresh_database, postgres_cluster
+from api.contract.fleet import owner
+from api.server.auth import Scope, create_key
+from api.server.db import Database
 from benchmarks.common import ROOT, machine, table, work_dir
 from models.cache import HOME_ENV, home
 from models.samples import VTEST_AVI
 from streams.scenes import render, video_frames
 from streams.testcam import RtspServer, free_port, wait_until
+from tests.support.api import fresh_database, postgres_cluster
 
 WORKERS = ["w1", "w2", "w3"]
 TTL_S = 10.0  # the API's default --fleet-worker-ttl-s

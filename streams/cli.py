@@ -16,7 +16,7 @@ SUBCOMMAND_MODULES = (
     "models.cli",
     "streams.train_cli",  # after models.cli: it adds `models compare`
     "streams.dataset_cli",
-    "api.cli",
+    "api.server.cli",
 )
 
 

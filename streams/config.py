@@ -17,9 +17,9 @@ from pydantic import (
     model_validator,
 )
 
-from api.codes import DEFAULT_CODES, CodeTable
 from api.contract import IncidentType, Location
-from api.suppress import Schedule
+from api.contract.codes import DEFAULT_CODES, CodeTable
+from api.contract.suppression_rules import Schedule
 from detector.ground import CalibrationError, GroundCalibration
 from detector.rules import DEFAULT_RULES, RuleParams
 from detector.static_objects import StaticParams

@@ -11,8 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from api.annotate import annotate
 from api.contract import EvidenceBox, EvidenceRef
+from api.contract.annotate import annotate
 from detector.incidents import Incident
 
 

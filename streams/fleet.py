@@ -1,4 +1,4 @@
-"""Where a fleet worker gets its cameras: from the intake API (api/fleet.py), not the YAML.
+"""Where a fleet worker gets its cameras: from the intake API (api/contract/fleet.py), not the YAML.
 
 A thread heartbeats every `heartbeat_s` with the cameras the worker runs; the answer is the
 cameras it should run. Before the worker starts a camera new to it, the thread fetches the
@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from api.client import IntakeClient, IntakeError
 from api.contract import CaseReport
-from api.fleet import Assignment, ReportedIncident
+from api.contract.fleet import Assignment, ReportedIncident
 from streams.config import CameraConfig
 from streams.site_store import CameraState, SiteStore
 

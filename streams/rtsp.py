@@ -45,7 +45,7 @@ import av
 import av.error
 import numpy as np
 
-from api.backoff import Backoff
+from api.client.backoff import Backoff
 from detector.types import Frame
 from streams.health import FreezeDetector, HealthCallback, HealthEvent, HealthKind, report
 from streams.sampling import SamplePlan

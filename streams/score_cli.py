@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from api.backoff import Backoff
+from api.client.backoff import Backoff
 from streams.config import Config, ConfigError, load_config
 from streams.recordings import (
     DEFAULT_TIME_FORMAT,

@@ -23,7 +23,7 @@ from typing import Literal
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import TypeAdapter, ValidationError
 
-from api.suppress import SuppressionRule
+from api.contract.suppression_rules import SuppressionRule
 from detector.incidents import Incident, IncidentEvent
 from streams.config import CameraConfig
 

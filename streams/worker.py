@@ -4,7 +4,7 @@ Each camera decodes on its own thread into a latest-frame mailbox (streams/rtsp.
 takes whatever samples are new across cameras, runs them through the engine as one batch,
 then through each camera's pipeline (the same tracker, zones and rules as `score`).
 Confirmed and cleared incidents are written as evidence and queued in the durable outbox
-(api/outbox.py), which a background thread drains into the intake API.
+(api/client/outbox.py), which a background thread drains into the intake API.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from api.client import IntakeClient
+from api.client.outbox import Deliverer, Outbox, OutboxError
 from api.contract import CaseReport, Observation
-from api.outbox import Deliverer, Outbox, OutboxError
 from detector.engine import Engine
 from detector.incidents import Incident, IncidentEvent
 from detector.types import Detections, Frame

@@ -83,7 +83,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from api.outbox import OutboxError
+    from api.client.outbox import OutboxError
     from models.errors import ModelError
     from streams.worker import Shard, Worker
 
@@ -125,7 +125,7 @@ def _when(ts: float) -> str:
 
 
 def outbox(args: argparse.Namespace) -> int:
-    from api.outbox import Outbox, OutboxError
+    from api.client.outbox import Outbox, OutboxError
 
     state = args.state_dir or default_state_dir(args.shard)
     path = state / "outbox.sqlite3"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from api.routes.ops import router as ops_router
+from api.server.routes.ops import router as ops_router
 from streams.cli import build_parser
 from streams.config import load_config
 

@@ -12,14 +12,14 @@ import httpx
 import numpy as np
 import pytest
 
-from api.backoff import Backoff
 from api.client import IntakeClient
+from api.client.backoff import Backoff
+from api.client.outbox import Outbox
 from api.contract import CaseReport, EvidenceRef, Observation
-from api.outbox import Outbox
-from api.settings import Settings
-from api.testing import run_server
+from api.server.settings import Settings
 from streams.cli import main
 from streams.testcam import free_port
+from tests.support.api import run_server
 
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
 

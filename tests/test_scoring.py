@@ -319,8 +319,8 @@ def test_post_sends_each_case_once_even_when_run_twice(
 ):
     import httpx
 
-    from api.settings import Settings
-    from api.testing import run_server
+    from api.server.settings import Settings
+    from tests.support.api import run_server
 
     road = [("bay", BAY, ["illegal_parking"])]
     config = tmp_path / "config.yaml"

@@ -15,10 +15,10 @@ import httpx
 import numpy as np
 import pytest
 
-from api import netpolicy
-from api.settings import MiB, Settings
-from api.testing import fresh_database, postgres_cluster, run_server
+from api.server import netpolicy
+from api.server.settings import MiB, Settings
 from tests.api.helpers import Api
+from tests.support.api import fresh_database, postgres_cluster, run_server
 
 # Small limits, so the oversized-body tests send little; real photos still fit.
 TEST_LIMITS = {"max_body_bytes": 4 * MiB, "max_evidence_bytes": 2 * MiB}

@@ -19,7 +19,7 @@ import httpx
 from sqlalchemy import text
 
 from api.contract import CaseReport, EvidenceRef
-from api.testing import RunningServer
+from tests.support.api import RunningServer
 
 T0 = datetime(2025, 6, 1, 8, 0, tzinfo=UTC)
 # Two points about 11 m apart on a street in Hangzhou, and one about 1.1 km away.
@@ -170,7 +170,7 @@ def write_lock_held(api: Api, hold_s: float) -> Iterator[None]:
                 finally:
                     conn.close()
                 return
-            from api.db import _PG_WRITE_LOCK
+            from api.server.db import _PG_WRITE_LOCK
 
             with db.engine.connect() as conn:
                 conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_WRITE_LOCK})

@@ -110,7 +110,7 @@ def test_a_bad_database_is_one_clear_line(tmp_path: Path) -> None:
 
 
 def test_every_setting_has_a_flag_and_a_variable() -> None:
-    from api.settings import Settings
+    from api.server.settings import Settings
 
     help_text = _run("serve", "--help").stdout
     for name in Settings.model_fields:
@@ -173,7 +173,8 @@ def test_serve_from_the_environment_with_json_logs(tmp_path: Path) -> None:
 
 def test_worker_modules_need_no_server_stack() -> None:
     code = (
-        "import sys, api.contract, api.client, api.outbox, api.codes, api.backoff;"
+        "import sys, api.contract, api.client, api.client.outbox, api.contract.codes,"
+        " api.client.backoff;"
         "heavy = {'fastapi', 'starlette', 'sqlalchemy', 'alembic', 'uvicorn', 'psycopg',"
         " 'pydantic_settings', 'prometheus_client'} & set(sys.modules);"
         "print(sorted(heavy)); sys.exit(1 if heavy else 0)"

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from starlette.requests import Request
 
-from api.console.sessions import cookie_options
-from api.settings import Settings
-from api.tables import CameraHealth, ConsoleSession
+from api.server.console.sessions import cookie_options
+from api.server.settings import Settings
+from api.server.tables import CameraHealth, ConsoleSession
 from tests.api.conftest import make_api
 from tests.api.helpers import Api, post, report, write_lock_held
 

@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from api.desk import check_deadlines
-from api.routing import parse
-from api.settings import Settings
+from api.server.desk import check_deadlines
+from api.server.routing import parse
+from api.server.settings import Settings
 from tests.api.conftest import make_api
 from tests.api.desk_setup import ROUTING, load_desk
 from tests.api.helpers import HERE, Api, all_changes, is_problem, post, report

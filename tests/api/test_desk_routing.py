@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from api import grid as grid_module
-from api.problems import Problem
-from api.routing import Calendar, Urgency, parse
+from api.server import grid as grid_module
+from api.server.problems import Problem
+from api.server.routing import Calendar, Urgency, parse
 from tests.api.desk_setup import GRID, ROUTING, grid, load_desk, routing
 from tests.api.helpers import FAR, HERE, Api, is_problem, post, report
 

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from api.settings import Settings
+from api.server.settings import Settings
 from tests.api.conftest import make_api
 from tests.api.desk_setup import load_desk
 from tests.api.helpers import Api, all_changes, patch

@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from api.client import IntakeClient, RejectedError
-from api.fleet import owner, share
-from api.testing import run_server
+from api.contract.fleet import owner, share
+from tests.support.api import run_server
 
 CAMERA = {"id": "cam-1", "source": "rtsp://127.0.0.1:8554/cam-1", "zones": []}
 

@@ -12,13 +12,13 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import select, text
 
-from api.auth import hash_key
-from api.db import MIGRATIONS, Database
-from api.settings import Settings
-from api.tables import Report, Webhook
-from api.testing import run_server
-from api.webhooks import new_secret
+from api.server.auth import hash_key
+from api.server.db import MIGRATIONS, Database
+from api.server.settings import Settings
+from api.server.tables import Report, Webhook
+from api.server.webhooks import new_secret
 from tests.api.helpers import patch
+from tests.support.api import run_server
 
 
 def _upgrade_to(db: Database, revision: str) -> None:
@@ -85,7 +85,7 @@ def test_the_migrations_make_the_schema_the_code_expects(db_url: str) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from api.tables import Base
+    from api.server.tables import Base
 
     db = Database(db_url)
     db.upgrade()

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-from api.settings import Settings
-from api.tables import Case
+from api.server.settings import Settings
+from api.server.tables import Case
 from tests.api.conftest import make_api
 from tests.api.helpers import HERE, NEARBY, Api, post, report
 

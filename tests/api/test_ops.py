@@ -57,8 +57,8 @@ def test_log_lines_are_written_off_the_logging_thread() -> None:
     by a thread of their own: the access log is logged on the event loop (issue 28)."""
     code = """
 import logging
-from api import logs
-from api.problems import request_id
+from api.server import logs
+from api.server.problems import request_id
 logs.configure("json", "info")
 handler = logging.getLogger().handlers[0]
 assert isinstance(handler, logging.handlers.QueueHandler), handler

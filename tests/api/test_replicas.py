@@ -19,11 +19,11 @@ from typing import Any
 import httpx
 import pytest
 
-from api.auth import Scope, create_key
-from api.db import Database
-from api.testing import fresh_database
+from api.server.auth import Scope, create_key
+from api.server.db import Database
 from streams.testcam import wait_until
 from tests.api.helpers import HERE, T0, post, report
+from tests.support.api import fresh_database
 
 STREETWATCH = Path(sys.executable).with_name("streetwatch")
 
@@ -102,7 +102,8 @@ def test_two_serve_processes_on_one_postgresql(
             point = {"lat": HERE[0] + n * 40 / 111_195.0, "lon": HERE[1]}
             for cam in ("cam-a", "cam-b"):
                 lat = point["lat"] + (1 / 111_195.0 if cam == "cam-b" else 0.0)
-                box = [300.0 * n, 200.0, 300.0 * n + 200, 400.0]  # apart on one camera too
+                # Apart on one camera too (its sites are n, n+3, ...), and on every photo.
+                box = [120.0 * (n // 3), 100.0, 120.0 * (n // 3) + 100, 200.0]
                 reports.append(
                     report(
                         photos,

@@ -15,9 +15,9 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import update
 
-from api import outbox
-from api.settings import DELIVERED_KEEP_S, Settings
-from api.tables import Case, IdempotencyRecord, utcnow
+from api.client import outbox
+from api.server.settings import DELIVERED_KEEP_S, Settings
+from api.server.tables import Case, IdempotencyRecord, utcnow
 from streams.testcam import wait_until
 from tests.api.conftest import make_api
 from tests.api.helpers import FAR, Api, all_changes, count_cases, post, report

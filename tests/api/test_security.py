@@ -20,9 +20,9 @@ import httpx
 import pytest
 from sqlalchemy import select, text
 
-from api.settings import Settings
-from api.tables import Webhook
-from api.webhooks import verify
+from api.server.settings import Settings
+from api.server.tables import Webhook
+from api.server.webhooks import verify
 from streams.testcam import wait_until
 from tests.api.conftest import make_api
 from tests.api.helpers import FAR, Api, all_changes, count_cases, is_problem, patch, post, report
@@ -663,7 +663,7 @@ def _write_lock_is_free(api: Api) -> bool:
             return False
         finally:
             conn.close()
-    from api.db import _PG_WRITE_LOCK
+    from api.server.db import _PG_WRITE_LOCK
 
     with db.engine.connect() as conn:
         got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": _PG_WRITE_LOCK}).scalar()

@@ -21,11 +21,11 @@ import pytest
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from api.settings import Settings
-from api.testing import run_server
+from api.server.settings import Settings
 from streams.testcam import wait_until
 from tests.api.conftest import make_api
 from tests.api.helpers import Api, all_changes, post, report
+from tests.support.api import run_server
 
 served = contextmanager(make_api)
 

@@ -20,13 +20,13 @@ import httpx
 import pytest
 import yaml
 
-from api.outbox import Outbox
-from api.settings import Settings
-from api.testing import run_server
+from api.client.outbox import Outbox
+from api.server.settings import Settings
 from streams.cli import main
 from streams.testcam import RtspServer, free_port, wait_until
 from tests.console.scenes import BAY_A, BAY_B, RULES, camera, two_bays
 from tests.streams.test_worker import Worker
+from tests.support.api import run_server
 
 pytestmark = pytest.mark.timeout(420)
 

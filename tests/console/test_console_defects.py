@@ -17,8 +17,8 @@ import httpx
 import numpy as np
 import pytest
 
-from api.settings import Settings
-from api.testing import run_server
+from api.server.settings import Settings
+from tests.support.api import run_server
 
 pytestmark = pytest.mark.timeout(300)
 T0 = datetime(2026, 5, 1, 0, 0, tzinfo=UTC)

@@ -8,9 +8,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from api.settings import Settings
-from api.testing import run_server
+from api.server.settings import Settings
 from tests.api.helpers import post, report
+from tests.support.api import run_server
 
 pytestmark = pytest.mark.timeout(180)
 

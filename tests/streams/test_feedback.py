@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from api.suppress import Schedule, SuppressionRule, iou
+from api.contract.suppression_rules import Schedule, SuppressionRule, iou
 from detector.incidents import Incident, IncidentEvent
 from streams.config import CameraConfig
 from streams.health import HealthEvent

@@ -29,13 +29,13 @@ import numpy as np
 import pytest
 import yaml
 
-from api.auth import Scope, create_key
-from api.db import Database
-from api.fleet import owner
-from api.testing import fresh_database, postgres_cluster
+from api.contract.fleet import owner
+from api.server.auth import Scope, create_key
+from api.server.db import Database
 from models.cache import HOME_ENV, home
 from streams.scenes import BUS_CROP, Sprite, crop, render, video_frames
 from streams.testcam import RtspServer, free_port, wait_until
+from tests.support.api import fresh_database, postgres_cluster
 
 REPO = Path(__file__).resolve().parents[2]
 BOUND_S = 20.0  # a lost worker's cameras run elsewhere within this (TTL 10 s + a heartbeat)
@@ -511,11 +511,11 @@ def test_the_fleet_thread_hands_over_what_it_stops_and_stops_all_when_cut_off(tm
     the test moves: a released camera's sites reach the API before the heartbeat that
     says it stopped; without an answer for the TTL, every camera stops."""
     from api.client import IntakeClient
-    from api.settings import Settings
-    from api.testing import run_server
+    from api.server.settings import Settings
     from detector.pipeline import PipelineState
     from streams.fleet import FleetCameras
     from streams.site_store import CameraState, SiteStore
+    from tests.support.api import run_server
 
     now = [0.0]
     sites = SiteStore(tmp_path / "sites")
@@ -554,7 +554,7 @@ def test_handed_over_state_is_reconciled_with_what_the_api_holds(tmp_path):
     from datetime import UTC, datetime, timedelta
 
     from api.contract import CaseReport
-    from api.fleet import ReportedIncident
+    from api.contract.fleet import ReportedIncident
     from detector.incidents import incident_id
     from detector.pipeline import PipelineState
     from streams.fleet import reconcile

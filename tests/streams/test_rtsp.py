@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from api.backoff import Backoff
+from api.client.backoff import Backoff
 from streams.health import HealthEvent
 from streams.rtsp import RtspSource
 from streams.sources import Sampling

@@ -22,11 +22,11 @@ import yaml
 if importlib.util.find_spec("ultralytics") is None:
     pytest.skip("needs the train extra: make test-train", allow_module_level=True)
 
-from api.settings import Settings
-from api.testing import run_server
+from api.server.settings import Settings
 from models.cache import HOME_ENV, home
 from streams.cli import main
 from streams.scenes import BUS_CROP, Sprite, crop, render, video_frames
+from tests.support.api import run_server
 from tests.training_data import Composer, make_reviewed_cases, read_labels
 
 EPOCHS, IMGSZ = 3, 160

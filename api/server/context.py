@@ -1,0 +1,39 @@
+"""What every request handler shares: settings, database, evidence store, metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from api.server.db import Database
+from api.server.metrics import Metrics
+from api.server.settings import Settings
+from api.server.storage import EvidenceStore
+from api.server.tables import utcnow
+
+
+@dataclass
+class Context:
+    settings: Settings
+    db: Database
+    store: EvidenceStore
+    metrics: Metrics
+    server_key: bytes
+    # When this process began serving, and the last fleet heartbeat any API process had
+    # taken then: fleet liveness does not count the time between (api/server/routes/fleet.py).
+    started_at: datetime = field(default_factory=utcnow)
+    fleet_heard_at: datetime | None = None
+    # What "now" is for deadlines (overdue): injectable, so a test passes a deadline
+    # without waiting for it.
+    clock: Callable[[], datetime] = utcnow
+
+
+def get_context(request: Request) -> Context:
+    return request.app.state.ctx
+
+
+Ctx = Annotated[Context, Depends(get_context)]
