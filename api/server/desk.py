@@ -1,5 +1,5 @@
-"""The dispatch desk's service: importing the grid and the routing table, and what a case's
-department and deadline are.
+"""The dispatch desk's service: importing the grid and the routing table, a case's
+department and deadline, and the overdue watch (the camera's check is `verification`).
 
 The CLI (`streetwatch desk ...`) and the admin API (`/v1/desk/...`) both import through
 here, so both validate the same way: a grid whose cells some rule of the stored routing
@@ -9,7 +9,7 @@ table no longer covers is refused, as is a routing table that leaves a cell unro
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, func, select
@@ -24,7 +24,6 @@ from api.server.metrics import Metrics
 from api.server.problems import Problem
 from api.server.routing import Urgency
 from api.server.schemas import TransitionIn
-from api.server.settings import Settings
 from api.server.tables import Case, GridCell, utcnow
 
 
@@ -62,7 +61,6 @@ def routed_department(session: Session, case: Case) -> str | None:
 
 # Changes the desk makes on its own: an overdue announcement, the camera's verification.
 SYSTEM = Principal(key_id="", name="system", scopes=frozenset())
-CAMERA_ACTOR = "camera"
 
 
 def on_transition(
@@ -161,79 +159,3 @@ def check_deadlines(db: Database, clock: Callable[[], datetime], metrics: Metric
     for department, n in counts.items():
         metrics.overdue.labels(department).set(n)
     return announced
-
-
-# -- 核查: the camera's verification ------------------------------------------------------
-
-
-def after_sighting(session: Session, case: Case, settings: Settings) -> None:
-    """A report or observation reached `case`: what its camera now says about the work.
-
-    Cleared (every report of it saw the object gone) while dispatched or resolved: verified,
-    and closed if the city lets the camera close cases. Still seen more than
-    `verify_clear_s` after the department resolved it: back to the department, not verified,
-    with the latest evidence."""
-    status = CaseStatus(case.status)
-    if status not in (CaseStatus.dispatched, CaseStatus.resolved):
-        return
-    if case.cleared_at is not None:
-        if case.verification == "verified":
-            return
-        case.verification, case.verified_at = "verified", case.cleared_at
-        cleared = [e.sha256 for e in case.evidence if e.kind == "cleared"]
-        record(
-            session,
-            case,
-            "verified",
-            principal=SYSTEM,
-            actor=CAMERA_ACTOR,
-            from_status=status,
-            note=f"the camera saw the object gone at {case.cleared_at.isoformat()}",
-            department=case.department,
-            evidence=cleared,
-        )
-        close_if_verified(session, case, settings)
-        return
-    resolved = case.resolved_at
-    if (
-        status == CaseStatus.resolved
-        and resolved is not None
-        and case.last_seen > resolved + timedelta(seconds=settings.verify_clear_s)
-    ):
-        case.status = CaseStatus.dispatched
-        case.verification, case.verified_at = "not_verified", None
-        latest = sorted(case.evidence, key=lambda e: e.captured_at)[-3:]
-        record(
-            session,
-            case,
-            "transition",
-            principal=SYSTEM,
-            actor=CAMERA_ACTOR,
-            from_status=status,
-            note=f"not verified: the camera still saw the object at {case.last_seen.isoformat()}"
-            f", after it was resolved at {resolved.isoformat()}",
-            department=case.department,
-            verification="not_verified",
-            evidence=[e.sha256 for e in latest],
-        )
-
-
-def close_if_verified(session: Session, case: Case, settings: Settings) -> None:
-    if not (
-        settings.verified_auto_close
-        and case.status == CaseStatus.resolved
-        and case.verification == "verified"
-    ):
-        return
-    case.status = CaseStatus.closed
-    record(
-        session,
-        case,
-        "transition",
-        principal=SYSTEM,
-        actor=CAMERA_ACTOR,
-        from_status=CaseStatus.resolved,
-        note="closed: the camera verified the object gone",
-        department=case.department,
-        verification="verified",
-    )

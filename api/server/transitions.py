@@ -25,7 +25,7 @@ def transition(
 ) -> None:
     """`settings` decides whether a resolved case the camera verified closes at once."""
     # the feedback loop (issue 13), the dispatch desk (issue 27)
-    from api.server import desk, suppression_store
+    from api.server import desk, suppression_store, verification
 
     suppression_store.check_transition(body)
     current = CaseStatus(case.status)
@@ -59,7 +59,7 @@ def transition(
                duplicate_of=body.duplicate_of, **extra, **routed)  # fmt: skip
         suppression_store.after_transition(session, case, body, principal)
         if settings is not None:
-            desk.close_if_verified(session, case, settings)
+            verification.close_if_verified(session, case, settings)
         return
     report_ids, evidence = _move(session, case, target)
     record(session, case, "transition", **entry, note=body.note, duplicate_of=target.id,

@@ -25,7 +25,6 @@ from api.server import problems
 from api.server.auth import Dispatch, Ingest
 from api.server.boxes import BoxIn, annotated_response, set_reviewed_box
 from api.server.context import Ctx
-from api.server.desk import after_sighting
 from api.server.evidence import Upload, camera_frame, frame_of, match, read_uploads, staged
 from api.server.forms import parse_json_field
 from api.server.intake import (
@@ -45,6 +44,7 @@ from api.server.serialize import case_out, change_out
 from api.server.tables import Case, Change, IdempotencyRecord, Report, utcnow
 from api.server.transitions import transition
 from api.server.validation import check_observation, check_report, query_time, sequence
+from api.server.verification import after_sighting
 
 router = APIRouter(route_class=AuthFirstRoute, prefix="/v1/cases", tags=["cases"])
 
