@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from detector.plates import PlateColour, PlateReader, PlateVote, Refusal
+from detector.plates import PlateColour, PlateReader, PlateVote, Refusal, SitePlates
 from models import plates
 from models.samples import OPENCV_DATA
 from tests.detector.plate_render import FONT, degrade, place_plate, render_plate
@@ -145,3 +145,36 @@ def test_the_vote_takes_the_best_supported_text(reader, scenes) -> None:
     for read in reader.read(image):
         refused.add(read)
     assert refused.result() is None
+
+
+def test_the_stage_reads_each_sites_own_vehicle(reader, scenes) -> None:
+    """Two parked vehicles side by side (the bus photo, a rendered plate on each half of the
+    bus's side: two sites), read over three samples each: each site gets its own plate."""
+    picture, _ = scenes["bus"]
+    image, near = place_plate(picture, render_plate("京A12345"), (250, 640), 170)
+    image, far = place_plate(image, render_plate("沪C33M21"), (620, 640), 170)
+    # Overlapping boxes, as parked cars in perspective have: the left one's crop holds both
+    # plates, and only the one inside its box is its own.
+    left = np.array([20, 400, 600, 780], np.float32)
+    right = np.array([430, 400, 800, 780], np.float32)
+    stage = SitePlates(reader)
+    for quality in (95, 70, 50):
+        sample = degrade(image, jpeg_quality=quality)
+        read = stage.observe("left", sample, left)
+        if read is not None:  # in the frame's coordinates, not the crop's
+            assert np.abs(read.corners - near).max() < 20
+        stage.observe("right", sample, right)
+    first, second = stage.close("left"), stage.close("right")
+    assert first is not None and first.text == "京A12345" and first.support >= 2
+    assert second is not None and second.text == "沪C33M21" and second.support >= 2
+    assert stage.close("left") is None  # closed sites are forgotten
+    assert np.abs(second.best.corners - far).max() < 20
+
+    # A vehicle whose plate is hidden gets none, even with its neighbour's plate in its crop.
+    hidden, _ = place_plate(picture, render_plate("沪C33M21"), (620, 640), 170)
+    wide = SitePlates(reader)
+    wide.MARGIN = 0.4  # the crop reaches well past the box, over the neighbour's plate
+    box = np.array([20, 400, 560, 780], np.float32)
+    assert [r.text for r in reader.read(hidden[240:780, :776])] == ["沪C33M21"]  # in the crop
+    assert wide.observe("left", hidden, box) is None
+    assert wide.close("left") is None
