@@ -22,7 +22,7 @@ from enum import StrEnum
 import cv2
 import numpy as np
 
-from detector.plates import PlateReader
+from detector.plates import PlateReader, check_image
 
 # The share of a person box, from its top, that holds the head: about 1/7 of a standing
 # adult's height, taken at more than that for heads bent forward, children and loose boxes.
@@ -47,6 +47,15 @@ class Region:
 class Deidentified:
     image: np.ndarray  # the rendition, BGR (a new array: the original is untouched)
     regions: tuple[Region, ...]  # what was obscured, for the report and the console
+
+
+def _boxes(boxes: np.ndarray, what: str) -> np.ndarray:
+    array = np.asarray(boxes, np.float32)
+    if array.size and (array.ndim != 2 or array.shape[1] != 4):
+        raise ValueError(f"{what}: expected N x 4 xyxy boxes, got shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{what}: boxes must be finite")
+    return array.reshape(-1, 4)
 
 
 def head_boxes(person_boxes: np.ndarray) -> np.ndarray:
@@ -117,8 +126,9 @@ class Deidentifier:
     ) -> Deidentified:
         """image: BGR evidence; person_boxes: N x 4 xyxy from the detection model; keep:
         M x 4 xyxy of the incident's own objects, not to be covered beyond what must be."""
-        kept = np.zeros((0, 4), np.float32) if keep is None else np.asarray(keep, np.float32)
-        kept = kept.reshape(-1, 4)
+        check_image(image)
+        kept = _boxes(np.zeros((0, 4)) if keep is None else keep, "keep")
+        person_boxes = _boxes(person_boxes, "person_boxes")
         regions = _regions(head_boxes(person_boxes), RegionKind.head, kept, image.shape)
         if self.plates is not None:
             corners = [c for c, _ in self.plates.detect(image)]

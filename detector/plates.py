@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
+from models.errors import ModelError
 from models.plates import PlateModels, load
 
 # Detector: the priors it was trained with (two sizes per stride), the offset variances, and
@@ -163,6 +164,14 @@ def _colour(crop: np.ndarray) -> PlateColour:
     return PlateColour.unknown
 
 
+def check_image(image: np.ndarray) -> None:
+    """Refuse what is not a BGR picture, with the reason, before any model sees it."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 BGR image, got {getattr(image, 'dtype', type(image))}")
+    if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] < 2 or image.shape[1] < 2:
+        raise ValueError(f"expected an H x W x 3 BGR image, got shape {image.shape}")
+
+
 def _length_fits(text: str, colour: PlateColour) -> bool:
     """A green plate has eight characters, a blue or yellow one seven: a row cut short by a
     misplaced corner still matches the pattern, and this catches it."""
@@ -189,9 +198,17 @@ class PlateReader:
         self._det = ort.InferenceSession(str(self.models.detector), opts, providers=cpu)
         self._rec = ort.InferenceSession(str(self.models.recognizer), opts, providers=cpu)
         self._charset = np.array(["", *self.models.charset])  # CTC blank first
+        classes = self._rec.get_outputs()[0].shape[-1]
+        if classes != len(self._charset):
+            raise ModelError(
+                f"the plate recogniser has {classes} output classes but its character set "
+                f"{self.models.recognizer.parent} has {len(self._charset) - 1} characters + "
+                "blank; fetch the plate models again (streetwatch models fetch plates --force)"
+            )
 
     def detect(self, image: np.ndarray) -> list[tuple[np.ndarray, float]]:
         """(corners 4 x 2 in image pixels, score) of each plate, best first."""
+        check_image(image)
         h, w = image.shape[:2]
         scale = min(1.0, self.config.max_side / max(h, w))
         if scale < 1.0:

@@ -125,3 +125,18 @@ def test_obscure_changes_only_its_box() -> None:
     obscure(copy, (10, 20, 30, 50))
     changed = np.any(copy != image, axis=2)
     assert changed[20:50, 10:30].mean() > 0.9 and changed.sum() == changed[20:50, 10:30].sum()
+
+
+def test_bad_input_is_refused_with_its_reason(people, reader) -> None:
+    frame, boxes = people[0]
+    deidentify = Deidentifier(reader)
+    with pytest.raises(ValueError, match="H x W x 3"):
+        deidentify(frame[..., 0], boxes)
+    with pytest.raises(ValueError, match="uint8"):
+        deidentify(frame.astype(np.float32), boxes)
+    with pytest.raises(ValueError, match="N x 4"):
+        deidentify(frame, boxes[:, :3])
+    with pytest.raises(ValueError, match="finite"):
+        deidentify(frame, np.array([[0, 0, np.nan, 10]]))
+    with pytest.raises(ValueError, match="H x W x 3"):
+        reader.read(np.zeros((0, 0, 3), np.uint8))
