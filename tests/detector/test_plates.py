@@ -110,13 +110,19 @@ def test_a_too_small_plate_is_refused_as_such(reader, scenes) -> None:
     assert read.refusal is Refusal.too_small and read.text is None
 
 
-def test_a_double_row_plate_is_read_as_two_rows_or_refused(reader, scenes) -> None:
+@pytest.mark.parametrize("text", ["苏E1234学", "粤B6C7D8"])
+def test_a_double_row_plate_is_read_as_two_rows(reader, scenes, text) -> None:
+    """Read at its true corners, a double-row plate gives its two rows, top then bottom. The
+    detector's own corners on double-row plates are loose (its training data is mostly single
+    rows), so from detection it is read or refused, never misread."""
     picture, centre = scenes["bus"]
-    image, corners = place_plate(picture, render_plate("苏E1234学", "yellow", True), centre, 200)
-    read = reader.read_plate(image, corners, 1.0)
-    assert read.rows == 2 and read.colour is PlateColour.yellow
-    assert read.crop.shape[1] < read.crop.shape[0] * 2.6
-    assert read.text in (None, "苏E1234学")
+    for width in (220, 160, 120):
+        image, corners = place_plate(picture, render_plate(text, "yellow", True), centre, width)
+        read = reader.read_plate(image, corners, 1.0)
+        assert read.rows == 2 and read.colour is PlateColour.yellow
+        assert read.text == text and len(read.char_confidences) == 7
+        assert read.crop.shape[1] < read.crop.shape[0] * 2.6
+        assert [r.text for r in reader.read(image) if r.text] in ([], [text])
 
 
 def test_the_vote_takes_the_best_supported_text(reader, scenes) -> None:
