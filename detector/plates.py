@@ -10,11 +10,14 @@ ONNX Runtime with our own pre- and post-processing:
 
 Each detected plate is warped to an upright rectangle from its four corners. A plate whose
 corners make it about 2:1 (a double-row yellow plate) is read as its two rows, top then
-bottom. The reader refuses, giving no text, when the plate is too small, too blurred, not
-confidently read character by character, or not shaped like a Chinese plate number: a
-parking case names a vehicle, so a guessed text is worse than none.
+bottom; the detector's corners on such plates are loose (it was trained mostly on single
+rows), so from detection they are more often refused than read. The reader refuses,
+giving no text, when the plate is too small, too blurred, not confidently read character by
+character, or not shaped like a Chinese plate number: a parking case names a vehicle, so a
+guessed text is worse than none.
 
-`PlateVote` combines the reads of one site over its dwell into the best-supported text.
+`PlateVote` combines the reads of one site over its dwell into the best-supported text;
+`SitePlates` is the stage that keeps one vote per confirmed parking site.
 """
 
 from __future__ import annotations
