@@ -2,7 +2,7 @@
 
 The worker's per-sample work (streams.worker: the batch through `ModelSet.gate`, inference,
 each camera's runtime) on the same decoded frames of recorded footage, with a shadow model
-(`Shadow.observe`, the code the worker calls after each batch) off and on, the default model
+(`Shadow.observe`, which the shadow sink runs on each settled batch) off and on, the default model
 as both live and candidate. Decoding is done once beforehand and not counted: it is the same
 with or without a shadow, so the ratio here is the most a shadow can add to a worker.
 Off and on take turns within each run; the median of the per-run ratios is reported.

@@ -47,7 +47,9 @@ class RuleParams(BaseModel):
         le=2,
         description="drift allowed while dwelling, as a fraction of the object's size",
     )
-    min_confidence: float = Field(default=0.3, ge=0, le=1)
+    min_confidence: float = Field(
+        default=0.3, ge=0, le=1, description="detections scoring below this do not count"
+    )
     attendant_fraction: float = Field(
         default=0.5,
         ge=0,

@@ -44,8 +44,16 @@ class SampleConfig(Strict):
     its rules follow something; adaptive cameras slow down while they have nothing to follow
     (see streams.sampling)."""
 
-    fps: float | None = Field(default=None, gt=0, le=120)
-    keyframes: bool = False
+    fps: float | None = Field(
+        default=None,
+        gt=0,
+        le=120,
+        description="samples per second while the rules follow something; 2 unless "
+        "`keyframes` is set",
+    )
+    keyframes: bool = Field(
+        default=False, description="sample every keyframe instead of at `fps` (one decode per GOP)"
+    )
     adaptive: bool = Field(
         default=True,
         description="sample slower while no rule has anything to follow (false: a fixed rate)",
@@ -69,9 +77,13 @@ class SampleConfig(Strict):
 
 
 class ZoneConfig(Strict):
-    id: Identifier
-    polygon: list[tuple[float, float]] = Field(min_length=3)
-    checks: list[IncidentType] = Field(min_length=1)
+    id: Identifier = Field(description="the zone's id, unique within its camera")
+    polygon: list[tuple[float, float]] = Field(
+        min_length=3, description="x, y corners in the source frame's pixels"
+    )
+    checks: list[IncidentType] = Field(
+        min_length=1, description="the incident types this zone's rules look for"
+    )
     min_object_area: float | None = Field(
         default=None,
         gt=0,
@@ -88,15 +100,17 @@ class ZoneConfig(Strict):
 
 class CalibrationPoint(Strict):
     image: tuple[float, float] = Field(description="x, y in the camera's frame, on the street")
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
+    lat: float = Field(ge=-90, le=90, description="latitude of that point on the map")
+    lon: float = Field(ge=-180, le=180, description="longitude of that point on the map")
 
 
 class CalibrationConfig(Strict):
     """Image points on the street surface with their place on the map: incidents then carry
     their own position, and merging across cameras compares positions."""
 
-    points: list[CalibrationPoint] = Field(min_length=4)
+    points: list[CalibrationPoint] = Field(
+        min_length=4, description="four or more points of the street surface, on one plane"
+    )
 
     @model_validator(mode="after")
     def _fixes_a_plane(self) -> Self:
@@ -113,7 +127,7 @@ class CalibrationConfig(Strict):
 
 
 class CameraConfig(Strict):
-    id: Identifier
+    id: Identifier = Field(description="the camera's id, unique in the config (and the fleet)")
     source: str = Field(min_length=1, description="a video file path or an rtsp:// url")
     record_source: str | None = Field(
         default=None,
@@ -124,10 +138,19 @@ class CameraConfig(Strict):
     start_time: AwareDatetime | None = Field(
         default=None, description="wall time of a file's first frame (ISO 8601 with offset)"
     )
-    location: Location = Field(default_factory=Location)
-    calibration: CalibrationConfig | None = None
-    sample: SampleConfig = Field(default_factory=SampleConfig)
-    zones: list[ZoneConfig] = Field(min_length=1)
+    location: Location = Field(
+        default_factory=Location, description="where the camera is, sent with every report"
+    )
+    calibration: CalibrationConfig | None = Field(
+        default=None,
+        description="ground calibration: reports then carry the object's own map position",
+    )
+    sample: SampleConfig = Field(
+        default_factory=SampleConfig, description="how often the camera is looked at"
+    )
+    zones: list[ZoneConfig] = Field(
+        min_length=1, description="where the rules apply, each with the types it checks"
+    )
     model: str | None = Field(
         default=None,
         min_length=1,
@@ -162,7 +185,7 @@ RulesConfig = Annotated[dict[IncidentType, RuleParams], BeforeValidator(_rules_w
 
 
 class ApiConfig(Strict):
-    url: str = Field(pattern=r"^https?://")
+    url: str = Field(pattern=r"^https?://", description="the intake API's base URL")
     key_env: str = Field(
         default="STREETWATCH_API_KEY", description="environment variable holding the API key"
     )
@@ -176,8 +199,12 @@ class ApiConfig(Strict):
 
 
 class DetectorConfig(Strict):
-    conf_threshold: float = Field(default=0.25, gt=0, lt=1)
-    iou_threshold: float = Field(default=0.45, gt=0, lt=1)
+    conf_threshold: float = Field(
+        default=0.25, gt=0, lt=1, description="detections scoring below this are dropped"
+    )
+    iou_threshold: float = Field(
+        default=0.45, gt=0, lt=1, description="overlap at which non-maximum suppression merges"
+    )
     rect: bool = Field(
         default=False,
         description="aspect-preserving model input for models with dynamic H/W: fewer pixels "
@@ -218,8 +245,14 @@ class Config(Strict):
         description="run a candidate model on the same frames: its incidents are logged and "
         "counted (streetwatch_shadow_incidents_total), never posted",
     )
-    detector: DetectorConfig = Field(default_factory=DetectorConfig)
-    rules: RulesConfig = Field(default_factory=lambda: dict(DEFAULT_RULES))
+    detector: DetectorConfig = Field(
+        default_factory=DetectorConfig, description="inference and detector-stage settings"
+    )
+    rules: RulesConfig = Field(
+        default_factory=lambda: dict(DEFAULT_RULES),
+        description="rule parameters per incident type; a type's fields left out keep their "
+        "defaults",
+    )
     event_codes: CodeTable = Field(
         default_factory=lambda: DEFAULT_CODES.model_copy(deep=True),
         description="the city's event-code table, the format `streetwatch serve --codes` reads",
@@ -230,7 +263,9 @@ class Config(Strict):
         "for that type (a camera checking types of two models runs both on each frame); "
         "other types run the config's `model`",
     )
-    api: ApiConfig | None = None
+    api: ApiConfig | None = Field(
+        default=None, description="where to post cases; needed by `run` and `score --post`"
+    )
     cameras: list[CameraConfig] = Field(
         default_factory=list,
         description="the cameras; `run --fleet` takes them from the API instead "

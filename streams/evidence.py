@@ -17,7 +17,8 @@ from detector.incidents import Incident
 
 
 class EvidenceWriter:
-    """Writes each incident's evidence once and remembers the references.
+    """Writes each incident's evidence once; the caller keeps the references (a live
+    camera with its incidents' state, `score` with its cases).
 
     Shots are written as soon as an event reports them, then dropped from the incident,
     so a long run does not hold decoded frames in memory.
@@ -30,10 +31,9 @@ class EvidenceWriter:
         self.quality = quality
         # Annotated copies beside the evidence, for a person looking at `score` output.
         self.previews = previews
-        self.refs: dict[str, list[EvidenceRef]] = {}
 
     def write(self, incident: Incident, epoch: datetime) -> list[EvidenceRef]:
-        """Writes the incident's pending shots; returns all its references so far.
+        """Writes the incident's pending shots; returns their references.
 
         All or nothing: if a write fails (a full disk), the shots stay pending and a later
         call writes them again.
@@ -69,19 +69,13 @@ class EvidenceWriter:
                 )
             )
         incident.evidence.clear()
-        refs = self.refs.setdefault(incident.id, [])
-        refs.extend(written)
-        return refs
+        return written
 
     def _encode(self, image: np.ndarray, incident_id: str) -> bytes:
         ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         if not ok:
             raise RuntimeError(f"JPEG encoding failed for {incident_id}")
         return jpeg.tobytes()
-
-    def forget(self, incident_id: str) -> None:
-        """Drops an incident's references once nothing more will be reported about it."""
-        self.refs.pop(incident_id, None)
 
 
 def write_atomic(path: Path, data: bytes) -> None:

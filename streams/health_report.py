@@ -39,6 +39,9 @@ THUMB_WIDTH = 320
 
 @dataclass
 class _Camera:
+    """A camera's health as the reporter last heard it and posts it: the reporter's own
+    bookkeeping (read by its thread), set by the live camera's events."""
+
     state: str | None = None
     detail: str = ""
     since: float | None = None

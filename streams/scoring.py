@@ -13,7 +13,7 @@ from pathlib import Path
 
 import av
 
-from api.contract import CaseReport
+from api.contract import CaseReport, EvidenceRef
 from detector.incidents import Incident
 from detector.motion import Submits, detect_stream, replay_stream
 from detector.pipeline import Labels
@@ -84,9 +84,12 @@ def score_camera(
         assert runtime.epoch is not None
         epoch = runtime.epoch
         reports: dict[str, CaseReport] = {}
+        refs: dict[str, list[EvidenceRef]] = {}  # each incident's evidence so far
 
         def report(incident: Incident) -> None:
-            reports[incident.id] = runtime.report(incident, evidence.write(incident, epoch))
+            shots = refs.setdefault(incident.id, [])
+            shots += evidence.write(incident, epoch)
+            reports[incident.id] = runtime.report(incident, shots)
 
         frames = prefetch(source.frames())
         if inferred is None:

@@ -32,6 +32,7 @@ class Shadow:
         self.engine = engine_for(config, config.shadow.model)
         self.labels = labels_of(self.engine, config)
         self.model = self.engine.manifest.name
+        # The candidate's own runtime per camera (its tracker and sites), not the live camera's.
         self.runtimes: dict[str, CameraRuntime] = {}
         self.incidents = Counter(
             "streetwatch_shadow_incidents",

@@ -112,6 +112,8 @@ class Feedback:
         self.cache = cache
         self.clock = clock
         self.state_path = state_path
+        # Per camera, the incidents held back and why: the feedback's own record (one file
+        # for every camera), not the live camera's state (streams/live_camera.py).
         self.held: dict[str, dict[str, HeldWhy]] = self._load()
         self.suppressed = Counter(
             "streetwatch_suppressed",

@@ -2,9 +2,11 @@
 
 Each camera decodes on its own thread into a latest-frame mailbox (streams/rtsp.py); the loop
 takes whatever samples are new across cameras, runs them through the engine as one batch,
-then through each camera's pipeline (the same tracker, zones and rules as `score`).
-Confirmed and cleared incidents are written as evidence and queued in the durable outbox
-(api/client/outbox.py), which a background thread drains into the intake API.
+and hands each sample's detections to its camera (streams/live_camera.py), which runs them
+through its rules (the same tracker, zones and rules as `score`) and publishes what happened
+to the sinks (streams/sinks.py): the durable outbox (api/client/outbox.py), which a background
+thread drains into the intake API, metrics, health, saved sites, the shadow model. The
+worker itself schedules samples, batches inference, starts and stops cameras, and reloads.
 """
 
 from __future__ import annotations
@@ -17,38 +19,30 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from api.client import IntakeClient
-from api.client.outbox import Deliverer, Outbox, OutboxError
-from api.contract import CaseReport, Observation
 from detector.engine import Engine
-from detector.incidents import Incident, IncidentEvent
 from detector.types import Detections, Frame
 from models.errors import ModelError
 from streams.config import CameraConfig, Config, ConfigError, load_config
 from streams.evidence import EvidenceWriter
-from streams.fleet import FleetCameras, reconcile
-from streams.health import HealthEvent, report
 from streams.health_http import serve_health
-from streams.health_report import HealthReporter
+from streams.live_camera import Backlog, CameraContext, LiveCamera
+from streams.live_events import BatchSettled
 from streams.metrics import WorkerMetrics
 from streams.model_set import ENGINE_SETTINGS, ModelBatch, ModelSet
 from streams.record import RecordStream
 from streams.rtsp import RtspSource
 from streams.runtime import CameraRuntime, sampling_for
-from streams.shadow import Shadow
 from streams.shedding import LoadShedder
-from streams.site_store import CameraState, SiteStore
+from streams.sinks import Sinks
 from streams.sources import Sampling
-from streams.suppressions import Feedback, SuppressionCache
 
 log = logging.getLogger(__name__)
 
-OBSERVE_EVERY_S = 60.0  # how often an open incident's last_seen goes to the API
 BATCH_BOUND_S = 0.5  # the longest a batch's inference may take (it sizes the batches)
 MAX_BATCH = 64
 RELOAD_POLL_S = 2.0
@@ -92,17 +86,6 @@ class _Batch:
     future: Future[list[list[Detections]]]
 
 
-@dataclass(slots=True)
-class LiveCamera:
-    config: CameraConfig
-    source: RtspSource
-    runtime: CameraRuntime  # started at the first frame: its epoch is then
-    record: RecordStream | None = None  # the main stream, for evidence (record_source)
-    reports: dict[str, CaseReport] = field(default_factory=dict)  # open incidents, by id
-    observed_at: dict[str, float] = field(default_factory=dict)  # last observation sent
-    unsaved: bool = False  # its state changed since it was last saved
-
-
 class Worker:
     def __init__(
         self,
@@ -140,44 +123,25 @@ class Worker:
                 [f"api.key_env: environment variable {self.config.api.key_env} is not set"],
             )
         self.state_dir = state_dir
-        self.evidence = EvidenceWriter(state_dir / "evidence")
-        self.sites = SiteStore(state_dir / "sites")
-        self.outbox = Outbox(state_dir / "outbox.sqlite3", evidence_dir=self.evidence.directory)
         self.metrics = WorkerMetrics(
             lambda: [(c.source, c.runtime.gate) for c in self.cameras.values()]
         )
         self.metrics_port = metrics_port
         self.metrics_host = metrics_host
-        api_url = self.config.api.url
-        self.deliverer = Deliverer(
-            self.outbox,
-            lambda: IntakeClient(api_url, key),
-            evidence_dir=self.evidence.directory,
-            on_delivered=self.metrics.posted.inc,
+        evidence = EvidenceWriter(state_dir / "evidence")
+        self.sinks = Sinks.wire(
+            self.config, state_dir, key, self.metrics, evidence.directory, fleet_id=fleet_id
         )
-        # -- the review feedback loop: suppressions, zone hours, camera health ------------
-        api = self.config.api
-        self.suppressions = SuppressionCache(
-            state_dir / "suppressions.json",
-            IntakeClient(api_url, key, timeout=10).get_suppressions,
-            api.suppressions_poll_s,
-        )
-        self.feedback = Feedback(self.suppressions, self.metrics.registry, state_dir / "held.json")
-        self.health_reporter = HealthReporter(
-            IntakeClient(api_url, key, timeout=10).post_camera_health, api.health_every_s
-        )
-        # ---------------------------------------------------------------------------------
         # Where the cameras come from: the config file, or the API's fleet assignment.
-        self.fleet = (
-            FleetCameras(IntakeClient(api_url, key, timeout=10), fleet_id, self.sites)
-            if fleet_id
-            else None
+        self.fleet = self.sinks.fleet
+        self.context = CameraContext(
+            self.sinks.bus, self.sinks.feedback, evidence, self.sinks.sites, Backlog(), self.fleet
         )
         self.health_port = health_port
         self.health_host = health_host
         self._loop_at = time.monotonic()
         self.models = ModelSet(self.config, self._live(self.config))
-        self.shadow = self._make_shadow(self.config)
+        self.sinks.shadow.replace(self.config)
         self.cameras: dict[str, LiveCamera] = {}
         # Batches in inference, oldest first: one per parallel run, so a lone camera's next
         # sample is inferred while the last one goes through its rules (like `score`).
@@ -186,7 +150,6 @@ class Worker:
         self._turn = 0
         self._frame_s: float | None = None  # inference seconds per frame, smoothed
         self.shedder = LoadShedder(self._sample_totals)
-        self._unsaved: list[tuple[LiveCamera, IncidentEvent]] = []
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._config_mtime = config_path.stat().st_mtime
@@ -207,10 +170,7 @@ class Worker:
         health = None
         if self.health_port is not None:
             health = serve_health(self.health_port, self.health_host, self.healthy)
-        self.deliverer.start()
-        self.suppressions.refresh()  # before the first frame; the saved copy if that fails
-        self.suppressions.start()
-        self.health_reporter.start()
+        self.sinks.start()
         if self.fleet is not None:
             self.fleet.start()
         self._apply_cameras(self._wanted(self.config))
@@ -230,8 +190,9 @@ class Worker:
                 if time.monotonic() >= next_reload_check:
                     next_reload_check = time.monotonic() + RELOAD_POLL_S
                     self._check_reload()
-                    self._retry_unsaved()
-                    self._save_sites()
+                    self.context.backlog.retry()
+                    for cam in self.cameras.values():  # written behind the loop
+                        cam.save("changed")
                     self._update_outbox_metrics()
                 if not self.step():
                     self._stop.wait(POLL_S)
@@ -248,21 +209,14 @@ class Worker:
             self._settle(self._inflight.popleft())
         self._inference.shutdown()
         for cam in self.cameras.values():
-            cam.source.stop(wait=False)  # all at once: each may take a read timeout to end
-            if cam.record is not None:
-                cam.record.stop(wait=False)
+            cam.stop_streams(wait=False)  # all at once: each may take a read timeout to end
         for cam in list(self.cameras.values()):
-            self._retire(cam)
+            cam.retire()
         if self.fleet is not None:
             self.fleet.running(set(), released=set(self.cameras))
             self.fleet.stop()
         self.cameras.clear()
-        self.sites.close()
-        self.deliverer.stop(drain_s=5.0)
-        self.suppressions.stop()
-        self.health_reporter.stop()
-        pending = self.outbox_pending
-        self.outbox.close()
+        pending = self.sinks.stop()
         log.info("worker stopped; %d items wait in the outbox", pending)
 
     # -- the loop ------------------------------------------------------------------------
@@ -311,43 +265,21 @@ class Worker:
         return max(1, min(MAX_BATCH, int(BATCH_BOUND_S / self._frame_s)))
 
     def _settle(self, batch: _Batch) -> None:
+        """Hands each sample's detections to its camera, then sheds load if the worker fell
+        behind."""
         detections = batch.gated.settle(batch.future.result())
         now = time.time()
         for (cam, frame), dets in zip(batch.samples, detections, strict=True):
             if self.cameras.get(cam.config.id) is not cam:
                 continue  # stopped or restarted while its sample was in flight
-            if not cam.runtime.started:
-                cam.runtime.start_live(frame, now)
-                self._resume(cam)
-            events = cam.runtime.process(frame, dets)
-            cam.unsaved = True
-            if cam.record is not None:
-                assert cam.runtime.pipeline is not None
-                cam.record.want(cam.runtime.pipeline.busy)
-                for event in events:
-                    cam.record.upgrade(event, frame)
-            # Suppressed sites and zones outside their hours are held back, not reported.
-            events = self.feedback.filter(cam.config, events, cam.runtime.open_incidents)
-            self.health_reporter.saw(cam.config.id, frame.image, frame.wall_time or now)
-            for event in events:
-                self._save(cam, event)
-            if events:  # the sites' state goes to disk with the outbox entry it explains
-                self._save_camera(cam)
-                if self.fleet is not None:  # and to a successor, should this worker die
-                    self.fleet.hand_over_soon(cam.config.id)
-            for scene in cam.runtime.take_scene_events():
-                if scene.kind == "moved":
-                    detail = f"the camera moved at {scene.pts:.0f} s: check its zones"
-                    report(HealthEvent(cam.config.id, "scene_changed", detail), self._on_health)
-            self._observe_open(cam)
-            self.metrics.processed.labels(cam.config.id).inc()
+            cam.settle(frame, dets, now)
             if frame.wall_time is not None:
                 lag = now - frame.wall_time
-                self.metrics.lag.labels(cam.config.id).set(lag)
                 if (stretch := self.shedder.observe(lag, time.monotonic())) is not None:
                     self._stretch(stretch)
-        if self.shadow is not None:  # the candidate model judges the same samples, unposted
-            self.shadow.observe([(c.config, f, c.runtime.epoch) for c, f in batch.samples])
+        self.sinks.bus.publish(
+            BatchSettled([(c.config, f, c.runtime.epoch) for c, f in batch.samples])
+        )
 
     def _sample_totals(self) -> tuple[int, int]:
         stats = [cam.source.stats for cam in self.cameras.values()]
@@ -358,19 +290,6 @@ class Worker:
         for cam in self.cameras.values():
             cam.source.plan.stretch = stretch
         self.metrics.stretch.set(stretch)
-
-    def _make_shadow(self, config: Config) -> Shadow | None:
-        """The candidate model on trial, if the config names one; one that does not load is
-        logged and left out (the live model carries on)."""
-        if config.shadow is None:
-            return None
-        try:
-            shadow = Shadow(config, self.metrics.registry)
-        except (ModelError, OSError, ValueError) as exc:
-            log.error("shadow model %r does not load (%s): no shadow", config.shadow.model, exc)
-            return None
-        log.info("shadow: %s runs beside the live model, never posted", shadow.model)
-        return shadow
 
     def _detect(self, engine: Engine, images: list[np.ndarray]) -> list[Detections]:
         """An engine's detect, timed; the motion gate may have left nothing to infer."""
@@ -388,101 +307,16 @@ class Worker:
         )
         return found
 
-    def _save(self, cam: LiveCamera, event: IncidentEvent) -> None:
-        """Saves an incident event, or keeps it to retry if the disk refuses (full disk).
-        Events wait behind older unsaved ones, so a clearing never overtakes its report."""
-        if self._unsaved:
-            self._unsaved.append((cam, event))
-            return
-        try:
-            self._on_incident(cam, event)
-        except (OSError, OutboxError) as exc:
-            log.error(
-                "camera %s: cannot save %s %s (%s); kept in memory, retrying",
-                cam.config.id,
-                event.kind,
-                event.incident.id,
-                exc,
-            )
-            self._unsaved.append((cam, event))
-
-    def _retry_unsaved(self) -> None:
-        unsaved, self._unsaved = self._unsaved, []
-        for i, (cam, event) in enumerate(unsaved):
-            self._save(cam, event)
-            if self._unsaved:  # the disk still refuses: keep the rest, in order
-                self._unsaved += unsaved[i + 1 :]
-                return
-
-    def _on_incident(self, cam: LiveCamera, event: IncidentEvent) -> None:
-        incident = event.incident
-        runtime = cam.runtime
-        assert runtime.epoch is not None
-        refs = self.evidence.write(incident, runtime.epoch)
-        if event.kind == "confirmed":
-            case = runtime.report(incident, refs)
-            cam.reports[incident.id] = case
-            cam.observed_at[incident.id] = time.monotonic()
-            self.outbox.enqueue_report(case)
-            log.info(
-                "camera %s: %s confirmed in zone %s (%s %.2f): %s",
-                cam.config.id,
-                incident.type,
-                incident.zone_id,
-                incident.class_name,
-                incident.confidence,
-                incident.id,
-            )
-        else:
-            reported = cam.reports.get(incident.id)
-            sent = {r.sha256 for r in reported.evidence} if reported else set()
-            self._enqueue_observation(
-                cam, incident, cleared=True, evidence=[r for r in refs if r.sha256 not in sent]
-            )
-            cam.reports.pop(incident.id, None)
-            cam.observed_at.pop(incident.id, None)
-            self.evidence.forget(incident.id)
-            log.info("camera %s: %s cleared: %s", cam.config.id, incident.type, incident.id)
-        self.metrics.incidents.labels(cam.config.id, incident.type, event.kind).inc()
-        self.deliverer.wake()
-
-    def _observe_open(self, cam: LiveCamera) -> None:
-        """Sends each open incident's last_seen now and then, so the API sees it is still there."""
-        now = time.monotonic()
-        for incident in cam.runtime.open_incidents():
-            if now - cam.observed_at.get(incident.id, now) >= OBSERVE_EVERY_S:
-                self._observe(cam, incident)
-                cam.observed_at[incident.id] = now
-
-    def _observe(self, cam: LiveCamera, incident: Incident) -> None:
-        """Queues an open incident's latest state; if the disk refuses, the next one will
-        carry it (each observation supersedes the last), so it is logged, not kept."""
-        try:
-            self._enqueue_observation(cam, incident)
-        except (OSError, OutboxError) as exc:
-            log.error(
-                "camera %s: cannot queue an update of %s (%s)", cam.config.id, incident.id, exc
-            )
-
-    def _enqueue_observation(
-        self, cam: LiveCamera, incident: Incident, cleared: bool = False, evidence=()
-    ) -> None:
-        if self.feedback.holds(incident.id):
-            return  # held back (suppressed or off hours): never reported, nothing to update
-        case = cam.runtime.report(incident, evidence)
-        observation = Observation(
-            last_seen=case.last_seen,
-            cleared_at=case.cleared_at if cleared else None,
-            evidence=case.evidence,
-        )
-        self.outbox.enqueue_observation(incident.id, observation)
-
     # -- cameras and reload --------------------------------------------------------------
 
     def _make_source(self, camera: CameraConfig) -> RtspSource:
         sampling = sampling_for(camera)
         return RtspSource(
-            camera.id, camera.source, sampling, on_health=self._on_health, **self.source_options
+            camera.id,
+            camera.source,
+            sampling,
+            on_health=self.sinks.bus.publish,
+            **self.source_options,
         )
 
     def _make_record(self, camera: CameraConfig) -> RecordStream | None:
@@ -497,10 +331,6 @@ class Worker:
                 **self.source_options,  # its health is logged, not the camera's to report
             )
         )
-
-    def _on_health(self, event: HealthEvent) -> None:
-        self.metrics.health.labels(event.camera_id, event.kind).inc()
-        self.health_reporter.event(event)
 
     def _wanted(self, config: Config) -> list[CameraConfig]:
         """The cameras to run: the fleet's assignment, else the config's."""
@@ -549,14 +379,8 @@ class Worker:
             if camera is None or _stream_of(camera) != _stream_of(cam.config):
                 # A fleet camera that moves to another worker keeps its sites, to hand over.
                 gone = camera is None and self.fleet is None
-                self._retire(self.cameras.pop(cam_id), removed=gone, wait=False)
+                self.cameras.pop(cam_id).retire(removed=gone, left=camera is None, wait=False)
                 log.info("camera %s: stopped (%s)", cam_id, "changed" if camera else "removed")
-                if self.shadow is not None:
-                    self.shadow.forget(cam_id)
-                if camera is None:
-                    self.metrics.forget_camera(cam_id)
-                    self.feedback.forget_camera(cam_id)
-                    self.health_reporter.forget(cam_id)
             elif rebuild or camera != cam.config:
                 self._rebuild(cam, camera)
         for cam_id, camera in wanted.items():
@@ -565,8 +389,8 @@ class Worker:
                 source.plan.stretch = self.shedder.stretch
                 labels = self.models.of(camera).labels
                 runtime = CameraRuntime(camera, self.config, labels, source.plan)
-                cam = LiveCamera(camera, source, runtime, record=self._make_record(camera))
-                cam.source.start()
+                cam = LiveCamera(camera, source, runtime, self.context, self._make_record(camera))
+                cam.start()
                 self.cameras[cam_id] = cam
         self.metrics.cameras.set(len(self.cameras))
 
@@ -586,111 +410,9 @@ class Worker:
                     del wanted[cam_id]
 
     def _rebuild(self, cam: LiveCamera, camera: CameraConfig) -> None:
-        """A new runtime for a running camera, continuing the sites of its zones that remain
-        (their dwell timers included); the stream goes on untouched."""
-        old = cam.runtime
+        """A new runtime for a running camera, continuing its sites; the stream goes on."""
         labels = self.models.of(camera).labels
-        runtime = CameraRuntime(camera, self.config, labels, cam.source.plan)
-        if old.started:
-            assert old.epoch is not None
-            runtime.start(old.epoch)
-            kept = runtime.restore(old.snapshot())
-            log.info("camera %s: settings applied, %d open sites continue", camera.id, kept)
-        gone = {i.id for i in old.open_incidents()} - {i.id for i in runtime.open_incidents()}
-        for incident_id in gone:  # a zone or type no longer checked: its case stays as sent
-            cam.reports.pop(incident_id, None)
-            cam.observed_at.pop(incident_id, None)
-            self.evidence.forget(incident_id)
-        cam.config, cam.runtime = camera, runtime
-
-    def _retire(self, cam: LiveCamera, removed: bool = False, wait: bool = True) -> None:
-        """Stops a camera; its open incidents' latest state goes to the outbox first. Its
-        sites are saved for the next start, or forgotten if the camera was removed."""
-        cam.source.stop(wait=wait)
-        if cam.record is not None:
-            cam.record.stop(wait=wait)
-        if removed:
-            self.sites.forget(cam.config.id)
-        else:
-            self._save_camera(cam)
-        for incident in cam.runtime.open_incidents():
-            self._observe(cam, incident)
-            self.evidence.forget(incident.id)
-
-    # -- open sites across restarts ------------------------------------------------------
-
-    def _resume(self, cam: LiveCamera) -> None:
-        """Continues the sites a previous run of this worker (or, in a fleet, the camera's
-        previous worker) left open for the camera: the same incidents under the same ids,
-        reported once. Handed-over state is first reconciled with what the API holds."""
-        state = self.sites.load(cam.config.id)
-        if state is None:
-            return
-        reported = self.fleet.reported(cam.config.id) if self.fleet is not None else None
-        if reported is not None:
-            to_post, to_clear = reconcile(cam.config.id, state, reported)
-            self._deliver_for_predecessor(cam, to_post, to_clear)
-        restored = cam.runtime.restore(state.pipeline)
-        cam.reports.update(state.reports)
-        now = time.monotonic()
-        for incident_id, refs in state.evidence.items():
-            self.evidence.refs[incident_id] = list(refs)
-            cam.observed_at[incident_id] = now
-        log.info(
-            "camera %s: resumed %d open sites (%d reported incidents) saved %.0f s ago",
-            cam.config.id,
-            restored,
-            len(state.reports),
-            time.time() - state.saved_at,
-        )
-
-    def _deliver_for_predecessor(
-        self, cam: LiveCamera, to_post: list[CaseReport], to_clear: list[CaseReport]
-    ) -> None:
-        """Queues what the camera's previous worker queued and never delivered: reports of
-        incidents it confirmed (without their evidence, which stayed on its disk) and the
-        clearings of incidents it cleared."""
-        try:
-            for report in to_post:
-                self.outbox.enqueue_report(report.model_copy(update={"evidence": []}))
-            for report in to_clear:
-                observation = Observation(last_seen=report.last_seen, cleared_at=report.cleared_at)
-                self.outbox.enqueue_observation(report.id, observation)
-        except (OSError, OutboxError) as exc:
-            log.error("camera %s: cannot queue its predecessor's reports (%s)", cam.config.id, exc)
-            return
-        if to_post or to_clear:
-            log.info(
-                "camera %s: %d reports and %d clearings its previous worker did not deliver",
-                cam.config.id,
-                len(to_post),
-                len(to_clear),
-            )
-            self.deliverer.wake()
-
-    def _state(self, cam: LiveCamera) -> CameraState:
-        cam.unsaved = False
-        return CameraState(
-            cam.runtime.snapshot(),
-            dict(cam.reports),
-            {i: list(self.evidence.refs.get(i, [])) for i in cam.reports},
-        )
-
-    def _save_camera(self, cam: LiveCamera) -> None:
-        """Saves the camera's state now: with an incident event, or as it stops."""
-        if not cam.runtime.started:
-            return
-        try:
-            self.sites.save(cam.config.id, self._state(cam))
-        except OSError as exc:
-            log.error("camera %s: cannot save its open sites (%s)", cam.config.id, exc)
-
-    def _save_sites(self) -> None:
-        """Every camera whose state changed, written behind the loop: a camera sampled every
-        6 s changes once in three of these, and the loop never waits for the disk."""
-        for cam in self.cameras.values():
-            if cam.unsaved and cam.runtime.started:
-                self.sites.save_soon(cam.config.id, self._state(cam))
+        cam.rebuild(camera, CameraRuntime(camera, self.config, labels, cam.source.plan))
 
     def _check_reload(self) -> None:
         try:
@@ -742,9 +464,7 @@ class Worker:
             if models_changed:
                 log.info("reload: inference now runs %s", ", ".join(models.loaded))
         if config.shadow != self.config.shadow or (rebuild and config.shadow is not None):
-            if self.shadow is not None:
-                self.shadow.close(self.metrics.registry)
-            self.shadow = self._make_shadow(config)
+            self.sinks.shadow.replace(config)
         self.config = config
         self._apply_cameras(self.fleet.current() if self.fleet else config.cameras, rebuild)
         log.info("reloaded %s: %d cameras", self.config_path, len(self.cameras))
@@ -755,12 +475,9 @@ class Worker:
 
     # -- metrics -------------------------------------------------------------------------
 
-    @property
-    def outbox_pending(self) -> int:
-        return self.outbox.counts()["outbox"]
-
     def _update_outbox_metrics(self) -> None:
-        counts = self.outbox.counts()
+        outbox = self.sinks.outbox
+        counts = outbox.counts()
         self.metrics.outbox_depth.set(counts["outbox"])
         self.metrics.dead_letters.set(counts["dead_letter"])
-        self.metrics.dead_letters_dropped.set(self.outbox.dropped)
+        self.metrics.dead_letters_dropped.set(outbox.dropped)

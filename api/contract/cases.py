@@ -57,10 +57,16 @@ class CaseStatus(StrEnum):
 class Location(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    lat: Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)] | None = None
-    lon: Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)] | None = None
-    address: Address | None = None
-    grid: Grid | None = None  # 单元网格 code of the city's grid system
+    lat: Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)] | None = Field(
+        default=None, description="latitude of the camera"
+    )
+    lon: Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)] | None = Field(
+        default=None, description="longitude of the camera"
+    )
+    address: Address | None = Field(default=None, description="street address, as written")
+    grid: Grid | None = Field(
+        default=None, description="单元网格 code of the city's grid system (routes dispatch)"
+    )
 
 
 class Position(BaseModel):

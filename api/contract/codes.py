@@ -17,17 +17,19 @@ from api.contract.cases import IncidentType
 class EventCode(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    code: str = Field(min_length=1, max_length=32)
-    type: IncidentType
-    name: str
-    description: str = ""
+    code: str = Field(min_length=1, max_length=32, description="the city's event code")
+    type: IncidentType = Field(description="the incident type filed under it")
+    name: str = Field(description="the code's name in the standard (机动车乱停放, ...)")
+    description: str = Field(default="", description="what the code covers, in words")
 
 
 class CodeTable(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     standard: str = Field(description="The standard and version the codes follow")
-    codes: list[EventCode] = Field(min_length=1)
+    codes: list[EventCode] = Field(
+        min_length=1, description="the codes; the first of each type is its default"
+    )
 
     def get(self, code: str) -> EventCode | None:
         return next((c for c in self.codes if c.code == code), None)

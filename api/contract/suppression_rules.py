@@ -53,7 +53,10 @@ class Window(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     days: list[Annotated[int, Field(ge=1, le=7)]] = Field(
-        default_factory=lambda: list(range(1, 8)), min_length=1, max_length=7
+        default_factory=lambda: list(range(1, 8)),
+        min_length=1,
+        max_length=7,
+        description="ISO weekdays, 1 = Monday",
     )
     start: str = Field(pattern=_TIME.pattern, description="HH:MM")
     end: str = Field(pattern=_TIME.pattern, description="HH:MM (24:00: midnight)")
@@ -77,7 +80,9 @@ class Schedule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     tz: str = Field(DEFAULT_TZ, max_length=64, description="IANA time zone")
-    windows: list[Window] = Field(min_length=1, max_length=16)
+    windows: list[Window] = Field(
+        min_length=1, max_length=16, description="when it applies: any of these"
+    )
 
     @field_validator("tz")
     @classmethod

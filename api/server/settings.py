@@ -81,7 +81,9 @@ class Settings(BaseSettings):
         "(Open311 media_url); default: the address it listens on. Never the Host header",
     )
     log_format: Literal["text", "json"] = Field("text", description="Log lines as text or JSON")
-    log_level: Literal["debug", "info", "warning", "error"] = Field("info")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="The least severe log lines written"
+    )
     access_log: bool = Field(True, description="One log line per request")
     header_timeout_s: float = Field(
         10.0, gt=0, description="Close a connection whose request headers take longer"
@@ -135,7 +137,9 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = Field(
         10.0, gt=0, description="Deadline of one delivery attempt, connection to answer"
     )
-    webhook_poll_s: float = Field(1.0, gt=0)
+    webhook_poll_s: float = Field(
+        1.0, gt=0, description="How often the dispatcher looks for deliveries that are due"
+    )
     webhook_concurrency: int = Field(
         16, gt=0, description="Endpoints one process sends to at the same time"
     )

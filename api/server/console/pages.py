@@ -720,6 +720,7 @@ def login(request: Request, form: PostedForm) -> Response:
     if made is None:  # revoked between the read and the write
         return login_page(request, t("bad_key"), 401, next_)
     session_token, _ = made
+    request.app.state.sign_in_throttle.give_back(client)
     response = RedirectResponse(safe_next(next_), 303)
     response.set_cookie(
         sessions.COOKIE,

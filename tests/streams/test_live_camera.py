@@ -1,0 +1,133 @@
+"""A live camera and the sinks it publishes to, in process: real footage of a bus parked in a
+bay, the real model, the real runtime, outbox, site store, metrics and health reporter. The
+test plays the worker's loop: it decodes the clip and hands each sample's detections to the
+camera, as the worker hands it each settled batch."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import yaml
+
+from streams.config import load_config
+from streams.evidence import EvidenceWriter
+from streams.live_camera import Backlog, CameraContext, LiveCamera
+from streams.live_events import Bus, IncidentCleared, IncidentConfirmed, SampleSettled
+from streams.metrics import WorkerMetrics
+from streams.rtsp import RtspSource
+from streams.runtime import CameraRuntime, engine_for, labels_of, sampling_for
+from streams.scenes import BUS_CROP, Sprite, crop, render, video_frames
+from streams.sinks import Sinks
+from streams.sources import FileSource
+
+BAY = [[380, 380], [767, 380], [767, 560], [380, 560]]
+
+
+@pytest.fixture(scope="module")
+def parked_then_gone_clip(tmp_path_factory, bus_jpg, vtest_avi) -> Path:
+    """Real street footage: the bus of bus.jpg parked in the bay for 6 s, then gone."""
+    bus = Sprite(crop(bus_jpg, BUS_CROP, 300)).parked(0, 6, (420, 300))
+    return render(
+        tmp_path_factory.mktemp("live") / "parked.mp4", video_frames(vtest_avi), 16, 10, [bus]
+    )
+
+
+def test_a_failing_sink_is_logged_the_others_hear_every_event_and_a_refused_disk_loses_nothing(
+    parked_then_gone_clip, default_model, tmp_path, caplog
+):
+    config_path = tmp_path / "worker.yaml"
+    config_path.write_text(
+        yaml.safe_dump(
+            {
+                "model": "default",
+                "rules": {"illegal_parking": {"dwell_s": 2, "clear_s": 3, "occlusion_s": 1}},
+                "detector": {"motion_gate": False},
+                "api": {"url": "http://127.0.0.1:9"},  # never called: nothing is started
+                "cameras": [
+                    {
+                        "id": "cam",
+                        "source": "rtsp://127.0.0.1:9/cam",
+                        "sample": {"fps": 2},
+                        "zones": [{"id": "bay", "polygon": BAY, "checks": ["illegal_parking"]}],
+                    }
+                ],
+            }
+        )
+    )
+    config = load_config(config_path)
+    camera_config = config.cameras[0]
+    engine = engine_for(config)
+    state = tmp_path / "state"
+    state.mkdir()
+    evidence_dir = state / "evidence"
+    evidence_dir.write_bytes(b"")  # a file where the directory goes: every write is refused
+
+    # A sink that fails on everything, subscribed before the worker's own sinks.
+    heard: list[type] = []
+
+    def broken(event: object) -> None:
+        heard.append(type(event))
+        raise RuntimeError("this sink is broken")
+
+    bus = Bus()
+    for kind in (SampleSettled, IncidentConfirmed, IncidentCleared):
+        bus.subscribe(kind, broken)
+    metrics = WorkerMetrics(lambda: [])
+    sinks = Sinks.wire(config, state, "key", metrics, evidence_dir, bus)
+    context = CameraContext(
+        sinks.bus, sinks.feedback, EvidenceWriter(evidence_dir), sinks.sites, Backlog()
+    )
+    sampling = sampling_for(camera_config)
+    runtime = CameraRuntime(camera_config, config, labels_of(engine, config))
+    source = RtspSource("cam", camera_config.source, sampling)  # never opened: see the docstring
+    camera = LiveCamera(camera_config, source, runtime, context)
+
+    def count(name: str, **labels: str) -> float:
+        return metrics.registry.get_sample_value(name, {"camera": "cam", **labels}) or 0.0
+
+    confirmed = {"type": "illegal_parking", "event": "confirmed"}
+    cleared = {"type": "illegal_parking", "event": "cleared"}
+    samples = 0
+    refused_at: int | None = None
+    caplog.set_level(logging.INFO)
+    try:
+        for frame in FileSource("cam", str(parked_then_gone_clip), sampling).frames():
+            camera.settle(frame, engine.detect([frame.image])[0], now=1.8e9 + frame.pts)
+            samples += 1
+            if refused_at is None and "kept in memory" in caplog.text:
+                refused_at = samples
+                # The outbox did not take the confirmation, so no other sink heard it ...
+                assert sinks.outbox.counts()["outbox"] == 0
+                assert count("streetwatch_incidents_total", **confirmed) == 0
+                assert IncidentConfirmed not in heard
+                evidence_dir.unlink()  # ... until the disk takes it again
+                context.backlog.retry()
+        camera.retire()
+        pending = sinks.outbox.pending()
+    finally:
+        sinks.sites.close()
+        sinks.outbox.close()
+
+    assert refused_at is not None, "the confirmation met the refused evidence directory"
+    # One report, then the clearing; nothing twice, nothing lost.
+    assert [item.kind for item in pending] == ["post", "patch"]
+    assert pending[0].incident_id == pending[1].incident_id
+    assert json.loads(pending[1].body)["cleared_at"] is not None
+    assert len(list(evidence_dir.glob("*.jpg"))) >= 2  # its first-seen and confirmed shots
+    # The broken sink heard every event and its failures were logged; the sinks after it
+    # heard every event all the same.
+    assert heard.count(SampleSettled) == samples
+    assert heard.count(IncidentConfirmed) == heard.count(IncidentCleared) == 1
+    failures = [r for r in caplog.records if "failed on" in r.getMessage()]
+    assert len(failures) == samples + 2 and all(r.exc_info for r in failures)
+    assert "failed on IncidentConfirmed" in caplog.text
+    assert count("streetwatch_samples_processed_total") == samples
+    assert count("streetwatch_incidents_total", **confirmed) == 1
+    assert count("streetwatch_incidents_total", **cleared) == 1
+    assert sinks.health.cameras["cam"].frame_at == 1.8e9 + frame.pts  # the last sample
+    # Stopped with nothing open: its saved state says so.
+    saved = sinks.sites.load("cam")
+    assert saved is not None and saved.reports == {} and saved.evidence == {}
