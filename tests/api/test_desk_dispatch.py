@@ -198,5 +198,7 @@ def test_the_case_page_shows_department_deadline_and_overdue(
         api.server.app.state.ctx.clock = lambda: _at(out["deadline"]) + timedelta(seconds=1)
         page = browser.get(f"/console/cases/{case_id}").text
         assert '<span class="badge overdue">超期</span>' in page
+        queue = browser.get("/console", params={"status": "dispatched"}).text
+        assert '<span class="badge overdue">超期</span>' in queue and "城管东中队" in queue
     finally:
         browser.close()

@@ -295,7 +295,8 @@ def facet_counts(session: Any, f: dict[str, str]) -> dict[str, list[tuple[str, i
 
 def queue_values(request: Request, session: Any) -> dict[str, Any]:
     f = filters_of(request)
-    cases = [case_out(c) for c in queue_cases(session, f)]
+    now = request.app.state.ctx.clock()
+    cases = [case_out(c, now) for c in queue_cases(session, f)]
     latest = session.scalar(select(func.max(Change.seq))) or 0
     return {
         "filters": f,
