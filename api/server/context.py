@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated
@@ -26,6 +27,9 @@ class Context:
     # taken then: fleet liveness does not count the time between (api/server/routes/fleet.py).
     started_at: datetime = field(default_factory=utcnow)
     fleet_heard_at: datetime | None = None
+    # What "now" is for deadlines (overdue): injectable, so a test passes a deadline
+    # without waiting for it.
+    clock: Callable[[], datetime] = utcnow
 
 
 def get_context(request: Request) -> Context:

@@ -25,6 +25,7 @@ from api.contract.codes import CodeTable
 from api.server.auth import Principal
 from api.server.changes import record
 from api.server.evidence import Upload, attach
+from api.server.grid import locate
 from api.server.merge import Sighting, find_match
 from api.server.problems import Problem
 from api.server.settings import Settings
@@ -79,6 +80,14 @@ def check_event_code(codes: CodeTable, type_: str, event_code: str) -> None:
             f"Event code '{event_code}' is not a {type_} code of {codes.standard}: use {valid}",
             kind="unknown-event-code",
         )
+
+
+def grid_of(session: Session, position: Position | None, configured: str | None) -> str | None:
+    """The grid cell (单元网格) of a new case: where its object stands when a calibrated
+    camera placed it inside the city's grid, else the camera's configured cell."""
+    if position is not None and (cell := locate(session, position.lat, position.lon)):
+        return cell
+    return configured
 
 
 def refresh(case: Case) -> None:
@@ -224,7 +233,7 @@ def ingest(
             lat=loc.lat,
             lon=loc.lon,
             address=loc.address,
-            grid=loc.grid,
+            grid=grid_of(session, pos, loc.grid),
             position_lat=pos.lat if pos else None,
             position_lon=pos.lon if pos else None,
             first_seen=new.first_seen,

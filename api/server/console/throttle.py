@@ -2,10 +2,11 @@
 
 An address may try `attempts` times at once, then once every `window_s / attempts` seconds;
 past that its attempts are refused (429 with `Retry-After`) before any work is done, while
-every other address signs in as usual. Each API process keeps its own buckets, so behind a
-load balancer an address gets `attempts` per process. The least recently seen addresses are
-forgotten past `max_clients` (such an address just starts afresh), so a flood from many
-addresses cannot grow the table without bound.
+every other address signs in as usual. A successful sign-in gives its attempt back, so an
+office of reviewers behind one address is limited only by its wrong keys. Each API process
+keeps its own buckets, so behind a load balancer an address gets `attempts` per process. The
+least recently seen addresses are forgotten past `max_clients` (such an address just starts
+afresh), so a flood from many addresses cannot grow the table without bound.
 """
 
 from __future__ import annotations
@@ -46,3 +47,10 @@ class Throttle:
             while len(self._buckets) > self.max_clients:
                 self._buckets.popitem(last=False)
             return wait
+
+    def give_back(self, client: str) -> None:
+        """Return the attempt a successful sign-in took."""
+        with self._lock:
+            if client in self._buckets:
+                tokens, at = self._buckets[client]
+                self._buckets[client] = (min(self.capacity, tokens + 1), at)

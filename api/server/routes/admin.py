@@ -53,6 +53,7 @@ def _key_out(k: ApiKey) -> KeyOut:
         scopes=[Scope(s) for s in k.scopes],
         namespace=k.namespace or k.id,
         cameras=k.cameras,
+        department=k.department,
         created_at=k.created_at,
         revoked_at=k.revoked_at,
     )
@@ -70,7 +71,12 @@ def post_key(ctx: Ctx, _: Admin, body: KeyCreate) -> KeyCreated:
     key to those cameras; `namespace_of` lets it continue another key's reports (rotation)."""
     with ctx.db.write() as session:
         record, key = create_key(
-            session, body.name, body.scopes, cameras=body.cameras, namespace_of=body.namespace_of
+            session,
+            body.name,
+            body.scopes,
+            cameras=body.cameras,
+            namespace_of=body.namespace_of,
+            department=body.department,
         )
         session.flush()
         return KeyCreated(**_key_out(record).model_dump(), key=key)

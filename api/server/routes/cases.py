@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Header, Path, Query, UploadFile
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
 
 from api.contract import (
     CaseReceipt,
@@ -43,6 +44,7 @@ from api.server.serialize import case_out, change_out
 from api.server.tables import Case, Change, IdempotencyRecord, Report, utcnow
 from api.server.transitions import transition
 from api.server.validation import check_observation, check_report, query_time, sequence
+from api.server.verification import after_sighting
 
 router = APIRouter(route_class=AuthFirstRoute, prefix="/v1/cases", tags=["cases"])
 
@@ -170,6 +172,7 @@ def post_case(
             pairs,
             principal,
         )
+        after_sighting(session, _case(session, receipt.case_id), ctx.settings)
         body = receipt.model_dump(mode="json")
         if previous is not None:  # the key keeps its first answer, for exact replays
             ctx.metrics.reports.labels("updated").inc()
@@ -230,6 +233,7 @@ def patch_case(
             cleared_at=obs.cleared_at,
             pairs=pairs,
         )
+        after_sighting(session, case, ctx.settings)
         return ObservationReceipt(
             case_id=case.id,
             report_ids=[r.id for r in reports],
@@ -238,6 +242,10 @@ def patch_case(
             last_seen=case.last_seen,
             cleared_at=case.cleared_at,
         )
+
+
+def _case(session: Session, case_id: str) -> Case:
+    return session.scalars(select(Case).where(Case.id == case_id)).one()
 
 
 _CURSOR = re.compile(r"[A-Za-z0-9_-]{1,64}={0,2}")
@@ -292,6 +300,12 @@ def list_cases(
     grid: Annotated[
         str | None, Query(max_length=64, description="In this grid cell (单元网格)")
     ] = None,
+    department: Annotated[
+        str | None, Query(max_length=200, description="Dispatched to (or proposed for) it")
+    ] = None,
+    overdue: Annotated[
+        bool | None, Query(description="Only dispatched cases past their deadline (or not)")
+    ] = None,
     since: Annotated[datetime | None, Query(description="Seen at or after")] = None,
     until: Annotated[datetime | None, Query(description="Seen at or before")] = None,
     bbox: Annotated[
@@ -316,6 +330,12 @@ def list_cases(
         query = query.where(Case.reports.any(Report.camera_id == camera))
     if grid is not None:
         query = query.where(Case.grid == grid)
+    if department is not None:
+        query = query.where(Case.department == department)
+    now = ctx.clock()
+    if overdue is not None:
+        late = (Case.status == CaseStatus.dispatched) & (Case.deadline <= now)
+        query = query.where(late if overdue else ~late | Case.deadline.is_(None))
     if since is not None:
         query = query.where(Case.last_seen >= query_time(since, "since"))
     if until is not None:
@@ -333,7 +353,7 @@ def list_cases(
         more = len(cases) > limit
         cases = cases[:limit]
         return CasePage(
-            items=[case_out(c) for c in cases],
+            items=[case_out(c, now) for c in cases],
             next_cursor=_encode_cursor(cases[-1].seq) if more else None,
         )
 
@@ -351,7 +371,8 @@ def get_case(ctx: Ctx, _: Dispatch, case_id: CaseId) -> CaseDetail:
         history = session.scalars(
             select(Change).where(Change.case_seq == case.seq).order_by(Change.seq)
         )
-        return CaseDetail(**case_out(case).model_dump(), history=[change_out(c) for c in history])
+        out = case_out(case, ctx.clock()).model_dump()
+        return CaseDetail(**out, history=[change_out(c) for c in history])
 
 
 @router.post(
@@ -366,8 +387,8 @@ def get_case(ctx: Ctx, _: Dispatch, case_id: CaseId) -> CaseDetail:
 def post_transition(ctx: Ctx, principal: Dispatch, case_id: CaseId, body: TransitionIn) -> CaseOut:
     with ctx.db.write() as session:
         case, _reports = resolve(session, case_id)
-        transition(session, case, body, principal)
-        out = case_out(case)
+        transition(session, case, body, principal, ctx.settings)
+        out = case_out(case, ctx.clock())
     ctx.metrics.transitions.labels(body.to.value).inc()
     return out
 

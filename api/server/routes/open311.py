@@ -256,6 +256,8 @@ def _request_out(ctx: Context, case: Case, notes: dict[int, str | None]) -> Serv
         service_name=code.name if code else None,
         service_code=case.event_code,
         description=case.description,
+        agency_responsible=case.department if case.dispatched_at else None,
+        expected_datetime=case.deadline,
         requested_datetime=case.created_at,
         updated_datetime=case.updated_at,
         address=case.address,

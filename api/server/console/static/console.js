@@ -201,6 +201,23 @@
       }
       e.preventDefault();
     });
+    // The duplicate picker shows the chosen candidate's picture and whole id.
+    var picker = document.getElementById("duplicate-of");
+    var preview = document.getElementById("duplicate-preview");
+    if (picker && preview) picker.addEventListener("change", function () {
+      var opt = picker.options[picker.selectedIndex];
+      var figure = preview.querySelector("figure");
+      figure.innerHTML = "";
+      if (opt.dataset.img) {
+        var img = document.createElement("img");
+        img.src = "/console/evidence/" + opt.dataset.img;
+        img.alt = "";
+        figure.appendChild(img);
+      }
+      var link = preview.querySelector("a.id");
+      link.textContent = opt.value;
+      link.href = "/console/cases/" + encodeURIComponent(opt.value);
+    });
     // In the duplicate picker and the dispatch note, Enter submits.
     ["duplicate-of", "dispatch-note"].forEach(function (id) {
       var el = document.getElementById(id);
