@@ -24,7 +24,7 @@ from detector.engine import Engine, available_cores
 from detector.pipeline import STATIC_VERDICTS
 from models.cache import home
 from models.samples import VTEST_AVI
-from streams.scenes import render, video_frames
+from tests.support.scenes import render, video_frames
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"

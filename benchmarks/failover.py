@@ -30,9 +30,9 @@ from api.server.db import Database
 from benchmarks.common import ROOT, machine, table, work_dir
 from models.cache import HOME_ENV, home
 from models.samples import VTEST_AVI
-from streams.scenes import render, video_frames
-from streams.testcam import RtspServer, free_port, wait_until
 from tests.support.api import fresh_database, postgres_cluster
+from tests.support.scenes import render, video_frames
+from tests.support.testcam import RtspServer, free_port, wait_until
 
 WORKERS = ["w1", "w2", "w3"]
 TTL_S = 10.0  # the API's default --fleet-worker-ttl-s

@@ -22,7 +22,7 @@ from detector.calibration import agreement, default_footage, split_footage
 from detector.engine import Engine
 from models import registry
 from models.errors import ModelNotFoundError
-from streams.sources import FileSource
+from streams.sources.files import FileSource
 
 INT8 = "yolov4-tiny-int8"
 BATCHES = (1, 2, 4, 8)

@@ -22,8 +22,8 @@ from api.server.settings import Settings
 from benchmarks.common import ALL_CHECKS, ROOT, clip_size, machine
 from benchmarks.inference import INT8
 from detector.engine import available_cores
-from streams.testcam import RtspServer, free_port
 from tests.support.api import run_server
+from tests.support.testcam import RtspServer, free_port
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SERVER_NICE = 10  # the cameras stand in for other machines: the worker comes first

@@ -23,7 +23,7 @@ from detector.engine import Engine
 from detector.plates import PlateReader
 from models.plates import fetch_plates
 from models.samples import sample_path
-from streams.sources import FileSource, Sampling
+from streams.sources.files import FileSource, Sampling
 from tests.detector.plate_render import place_plate, render_plate
 
 FRAMES = 8

@@ -18,11 +18,11 @@ from pathlib import Path
 from api.contract import CaseReport
 from benchmarks.common import machine, table
 from models.samples import OPENCV_DATA, VTEST_AVI, sample_path
+from streams.camera.engines import engine_for, labels_of
+from streams.camera.evidence import EvidenceWriter
 from streams.config import parse_config
-from streams.evidence import EvidenceWriter
-from streams.runtime import engine_for, labels_of
-from streams.scenes import BUS_CROP, PERSON_CROP, Sprite, crop, render, video_frames
-from streams.scoring import score_camera
+from streams.offline.scoring import score_camera
+from tests.support.scenes import BUS_CROP, PERSON_CROP, Sprite, crop, render, video_frames
 
 START = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 FPS = 10

@@ -1,6 +1,6 @@
 """Section 10: what shadow mode costs the live worker (issue #16).
 
-The worker's per-sample work (streams.worker: the batch through `ModelSet.gate`, inference,
+The worker's per-sample work (streams.live.worker: the batch through `ModelSet.gate`, inference,
 each camera's runtime) on the same decoded frames of recorded footage, with a shadow model
 (`Shadow.observe`, which the shadow sink runs on each settled batch) off and on, the default model
 as both live and candidate. Decoding is done once beforehand and not counted: it is the same
@@ -19,11 +19,11 @@ from prometheus_client import CollectorRegistry
 
 from benchmarks.common import machine, table
 from detector.types import Frame
+from streams.camera.model_set import ModelSet
+from streams.camera.runtime import CameraRuntime
 from streams.config import Config, parse_config
-from streams.model_set import ModelSet
-from streams.runtime import CameraRuntime
-from streams.shadow import Shadow
-from streams.sources import FileSource, Sampling
+from streams.live.shadow import Shadow
+from streams.sources.files import FileSource, Sampling
 
 CAMERAS = 4  # one batch holds a sample of each, as the worker's would
 SAMPLE_FPS = 2.0

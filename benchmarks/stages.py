@@ -44,11 +44,12 @@ from detector.engine import Engine
 from detector.pipeline import CameraPipeline, Labels
 from detector.static_objects import StaticObjectStage
 from detector.types import Detections, Frame
+from streams.camera.engines import engine_for, labels_of
+from streams.camera.evidence import EvidenceWriter
+from streams.camera.runtime import CameraRuntime
 from streams.config import Config, parse_config
-from streams.evidence import EvidenceWriter
-from streams.runtime import CameraRuntime, engine_for, labels_of
-from streams.scoring import score_camera
-from streams.sources import FileSource, Sampling
+from streams.offline.scoring import score_camera
+from streams.sources.files import FileSource, Sampling
 
 RAW_CALLS = 40  # per concurrent run: a few seconds, like the end-to-end pass it is set against
 STAGE_FRAMES = 50  # frames held in memory for the per-stage timings (1080p BGR: 6 MB each)

@@ -6,8 +6,8 @@ grid (one changed cell re-runs inference), and inference runs at least every `ma
 media time. A gated frame reuses the last detections under its own timestamp, so sites keep
 being seen and dwell timers keep running.
 
-`detect_gated` gates a batch across cameras (`gate_batch` and `settle` when the live worker
-pipelines batches); `detect_stream` gates and pipelines one camera's frames (offline
+`gate_batch` gates a batch across cameras (the live worker's, settled in order as each
+batch's inference lands); `detect_stream` gates and pipelines one camera's frames (offline
 scoring); `replay_stream` gates one camera's frames over detections inferred beforehand (a
 long file's chunks, inferred in parallel).
 """
@@ -15,7 +15,7 @@ long file's chunks, inferred in parallel).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -50,7 +50,7 @@ class MotionGate:
         self._thumb: np.ndarray | None = None
         self._inferred_at = float("-inf")
         # The detections of the last inferred frame, which the gated frames after it reuse;
-        # the caller (detect_gated, detect_stream) stores them as each inference lands.
+        # the caller (GatedBatch.settle, detect_stream) stores them as each inference lands.
         self.detections = Detections.empty()
         self.skipped = 0
 
@@ -109,18 +109,6 @@ def gate_batch(frames: Sequence[Frame], gates: Sequence[MotionGate | None]) -> G
     pairs = zip(frames, gates, strict=True)
     todo = [i for i, (frame, gate) in enumerate(pairs) if gate is None or gate.moved(frame)]
     return GatedBatch(frames, gates, todo)
-
-
-def detect_gated(
-    detect: Callable[[list[np.ndarray]], list[Detections]],
-    frames: Sequence[Frame],
-    gates: Sequence[MotionGate | None],
-) -> list[Detections]:
-    """Detections for each frame: one batched `detect` call for the frames that moved (or
-    have no gate), the gate's last inferred detections for the rest (a gate's frames are
-    taken in order, so one inferred earlier in the same call counts)."""
-    batch = gate_batch(frames, gates)
-    return batch.settle(detect(batch.images()))
 
 
 def detect_stream(

@@ -15,9 +15,13 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from models.errors import ModelError
+
+if TYPE_CHECKING:
+    from models.dataset import DatasetManifest
+    from models.manifest import Manifest
 
 ARCHITECTURES = ("yolov8n.yaml", "yolov8s.yaml", "yolo11n.yaml", "yolo11s.yaml")
 OPSET = 17
@@ -105,3 +109,41 @@ def train(dataset_yaml: Path, params: TrainParams, workdir: Path) -> Trained:
     onnx_path = workdir / "model.onnx"
     shutil.move(str(exported), onnx_path)
     return Trained(best, onnx_path, time.perf_counter() - started, ultralytics.__version__, metrics)
+
+
+def register_trained(
+    name: str, data: DatasetManifest, params: TrainParams, trained: Trained
+) -> Manifest:
+    """Registers the trained ONNX as `name`, its classes mapped to incident types as the
+    dataset maps them, with a record of the training (dataset, its hash, the parameters)."""
+    from models import registry
+    from models.manifest import Training
+    from models.ultralytics import manifest_from_onnx
+
+    present = set(data.names)
+    mapping = {t: [c for c in cs if c in present] for t, cs in data.incident_classes.items()}
+    manifest = manifest_from_onnx(trained.onnx, name, mapping, stall_attendant_classes=[])
+    if manifest.class_names != data.names:
+        raise ModelError(
+            f"exported classes {manifest.class_names} are not the dataset's {data.names}"
+        )
+    manifest = manifest.model_copy(
+        update={
+            "version": f"trained-{data.data_sha256[:12]}",
+            "training": Training(
+                dataset=data.source,
+                dataset_sha256=data.data_sha256,
+                images=dict(data.images_per_split),
+                base=params.base,
+                imgsz=params.imgsz,
+                epochs=params.epochs,
+                batch=params.batch,
+                device=params.device,
+                seed=params.seed,
+                ultralytics=trained.ultralytics_version,
+                seconds=round(trained.seconds, 1),
+            ),
+        }
+    )
+    registry.register_file(manifest, trained.onnx)
+    return manifest

@@ -13,7 +13,7 @@ opencv-doc's vtest.avi, which GStreamer alone cannot decode), scales it to --wid
 cost the machine little; --stagger spreads the mounts' starts over that many seconds, so their
 keyframes do not all arrive at once. Files loop forever unless --once. Prints one line
 "READY rtsp://127.0.0.1:PORT/MOUNT ..." once listening. SIGTERM/SIGINT stop it cleanly;
-the launcher in streams/testcam.py also SIGKILLs and SIGSTOPs its process group.
+the launcher in tests/support/testcam.py also SIGKILLs and SIGSTOPs its process group.
 """
 
 from __future__ import annotations

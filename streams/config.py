@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Self
 
@@ -42,7 +43,7 @@ class Strict(BaseModel):
 class SampleConfig(Strict):
     """How often a camera is looked at: `fps` samples per second, or keyframes only, while
     its rules follow something; adaptive cameras slow down while they have nothing to follow
-    (see streams.sampling)."""
+    (see streams.sources.sampling)."""
 
     fps: float | None = Field(
         default=None,
@@ -94,7 +95,7 @@ class ZoneConfig(Strict):
         default=None,
         description="the hours this zone's rules apply (no-parking 07:00-09:00, say); "
         "unset: always. Incidents confirmed outside them are held, reported if still there "
-        "when the hours begin (streams.suppressions)",
+        "when the hours begin (streams.camera.suppressions)",
     )
 
 
@@ -133,7 +134,7 @@ class CameraConfig(Strict):
         default=None,
         pattern=r"^rtsps?://",
         description="the camera's main stream, when `source` is its sub-stream: evidence "
-        "frames of live incidents come from it (see streams.record)",
+        "frames of live incidents come from it (see streams.camera.record)",
     )
     start_time: AwareDatetime | None = Field(
         default=None, description="wall time of a file's first frame (ISO 8601 with offset)"
@@ -184,12 +185,15 @@ def _rules_with_defaults(value: object) -> object:
 RulesConfig = Annotated[dict[IncidentType, RuleParams], BeforeValidator(_rules_with_defaults)]
 
 
+DEFAULT_KEY_ENV = "STREETWATCH_API_KEY"
+
+
 class ApiConfig(Strict):
     url: str = Field(pattern=r"^https?://", description="the intake API's base URL")
     key_env: str = Field(
-        default="STREETWATCH_API_KEY", description="environment variable holding the API key"
+        default=DEFAULT_KEY_ENV, description="environment variable holding the API key"
     )
-    # The review feedback loop (streams.suppressions, streams.health_report).
+    # The review feedback loop (streams.camera.suppressions, streams.live.health_report).
     suppressions_poll_s: float = Field(
         default=30.0, gt=0, description="how often the reviewers' suppressions are fetched"
     )
@@ -342,3 +346,12 @@ def load_config(path: str | Path) -> Config:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         raise ConfigError(str(path), [f"{where}not valid YAML: {exc}"]) from None
     return parse_config(data, str(path), path.parent.resolve())
+
+
+def api_key(config: Config | None = None, key_env: str | None = None) -> tuple[str, str | None]:
+    """The intake API key from the environment, found the one way every command and the
+    worker find it: the variable `key_env` names (a command's --key-env), else the config's
+    `api.key_env`, else STREETWATCH_API_KEY. Returns (that variable, its value or None)."""
+    if key_env is None:
+        key_env = config.api.key_env if config is not None and config.api else DEFAULT_KEY_ENV
+    return key_env, os.environ.get(key_env) or None

@@ -23,13 +23,13 @@ import pytest
 import yaml
 
 from models.cache import HOME_ENV, home
-from streams.chunks import plan_spans
+from streams.camera.runtime import sampling_for
 from streams.cli import main
 from streams.config import CameraConfig, load_config
-from streams.recordings import NamePattern, RecordingsError, recordings
-from streams.runtime import sampling_for
-from streams.scenes import BUS_CROP, Sprite, crop, render, still_frames, video_frames
-from streams.sources import FileSource
+from streams.offline.chunks import plan_spans
+from streams.sources.files import FileSource
+from streams.sources.recordings import NamePattern, RecordingsError, recordings
+from tests.support.scenes import BUS_CROP, Sprite, crop, render, still_frames, video_frames
 from tests.test_scoring import BAY, PARK_AT, RULES
 
 FPS = 5
@@ -152,7 +152,7 @@ def test_local_ray_runtime_gives_the_single_process_output(
 ):
     """On two local workers, the 40 s file cut into spans of 8 s (the bus's dwell crosses
     their boundaries): byte for byte the single process's output."""
-    caplog.set_level(logging.INFO, logger="streams.ray_batch")
+    caplog.set_level(logging.INFO, logger="streams.offline.ray_batch")
     out, evidence = single
     ray_out = tmp_path / "ray.jsonl"
     code = score(

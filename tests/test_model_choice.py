@@ -11,12 +11,12 @@ import yaml
 from api.contract import IncidentType
 from detector.engine import Engine
 from detector.model_mix import ModelMix
+from streams.camera.engines import Engines, labels_of
+from streams.camera.evidence import EvidenceWriter
+from streams.camera.model_set import ModelSet
 from streams.cli import main
 from streams.config import parse_config
-from streams.evidence import EvidenceWriter
-from streams.model_set import ModelSet
-from streams.runtime import labels_of
-from streams.scoring import score_camera
+from streams.offline.scoring import score_camera
 from tests.model_copies import model_copy
 
 VAN_ZONE = [[640, 40], [730, 40], [730, 105], [640, 105]]
@@ -173,3 +173,38 @@ def test_score_runs_each_camera_on_its_model(default_model, vtest_avi, tmp_path)
     assert main(args) == 0
     cases = [json.loads(line) for line in out.read_text().splitlines()]
     assert [c["camera_id"] for c in cases] == ["cam-default"]
+
+
+def test_one_builder_keeps_an_engine_until_its_settings_change(default_model):
+    """`Engines` (the one builder ModelSet, shadow, Ray and scenario counts load through):
+    the same model under the same detector settings is one engine, its labels following
+    each config's rules; other settings are another engine; a reload keeps what it can."""
+    config = parse_config({"model": "default", "cameras": [_camera("a", "a.mp4", ["garbage"])]})
+    engines = Engines()
+    first = engines.get(config)
+    assert engines.get(config).engine is first.engine
+    slower = parse_config(
+        {
+            "model": "default",
+            "rules": {"illegal_parking": {"dwell_s": 99, "clear_s": 5}},
+            "cameras": [_camera("a", "a.mp4", ["garbage"])],
+        }
+    )
+    again = engines.get(slower)  # other rules: the same engine, labels of those rules
+    assert again.engine is first.engine
+    assert again.labels.specs["illegal_parking"].params.dwell_s == 99
+    assert first.labels.specs["illegal_parking"].params.dwell_s != 99
+    stricter = config.model_copy(
+        update={"detector": config.detector.model_copy(update={"conf_threshold": 0.5})}
+    )
+    other = engines.get(stricter)
+    assert other.engine is not first.engine and other.engine.conf_threshold == 0.5
+    engines.keep([other])  # what a new config runs: the first engine is let go
+    assert engines.get(config).engine is not first.engine
+
+    models = ModelSet(config, config.cameras)
+    reloaded = ModelSet(config, config.cameras, previous=models)
+    assert reloaded.loaded["default"].engine is models.loaded["default"].engine
+    changed = ModelSet(stricter, stricter.cameras, previous=reloaded)
+    assert changed.loaded["default"].engine is not models.loaded["default"].engine
+    assert changed.loaded["default"].engine.conf_threshold == 0.5

@@ -18,8 +18,8 @@ from api.client.outbox import Outbox
 from api.contract import CaseReport, EvidenceRef, Observation
 from api.server.settings import Settings
 from streams.cli import main
-from streams.testcam import free_port
 from tests.support.api import run_server
+from tests.support.testcam import free_port
 
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
 

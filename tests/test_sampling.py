@@ -15,13 +15,13 @@ import pytest
 
 from detector.rules import DEFAULT_RULES, RuleParams
 from detector.static_objects import StaticParams
+from streams.camera.engines import engine_for, labels_of
+from streams.camera.evidence import EvidenceWriter
 from streams.config import parse_config
-from streams.evidence import EvidenceWriter
-from streams.runtime import engine_for, labels_of
-from streams.sampling import SamplePlan, policy_for
-from streams.scenes import BUS_CROP, Sprite, crop, render, video_frames
-from streams.scoring import score_camera
-from streams.sources import FileSource, Sampling
+from streams.offline.scoring import score_camera
+from streams.sources.files import FileSource, Sampling
+from streams.sources.sampling import SamplePlan, policy_for
+from tests.support.scenes import BUS_CROP, Sprite, crop, render, video_frames
 from tests.test_scoring import BAY, PARK_AT, START
 
 DWELL_S = 40.0  # idle interval: 5% of it, 2 s (four fixed-rate samples at 2 fps)

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from streams.cli import main
-from streams.scenes import (
+from tests.support.scenes import (
     BUS_CROP,
     PERSON_CROP,
     Sprite,
@@ -332,10 +332,10 @@ def test_post_sends_each_case_once_even_when_run_twice(
         argv = ["score", "--config", str(config), "--out", str(tmp_path / "cases.jsonl")]
         argv += ["--evidence-dir", str(tmp_path / "ev"), "--post", server.url]
         assert main(argv) == 0
-        assert main(argv) == 0  # a re-run replays the same Idempotency-Keys
+        assert main(argv) == 0  # the outbox remembers what the API took: nothing is sent again
         metrics = httpx.get(f"{server.url}/metrics").text
         assert 'streetwatch_reports_total{outcome="created"} 2.0' in metrics
-        assert 'streetwatch_reports_total{outcome="replayed"} 2.0' in metrics
+        assert 'streetwatch_reports_total{outcome="replayed"}' not in metrics
         printed = capsys.readouterr().out
         assert printed.count("posted 2/2 cases") == 2
         listed = httpx.get(
@@ -345,6 +345,47 @@ def test_post_sends_each_case_once_even_when_run_twice(
     assert len(listed) == 2
     # The first stay was cleared (first seen, confirmed, cleared); the second lasts to the end.
     assert sorted(len(case["evidence"]) for case in listed) == [2, 3]
+
+
+def test_post_while_the_api_is_down_loses_nothing_and_a_rerun_delivers(
+    default_model, clips, tmp_path, capsys, monkeypatch
+):
+    """--post goes through the worker's durable outbox: with the API unreachable the cases
+    wait on disk (listed by `streetwatch outbox`), and the same command run again once the
+    API is up delivers them, each once."""
+    import httpx
+
+    from api.server.settings import Settings
+    from tests.support.api import run_server
+    from tests.support.testcam import free_port
+
+    config = tmp_path / "config.yaml"
+    road = [("bay", BAY, ["illegal_parking"])]
+    config.write_text(
+        yaml.safe_dump({"rules": RULES, "cameras": [camera("cam-1", clips["park_twice"], road)]})
+    )
+    port = free_port()
+    out = tmp_path / "cases.jsonl"
+    argv = ["score", "--config", str(config), "--out", str(out)]
+    argv += ["--evidence-dir", str(tmp_path / "ev"), "--post", f"http://127.0.0.1:{port}"]
+    monkeypatch.setenv("STREETWATCH_API_KEY", "sw_not_yet")
+    assert main(argv) == 1  # scored, not delivered
+    printed = capsys.readouterr()
+    assert "posted 0/2 cases" in printed.out
+    assert "2 cases not delivered yet" in printed.err and "run the same command" in printed.err
+    assert len(out.read_text().splitlines()) == 2  # the cases themselves are written
+    parts = tmp_path / "cases.jsonl.parts"
+    assert main(["outbox", "list", "--state-dir", str(parts)]) == 0
+    assert "2 pending, 0 dead" in capsys.readouterr().out
+
+    with run_server(Settings(data_dir=tmp_path / "api"), port=port) as server:
+        monkeypatch.setenv("STREETWATCH_API_KEY", server.create_key("ingest", "dispatch"))
+        assert main(argv) == 0
+        assert "posted 2/2 cases" in capsys.readouterr().out
+        metrics = httpx.get(f"{server.url}/metrics").text
+        assert 'streetwatch_reports_total{outcome="created"} 2.0' in metrics
+    assert main(["outbox", "list", "--state-dir", str(parts)]) == 0
+    assert "0 pending, 0 dead, 2 delivered" in capsys.readouterr().out
 
 
 def test_post_without_a_key_is_refused_before_scoring(tmp_path, capsys, monkeypatch):
@@ -363,7 +404,7 @@ def test_post_without_a_key_is_refused_before_scoring(tmp_path, capsys, monkeypa
 
 
 def test_keyframe_sampling_numbers_frames_by_media_time(clips):
-    from streams.sources import FileSource, Sampling
+    from streams.sources.files import FileSource, Sampling
 
     frames = list(FileSource("cam", clips["drive_through"], Sampling(keyframes=True)).frames())
     # The scenes are encoded with a keyframe every 2 s at 10 fps.

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from models.samples import OPENCV_DATA, sample_path
-from streams.scenes import (
+from tests.support.scenes import (
     BUS_CROP,
     PERSON_CROP,
     Sprite,

@@ -19,7 +19,7 @@ import numpy as np
 
 from api.contract import CaseReport, EvidenceBox, EvidenceRef
 from models.samples import OPENCV_DATA
-from streams.scenes import BUS_CROP, crop, paste, video_frames
+from tests.support.scenes import BUS_CROP, crop, paste, video_frames
 
 DAYS = (
     datetime.fromisoformat("2026-05-01T09:00:00+08:00"),

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 
-from streams.testcam import free_port
 from tests.api.helpers import post, report
+from tests.support.testcam import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -160,7 +160,7 @@ def test_export_from_score_output(default_model, vtest_avi, tmp_path, capsys):
     """Real `score` output (the parked van of vtest.avi, seen on two days): every case a
     positive, labelled with the box its evidence carries, on the unaltered frame. Day 2's
     footage is a darker copy, so the two days' frames are distinct images."""
-    from streams.scenes import relit, render, video_frames
+    from tests.support.scenes import relit, render, video_frames
 
     darker = render(tmp_path / "day2.mp4", relit(video_frames(vtest_avi), 10, 0, 0.8), 20, 10)
     cams = [

@@ -21,9 +21,9 @@ import pytest
 
 from api.server.auth import Scope, create_key
 from api.server.db import Database
-from streams.testcam import wait_until
 from tests.api.helpers import HERE, T0, post, report
 from tests.support.api import fresh_database
+from tests.support.testcam import wait_until
 
 STREETWATCH = Path(sys.executable).with_name("streetwatch")
 

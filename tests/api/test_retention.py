@@ -18,9 +18,9 @@ from sqlalchemy import update
 from api.client import outbox
 from api.server.settings import DELIVERED_KEEP_S, Settings
 from api.server.tables import Case, IdempotencyRecord, utcnow
-from streams.testcam import wait_until
 from tests.api.conftest import make_api
 from tests.api.helpers import FAR, Api, all_changes, count_cases, post, report
+from tests.support.testcam import wait_until
 
 STREETWATCH = Path(sys.executable).with_name("streetwatch")
 

@@ -23,9 +23,9 @@ from sqlalchemy import select, text
 from api.server.settings import Settings
 from api.server.tables import Webhook
 from api.server.webhooks import verify
-from streams.testcam import wait_until
 from tests.api.conftest import make_api
 from tests.api.helpers import FAR, Api, all_changes, count_cases, is_problem, patch, post, report
+from tests.support.testcam import wait_until
 
 # -- evidence: decompression bombs and polyglots ---------------------------------------------
 

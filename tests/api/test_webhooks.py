@@ -22,10 +22,10 @@ from standardwebhooks.webhooks import Webhook as StandardWebhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from api.server.settings import Settings
-from streams.testcam import wait_until
 from tests.api.conftest import make_api
 from tests.api.helpers import Api, all_changes, post, report
 from tests.support.api import run_server
+from tests.support.testcam import wait_until
 
 served = contextmanager(make_api)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streams.scenes import BUS_CROP, Sprite, crop, render, video_frames
+from tests.support.scenes import BUS_CROP, Sprite, crop, render, video_frames
 
 DURATION_S = 34
 BAY_A = [[0, 380], [383, 380], [383, 560], [0, 560]]

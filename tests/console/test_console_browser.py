@@ -23,10 +23,10 @@ import yaml
 from api.client.outbox import Outbox
 from api.server.settings import Settings
 from streams.cli import main
-from streams.testcam import RtspServer, free_port, wait_until
 from tests.console.scenes import BAY_A, BAY_B, RULES, camera, two_bays
 from tests.streams.test_worker import Worker
 from tests.support.api import run_server
+from tests.support.testcam import RtspServer, free_port, wait_until
 
 pytestmark = pytest.mark.timeout(420)
 

@@ -12,13 +12,15 @@ import pytest
 
 from detector.calibration import agreement, quantize_model
 from detector.engine import Engine
-from detector.motion import MotionGate, detect_gated, detect_stream
+from detector.motion import MotionGate, detect_stream
 from detector.types import Detections, Frame
 from models import registry
 from models.cache import HOME_ENV, models_dir
 from models.errors import ModelError
 from models.quantize import quantized_manifest, register_quantized
+from streams.camera.model_set import ModelSet
 from streams.cli import main
+from streams.config import CameraConfig, parse_config
 
 
 @pytest.fixture(scope="module")
@@ -50,35 +52,46 @@ def _frame(image: np.ndarray, pts: float) -> Frame:
     return Frame("cam", round(pts * 10), pts, image)
 
 
-def test_motion_gate_skips_still_frames_and_reruns_on_change(bus_jpg: Path):
-    still = cv2.imread(str(bus_jpg))
+def test_motion_gate_skips_still_frames_and_reruns_on_change(default_model: Path, bus_jpg: Path):
+    """The worker's path on the real model: each batch through `ModelSet.gate`, the moved
+    frames inferred in one call per model, every frame settled with its detections."""
+    zones = [{"id": "z", "polygon": [[0, 0], [810, 0], [810, 1080]], "checks": ["illegal_parking"]}]
+    cameras = [{"id": c, "source": f"{c}.mp4", "zones": zones} for c in ("cam", "other")]
+    config = parse_config({"model": "default", "cameras": cameras})
+    models = ModelSet(config, config.cameras)
+    cam, other_cam = config.cameras
     calls: list[int] = []
-    found = Detections(np.array([[10, 10, 50, 50]], np.float32), np.ones(1, np.float32),
-                       np.zeros(1, np.int32))  # fmt: skip
 
-    def detect(images: list[np.ndarray]) -> list[Detections]:
+    def detect(engine: Engine, images: list[np.ndarray]) -> list[Detections]:
         calls.append(len(images))
-        return [found] * len(images)
+        return engine.detect(images)
 
+    def judge(*batch: tuple[CameraConfig, Frame, MotionGate]) -> list[Detections]:
+        gated = models.gate(batch)
+        return gated.settle(gated.infer(detect))
+
+    still = cv2.imread(str(bus_jpg))
+    seen = Engine("default").detect_one(still)
+    assert len(seen.boxes)
     gate = MotionGate(max_skip_s=2.0)
     for i in range(10):  # 0.0 .. 0.9 s, nothing moves: inferred once
-        (dets,) = detect_gated(detect, [_frame(still, i / 10)], [gate])
-        np.testing.assert_array_equal(dets.boxes, found.boxes)  # a gated frame is still seen
+        (dets,) = judge((cam, _frame(still, i / 10), gate))
+        np.testing.assert_array_equal(dets.class_ids, seen.class_ids)  # a gated frame is seen
     assert sum(calls) == 1 and gate.skipped == 9
     moved = still.copy()
     moved[400:460, 300:340] = 255  # a 40 x 60 px object appears
-    detect_gated(detect, [_frame(moved, 1.0)], [gate])
+    judge((cam, _frame(moved, 1.0), gate))
     assert sum(calls) == 2
-    detect_gated(detect, [_frame(moved, 3.5)], [gate])  # max_skip_s bounds the reuse
+    judge((cam, _frame(moved, 3.5), gate))  # max_skip_s bounds the reuse
     assert sum(calls) == 3
     # Across cameras: gated frames are left out of the one batched call.
     other = MotionGate()
-    detect_gated(detect, [_frame(moved, 3.6), _frame(still, 3.6)], [gate, other])
+    judge((cam, _frame(moved, 3.6), gate), (other_cam, _frame(still, 3.6), other))
     assert calls[-1] == 1  # only the other camera's first frame was inferred
-    # One camera's frames in one call: a frame gated behind one inferred in the same call
+    # One camera's frames in one batch: a frame gated behind one inferred in the same batch
     # reuses that frame's detections.
     fresh = MotionGate()
-    first, again = detect_gated(detect, [_frame(moved, 5.0), _frame(moved, 5.1)], [fresh] * 2)
+    first, again = judge((cam, _frame(moved, 5.0), fresh), (cam, _frame(moved, 5.1), fresh))
     assert calls[-1] == 1 and fresh.skipped == 1
     np.testing.assert_array_equal(again.boxes, first.boxes)
 

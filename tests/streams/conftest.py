@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.testcam import SYSTEM_PYTHON
 from tests.conftest import missing_dependency
+from tests.support.testcam import SYSTEM_PYTHON
 
 
 def _rtsp_server_missing() -> str | None:

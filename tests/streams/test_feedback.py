@@ -11,10 +11,10 @@ from prometheus_client import CollectorRegistry
 
 from api.contract.suppression_rules import Schedule, SuppressionRule, iou
 from detector.incidents import Incident, IncidentEvent
+from streams.camera.suppressions import Feedback, SuppressionCache
 from streams.config import CameraConfig
-from streams.health import HealthEvent
-from streams.health_report import HealthReporter
-from streams.suppressions import Feedback, SuppressionCache
+from streams.live.health_report import HealthReporter
+from streams.sources.health import HealthEvent
 
 MONDAY_0700 = datetime(2026, 6, 1, 7, 0, tzinfo=UTC) - timedelta(hours=8)  # Shanghai time
 

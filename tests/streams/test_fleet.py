@@ -33,9 +33,9 @@ from api.contract.fleet import owner
 from api.server.auth import Scope, create_key
 from api.server.db import Database
 from models.cache import HOME_ENV, home
-from streams.scenes import BUS_CROP, Sprite, crop, render, video_frames
-from streams.testcam import RtspServer, free_port, wait_until
 from tests.support.api import fresh_database, postgres_cluster
+from tests.support.scenes import BUS_CROP, Sprite, crop, render, video_frames
+from tests.support.testcam import RtspServer, free_port, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 BOUND_S = 20.0  # a lost worker's cameras run elsewhere within this (TTL 10 s + a heartbeat)
@@ -485,7 +485,7 @@ def _ts(value: str) -> float:
 
 def test_a_camera_state_archive_moves_between_stores_and_nothing_else_unpacks(tmp_path):
     from detector.pipeline import PipelineState
-    from streams.site_store import CameraState, SiteStore
+    from streams.camera.site_store import CameraState, SiteStore
 
     here, there = SiteStore(tmp_path / "a"), SiteStore(tmp_path / "b")
     static = {"long": np.full((4, 4, 3), 7, np.float32)}
@@ -515,8 +515,8 @@ def test_the_fleet_thread_hands_over_what_it_stops_and_stops_all_when_cut_off(tm
     from api.client import IntakeClient
     from api.server.settings import Settings
     from detector.pipeline import PipelineState
-    from streams.fleet import FleetCameras
-    from streams.site_store import CameraState, SiteStore
+    from streams.camera.site_store import CameraState, SiteStore
+    from streams.live.fleet import FleetCameras
     from tests.support.api import run_server
 
     now = [0.0]
@@ -559,8 +559,8 @@ def test_handed_over_state_is_reconciled_with_what_the_api_holds(tmp_path):
     from api.contract.fleet import ReportedIncident
     from detector.incidents import incident_id
     from detector.pipeline import PipelineState
-    from streams.fleet import reconcile
-    from streams.site_store import CameraState, SiteStore
+    from streams.camera.site_store import CameraState, SiteStore
+    from streams.live.fleet import reconcile
 
     t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
 

@@ -12,16 +12,17 @@ from pathlib import Path
 import pytest
 import yaml
 
+from streams.camera.engines import engine_for, labels_of
+from streams.camera.evidence import EvidenceWriter
+from streams.camera.runtime import CameraRuntime, sampling_for
 from streams.config import load_config
-from streams.evidence import EvidenceWriter
-from streams.live_camera import Backlog, CameraContext, LiveCamera
-from streams.live_events import Bus, IncidentCleared, IncidentConfirmed, SampleSettled
-from streams.metrics import WorkerMetrics
-from streams.rtsp import RtspSource
-from streams.runtime import CameraRuntime, engine_for, labels_of, sampling_for
-from streams.scenes import BUS_CROP, Sprite, crop, render, video_frames
-from streams.sinks import Sinks
-from streams.sources import FileSource
+from streams.live.live_camera import Backlog, CameraContext, LiveCamera
+from streams.live.live_events import Bus, IncidentCleared, IncidentConfirmed, SampleSettled
+from streams.live.metrics import WorkerMetrics
+from streams.live.sinks import Sinks
+from streams.sources.files import FileSource
+from streams.sources.rtsp import RtspSource
+from tests.support.scenes import BUS_CROP, Sprite, crop, render, video_frames
 
 BAY = [[380, 380], [767, 380], [767, 560], [380, 560]]
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from streams.rtsp import RtspSource
-from streams.sampling import SamplePlan
-from streams.sources import Sampling
-from streams.testcam import RtspServer
+from streams.sources.files import Sampling
+from streams.sources.rtsp import RtspSource
+from streams.sources.sampling import SamplePlan
+from tests.support.testcam import RtspServer
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from detector.motion import MotionGate
 from detector.types import Frame
-from streams.metrics import WorkerMetrics
-from streams.rtsp import RtspSource
-from streams.scenes import video_frames
-from streams.sources import Sampling
+from streams.live.metrics import WorkerMetrics
+from streams.sources.files import Sampling
+from streams.sources.rtsp import RtspSource
+from tests.support.scenes import video_frames
 
 
 def test_gated_samples_are_counted_per_camera(vtest_avi: Path) -> None:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from streams.health import HealthEvent
-from streams.rtsp import RtspSource
-from streams.sources import Sampling
-from streams.testcam import RtspServer
+from streams.sources.files import Sampling
+from streams.sources.health import HealthEvent
+from streams.sources.rtsp import RtspSource
+from tests.support.testcam import RtspServer
 
 KEYFRAMES = 4
 

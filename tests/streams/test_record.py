@@ -12,10 +12,10 @@ import pytest
 
 from detector.incidents import EvidenceShot, Incident, IncidentEvent
 from detector.types import Frame
-from streams.record import RecordStream
-from streams.rtsp import RtspSource
-from streams.sources import Sampling
-from streams.testcam import RtspServer
+from streams.camera.record import RecordStream
+from streams.sources.files import Sampling
+from streams.sources.rtsp import RtspSource
+from tests.support.testcam import RtspServer
 
 KEYFRAMES = Sampling(keyframes=True)
 

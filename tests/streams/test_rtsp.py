@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from api.client.backoff import Backoff
-from streams.health import HealthEvent
-from streams.rtsp import RtspSource
-from streams.sources import Sampling
-from streams.testcam import RtspServer
+from streams.sources.files import Sampling
+from streams.sources.health import HealthEvent
+from streams.sources.rtsp import RtspSource
+from tests.support.testcam import RtspServer
 
 FAST_RETRY = Backoff(initial_s=0.2, max_s=1.0)
 MARGIN_S = 1.0  # scheduling slack on a busy 2-core machine

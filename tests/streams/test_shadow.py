@@ -9,11 +9,11 @@ import signal
 import yaml
 
 from api.server.settings import Settings
-from streams.testcam import wait_until
 from tests.model_copies import model_copy
 from tests.streams import test_worker as live
 from tests.streams.test_worker import cases, write_config
 from tests.support.api import run_server
+from tests.support.testcam import wait_until
 
 # The live worker tests' fixtures: a loopback camera with a bus parked, the worker process.
 parked_clip, street, worker_factory = live.parked_clip, live.street, live.worker_factory

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from streams.shedding import LoadShedder
+from streams.live.shedding import LoadShedder
 
 
 def test_stretch_grows_while_behind_and_returns_once_caught_up(caplog):
     shedder = LoadShedder(high_s=1.0, low_s=0.6, step=1.25, max_stretch=2.0, window_s=3.0)
-    caplog.set_level(logging.INFO, logger="streams.shedding")
+    caplog.set_level(logging.INFO, logger="streams.live.shedding")
     # Within a window nothing changes, however bad one sample is.
     assert shedder.observe(5.0, now=0.0) is None
     assert shedder.observe(0.1, now=2.9) is None

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from detector.pipeline import PipelineState
-from streams.site_store import CameraState, SiteStore
+from streams.camera.site_store import CameraState, SiteStore
 
 T0 = time.time() - 3600.0  # within the store's 24 h
 
@@ -66,7 +66,7 @@ def test_a_refusing_disk_is_logged_not_raised(
     blocked = tmp_path / "sites"
     blocked.write_text("a file where the directory should be")
     store = SiteStore(blocked)
-    with caplog.at_level(logging.ERROR, logger="streams.site_store"):
+    with caplog.at_level(logging.ERROR, logger="streams.camera.site_store"):
         store.save_soon("cam-1", state(1))
         store.close()
     assert "cam-1: cannot save its open sites" in caplog.text

@@ -13,10 +13,10 @@ import yaml
 
 from api.server.settings import Settings
 from models.samples import OPENCV_DATA
-from streams.scenes import Sprite, crop, render, video_frames
-from streams.testcam import RtspServer, wait_until
 from tests.streams.test_worker import cases, worker_factory  # noqa: F401 (a fixture)
 from tests.support.api import run_server
+from tests.support.scenes import Sprite, crop, render, video_frames
+from tests.support.testcam import RtspServer, wait_until
 
 GRASS = [[0, 330], [330, 330], [330, 570], [0, 570]]
 ALL = ["illegal_parking", "street_stall", "garbage"]

@@ -24,9 +24,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from api.client.outbox import Outbox
 from api.server.settings import Settings
 from models.cache import HOME_ENV, home
-from streams.scenes import BUS_CROP, Sprite, crop, render, video_frames
-from streams.testcam import RtspServer, free_port, wait_until
 from tests.support.api import RunningServer, run_server
+from tests.support.scenes import BUS_CROP, Sprite, crop, render, video_frames
+from tests.support.testcam import RtspServer, free_port, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 BAY = [[380, 380], [767, 380], [767, 560], [380, 560]]

@@ -25,8 +25,8 @@ if importlib.util.find_spec("ultralytics") is None:
 from api.server.settings import Settings
 from models.cache import HOME_ENV, home
 from streams.cli import main
-from streams.scenes import BUS_CROP, Sprite, crop, render, video_frames
 from tests.support.api import run_server
+from tests.support.scenes import BUS_CROP, Sprite, crop, render, video_frames
 from tests.training_data import Composer, make_reviewed_cases, read_labels
 
 EPOCHS, IMGSZ = 3, 160

@@ -1,0 +1,7 @@
+"""`python -m streams.demo`: see streams.demo."""
+
+import sys
+
+from streams.demo import main
+
+sys.exit(main())
