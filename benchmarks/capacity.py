@@ -46,9 +46,8 @@ from benchmarks.live import (
 from detector.calibration import agreement, spread_frames
 from detector.engine import Engine, available_cores
 from detector.types import Detections
-from streams.sources.files import Sampling
 from streams.sources.rtsp import RtspSource
-from streams.sources.sampling import SamplePlan
+from streams.sources.sampling import SamplePlan, Sampling
 
 KEYFRAMES = Sampling(keyframes=True)
 

@@ -23,7 +23,8 @@ from detector.engine import Engine
 from detector.plates import PlateReader
 from models.plates import fetch_plates
 from models.samples import sample_path
-from streams.sources.files import FileSource, Sampling
+from streams.sources.files import FileSource
+from streams.sources.sampling import Sampling
 from tests.detector.plate_render import place_plate, render_plate
 
 FRAMES = 8

@@ -23,7 +23,8 @@ from streams.camera.model_set import ModelSet
 from streams.camera.runtime import CameraRuntime
 from streams.config import Config, parse_config
 from streams.live.shadow import Shadow
-from streams.sources.files import FileSource, Sampling
+from streams.sources.files import FileSource
+from streams.sources.sampling import Sampling
 
 CAMERAS = 4  # one batch holds a sample of each, as the worker's would
 SAMPLE_FPS = 2.0

@@ -49,7 +49,8 @@ from streams.camera.evidence import EvidenceWriter
 from streams.camera.runtime import CameraRuntime
 from streams.config import Config, parse_config
 from streams.offline.scoring import score_camera
-from streams.sources.files import FileSource, Sampling
+from streams.sources.files import FileSource
+from streams.sources.sampling import Sampling
 
 RAW_CALLS = 40  # per concurrent run: a few seconds, like the end-to-end pass it is set against
 STAGE_FRAMES = 50  # frames held in memory for the per-stage timings (1080p BGR: 6 MB each)

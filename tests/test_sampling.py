@@ -19,8 +19,8 @@ from streams.camera.engines import engine_for, labels_of
 from streams.camera.evidence import EvidenceWriter
 from streams.config import parse_config
 from streams.offline.scoring import score_camera
-from streams.sources.files import FileSource, Sampling
-from streams.sources.sampling import SamplePlan, policy_for
+from streams.sources.files import FileSource
+from streams.sources.sampling import SamplePlan, Sampling, policy_for
 from tests.support.scenes import BUS_CROP, Sprite, crop, render, video_frames
 from tests.test_scoring import BAY, PARK_AT, START
 

@@ -404,7 +404,8 @@ def test_post_without_a_key_is_refused_before_scoring(tmp_path, capsys, monkeypa
 
 
 def test_keyframe_sampling_numbers_frames_by_media_time(clips):
-    from streams.sources.files import FileSource, Sampling
+    from streams.sources.files import FileSource
+    from streams.sources.sampling import Sampling
 
     frames = list(FileSource("cam", clips["drive_through"], Sampling(keyframes=True)).frames())
     # The scenes are encoded with a keyframe every 2 s at 10 fps.

@@ -19,8 +19,7 @@ from detector.static_objects import SceneEvent
 from detector.types import Detections, Frame
 from detector.zones import Zone
 from streams.config import CameraConfig, Config
-from streams.sources.files import Sampling
-from streams.sources.sampling import GAP_SLACK, SamplePlan, SamplePolicy, policy_for
+from streams.sources.sampling import GAP_SLACK, SamplePlan, SamplePolicy, Sampling, policy_for
 
 log = logging.getLogger(__name__)
 

@@ -39,8 +39,8 @@ from streams.live.live_events import BatchSettled
 from streams.live.metrics import WorkerMetrics
 from streams.live.shedding import LoadShedder
 from streams.live.sinks import Sinks
-from streams.sources.files import Sampling
 from streams.sources.rtsp import RtspSource
+from streams.sources.sampling import Sampling
 
 log = logging.getLogger(__name__)
 

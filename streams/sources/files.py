@@ -11,7 +11,7 @@ import av
 import av.error
 
 from detector.types import Frame
-from streams.sources.sampling import SamplePlan
+from streams.sources.sampling import SamplePlan, Sampling
 
 log = logging.getLogger(__name__)
 
@@ -22,18 +22,6 @@ class SourceError(RuntimeError):
     def __init__(self, camera_id: str, message: str) -> None:
         super().__init__(f"camera {camera_id}: {message}")
         self.camera_id = camera_id
-
-
-@dataclass(frozen=True, slots=True)
-class Sampling:
-    """Which decoded frames go to the detector.
-
-    `keyframes` decodes keyframes only (the decoder skips the rest: far cheaper);
-    `fps` keeps at most that many frames per second of media time; neither keeps every frame.
-    """
-
-    fps: float | None = None
-    keyframes: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,9 +47,9 @@ import numpy as np
 
 from api.client.backoff import Backoff
 from detector.types import Frame
-from streams.sources.files import Sampling, configure_decoder, drain
+from streams.sources.files import configure_decoder, drain
 from streams.sources.health import FreezeDetector, HealthCallback, HealthEvent, HealthKind, report
-from streams.sources.sampling import SamplePlan
+from streams.sources.sampling import SamplePlan, Sampling
 
 log = logging.getLogger(__name__)
 

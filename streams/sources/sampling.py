@@ -25,13 +25,9 @@ import threading
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from detector.rules import RuleParams
 from detector.static_objects import StaticParams
-
-if TYPE_CHECKING:
-    from streams.sources.files import Sampling
 
 IDLE_DWELL_SHARE = 0.05  # an idle camera sees an arrival at most this share of the dwell late
 GAP_SLACK = 1.5  # a step up to this many planned intervals long counts as observed time
@@ -65,6 +61,18 @@ def policy_for(
     if static is not None:
         needs.append(static.short_term_s)
     return SamplePolicy(active, max(active, min(needs)))
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    """Which decoded frames go to the detector.
+
+    `keyframes` decodes keyframes only (the decoder skips the rest: far cheaper);
+    `fps` keeps at most that many frames per second of media time; neither keeps every frame.
+    """
+
+    fps: float | None = None
+    keyframes: bool = False
 
 
 class SamplePlan:

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.sources.files import Sampling
 from streams.sources.rtsp import RtspSource
-from streams.sources.sampling import SamplePlan
+from streams.sources.sampling import SamplePlan, Sampling
 from tests.support.testcam import RtspServer
 
 

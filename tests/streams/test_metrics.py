@@ -10,8 +10,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from detector.motion import MotionGate
 from detector.types import Frame
 from streams.live.metrics import WorkerMetrics
-from streams.sources.files import Sampling
 from streams.sources.rtsp import RtspSource
+from streams.sources.sampling import Sampling
 from tests.support.scenes import video_frames
 
 

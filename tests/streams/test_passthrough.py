@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from streams.sources.files import Sampling
 from streams.sources.health import HealthEvent
 from streams.sources.rtsp import RtspSource
+from streams.sources.sampling import Sampling
 from tests.support.testcam import RtspServer
 
 KEYFRAMES = 4

@@ -13,8 +13,8 @@ import pytest
 from detector.incidents import EvidenceShot, Incident, IncidentEvent
 from detector.types import Frame
 from streams.camera.record import RecordStream
-from streams.sources.files import Sampling
 from streams.sources.rtsp import RtspSource
+from streams.sources.sampling import Sampling
 from tests.support.testcam import RtspServer
 
 KEYFRAMES = Sampling(keyframes=True)

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from api.client.backoff import Backoff
-from streams.sources.files import Sampling
 from streams.sources.health import HealthEvent
 from streams.sources.rtsp import RtspSource
+from streams.sources.sampling import Sampling
 from tests.support.testcam import RtspServer
 
 FAST_RETRY = Backoff(initial_s=0.2, max_s=1.0)
