@@ -86,6 +86,8 @@ def test_console_defects_are_fixed(browser, screenshots, bus_jpg, zidane_jpg, tm
         api.post(f"/v1/cases/{permitted}/transitions", json={
             "to": "rejected", "actor": "x", "reason": "permitted"}).raise_for_status()  # fmt: skip
 
+        # The browser is shared: an earlier test may have left its language cookie (English).
+        browser.clear_cookies()
         page = browser.new_page()
         errors: list[str] = []
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
