@@ -4,7 +4,7 @@ A decision is a status change made with a key (the system and the camera have no
 accepted, rejected, duplicate, dispatched, resolved or closed, made in [since, until) when
 given, under the change's recorded actor. What became of it, read off the same histories:
 
-    closed        the case is closed now                      (not for rejected, duplicate)
+    closed        the case is closed now                (for accepted, dispatched, resolved)
     not_verified  after the decision, the camera sent the case back not verified
     reversed      an accepted case is now rejected or a duplicate
     re_reported   after a rejection (rejected, duplicate), a new case of the same type came
@@ -133,7 +133,9 @@ def to_csv(rows: list[ReviewerRow]) -> str:
 
 
 def applies(decision: str, outcome: str) -> bool:
-    """Which outcomes mean something for which decision."""
+    """Which outcomes mean something for which decision (closing is final: none)."""
+    if decision == S.closed:
+        return False
     if decision in REJECTIONS:
         return outcome == "re_reported"
     if outcome == "reversed":

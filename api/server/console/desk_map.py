@@ -2,15 +2,17 @@
 one server-drawn SVG (`mapsvg`), with the queue's filters.
 
 A case stands where its object is (a calibrated camera's ground point, or an Open311 pin),
-else at its camera. A camera stands where its fleet definition or its latest report puts it;
-its view direction is known when it is calibrated: from the camera towards the centre of
-its calibration points (a fleet camera), else towards the mean of the object positions its
-reports carried. Cases are coloured by type, faded by age, overdue ones ringed in red; each
-links to its case page.
+else at its camera, outlined dashed; dots that would cover one another are fanned out. A
+camera stands where its fleet definition or its latest report puts it; its view direction
+is known when it is calibrated: from the camera towards the centre of its calibration
+points (a fleet camera), else towards the mean of the object positions its reports carried.
+Cases are coloured by type, faded by age, overdue ones ringed in red; each links to its
+case page.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -43,6 +45,7 @@ COLOURS = {"illegal_parking": "#1565c0", "street_stall": "#ef6c00", "garbage": "
 # Age bands: a fresh case is drawn solid, an old one faded (the legend names the bands).
 AGES = ((timedelta(hours=1), 1.0, "age_hour"), (timedelta(days=1), 0.7, "age_day"))
 OLD_OPACITY = 0.4
+SPREAD_PX = 10  # dots closer than this are fanned out
 
 
 @dataclass(frozen=True)
@@ -170,10 +173,22 @@ def draw(
         body.append(mapsvg.text(x, y + 20, cam.camera_id, "cam-label"))
         body.append("</g>")
     body.append('</g><g class="cases">')
+    # Dots that would cover one another (or a camera: a case its camera did not place stands
+    # at the camera) are fanned out around that point, so each stays visible and clickable.
+    taken: dict[tuple[int, int], int] = {}
+    for cam in cameras:
+        cx, cy = view.px(cam.lat, cam.lon)
+        taken[(round(float(cx) / SPREAD_PX), round(float(cy) / SPREAD_PX))] = 1
     # Older first, so the newest sit on top; overdue ones last of all.
     for case, (lat, lon) in sorted(placed, key=lambda cp: (cp[0].overdue, cp[0].created_at)):
         x, y = view.px(lat, lon)
         x, y = float(x), float(y)
+        cell = (round(x / SPREAD_PX), round(y / SPREAD_PX))
+        k = taken.get(cell, 0)
+        taken[cell] = k + 1
+        if k:
+            ring, angle = 1 + (k - 1) // 6, math.radians(60 * k - 90)
+            x, y = x + 20 * ring * math.cos(angle), y + 20 * ring * math.sin(angle)
         age = now - case.created_at
         colour = COLOURS.get(case.type.value, "#455a64")
         title = f"{t.type(case.type.value)} · {t.status(case.status.value)} · {case.id}"
@@ -182,6 +197,8 @@ def draw(
         if case.overdue:
             title += f" · {t('overdue')}"
         cls = "case overdue" if case.overdue else "case"
+        if case.position is None:
+            cls += " at-camera"
         href = f"/console/cases/{Markup.escape(case.id)}?{Markup.escape(query)}"
         body.append(
             f'<a href="{href}" class="{cls}" '

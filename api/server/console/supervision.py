@@ -38,13 +38,27 @@ DECISION_COLOURS = {
 }
 
 
+def legend(items: list[tuple[str, str]], y: float = 12) -> list[str]:
+    """A row of coloured keys at the top of a chart."""
+    body, x = [], 10.0
+    for name, colour in items:
+        body.append(f'<rect x="{x:.1f}" y="{y - 10}" width="12" height="12" fill="{colour}"/>')
+        body.append(_text(x + 17, y, name, cls="legend"))
+        x += 30 + 13 * len(name)
+    return body
+
+
 def bars(
-    groups: list[tuple[str, list[tuple[str, float, str, str]]]], label: str, percent: bool = False
+    groups: list[tuple[str, list[tuple[str, float, str, str]]]],
+    label: str,
+    keys: list[tuple[str, str]],
+    percent: bool = False,
 ) -> Markup:
-    """Grouped horizontal bars: per group, (name, value, colour, text) bars one under another."""
+    """Grouped horizontal bars under a legend: per group, (name, value, colour, text) bars one
+    under another; with `percent`, values are fractions drawn against 100%."""
     width, left, bar_h, gap = 660, 170, 14, 10
     peak = 1.0 if percent else max([v for _, bs in groups for _, v, _, _ in bs] + [1])
-    body, y = [], 4
+    body, y = legend(keys), 28
     for key, items in groups:
         body.append(_text(left - 8, y + bar_h * len(items) / 2 + 4, key, "end", "axis"))
         for name, value, colour, shown in items:
@@ -57,16 +71,18 @@ def bars(
             body.append(_text(left + w + 6, y + bar_h - 3, shown, cls="value"))
             y += bar_h
         y += gap
-    return _svg(width, max(y, 20), body, label)
+    return _svg(width, max(y, 40), body, label)
 
 
-def stacked(groups: list[tuple[str, list[tuple[str, int, str]]]], label: str) -> Markup:
-    """One horizontal bar per group, stacked by parts; the total at its end."""
-    width, left, row_h = 660, 170, 24
+def stacked(
+    groups: list[tuple[str, list[tuple[str, int, str]]]], label: str, keys: list[tuple[str, str]]
+) -> Markup:
+    """One horizontal bar per group, stacked by parts under a legend; the total at its end."""
+    width, left, row_h, top = 660, 170, 24, 28
     peak = max([sum(v for _, v, _ in parts) for _, parts in groups] + [1])
-    body = []
+    body = legend(keys)
     for i, (key, parts) in enumerate(groups):
-        y, x = 4 + i * row_h, float(left)
+        y, x = top + i * row_h, float(left)
         body.append(_text(left - 8, y + 15, key, "end", "axis"))
         for name, value, colour in parts:
             if not value:
@@ -76,9 +92,11 @@ def stacked(groups: list[tuple[str, list[tuple[str, int, str]]]], label: str) ->
                 f'<rect x="{x:.1f}" y="{y + 2}" width="{w:.1f}" height="18" fill="{colour}">'
                 f"<title>{escape(key)} {escape(name)}: {value}</title></rect>"
             )
+            if w > 18:
+                body.append(_text(x + w / 2, y + 15, value, "middle", "inbar"))
             x += w
         body.append(_text(x + 6, y + 15, sum(v for _, v, _ in parts), cls="value"))
-    return _svg(width, max(4 + len(groups) * row_h, 20), body, label)
+    return _svg(width, max(top + len(groups) * row_h, 40), body, label)
 
 
 def _pct(value: float | None) -> str:
@@ -86,47 +104,52 @@ def _pct(value: float | None) -> str:
 
 
 def group_charts(rows: list[dict[str, Any]], t: Translator, key: Callable[[str], str]) -> dict:
-    counts = [
-        (
-            key(r["key"]),
-            [(t("sv_" + c), r[c], colour, str(r[c])) for c, colour in COUNT_COLOURS.items()],
-        )
-        for r in rows
-    ]
-    rates = [
-        (
-            key(r["key"]),
-            [(t("sv_" + c), r[c] or 0.0, colour, _pct(r[c])) for c, colour in RATES.items()],
-        )
-        for r in rows
-    ]
-    return {"counts": bars(counts, t("sv_counts")), "rates": bars(rates, t("sv_rates"), True)}
+    count_keys = [(t("sv_" + c), colour) for c, colour in COUNT_COLOURS.items()]
+    rate_keys = [(t("sv_" + c), colour) for c, colour in RATES.items()]
+    counts, rates = [], []
+    for r in rows:
+        counts.append(
+            (key(r["key"]), [(name, r[c], colour, str(r[c]))
+                             for (name, colour), c in zip(count_keys, COUNT_COLOURS, strict=True)])
+        )  # fmt: skip
+        rates.append(
+            (key(r["key"]), [(name, r[c] or 0.0, colour, _pct(r[c]))
+                             for (name, colour), c in zip(rate_keys, RATES, strict=True)])
+        )  # fmt: skip
+    return {
+        "counts": bars(counts, t("sv_counts"), count_keys),
+        "rates": bars(rates, t("sv_rates"), rate_keys, percent=True),
+    }
+
+
+# What became of decisions, as shares: (decision(s), outcome, label, colour).
+SHARES = (
+    (("accepted",), "closed", "rv_accepted_closed", "#6a1b9a"),
+    (("accepted",), "not_verified", "rv_accepted_not_verified", "#ef6c00"),
+    (("resolved",), "not_verified", "rv_resolved_not_verified", "#00838f"),
+    (("rejected", "duplicate"), "re_reported", "rv_rejected_re_reported", "#c62828"),
+)
 
 
 def reviewer_charts(rows: list[reviewer_stats.ReviewerRow], t: Translator) -> dict:
+    decision_keys = [(t("decision_" + d), c) for d, c in DECISION_COLOURS.items()]
     decisions = [
-        (r.reviewer, [(t.status(d), r.decisions[d], c) for d, c in DECISION_COLOURS.items()])
+        (r.reviewer, [(name, r.decisions[d], c)
+                      for (name, c), d in zip(decision_keys, DECISION_COLOURS, strict=True)])
         for r in rows
-    ]
+    ]  # fmt: skip
+    share_keys = [(t(label), colour) for _, _, label, colour in SHARES]
     outcomes = []
     for r in rows:
-        accepted, o = r.decisions["accepted"], r.outcomes
-        rejected = r.decisions["rejected"] + r.decisions["duplicate"]
-        again = o["rejected"]["re_reported"] + o["duplicate"]["re_reported"]
-        closed, back = o["accepted"]["closed"], o["accepted"]["not_verified"]
-        outcomes.append(
-            (
-                r.reviewer,
-                [
-                    (t("rv_accepted_closed"), closed, "#6a1b9a", f"{closed}/{accepted}"),
-                    (t("rv_accepted_not_verified"), back, "#ef6c00", f"{back}/{accepted}"),
-                    (t("rv_rejected_re_reported"), again, "#c62828", f"{again}/{rejected}"),
-                ],
-            )
-        )
+        items = []
+        for made, outcome, label, colour in SHARES:
+            n = sum(r.outcomes[d][outcome] for d in made)
+            of = sum(r.decisions[d] for d in made)
+            items.append((t(label), n / of if of else 0.0, colour, f"{n}/{of}"))
+        outcomes.append((r.reviewer, items))
     return {
-        "decisions": stacked(decisions, t("rv_decisions")),
-        "outcomes": bars(outcomes, t("rv_outcomes")),
+        "decisions": stacked(decisions, t("rv_decisions"), decision_keys),
+        "outcomes": bars(outcomes, t("rv_outcomes"), share_keys, percent=True),
     }
 
 
@@ -160,7 +183,7 @@ def supervision_page(request: Request) -> Response:
 
     def key(value: str) -> str:
         if value == desk_stats.NONE:
-            return t("none")
+            return t("sv_none")
         return t.type(value) if by == "type" else value
 
     charts = reviewer_charts(reviewers, t) if by == "reviewer" else group_charts(rows, t, key)
