@@ -45,7 +45,7 @@ COLOURS = {"illegal_parking": "#1565c0", "street_stall": "#ef6c00", "garbage": "
 # Age bands: a fresh case is drawn solid, an old one faded (the legend names the bands).
 AGES = ((timedelta(hours=1), 1.0, "age_hour"), (timedelta(days=1), 0.7, "age_day"))
 OLD_OPACITY = 0.4
-SPREAD_PX = 10  # dots closer than this are fanned out
+SPREAD_PX = 20  # dots closer than this are fanned out
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,18 @@ def _opacity(age: timedelta) -> float:
     return next((o for limit, o, _ in AGES if age < limit), OLD_OPACITY)
 
 
+def _free(at: tuple[float, ...], taken: list[tuple[float, ...]]) -> tuple[float, float]:
+    """`at`, or the first place on rings around it that no dot or camera covers."""
+    x, y = at
+    for k in range(60):
+        ring, angle = 1 + (k - 1) // 6, math.radians(60 * k - 90)
+        cx, cy = (x, y) if k == 0 else (x + SPREAD_PX * ring * math.cos(angle),
+                                        y + SPREAD_PX * ring * math.sin(angle))  # fmt: skip
+        if all(math.hypot(cx - tx, cy - ty) >= SPREAD_PX for tx, ty in taken):
+            return cx, cy
+    return x, y
+
+
 def draw(
     cells: list[grid.Cell],
     cameras: list[CameraPlace],
@@ -175,20 +187,11 @@ def draw(
     body.append('</g><g class="cases">')
     # Dots that would cover one another (or a camera: a case its camera did not place stands
     # at the camera) are fanned out around that point, so each stays visible and clickable.
-    taken: dict[tuple[int, int], int] = {}
-    for cam in cameras:
-        cx, cy = view.px(cam.lat, cam.lon)
-        taken[(round(float(cx) / SPREAD_PX), round(float(cy) / SPREAD_PX))] = 1
+    taken = [tuple(float(v) for v in view.px(cam.lat, cam.lon)) for cam in cameras]
     # Older first, so the newest sit on top; overdue ones last of all.
     for case, (lat, lon) in sorted(placed, key=lambda cp: (cp[0].overdue, cp[0].created_at)):
-        x, y = view.px(lat, lon)
-        x, y = float(x), float(y)
-        cell = (round(x / SPREAD_PX), round(y / SPREAD_PX))
-        k = taken.get(cell, 0)
-        taken[cell] = k + 1
-        if k:
-            ring, angle = 1 + (k - 1) // 6, math.radians(60 * k - 90)
-            x, y = x + 20 * ring * math.cos(angle), y + 20 * ring * math.sin(angle)
+        x, y = _free(tuple(float(v) for v in view.px(lat, lon)), taken)
+        taken.append((x, y))
         age = now - case.created_at
         colour = COLOURS.get(case.type.value, "#455a64")
         title = f"{t.type(case.type.value)} · {t.status(case.status.value)} · {case.id}"

@@ -145,8 +145,10 @@ def reviewer_charts(rows: list[reviewer_stats.ReviewerRow], t: Translator) -> di
         for made, outcome, label, colour in SHARES:
             n = sum(r.outcomes[d][outcome] for d in made)
             of = sum(r.decisions[d] for d in made)
-            items.append((t(label), n / of if of else 0.0, colour, f"{n}/{of}"))
-        outcomes.append((r.reviewer, items))
+            if of:  # a share of nothing is left out
+                items.append((t(label), n / of, colour, f"{n}/{of}"))
+        if items:
+            outcomes.append((r.reviewer, items))
     return {
         "decisions": stacked(decisions, t("rv_decisions"), decision_keys),
         "outcomes": bars(outcomes, t("rv_outcomes"), share_keys, percent=True),
