@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -275,6 +276,8 @@ def test_dispatch_desk_end_to_end(
         assert "已立案" in flash(page)
         page.goto(f"{url}/console/cases/{a_id}")
         assert page.inner_text("#department") == f"{DEPARTMENT} (建议)"
+        # the object's own place, from the calibration, not the camera's
+        assert page.inner_text("#position") == "{lat:.6f}, {lon:.6f}".format(**a["position"])
         assert page.eval_on_selector("#department-picker", "s => s.value") == DEPARTMENT
         options = page.eval_on_selector_all(
             "#department-picker option", "os => os.map(o => o.value)"
@@ -341,6 +344,17 @@ def test_dispatch_desk_end_to_end(
         assert len(tiles.served) == page.eval_on_selector_all(
             "svg.map g.tiles image", "i => i.length"
         )
+        # cam-2 did not place its case: it is drawn dashed beside the camera, not over it
+        c1_dot = f"svg.map a.case[data-case='{c1['id']}']"
+        assert "at-camera" in page.get_attribute(c1_dot, "class")
+        camera_at = page.eval_on_selector(
+            "svg.map g.camera[data-camera='cam-2'] rect.cam",
+            "r => [r.x.baseVal.value + 6, r.y.baseVal.value + 6]",
+        )
+        dot_at = page.eval_on_selector(
+            f"{c1_dot} circle.dot", "c => [c.cx.baseVal.value, c.cy.baseVal.value]"
+        )
+        assert math.dist(camera_at, dot_at) >= 20
         screenshots(page, "map-overdue")
         # the queue's filters apply: cam-2 only
         page.goto(f"{url}/console/map?camera=cam-2")

@@ -120,8 +120,8 @@ def _free(at: tuple[float, ...], taken: list[tuple[float, ...]]) -> tuple[float,
     x, y = at
     for k in range(60):
         ring, angle = 1 + (k - 1) // 6, math.radians(60 * k - 90)
-        cx, cy = (x, y) if k == 0 else (x + SPREAD_PX * ring * math.cos(angle),
-                                        y + SPREAD_PX * ring * math.sin(angle))  # fmt: skip
+        step = (SPREAD_PX + 2) * ring  # a little over the spacing: rounding never refuses it
+        cx, cy = (x, y) if k == 0 else (x + step * math.cos(angle), y + step * math.sin(angle))
         if all(math.hypot(cx - tx, cy - ty) >= SPREAD_PX for tx, ty in taken):
             return cx, cy
     return x, y

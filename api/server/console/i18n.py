@@ -273,6 +273,8 @@ KIND = {
     "observation": ("观察更新", "Observation"),
     "transition": ("状态变更", "Transition"),
     "box_corrected": ("位置框修正", "Box corrected"),
+    "overdue": ("超期", "Overdue"),
+    "verified": ("摄像头核查", "Verified by the camera"),
 }
 MESSAGES = {
     "invalid-transition": (
