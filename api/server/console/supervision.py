@@ -68,7 +68,8 @@ def bars(
                 f'height="{bar_h - 2}" fill="{colour}"><title>{escape(key)} {escape(name)}: '
                 f"{escape(shown)}</title></rect>"
             )
-            body.append(_text(left + w + 6, y + bar_h - 3, shown, cls="value"))
+            if value or percent:  # a count of nothing is left blank; the table has it
+                body.append(_text(left + w + 6, y + bar_h - 3, shown, cls="value"))
             y += bar_h
         y += gap
     return _svg(width, max(y, 40), body, label)
