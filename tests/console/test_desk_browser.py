@@ -456,7 +456,9 @@ def test_dispatch_desk_end_to_end(
         assert a_id not in page.eval_on_selector_all(
             "svg.map a.case", "as => as.map(a => a.dataset.case)"
         )
-        page.goto(f"{url}/console/map?status=all")
+        page.goto(f"{url}/console/map?status=all")  # closed and rejected ones drawn hollow
+        assert "done" in page.get_attribute(f"svg.map a.case[data-case='{a_id}']", "class")
+        assert "done" not in page.get_attribute(f"svg.map a.case[data-case='{c1['id']}']", "class")
         with page.expect_navigation():
             page.click("#lang-switch")
         assert "Map" in page.inner_text("h1")

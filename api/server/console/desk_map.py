@@ -28,6 +28,7 @@ from api.server import grid
 from api.server.console import mapsvg
 from api.server.console.i18n import Translator
 from api.server.console.pages import (
+    OPEN,
     QUEUE_LIMIT,
     _conditions,
     facet_counts,
@@ -46,6 +47,7 @@ COLOURS = {"illegal_parking": "#1565c0", "street_stall": "#ef6c00", "garbage": "
 AGES = ((timedelta(hours=1), 1.0, "age_hour"), (timedelta(days=1), 0.7, "age_day"))
 OLD_OPACITY = 0.4
 SPREAD_PX = 20  # dots closer than this are fanned out
+FAN = (-30, -90, -150, 30, 150, 90)  # degrees (0: east, 90: south); below, the label, last
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,7 @@ def _free(at: tuple[float, ...], taken: list[tuple[float, ...]]) -> tuple[float,
     """`at`, or the first place on rings around it that no dot or camera covers."""
     x, y = at
     for k in range(60):
-        ring, angle = 1 + (k - 1) // 6, math.radians(60 * k - 90)
+        ring, angle = 1 + (k - 1) // 6, math.radians(FAN[(k - 1) % 6])
         step = (SPREAD_PX + 2) * ring  # a little over the spacing: rounding never refuses it
         cx, cy = (x, y) if k == 0 else (x + step * math.cos(angle), y + step * math.sin(angle))
         if all(math.hypot(cx - tx, cy - ty) >= SPREAD_PX for tx, ty in taken):
@@ -200,6 +202,8 @@ def draw(
         if case.overdue:
             title += f" · {t('overdue')}"
         cls = "case overdue" if case.overdue else "case"
+        if case.status not in OPEN:  # shown when the filter asks for them: hollow
+            cls += " done"
         if case.position is None:
             cls += " at-camera"
         href = f"/console/cases/{Markup.escape(case.id)}?{Markup.escape(query)}"
@@ -209,9 +213,13 @@ def draw(
         )
         if case.overdue:
             body.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="14" class="overdue-ring"/>')
+        paint = (
+            f'fill="#fff" stroke="{colour}" stroke-width="3"'
+            if case.status not in OPEN
+            else f'fill="{colour}" fill-opacity="{_opacity(age):.2f}"'
+        )
         body.append(
-            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="9" fill="{colour}" '
-            f'fill-opacity="{_opacity(age):.2f}" class="dot">'
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="9" {paint} class="dot">'
             f"<title>{Markup.escape(title)}</title></circle>"
         )
         if case.overdue:

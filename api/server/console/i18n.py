@@ -158,6 +158,7 @@ _T: dict[str, tuple[str, str]] = {
         "没有可画的内容：请导入单元网格，或等待带位置的案件",
         "Nothing to draw: import the grid, or wait for cases with a place",
     ),
+    "map_done": ("空心：已处置、结案或注销", "hollow: resolved, closed or rejected"),
     "at_camera": ("虚线：未标定，画在摄像头处", "dashed: not calibrated, drawn at the camera"),
     "unplaced": ("无位置、未画出的案件", "Cases with no place, not drawn"),
     "supervision": ("监督评价", "Supervision"),
