@@ -57,28 +57,48 @@ RULES = (
     ),
     Rule(
         "streams.config",
-        ("streams.sources", "streams.camera", "streams.live", "streams.offline", "streams.cli"),
+        (
+            "streams.sources",
+            "streams.camera",
+            "streams.live",
+            "streams.offline",
+            "streams.training",
+            "streams.cli",
+        ),
         "the configuration is read by every part of streams; it reads none of them",
     ),
     Rule(
         "streams.sources",
-        ("streams.camera", "streams.live", "streams.offline", "streams.cli", "streams.demo"),
+        (
+            "streams.camera",
+            "streams.live",
+            "streams.offline",
+            "streams.training",
+            "streams.cli",
+            "streams.demo",
+        ),
         "sources give frames; what judges them is above them",
     ),
     Rule(
         "streams.camera",
-        ("streams.live", "streams.offline", "streams.cli", "streams.demo"),
+        ("streams.live", "streams.offline", "streams.training", "streams.cli", "streams.demo"),
         "a camera is judged the same by both loops, so it knows neither",
     ),
     Rule(
         "streams.live",
-        ("streams.offline", "streams.cli", "streams.demo"),
+        ("streams.offline", "streams.training", "streams.cli", "streams.demo"),
         "the live and the offline loop share the camera, not each other",
     ),
     Rule(
         "streams.offline",
-        ("streams.live", "streams.cli", "streams.demo"),
+        ("streams.live", "streams.training", "streams.cli", "streams.demo"),
         "the live and the offline loop share the camera, not each other",
+    ),
+    Rule(
+        "streams.training",
+        ("streams.live", "streams.cli", "streams.demo"),
+        "training's flows stand beside the loops: they score a scenario offline, never live, "
+        "and the command line is a layer over them",
     ),
 )
 
