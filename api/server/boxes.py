@@ -56,11 +56,15 @@ def set_reviewed_box(
 def annotated_response(
     ctx: Context, case_id: str, sha256: str, view: EvidenceView = "original"
 ) -> Response:
-    """The case's evidence image `sha256` (named by its original) with its boxes (and the
-    reviewer's) drawn on a copy: of the original, or of its de-identified rendition."""
+    """The case's evidence image `sha256` with its boxes (and the reviewer's) drawn on a
+    copy: of the original, or of its de-identified rendition (`view`, or `sha256` naming the
+    rendition)."""
     with ctx.db.read() as session:
         case, _ = resolve(session, case_id)
         link = next((e for e in case.evidence if e.sha256 == sha256), None)
+        if link is None:  # named by its rendition: the rendition it is
+            link = next((e for e in case.evidence if e.rendition_sha256 == sha256), None)
+            view = "deidentified"
         if link is None:
             raise Problem(404, f"Case {case.id} has no evidence {sha256}", kind="not-found")
         shown = sha256 if view == "original" else public_sha(link)

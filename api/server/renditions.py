@@ -106,7 +106,7 @@ def deidentified_data(data: dict[str, Any], link: Callable[[str], str]) -> dict[
                 **entry,
                 "sha256": sha,
                 "url": rendition["url"],
-                "annotated_url": f"{entry['annotated_url']}?view=deidentified",
+                "annotated_url": entry["annotated_url"].replace(entry["sha256"], sha),
                 "deidentified": {**rendition, "media_url": link(sha)},
             }
         )

@@ -217,7 +217,7 @@ def shown_image(e: EvidenceOut, case_id: str, view: EvidenceView) -> tuple[str, 
         return None
     return (
         f"/console/evidence/{e.deidentified.sha256}",
-        f"/console/cases/{case_id}/evidence/{e.sha256}/annotated?view=deidentified",
+        f"/console/cases/{case_id}/evidence/{e.deidentified.sha256}/annotated",
     )
 
 
@@ -621,8 +621,10 @@ def annotated(request: Request, case_id: str, sha256: str) -> Response:
     """Follows the session's scope: on the original for `dispatch` (audited) unless it asks
     `?view=deidentified`, on the rendition for everyone else."""
     user = reader(request)
-    view = evidence_view(request, user)
     ctx = request.app.state.ctx
+    with ctx.db.read() as session:
+        rendition = is_rendition(session, sha256[:64])
+    view: EvidenceView = "deidentified" if rendition else evidence_view(request, user)
     response = annotated_response(ctx, case_id[:128], sha256[:64], view)
     if view == "original":
         with ctx.db.write() as session:

@@ -415,7 +415,8 @@ def get_annotated(
 ) -> Response:
     """The stored image is the unaltered frame; this draws the worker's boxes and labels, the
     reviewer's corrected box (green) and a caption on a copy of it, or with
-    `view=deidentified` on a copy of its de-identified rendition (404 if it has none)."""
+    `view=deidentified` (or `sha256` naming the rendition) on a copy of its de-identified
+    rendition (404 if it has none)."""
     return annotated_response(ctx, case_id, sha256, view)
 
 
