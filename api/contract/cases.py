@@ -126,7 +126,10 @@ class EvidenceRef(BaseModel):
     captured_at: AwareDatetime
     sha256: Sha256
     boxes: Annotated[list[EvidenceBox], Field(max_length=64)] = Field(default_factory=list)
-    deidentified: Rendition | None = None
+    deidentified: Rendition | None = Field(
+        default=None,
+        description="Its de-identified rendition, uploaded beside it: what public outputs show",
+    )
 
     @property
     def filename(self) -> str:
