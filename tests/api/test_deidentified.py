@@ -21,6 +21,8 @@ from sqlalchemy import update
 
 from api.server.settings import Settings
 from api.server.tables import Case, utcnow
+from models.dataset import ClassMap
+from streams.cli.dataset import from_api
 from tests.api.helpers import Api, post, report
 from tests.api.test_console import sign_in
 from tests.api.test_webhooks import Receiver, receivers  # noqa: F401  # the fixture
@@ -178,9 +180,10 @@ def test_prune_deletes_originals_on_schedule_and_keeps_renditions_and_the_case(
     still_open, open_files = report(photos, renditions=True, camera="cam-2", photo_offset=4)
     done_id = post(api.ingest, done, done_files).json()["case_id"]
     open_id = post(api.ingest, still_open, open_files).json()["case_id"]
-    api.dispatch.post(
-        f"/v1/cases/{done_id}/transitions", json={"to": "rejected", "actor": "li"}
-    ).raise_for_status()
+    for to in ("accepted", "dispatched", "resolved", "closed"):
+        api.dispatch.post(
+            f"/v1/cases/{done_id}/transitions", json={"to": to, "actor": "li"}
+        ).raise_for_status()
     stored = {p.name for p in api.evidence_files}
     assert len(stored) == 8  # two cases, two images each, each with its rendition
 
@@ -194,7 +197,7 @@ def test_prune_deletes_originals_on_schedule_and_keeps_renditions_and_the_case(
         assert run.returncode == 0, run.stderr
         return json.loads(run.stdout.strip().splitlines()[-1])
 
-    assert prune()["originals"] == 0  # rejected today: not yet
+    assert prune()["originals"] == 0  # closed today: not yet
     with api.server.db.write() as session:
         session.execute(
             update(Case).where(Case.id == done_id).values(updated_at=utcnow() - timedelta(days=4))
@@ -216,3 +219,11 @@ def test_prune_deletes_originals_on_schedule_and_keeps_renditions_and_the_case(
     dispatcher, _ = sign_in(api, api.server.create_key("dispatch", name="wang"))
     page = dispatcher.get(f"/console/cases/{done_id}").text
     assert done.evidence[0].deidentified.sha256 in page and done.evidence[0].sha256 not in page
+    # A training export takes the closed case's images no more: it says why, and goes on.
+    skipped: list[str] = []
+    key = api.server.create_key("dispatch", name="trainer")
+    samples = list(from_api(api.url, key, ClassMap(["stall"], {}), skipped))
+    assert {s.case_id for s in samples} <= {open_id}
+    assert (
+        sum(f"case {done_id}: evidence" in s and "deleted by retention" in s for s in skipped) == 2
+    )
