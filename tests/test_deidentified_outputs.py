@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+from datetime import UTC, datetime
 
 import cv2
 import httpx
@@ -19,8 +21,10 @@ import numpy as np
 import yaml
 
 from api.server.settings import Settings
-from detector.deidentify import head_boxes
+from detector.deidentify import Deidentifier, head_boxes
 from detector.engine import Engine
+from detector.incidents import EvidenceShot, Incident
+from streams.camera.evidence import EvidenceWriter, deidentifier
 from streams.cli import main
 from tests.api.test_webhooks import Receiver
 from tests.support.api import run_server
@@ -132,3 +136,35 @@ def _heads_obscured(original: bytes, rendition: bytes) -> None:
         assert change > MIN_CHANGE, (x1, y1, x2, y2, change)
     # JPEG blocks away from the obscured regions encode the same pixels the same way.
     assert (after == before).all(axis=2).mean() > 0.9
+
+
+def test_without_plate_models_renditions_cover_heads_only_and_say_so(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("STREETWATCH_HOME", str(tmp_path / "empty"))
+    with caplog.at_level(logging.WARNING, logger="streams.camera.evidence"):
+        assert deidentifier().plates is None
+    [line] = caplog.messages
+    assert "heads only" in line and "streetwatch models fetch plates" in line
+
+
+def test_a_shot_whose_people_are_unknown_gets_no_rendition(vtest_avi, tmp_path, caplog):
+    """A site restored from state saved before renditions: its first shot's people were not
+    kept, and a rendition without its heads obscured is worse than none."""
+    frame = cv2.VideoCapture(str(vtest_avi)).read()[1]
+    box = np.array([640, 40, 730, 105], np.float32)
+    incident = Incident(
+        "inc-1", "illegal_parking", "cam-001", "zone", box, "car", 0.9, 0.0, 10.0, 10.0
+    )
+    people = np.array([[300, 200, 340, 320]], np.float32)
+    incident.evidence = [
+        EvidenceShot("first_seen", 0.0, frame, box),  # people unknown
+        EvidenceShot("confirmed", 10.0, frame, box, people),
+    ]
+    writer = EvidenceWriter(tmp_path, deidentify=Deidentifier(None))
+    with caplog.at_level(logging.WARNING, logger="streams.camera.evidence"):
+        unknown, known = writer.write(incident, datetime(2026, 5, 1, tzinfo=UTC))
+    assert unknown.deidentified is None and "people on it are unknown" in caplog.text
+    assert known.deidentified is not None
+    rendition = cv2.imread(known.deidentified.path).astype(int)
+    original = cv2.imread(known.path).astype(int)
+    assert np.abs(rendition - original)[200:230, 300:340].mean() > MIN_CHANGE
+    assert (rendition == original)[:, 400:].all()  # far from the head: the same JPEG blocks

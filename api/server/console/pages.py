@@ -1,8 +1,9 @@
 """The console's pages: sign-in, queue, case, suppressions, cameras, statistics.
 
-Every page needs a session (`api.server.console.sessions`); reading and acting on cases needs the
-key's `dispatch` scope, exactly as the API does, and every action is the API's own
-transition. Templates are Jinja2 with autoescaping: case fields come from workers and are
+Every page needs a session (`api.server.console.sessions`); reading cases needs the key's
+`dispatch` or `review` scope, acting on them and seeing original evidence `dispatch`, exactly
+as the API does (api.server.renditions says who sees which image), and every action is the
+API's own transition. Templates are Jinja2 with autoescaping: case fields come from workers and are
 treated as untrusted text.
 
 No handler touches the database on the event loop: the handlers are plain functions, which
