@@ -378,7 +378,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         type=_scopes,
         action="extend",
         required=True,
-        help="ingest, open311, dispatch, admin, fleet and/or department (repeat or comma-separate)",
+        help="ingest, open311, dispatch, admin, fleet, department and/or review "
+        "(repeat or comma-separate)",
     )
     c.add_argument("--name", default="unnamed", help="who or what the key is for")
     c.add_argument(
