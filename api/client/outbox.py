@@ -222,7 +222,8 @@ class Outbox:
             )
         if evidence_dir is not None:
             for ref in payload.evidence:
-                (evidence_dir / ref.filename).unlink(missing_ok=True)
+                for name in ref.files:
+                    (evidence_dir / name).unlink(missing_ok=True)
         return True
 
     def _retry_later(self, item: Item, error: str, retry_after: float | None) -> None:
@@ -279,7 +280,8 @@ class Outbox:
             if self.evidence_dir is not None:
                 payload = (CaseReport if kind == "post" else Observation).model_validate_json(body)
                 for ref in payload.evidence:
-                    (self.evidence_dir / ref.filename).unlink(missing_ok=True)
+                    for name in ref.files:
+                        (self.evidence_dir / name).unlink(missing_ok=True)
         self.dropped += len(rows)
 
     def _forget_delivered(self) -> None:

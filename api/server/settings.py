@@ -187,6 +187,13 @@ class Settings(BaseSettings):
     retention_duplicate_days: int | None = Field(
         None, gt=0, description="Delete duplicate cases after this many days; default: keep"
     )
+    retention_originals_days: int | None = Field(
+        None,
+        gt=0,
+        description="Delete the original evidence images of closed, rejected and duplicate "
+        "cases after this many days without a change (their de-identified renditions and "
+        "the case record stay, under the case retention above); default: keep",
+    )
     prune_interval_s: float | None = Field(
         86400.0,
         gt=0,

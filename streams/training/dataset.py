@@ -49,6 +49,9 @@ def _case_samples(
     for ev in case["evidence"]:
         if ev["kind"] not in OBJECT_SHOTS:
             continue
+        if ev.get("removed_at"):
+            skipped.append(f"case {case['id']}: evidence {ev['sha256'][:12]} deleted by retention")
+            continue
         boxes = [EvidenceBox.model_validate(b) for b in ev["boxes"]]
         if not boxes:
             skipped.append(f"case {case['id']}: evidence {ev['sha256'][:12]} has no box metadata")

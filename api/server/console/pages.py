@@ -1,8 +1,9 @@
 """The console's pages: sign-in, queue, case, suppressions, cameras, statistics.
 
-Every page needs a session (`api.server.console.sessions`); reading and acting on cases needs the
-key's `dispatch` scope, exactly as the API does, and every action is the API's own
-transition. Templates are Jinja2 with autoescaping: case fields come from workers and are
+Every page needs a session (`api.server.console.sessions`); reading cases needs the key's
+`dispatch` or `review` scope, acting on them and seeing original evidence `dispatch`, exactly
+as the API does (api.server.renditions says who sees which image), and every action is the
+API's own transition. Templates are Jinja2 with autoescaping: case fields come from workers and are
 treated as untrusted text.
 
 No handler touches the database on the event loop: the handlers are plain functions, which
@@ -42,11 +43,19 @@ from api.server.evidence import image_response
 from api.server.intake import resolve
 from api.server.lifecycle import TRANSITIONS, allowed
 from api.server.problems import Problem
+from api.server.renditions import (
+    NEVER_PUBLIC,
+    EvidenceView,
+    audit,
+    is_rendition,
+    original_views,
+    public_sha,
+)
 from api.server.routing import Urgency
-from api.server.schemas import TransitionIn
+from api.server.schemas import EvidenceOut, TransitionIn
 from api.server.serialize import case_out
 from api.server.suppression_store import SuppressionPatch, get_row, list_rows, update
-from api.server.tables import Case, Change, Report
+from api.server.tables import Case, CaseEvidence, Change, Report
 from api.server.transitions import transition
 
 HERE = Path(__file__).parent
@@ -201,9 +210,34 @@ def need(user: User, scope: Scope) -> None:
 
 def reader(request: Request) -> User:
     user = current_user(request)
-    if not user.may(Scope.dispatch):
+    if not (user.may(Scope.dispatch) or user.may(Scope.review)):
         raise _Forbidden(user)
     return user
+
+
+def evidence_view(request: Request, user: User) -> EvidenceView:
+    """What the case page shows: originals to `dispatch` sessions unless they toggled to the
+    de-identified view (`?view=deidentified`); renditions to everyone else."""
+    if user.may(Scope.dispatch) and request.query_params.get("view") != "deidentified":
+        return "original"
+    return "deidentified"
+
+
+def shown_image(e: EvidenceOut, case_id: str, view: EvidenceView) -> tuple[str, str] | None:
+    """(image URL, annotated download URL) of an evidence image as the case page shows it
+    in `view`: the original (each fetch audited), else its rendition; None when there is
+    nothing to show (no rendition, or the original deleted and no rendition)."""
+    if view == "original" and e.removed_at is None:
+        return (
+            f"/console/evidence/{e.sha256}?case={case_id}",
+            f"/console/cases/{case_id}/evidence/{e.sha256}/annotated",
+        )
+    if e.deidentified is None or e.kind in NEVER_PUBLIC:
+        return None
+    return (
+        f"/console/evidence/{e.deidentified.sha256}",
+        f"/console/cases/{case_id}/evidence/{e.deidentified.sha256}/annotated",
+    )
 
 
 class _Forbidden(Exception):
@@ -427,6 +461,7 @@ def case_page(request: Request, case_id: str) -> Response:
     extra = [e for e in out.evidence if e not in kinds.values()]
     if kinds["cleared"] is None and out.cleared_at is None:
         del kinds["cleared"]  # still there: no empty "cleared" panel
+    view = evidence_view(request, user)
     return render(
         request,
         "case.html",
@@ -449,6 +484,9 @@ def case_page(request: Request, case_id: str) -> Response:
         suppressions=suppressions,
         schedule_text=lambda s: Schedule.model_validate(s).text() if s else None,
         picker=picker,
+        view=view,
+        shown=lambda e: shown_image(e, out.id, view),
+        thumb_of=_thumb,
     )
 
 
@@ -465,6 +503,11 @@ def department_picker(session: Any, case: Case) -> dict[str, Any] | None:
         "chosen": case.department or routed,
         "urgencies": [u.value for u in Urgency],
     }
+
+
+def _thumb(case: Case) -> str | None:
+    """A case's thumbnail in lists and pickers: its first rendition."""
+    return next((sha for e in case.evidence if (sha := public_sha(e))), None)
 
 
 def _transition_body(user: User, action: str, form: dict[str, str]) -> TransitionIn:
@@ -578,16 +621,57 @@ def _explain(t: Translator, exc: Problem) -> str:
 
 @router.get("/evidence/{sha256}")
 def evidence(request: Request, sha256: str) -> Response:
-    reader(request)
+    """A rendition to any reader; an original only to a `dispatch` session, never cached,
+    and written to the audit log each time (`case`: the case it was shown on)."""
+    user = reader(request)
     if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
         raise Problem(404, "No such evidence", kind="not-found")
-    return image_response(request.app.state.ctx, sha256, "private, max-age=31536000, immutable")
+    ctx = request.app.state.ctx
+    with ctx.db.read() as session:
+        rendition = is_rendition(session, sha256)
+        link = None if rendition else _link_of(session, sha256, request.query_params.get("case"))
+    if rendition:
+        return image_response(ctx, sha256, "private, max-age=31536000, immutable")
+    need(user, Scope.dispatch)
+    response = image_response(ctx, sha256, "private, no-store")  # each view is logged
+    with ctx.db.write() as session:
+        audit(session, user.principal, _actor(user), sha256, link, "image")
+    return response
+
+
+def _link_of(session: Any, sha256: str, case_id: str | None) -> str | None:
+    """The case an original was shown on: the one named, if it links it, else the first."""
+    query = (
+        select(Case.id)
+        .join(CaseEvidence, CaseEvidence.case_seq == Case.seq)
+        .where(CaseEvidence.sha256 == sha256)
+    )
+    if case_id:
+        named = session.scalar(query.where(Case.id == case_id[:128]))
+        if named is not None:
+            return named
+    return session.scalar(query.order_by(Case.seq).limit(1))
+
+
+def _actor(user: User) -> str:
+    return f"console:{user.principal.name}"
 
 
 @router.get("/cases/{case_id}/evidence/{sha256}/annotated")
 def annotated(request: Request, case_id: str, sha256: str) -> Response:
-    reader(request)
-    return annotated_response(request.app.state.ctx, case_id[:128], sha256[:64])
+    """Follows the session's scope: on the original for `dispatch` (audited) unless it asks
+    `?view=deidentified`, on the rendition for everyone else."""
+    user = reader(request)
+    ctx = request.app.state.ctx
+    with ctx.db.read() as session:
+        rendition = is_rendition(session, sha256[:64])
+    view: EvidenceView = "deidentified" if rendition else evidence_view(request, user)
+    response = annotated_response(ctx, case_id[:128], sha256[:64], view)
+    if view == "original":
+        with ctx.db.write() as session:
+            case, _ = resolve(session, case_id[:128])
+            audit(session, user.principal, _actor(user), sha256[:64], case.id, "annotated")
+    return response
 
 
 @router.get("/cameras/{camera_id}/thumbnail")
@@ -649,6 +733,18 @@ def edit_suppression(request: Request, suppression_id: str, posted: PostedForm) 
         message = f"✗ {t('refused')}: {_first_error(exc)}"
     sessions.set_flash(request, user, message)
     return RedirectResponse("/console/suppressions", 303)
+
+
+@router.get("/audit", response_class=HTMLResponse)
+def audit_page(request: Request) -> Response:
+    """The audit log of originals shown (`GET /v1/audit/original-views`), for admins."""
+    user = reader(request)
+    if not user.may(Scope.admin):
+        raise _Forbidden(user)
+    case_id = request.query_params.get("case") or None
+    with request.app.state.ctx.db.read() as session:
+        views = original_views(session, case_id[:40] if case_id else None, limit=500)
+    return render(request, "audit.html", user, page="audit", views=views)
 
 
 @router.get("/stats", response_class=HTMLResponse)
