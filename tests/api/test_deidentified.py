@@ -22,7 +22,7 @@ from sqlalchemy import update
 from api.server.settings import Settings
 from api.server.tables import Case, utcnow
 from models.dataset import ClassMap
-from streams.cli.dataset import from_api
+from streams.training.dataset import from_api
 from tests.api.helpers import Api, post, report
 from tests.api.test_console import sign_in
 from tests.api.test_webhooks import Receiver, receivers  # noqa: F401  # the fixture
