@@ -9,17 +9,19 @@ from typing import Literal
 
 import numpy as np
 
-EvidenceKind = Literal["first_seen", "confirmed", "cleared"]
+# `plate`: the rectified plate crop of a parking incident's best plate read (detector.plates).
+EvidenceKind = Literal["first_seen", "confirmed", "cleared", "plate"]
 
 
 @dataclass(slots=True)
 class EvidenceShot:
-    """A frame kept as evidence, with the box to draw on it. Encoded only when reported."""
+    """A frame kept as evidence, with the box to draw on it (None: nothing to draw, the
+    image is the object itself, as a plate crop is). Encoded only when reported."""
 
     kind: EvidenceKind
     pts: float
     image: np.ndarray
-    box: np.ndarray
+    box: np.ndarray | None
 
 
 @dataclass(slots=True)

@@ -190,11 +190,14 @@ class LiveCamera:
             self._begin(frame, now)
         events = runtime.process(frame, detections)
         self.unsaved = True
+        main = None
         if self.record is not None:
             assert runtime.pipeline is not None
             self.record.want(runtime.pipeline.busy)
             for event in events:
                 self.record.upgrade(event, frame)
+            main = self.record.matching(frame)
+        runtime.read_plates(frame, events, main.image if main is not None else None)
         # Suppressed sites and zones outside their hours are held back, not reported.
         events = self.context.feedback.filter(self.config, events, runtime.open_incidents)
         for event in events:
@@ -261,6 +264,8 @@ class LiveCamera:
             last_seen=case.last_seen,
             cleared_at=case.cleared_at if cleared else None,
             evidence=case.evidence,
+            plate=case.plate,
+            plate_confidence=case.plate_confidence,
         )
 
     def _forget(self, incident_id: str) -> None:

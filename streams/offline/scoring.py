@@ -98,7 +98,9 @@ def score_camera(
         else:
             stream = replay_stream(inferred, frames, runtime.gate)
         for frame, detections in stream:
-            for event in runtime.process(frame, detections):
+            events = runtime.process(frame, detections)
+            runtime.read_plates(frame, events)
+            for event in events:
                 report(event.incident)
             result.scene_changes += len(runtime.take_scene_events())
             result.frames += 1

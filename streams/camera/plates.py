@@ -1,0 +1,124 @@
+"""The plate stage of a camera's runtime: the licence plate of each confirmed parking site.
+
+Only confirmed `illegal_parking` incidents are read, on the samples that see their vehicle
+(and on the confirming sample's first-seen frame), never every sample of every camera. Each
+read goes into the site's vote (detector.plates.SitePlates); the report carries the vote's
+text and confidence and the best read's crop as `plate` evidence. A plate too small, blurred
+or hidden gives no read, and a site without a confident vote reports no plate.
+
+`detector.plates` in the config decides whether plates are read: `auto` when the plate
+models are fetched, `on` always (a missing model stops the start with the command to fetch
+it), `off` never. A reader holds ONNX Runtime sessions: one per thread, loaded once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+
+import numpy as np
+
+from api.contract import IncidentType
+from detector.incidents import EvidenceShot, Incident, IncidentEvent
+from detector.plates import PlateRead, PlateReader, SitePlates, VoteResult
+from detector.types import Frame
+from models.errors import ModelNotFoundError
+from models.plates import load
+from streams.config import CameraConfig, Config
+
+log = logging.getLogger(__name__)
+
+_local = threading.local()  # this thread's reader: False once known to be unavailable
+
+
+def reads_plates(camera: CameraConfig) -> bool:
+    return any(IncidentType.illegal_parking in z.checks for z in camera.zones)
+
+
+def check_plates(config: Config, cameras: Iterable[CameraConfig]) -> bool:
+    """Whether plates will be read, said once at start: with `on`, missing plate models
+    raise ModelNotFoundError (the caller refuses to start); with `auto`, a warning."""
+    setting = config.detector.plates
+    if setting == "off" or not any(reads_plates(c) for c in cameras):
+        return False
+    try:
+        load()
+    except ModelNotFoundError as exc:
+        if setting == "on":
+            raise ModelNotFoundError(f"detector.plates is on, but {exc}") from exc
+        log.warning("parking cases will carry no plate: %s", exc)
+        return False
+    log.info("plates: read on confirmed illegal_parking sites")
+    return True
+
+
+def plate_reader(config: Config) -> PlateReader | None:
+    """This thread's reader, or None when plates are off or (`auto`) not fetched."""
+    setting = config.detector.plates
+    if setting == "off":
+        return None
+    reader = getattr(_local, "reader", None)
+    if reader is None:
+        try:
+            reader = PlateReader()
+        except ModelNotFoundError:
+            if setting == "on":
+                raise
+            reader = False
+        _local.reader = reader
+    return reader or None
+
+
+class CameraPlates:
+    """One camera's plate votes, by incident id, and each incident's pending `plate` shot."""
+
+    def __init__(self, reader: PlateReader) -> None:
+        self.stage = SitePlates(reader)
+        self._shown: dict[str, PlateRead] = {}  # the read each incident's plate shot shows
+
+    def read(
+        self,
+        frame: Frame,
+        events: Iterable[IncidentEvent],
+        open_incidents: Iterable[Incident],
+        main: np.ndarray | None = None,
+    ) -> None:
+        """Reads the plate of each open parking incident seen on `frame` (on `main`, the
+        main stream's image of the same moment, when there is one), and of each incident
+        confirmed on it also on its first-seen frame."""
+        incidents = {i.id: i for i in open_incidents if i.type == IncidentType.illegal_parking}
+        for event in events:
+            incident = event.incident
+            if event.kind == "confirmed" and incident.id in incidents:
+                for shot in incident.evidence:
+                    if shot.kind == "first_seen" and shot.box is not None:
+                        read = self.stage.observe(incident.id, shot.image, shot.box)
+                        self._show(incident, read, shot.pts)
+        for site in self.stage.sites():  # incidents no longer open: reported already
+            if site not in incidents and not any(e.incident.id == site for e in events):
+                self.stage.close(site)
+                self._shown.pop(site, None)
+        for incident in incidents.values():
+            if incident.last_seen != frame.pts:
+                continue  # not seen on this sample: occluded, or gone
+            image, box = frame.image, incident.box
+            if main is not None:
+                sy, sx = main.shape[0] / image.shape[0], main.shape[1] / image.shape[1]
+                image, box = main, box * np.array([sx, sy, sx, sy], np.float32)
+            read = self.stage.observe(incident.id, image, box)
+            self._show(incident, read, frame.pts)
+
+    def _show(self, incident: Incident, read: PlateRead | None, pts: float) -> None:
+        """Keeps the best read's crop as the incident's one pending `plate` shot."""
+        vote = self.stage.result(incident.id)
+        if vote is None or self._shown.get(incident.id) is vote.best:
+            return
+        self._shown[incident.id] = vote.best
+        # Captured now, unless the text that wins holds an earlier read as its best.
+        when = pts if vote.best is read else incident.confirmed_at
+        shot = EvidenceShot("plate", when, vote.best.crop, None)
+        incident.evidence[:] = [s for s in incident.evidence if s.kind != "plate"] + [shot]
+
+    def result(self, incident_id: str) -> VoteResult | None:
+        return self.stage.result(incident_id)
