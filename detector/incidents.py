@@ -46,9 +46,15 @@ class IncidentEvent:
     incident: Incident
 
 
-def incident_id(camera_id: str, zone_id: str, type_: str, first_seen: datetime) -> str:
-    """Deterministic id: the same input video (or the same live moment) gives the same id."""
+def incident_id(
+    camera_id: str, zone_id: str, type_: str, first_seen: datetime, at: np.ndarray | None = None
+) -> str:
+    """Deterministic id: the same input video (or the same live moment) gives the same id.
+    `at`: the site's settled box, told only when another site of the zone and type was first
+    seen at the same moment (two cars parking in one sample): each gets its own id."""
     # To the nearest millisecond: a time restored from saved state may differ in the last bits.
     exact = first_seen + timedelta(microseconds=500)
     key = f"{camera_id}|{zone_id}|{type_}|{exact.isoformat(timespec='milliseconds')}"
+    if at is not None:
+        key += "|" + ",".join(str(round(float(v))) for v in at)
     return "inc-" + hashlib.sha256(key.encode()).hexdigest()[:24]
