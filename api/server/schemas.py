@@ -89,7 +89,7 @@ class CaseOut(BaseModel):
         description="illegal_parking: the vehicle's licence plate, the most confident of its "
         "reports' (personal data: never in Open311's output)"
     )
-    plate_confidence: float | None
+    plate_confidence: float | None = Field(description="How sure that report's vote is (0-1)")
     evidence: list[EvidenceOut]
     report_count: int
     report_ids: list[str]

@@ -29,6 +29,12 @@ from streams.config import CameraConfig, Config
 
 log = logging.getLogger(__name__)
 
+# A site's plate is settled once this many reads agree on the winning text: a car parked for
+# hours is not read on every sample. And however unreadable its plate, a site is tried at
+# most MAX_ATTEMPTS times: each read costs about 0.4 of one sample's inference (RESULTS.md).
+SETTLED_SUPPORT = 5
+MAX_ATTEMPTS = 40
+
 _local = threading.local()  # this thread's reader: False once known to be unavailable
 
 
@@ -76,6 +82,7 @@ class CameraPlates:
     def __init__(self, reader: PlateReader) -> None:
         self.stage = SitePlates(reader)
         self._shown: dict[str, PlateRead] = {}  # the read each incident's plate shot shows
+        self._attempts: dict[str, int] = {}  # reads tried per incident
 
     def read(
         self,
@@ -93,21 +100,32 @@ class CameraPlates:
             if event.kind == "confirmed" and incident.id in incidents:
                 for shot in incident.evidence:
                     if shot.kind == "first_seen" and shot.box is not None:
-                        read = self.stage.observe(incident.id, shot.image, shot.box)
-                        self._show(incident, read, shot.pts)
+                        self._read(incident, shot.image, shot.box, shot.pts)
         for site in self.stage.sites():  # incidents no longer open: reported already
             if site not in incidents and not any(e.incident.id == site for e in events):
                 self.stage.close(site)
                 self._shown.pop(site, None)
+                self._attempts.pop(site, None)
         for incident in incidents.values():
-            if incident.last_seen != frame.pts:
-                continue  # not seen on this sample: occluded, or gone
+            if incident.last_seen != frame.pts or self.settled(incident.id):
+                continue  # not seen on this sample (occluded, or gone), or read enough
             image, box = frame.image, incident.box
             if main is not None:
                 sy, sx = main.shape[0] / image.shape[0], main.shape[1] / image.shape[1]
                 image, box = main, box * np.array([sx, sy, sx, sy], np.float32)
-            read = self.stage.observe(incident.id, image, box)
-            self._show(incident, read, frame.pts)
+            self._read(incident, image, box, frame.pts)
+
+    def _read(self, incident: Incident, image: np.ndarray, box: np.ndarray, pts: float) -> None:
+        read = self.stage.observe(incident.id, image, box)
+        self._attempts[incident.id] = self._attempts.get(incident.id, 0) + 1
+        self._show(incident, read, pts)
+
+    def settled(self, incident_id: str) -> bool:
+        """Whether the incident's plate needs no more reads."""
+        if self._attempts.get(incident_id, 0) >= MAX_ATTEMPTS:
+            return True
+        vote = self.stage.result(incident_id)
+        return vote is not None and vote.support >= SETTLED_SUPPORT
 
     def _show(self, incident: Incident, read: PlateRead | None, pts: float) -> None:
         """Keeps the best read's crop as the incident's one pending `plate` shot."""
