@@ -15,9 +15,11 @@ import pytest
 import yaml
 
 from api.server.settings import Settings
-from models import plates
+from models import plates, registry
+from models.cache import HOME_ENV
 from streams.cli import main
 from tests.detector.plate_render import FONT
+from tests.model_copies import model_copy
 from tests.support.api import run_server
 from tests.support.plated import plated_bus, scaled
 from tests.support.scenes import Sprite, render, video_frames
@@ -76,10 +78,16 @@ def camera(cam_id: str, clip: tuple[Path, list], location: dict) -> dict:
     }
 
 
-def score(tmp_path: Path, cameras: list[dict], *extra: str, detector: dict | None = None):
+def score(
+    tmp_path: Path,
+    cameras: list[dict],
+    *extra: str,
+    detector: dict | None = None,
+    model: str = "default",
+):
     tmp_path.mkdir(parents=True, exist_ok=True)
     config = tmp_path / "config.yaml"
-    doc = {"model": "default", "rules": RULES, "cameras": cameras}
+    doc = {"model": model, "rules": RULES, "cameras": cameras}
     if detector is not None:
         doc["detector"] = detector
     config.write_text(yaml.safe_dump(doc))
@@ -157,3 +165,21 @@ def test_plates_merge_across_cameras_and_keep_two_cars_apart(
             for text in (body.text, one.text):
                 assert "plate" not in text
                 assert all(p not in text for p in (PLATE, OTHER, PLATE[1:], OTHER[1:]))
+
+
+def test_without_the_plate_models_auto_says_so_and_on_refuses_to_start(
+    default_model, clips, tmp_path, monkeypatch, capsys, caplog
+) -> None:
+    manifest, _ = registry.get("default")
+    model = model_copy(tmp_path / "model", "default", "default", manifest.incident_classes)
+    monkeypatch.setenv(HOME_ENV, str(tmp_path / "home"))  # the plate models are not here
+    cam = camera("cam-a", clips["one"], HERE)
+
+    code, cases = score(tmp_path / "on", [cam], detector={"plates": "on"}, model=str(model))
+    printed = capsys.readouterr().err
+    assert code != 0 and cases == []
+    assert "detector.plates is on" in printed and "streetwatch models fetch plates" in printed
+
+    code, cases = score(tmp_path / "auto", [cam], model=str(model))
+    assert code == 0 and [c["plate"] for c in cases] == [None]  # a case, without a plate
+    assert "parking cases will carry no plate" in caplog.text

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from detector.incidents import EvidenceShot, Incident, IncidentEvent
 from detector.plates import PlateRead, PlateReader, SitePlates, VoteResult
 from detector.types import Frame
 from models.errors import ModelNotFoundError
-from models.plates import load
+from models.plates import load, plates_dir
 from streams.config import CameraConfig, Config
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 SETTLED_SUPPORT = 5
 MAX_ATTEMPTS = 40
 
-_local = threading.local()  # this thread's reader: False once known to be unavailable
+_local = threading.local()  # this thread's readers by model directory (False: none there)
 
 
 def reads_plates(camera: CameraConfig) -> bool:
@@ -64,7 +65,9 @@ def plate_reader(config: Config) -> PlateReader | None:
     setting = config.detector.plates
     if setting == "off":
         return None
-    reader = getattr(_local, "reader", None)
+    readers: dict[Path, PlateReader | bool] = _local.__dict__.setdefault("readers", {})
+    where = plates_dir()
+    reader = readers.get(where)
     if reader is None:
         try:
             reader = PlateReader()
@@ -72,7 +75,7 @@ def plate_reader(config: Config) -> PlateReader | None:
             if setting == "on":
                 raise
             reader = False
-        _local.reader = reader
+        readers[where] = reader
     return reader or None
 
 
