@@ -28,6 +28,7 @@ from api.contract.cases import CaseReport, Observation
 log = logging.getLogger(__name__)
 
 Kind = Literal["post", "patch"]
+OUTBOX_FILE = "outbox.sqlite3"  # in a state directory: the worker's, or a scoring job's
 DELIVERED_KEEP_S = 7 * 24 * 3600
 MAX_DEAD_LETTERS = 10_000  # a refused item waits for an operator; beyond this the oldest go
 DEFAULT_BACKOFF = Backoff(initial_s=1.0, max_s=300.0)

@@ -125,10 +125,10 @@ def _when(ts: float) -> str:
 
 
 def outbox(args: argparse.Namespace) -> int:
-    from api.client.outbox import Outbox, OutboxError
+    from api.client.outbox import OUTBOX_FILE, Outbox, OutboxError
 
     state = args.state_dir or default_state_dir(args.shard)
-    path = state / "outbox.sqlite3"
+    path = state / OUTBOX_FILE
     if not path.exists():
         err(f"no outbox at {path}")
         return EXIT_USAGE

@@ -150,6 +150,78 @@ _T: dict[str, tuple[str, str]] = {
     "detail": ("详情", "Detail"),
     "selected": ("已选", "Selected"),
     "count": ("数量", "Count"),
+    "map": ("地图", "Map"),
+    "open_cases": ("未结案件", "Open cases"),
+    "age_hour": ("1 小时内", "Under 1 h"),
+    "age_day": ("1 天内", "Under 1 day"),
+    "age_older": ("更早", "Older"),
+    "view_direction": ("扇形为朝向", "cone: view direction"),
+    "map_empty": (
+        "没有可画的内容：请导入单元网格，或等待带位置的案件",
+        "Nothing to draw: import the grid, or wait for cases with a place",
+    ),
+    "map_done": ("空心：已处置、结案或注销", "hollow: resolved, closed or rejected"),
+    "at_camera": ("虚线：未标定，画在摄像头处", "dashed: not calibrated, drawn at the camera"),
+    "unplaced": ("无位置、未画出的案件", "Cases with no place, not drawn"),
+    "supervision": ("监督评价", "Supervision"),
+    "routed": ("按路由", "routed"),
+    "urgency": ("紧急程度", "Urgency"),
+    "urgency_normal": ("一般", "Normal"),
+    "urgency_urgent": ("紧急", "Urgent"),
+    "sv_at": ("超期按此刻计算：", "Overdue as of"),
+    "sv_by_department": ("处置单位", "Department"),
+    "sv_by_grid": ("单元网格", "Grid cell"),
+    "sv_by_type": ("类型", "Type"),
+    "sv_by_camera": ("摄像头", "Camera"),
+    "sv_by_reviewer": ("审核人", "Reviewer"),
+    "sv_reported": ("上报", "Reported"),
+    "sv_accepted": ("立案", "Accepted"),
+    "sv_dispatched": ("派遣", "Dispatched"),
+    "sv_resolved": ("处置", "Resolved"),
+    "sv_resolved_on_time": ("按期处置", "Resolved on time"),
+    "sv_closed": ("结案", "Closed"),
+    "sv_overdue_now": ("当前超期", "Overdue now"),
+    "sv_acceptance_rate": ("立案率", "Acceptance rate"),
+    "sv_on_time_rate": ("按期处置率", "On-time rate"),
+    "sv_closure_rate": ("结案率", "Closure rate"),
+    "sv_to_accept": ("上报→立案", "Report → accepted"),
+    "sv_to_dispatch": ("立案→派遣", "Accepted → dispatched"),
+    "sv_to_resolve": ("派遣→处置", "Dispatched → resolved"),
+    "sv_to_close": ("处置→结案", "Resolved → closed"),
+    "sv_median": ("中位", "median"),
+    "sv_counts": ("案件流转", "Cases through the workflow"),
+    "sv_rates": ("立案率 · 按期处置率 · 结案率", "Acceptance · on-time · closure rates"),
+    "sv_hint": (
+        "统计期内上报的案件（重复件计入其合并到的案件）；立案率 = 立案/上报，"
+        "按期处置率 = 按期处置/派遣，结案率 = 结案/立案",
+        "Cases reported in the period (duplicates count in the case they joined); acceptance "
+        "= accepted / reported, on time = resolved on time / dispatched, closure = closed / "
+        "accepted",
+    ),
+    "decision_accepted": ("立案", "Accept"),
+    "decision_rejected": ("注销", "Reject"),
+    "decision_duplicate": ("标为重复", "Duplicate"),
+    "decision_dispatched": ("派遣", "Dispatch"),
+    "decision_resolved": ("处置完毕", "Resolve"),
+    "decision_closed": ("结案", "Close"),
+    "rv_resolved_not_verified": ("处置后核查未通过", "Resolved, not verified"),
+    "sv_none": ("（未指定）", "(none)"),
+    "rv_decisions": ("审核决定", "Decisions"),
+    "rv_outcomes": ("决定的后续结果", "What became of the decisions"),
+    "rv_closed": ("已结案", "closed"),
+    "rv_not_verified": ("核查未通过", "not verified"),
+    "rv_reversed": ("后被注销", "reversed"),
+    "rv_re_reported": ("再次上报", "re-reported"),
+    "rv_accepted_closed": ("立案后结案", "Accepted, closed"),
+    "rv_accepted_not_verified": ("立案后核查未通过", "Accepted, not verified"),
+    "rv_rejected_re_reported": ("注销后再次上报", "Rejected, re-reported"),
+    "rv_hint": (
+        "统计期内由人（带密钥）作出的状态变更；“再次上报”：注销后同一摄像头、区域、类型又上报了新案件；"
+        "“核查未通过”：决定之后摄像头仍看到目标、案件被退回",
+        "Status changes people (with a key) made in the period; re-reported: after a "
+        "rejection, the same camera, zone and type reported a new case; not verified: after "
+        "the decision the camera still saw the object and the case went back",
+    ),
 }
 
 STATUS = {
@@ -204,6 +276,8 @@ KIND = {
     "observation": ("观察更新", "Observation"),
     "transition": ("状态变更", "Transition"),
     "box_corrected": ("位置框修正", "Box corrected"),
+    "overdue": ("超期", "Overdue"),
+    "verified": ("摄像头核查", "Verified by the camera"),
 }
 MESSAGES = {
     "earlier-plate-cases": (

@@ -28,6 +28,7 @@ from sqlalchemy import and_, func, or_, select
 
 from api.contract import CaseStatus, IncidentType
 from api.contract.suppression_rules import DEFAULT_TZ, RejectReason, Schedule, SuppressionOptions
+from api.server import routing
 from api.server.auth import Scope
 from api.server.boxes import BoxIn, annotated_response, set_reviewed_box
 from api.server.camera_health import cameras as camera_list
@@ -36,10 +37,12 @@ from api.server.console import sessions, stats
 from api.server.console.i18n import DEFAULT, LANGS, Translator
 from api.server.console.sessions import SignInRequired, User, check_csrf, current_user
 from api.server.console.throttle import Throttle
+from api.server.desk import routed_department
 from api.server.evidence import image_response
 from api.server.intake import resolve
 from api.server.lifecycle import TRANSITIONS, allowed
 from api.server.problems import Problem
+from api.server.routing import Urgency
 from api.server.schemas import TransitionIn
 from api.server.serialize import case_out
 from api.server.suppression_store import SuppressionPatch, get_row, list_rows, update
@@ -50,18 +53,29 @@ HERE = Path(__file__).parent
 TZ = ZoneInfo(DEFAULT_TZ)
 QUEUE_LIMIT = 200
 OPEN = (CaseStatus.reported, CaseStatus.accepted, CaseStatus.dispatched)
-# Content-Security-Policy of every console page: our own scripts, styles and images only.
-CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-)
-SECURITY_HEADERS = {
-    "Content-Security-Policy": CSP,
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "same-origin",  # no-referrer would make Origin "null"
-    "Cache-Control": "no-store",
-}
+
+
+def security_headers(tile_url: str | None = None) -> dict[str, str]:
+    """The headers of every console page. The Content-Security-Policy allows our own
+    scripts, styles and images only, and the map's tile server when one is configured."""
+    images = "'self'"
+    if tile_url and "://" in tile_url:
+        scheme, rest = tile_url.split("://", 1)
+        images += f" {scheme}://{rest.split('/', 1)[0]}"
+    csp = (
+        f"default-src 'none'; script-src 'self'; style-src 'self'; img-src {images}; "
+        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    )
+    return {
+        "Content-Security-Policy": csp,
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+        "Referrer-Policy": "same-origin",  # no-referrer would make Origin "null"
+        "Cache-Control": "no-store",
+    }
+
+
+SECURITY_HEADERS = security_headers()
 ACTIONS = {  # console action -> target status, keyboard key
     "accept": (CaseStatus.accepted, "a"),
     "reject": (CaseStatus.rejected, "r"),
@@ -95,6 +109,9 @@ def install(app: Any) -> None:
 
     settings = app.state.ctx.settings
     app.state.sign_in_throttle = Throttle(settings.sign_in_attempts, settings.sign_in_window_s)
+    # The desk's pages live in their own modules and add their routes to this router.
+    from api.server.console import desk_map, supervision  # noqa: F401
+
     app.include_router(router)
     app.mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static")
 
@@ -108,15 +125,16 @@ def install(app: Any) -> None:
     def _forbidden(request: Request, exc: _Forbidden) -> Response:  # on the thread pool
         return forbidden(request, exc.user)
 
-    app.add_middleware(ConsoleHeaders)
+    app.add_middleware(ConsoleHeaders, headers=security_headers(settings.map_tile_url))
 
 
 class ConsoleHeaders:
     """The console's security headers on every `/console` response (pure ASGI: the body
     streams through untouched, so the API's body limits behave as without it)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, headers: dict[str, str] = SECURITY_HEADERS) -> None:
         self.app = app
+        self.headers = headers
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or not scope["path"].startswith("/console"):
@@ -131,7 +149,7 @@ class ConsoleHeaders:
                     for k, v in message.get("headers", [])
                     if k.lower().decode() not in _REPLACED
                 ]
-                for k, v in SECURITY_HEADERS.items():
+                for k, v in self.headers.items():
                     if k == "Cache-Control" and b"cache-control" in names:
                         continue  # evidence keeps its own caching
                     headers.append((k.lower().encode(), v.encode()))
@@ -245,7 +263,9 @@ def _day(value: str | None, end: bool = False) -> datetime | None:
 
 def _conditions(f: dict[str, str], skip: str | None = None) -> list[Any]:
     conds: list[Any] = []
-    if skip != "status" and f.get("status") not in (None, "all"):
+    if skip != "status" and f.get("status") == "open":  # still being worked on
+        conds.append(Case.status.in_([s.value for s in OPEN]))
+    elif skip != "status" and f.get("status") not in (None, "all"):
         conds.append(Case.status == f["status"])
     if skip != "type" and f.get("type"):
         conds.append(Case.type == f["type"])
@@ -421,6 +441,7 @@ def case_page(request: Request, case_id: str) -> Response:
         earlier = [(c.id, c.first_seen, c.status) for c in earlier_of_plate(session, case)]
         out = case_out(case, request.app.state.ctx.clock())
         suppressions = [s for s in list_rows(session) if s.case_id == case.id]
+        picker = department_picker(session, case)
     pos = ids.index(case.id) if case.id in ids else None
     prev_id = ids[pos - 1] if pos is not None and pos > 0 else None
     next_id = ids[pos + 1] if pos is not None and pos + 1 < len(ids) else None
@@ -463,7 +484,23 @@ def case_page(request: Request, case_id: str) -> Response:
         reasons=[r.value for r in RejectReason],
         suppressions=suppressions,
         schedule_text=lambda s: Schedule.model_validate(s).text() if s else None,
+        picker=picker,
     )
+
+
+def department_picker(session: Any, case: Case) -> dict[str, Any] | None:
+    """The dispatch form's choice: every department of the routing table, the one the
+    table routes this case to proposed (or the one it already has); None without a table."""
+    table = routing.load(session)
+    if table is None:
+        return None
+    routed = routed_department(session, case)
+    return {
+        "departments": sorted({r.department for r in table.routes}),
+        "routed": routed,
+        "chosen": case.department or routed,
+        "urgencies": [u.value for u in Urgency],
+    }
 
 
 def _transition_body(user: User, action: str, form: dict[str, str]) -> TransitionIn:
@@ -476,6 +513,9 @@ def _transition_body(user: User, action: str, form: dict[str, str]) -> Transitio
     }
     if action == "duplicate":
         values["duplicate_of"] = form.get("duplicate_of") or None
+    if action == "dispatch":
+        values["department"] = form.get("department") or None
+        values["urgency"] = form.get("urgency") or None
     if action == "reject":
         reason = form.get("reason") or "other"
         values["reason"] = reason
