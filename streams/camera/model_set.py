@@ -45,8 +45,8 @@ class ModelSet:
                 log.info(describe(loaded.labels, loaded.engine.manifest.name))
                 warn_unchecked(runs, loaded.labels, name)
         self._mixes: dict[tuple[tuple[str, frozenset[str]], ...], ModelMix] = {}
-        # The plate models, checked (and said) at start: `on` without them refuses to start.
-        self.plates = previous.plates if previous is not None else check_plates(config, cameras)
+        if previous is None:  # the plate models, checked and said once, at start
+            check_plates(config, cameras)  # `on` without them raises: nothing starts
 
     def of(self, camera: CameraConfig) -> ModelMix:
         """The camera's models, each for the types it serves there, and its labels."""

@@ -1,7 +1,8 @@
 """The plate stage of a camera's runtime: the licence plate of each confirmed parking site.
 
 Only confirmed `illegal_parking` incidents are read, on the samples that see their vehicle
-(and on the confirming sample's first-seen frame), never every sample of every camera. Each
+(and on the confirming sample's first-seen frame) until their plate is settled, never every
+sample of every camera. Each
 read goes into the site's vote (detector.plates.SitePlates); the report carries the vote's
 text and confidence and the best read's crop as `plate` evidence. A plate too small, blurred
 or hidden gives no read, and a site without a confident vote reports no plate.
@@ -43,21 +44,20 @@ def reads_plates(camera: CameraConfig) -> bool:
     return any(IncidentType.illegal_parking in z.checks for z in camera.zones)
 
 
-def check_plates(config: Config, cameras: Iterable[CameraConfig]) -> bool:
-    """Whether plates will be read, said once at start: with `on`, missing plate models
+def check_plates(config: Config, cameras: Iterable[CameraConfig]) -> None:
+    """Says once, at start, whether plates will be read: with `on`, missing plate models
     raise ModelNotFoundError (the caller refuses to start); with `auto`, a warning."""
     setting = config.detector.plates
     if setting == "off" or not any(reads_plates(c) for c in cameras):
-        return False
+        return
     try:
         load()
     except ModelNotFoundError as exc:
         if setting == "on":
             raise ModelNotFoundError(f"detector.plates is on, but {exc}") from exc
         log.warning("parking cases will carry no plate: %s", exc)
-        return False
+        return
     log.info("plates: read on confirmed illegal_parking sites")
-    return True
 
 
 def plate_reader(config: Config) -> PlateReader | None:
