@@ -9,12 +9,14 @@ from typing import Literal
 
 import numpy as np
 
-EvidenceKind = Literal["first_seen", "confirmed", "cleared"]
+# `plate`: the rectified plate crop of a parking incident's best plate read (detector.plates).
+EvidenceKind = Literal["first_seen", "confirmed", "cleared", "plate"]
 
 
 @dataclass(slots=True)
 class EvidenceShot:
-    """A frame kept as evidence, with the box to draw on it. Encoded only when reported.
+    """A frame kept as evidence, with the box to draw on it (None: nothing to draw, the
+    image is the object itself, as a plate crop is). Encoded only when reported.
 
     `people`: the person boxes (N x 4 xyxy) the model found on that frame, whose heads its
     de-identified rendition obscures; the pipeline sets them on the sample the shot is taken.
@@ -23,7 +25,7 @@ class EvidenceShot:
     kind: EvidenceKind
     pts: float
     image: np.ndarray
-    box: np.ndarray
+    box: np.ndarray | None
     people: np.ndarray | None = None
 
 
@@ -49,9 +51,15 @@ class IncidentEvent:
     incident: Incident
 
 
-def incident_id(camera_id: str, zone_id: str, type_: str, first_seen: datetime) -> str:
-    """Deterministic id: the same input video (or the same live moment) gives the same id."""
+def incident_id(
+    camera_id: str, zone_id: str, type_: str, first_seen: datetime, at: np.ndarray | None = None
+) -> str:
+    """Deterministic id: the same input video (or the same live moment) gives the same id.
+    `at`: the site's settled box, told only when another site of the zone and type was first
+    seen at the same moment (two cars parking in one sample): each gets its own id."""
     # To the nearest millisecond: a time restored from saved state may differ in the last bits.
     exact = first_seen + timedelta(microseconds=500)
     key = f"{camera_id}|{zone_id}|{type_}|{exact.isoformat(timespec='milliseconds')}"
+    if at is not None:
+        key += "|" + ",".join(str(round(float(v))) for v in at)
     return "inc-" + hashlib.sha256(key.encode()).hexdigest()[:24]

@@ -390,6 +390,14 @@ class SitePlates:
                 return read
         return None
 
+    def result(self, site: str) -> VoteResult | None:
+        """The site's plate so far (None when no read was confident enough), kept open."""
+        vote = self._votes.get(site)
+        return vote.result() if vote is not None else None
+
+    def sites(self) -> list[str]:
+        return list(self._votes)
+
     def close(self, site: str) -> VoteResult | None:
         """The site's plate (None when no read was confident enough); forgets the site."""
         vote = self._votes.pop(site, None)

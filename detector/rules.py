@@ -393,13 +393,13 @@ class SiteRule:
 
     def _open(self, site: _Site, frame: Frame) -> Incident:
         confidence, class_name = self._summary(site)
+        first_seen = self.epoch + timedelta(seconds=site.first_seen)
+        id_ = incident_id(self.camera_id, self.zone.id, self.spec.type, first_seen)
+        if id_ in {s.incident.id for s in self.sites if s.incident is not None}:
+            # Another site first seen in the same sample: the site's place tells them apart.
+            id_ = incident_id(self.camera_id, self.zone.id, self.spec.type, first_seen, site.anchor)
         site.incident = Incident(
-            id=incident_id(
-                self.camera_id,
-                self.zone.id,
-                self.spec.type,
-                self.epoch + timedelta(seconds=site.first_seen),
-            ),
+            id=id_,
             type=self.spec.type,
             camera_id=self.camera_id,
             zone_id=self.zone.id,

@@ -57,6 +57,7 @@ class Sample:
     label: str | None = None  # the class, for a positive
     bbox: tuple[float, float, float, float] | None = None  # xyxy pixels, for a positive
     split: Split | None = None  # fixed by the source (an imported folder); else by scene
+    plate: str | None = None  # a parking case's licence plate, as the API has it
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +108,7 @@ class CaseEntry(BaseModel):
     role: Role
     label: str | None
     images: int
+    plate: str | None = None  # a parking case's licence plate (personal data: keep it so)
 
 
 class DatasetManifest(BaseModel):
@@ -180,7 +182,8 @@ def _gather(
             images[sha] = _pool(s, sha, pool)
         img = images[sha]
         entry = cases.setdefault(
-            s.case_id, CaseEntry(id=s.case_id, role=s.role, label=s.label, images=0)
+            s.case_id,
+            CaseEntry(id=s.case_id, role=s.role, label=s.label, images=0, plate=s.plate),
         )
         if s.case_id not in img.cases:
             img.cases.append(s.case_id)

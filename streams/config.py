@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 import yaml
 from pydantic import (
@@ -223,6 +223,13 @@ class DetectorConfig(Strict):
         default_factory=StaticParams,
         description="the static-object stage that stands in for garbage and stalls "
         "(see detector.static_objects); which types it feeds is each rule's `stand_in`",
+    )
+    plates: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="read the licence plate of each confirmed illegal_parking site over its "
+        "dwell (detector.plates): auto reads plates when the plate models are fetched "
+        "(`streetwatch models fetch plates`) and says once at start when they are not; on "
+        "refuses to start without them; off never reads plates",
     )
     parallel_runs: int | None = Field(
         default=None,

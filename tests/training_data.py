@@ -83,6 +83,7 @@ def _post(
     class_name: str,
     shots: tuple[Shot, Shot],
     worker_box,
+    plate: str | None = None,
 ) -> str:
     refs, files = [], []
     for i, (shot, evidence_kind) in enumerate(zip(shots, ("first_seen", "confirmed"), strict=True)):
@@ -110,6 +111,8 @@ def _post(
         confirmed_at=start + timedelta(seconds=20),
         last_seen=start + timedelta(seconds=30),
         evidence=refs,
+        plate=plate,
+        plate_confidence=0.95 if plate else None,
     )
     parts = [("case", (None, report.model_dump_json(), "application/json")), *files]
     r = client.post("/v1/cases", files=parts, headers={"Idempotency-Key": case_id})
@@ -152,6 +155,7 @@ def make_reviewed_cases(
                     "bus",
                     shots,
                     worker,
+                    plate=f"京{'ABC'[i % 3]}{day % 10}{CAMERAS.index(camera) % 10}345",
                 )
                 _move(dispatch, cid, "accepted")
                 if corrected:

@@ -10,9 +10,9 @@ import re
 from datetime import datetime
 from enum import StrEnum
 from pathlib import PureWindowsPath
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 # NUL and the other C0 controls (tab, newline and carriage return aside), DEL, and lone
 # surrogates: no database stores them faithfully (PostgreSQL refuses NUL outright).
@@ -34,6 +34,9 @@ Address = Annotated[str, Field(max_length=1000), Storable]
 Grid = Annotated[str, Field(max_length=64), Storable]
 FilePath = Annotated[str, Field(min_length=1, max_length=1024), Storable]
 Pixel = Annotated[float, Field(allow_inf_nan=False, ge=-100_000, le=100_000)]
+# A licence plate as read: letters, digits and the CJK characters of Chinese plates, no spaces.
+Plate = Annotated[str, Field(min_length=2, max_length=16, pattern=r"^[0-9A-Z\u4e00-\u9fff]+$")]
+Share = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 
 
 class IncidentType(StrEnum):
@@ -121,7 +124,8 @@ class EvidenceRef(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["first_seen", "confirmed", "cleared", "observation"]
+    # `plate`: the rectified crop of a parking incident's plate, the best read of its vote.
+    kind: Literal["first_seen", "confirmed", "cleared", "observation", "plate"]
     path: FilePath
     captured_at: AwareDatetime
     sha256: Sha256
@@ -168,6 +172,27 @@ class CaseReport(BaseModel):
         default=None, description="The object's own place, from the camera's calibration"
     )
     evidence: Annotated[list[EvidenceRef], Field(max_length=64)] = Field(default_factory=list)
+    plate: Plate | None = Field(
+        default=None,
+        description="illegal_parking: the vehicle's licence plate, voted over the dwell; "
+        "personal data, never published (Open311)",
+    )
+    plate_confidence: Share | None = Field(
+        default=None, description="how sure the vote is of `plate` (0-1)"
+    )
+
+    @model_validator(mode="after")
+    def _plate_with_confidence(self) -> Self:
+        check_plate(self.plate, self.plate_confidence, self.type)
+        return self
+
+
+def check_plate(plate: str | None, confidence: float | None, type_: str | None) -> None:
+    """A plate comes with its confidence, and only on a parking report."""
+    if (plate is None) != (confidence is None):
+        raise ValueError("plate and plate_confidence come together")
+    if plate is not None and type_ is not None and type_ != IncidentType.illegal_parking:
+        raise ValueError(f"only illegal_parking reports carry a plate, not {type_}")
 
 
 class CaseReceipt(BaseModel):
@@ -192,6 +217,13 @@ class Observation(BaseModel):
     last_seen: AwareDatetime | None = None
     cleared_at: AwareDatetime | None = None
     evidence: Annotated[list[EvidenceRef], Field(max_length=64)] = Field(default_factory=list)
+    plate: Plate | None = Field(default=None, description="the plate as the vote has it now")
+    plate_confidence: Share | None = None
+
+    @model_validator(mode="after")
+    def _plate_with_confidence(self) -> Self:
+        check_plate(self.plate, self.plate_confidence, None)
+        return self
 
 
 class ObservationReceipt(BaseModel):

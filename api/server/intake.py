@@ -17,6 +17,7 @@ from api.contract import (
     CaseReceipt,
     CaseReport,
     CaseStatus,
+    IncidentType,
     Location,
     Position,
 )
@@ -99,6 +100,11 @@ def refresh(case: Case) -> None:
     in_force = [r for r in reports if r.superseded_by is None] or list(reports)
     cleared = [r.cleared_at for r in in_force]
     case.cleared_at = None if None in cleared else max(c for c in cleared if c is not None)
+    # The plate: the most confident of the reports in force (a case holds one vehicle).
+    plated = [r for r in in_force if r.plate is not None and r.plate_confidence is not None]
+    best = max(plated, key=lambda r: r.plate_confidence or 0.0, default=None)
+    case.plate = best.plate if best is not None else None
+    case.plate_confidence = best.plate_confidence if best is not None else None
     if case.position_lat is None:  # the object's place, from the first report that has one
         placed = next((r for r in reports if r.position_lat is not None), None)
         if placed is not None:
@@ -160,6 +166,8 @@ class Incoming:
     class_name: str | None = None
     confidence: float | None = None
     description: str | None = None
+    plate: str | None = None
+    plate_confidence: float | None = None
 
     @classmethod
     def from_report(cls, r: CaseReport) -> Incoming:
@@ -180,6 +188,8 @@ class Incoming:
             cleared_at=r.cleared_at,
             class_name=r.class_name,
             confidence=r.confidence,
+            plate=r.plate,
+            plate_confidence=r.plate_confidence,
         )
 
 
@@ -206,6 +216,7 @@ def ingest(
             last_seen=new.last_seen,
             cleared_at=new.cleared_at,
             pairs=pairs,
+            plate=(new.plate, new.plate_confidence) if new.plate is not None else None,
         )
         return 200, receipt(known.case, known)
 
@@ -218,6 +229,9 @@ def ingest(
         position=(pos.lat, pos.lon) if pos else None,
         first_seen=new.first_seen,
         last_seen=new.last_seen,
+        camera_location=(loc.lat, loc.lon) if loc.lat is not None and loc.lon is not None else None,
+        plate=new.plate,
+        plate_confidence=new.plate_confidence,
     )
     case = find_match(session, sighting, settings)
     if case is None:
@@ -266,6 +280,8 @@ def ingest(
         first_seen=new.first_seen,
         last_seen=new.last_seen,
         cleared_at=new.cleared_at,
+        plate=new.plate,
+        plate_confidence=new.plate_confidence,
         received_at=now,
         payload=new.payload,
     )
@@ -310,10 +326,19 @@ def observe(
     last_seen: datetime | None,
     cleared_at: datetime | None,
     pairs: Sequence[Pair],
+    plate: tuple[str, float] | None = None,
 ) -> bool:
-    """Apply a later observation to some of a case's reports; True if anything changed."""
+    """Apply a later observation to some of a case's reports; True if anything changed.
+    `plate`: the worker's vote now (text, confidence), which replaces the report's."""
+    if plate is not None and case.type != IncidentType.illegal_parking:
+        raise Problem(
+            422, f"only illegal_parking cases carry a plate, not {case.type}", kind="invalid-plate"
+        )
     changed = False
     for r in reports:
+        if plate is not None and (r.plate, r.plate_confidence) != plate:
+            r.plate, r.plate_confidence = plate
+            changed = True
         if last_seen is not None and last_seen > r.last_seen:
             r.last_seen = last_seen
             changed = True

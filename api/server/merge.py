@@ -12,6 +12,13 @@ the time window and was not cleared before the report began, when
   about where the object is: two cameras 11 m apart see different cars.
 
 Without a position a report merges only with its own camera's overlapping box.
+
+Plates come first for parking: when the new report and the case both carry a plate, the
+plate decides. The same plate (or one character off, both read with at least
+`merge_plate_confidence`) within `merge_plate_distance_m` merges, on any camera, calibrated or
+not: the objects' positions when both have one, else the cameras' own locations (a plate
+is one vehicle, so the camera's place is near enough). Different plates never merge, not
+even in one site of one camera (two cars, one behind the other).
 """
 
 from __future__ import annotations
@@ -43,6 +50,9 @@ class Sighting:
     position: tuple[float, float] | None  # the object's (lat, lon), when known
     first_seen: datetime
     last_seen: datetime
+    camera_location: tuple[float, float] | None = None  # the camera's (lat, lon)
+    plate: str | None = None
+    plate_confidence: float | None = None
 
 
 def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -58,9 +68,45 @@ def _position(r: Report) -> tuple[float, float] | None:
     return r.position_lat, r.position_lon
 
 
+def same_plate(a: str, ca: float, b: str, cb: float, sure: float) -> bool:
+    """The same plate: equal, or one character off with both reads at least `sure`."""
+    if a == b:
+        return True
+    if len(a) != len(b) or min(ca, cb) < sure:
+        return False
+    return sum(x != y for x, y in zip(a, b, strict=True)) == 1
+
+
+def _plate_score(s: Sighting, plated: list[Report], settings: Settings) -> float | None:
+    """The distance to the nearest report of the same plate, or None (not the same plate,
+    or too far). Positions when both have one, else the cameras' locations."""
+    assert s.plate is not None and s.plate_confidence is not None
+    sure = settings.merge_plate_confidence
+    distances = []
+    for r in plated:
+        assert r.plate is not None and r.plate_confidence is not None
+        if not same_plate(s.plate, s.plate_confidence, r.plate, r.plate_confidence, sure):
+            continue
+        if s.camera_id is not None and r.camera_id == s.camera_id:
+            distances.append(0.0)
+            continue
+        here = s.position if s.position is not None and _position(r) is not None else None
+        there = _position(r) if here is not None else None
+        if here is None:
+            here = s.camera_location
+            there = (r.lat, r.lon) if r.lat is not None and r.lon is not None else None
+        if here is not None and there is not None:
+            distances.append(haversine_m(*here, *there))
+    close = [d for d in distances if d <= settings.merge_plate_distance_m]
+    return min(close) if close else None
+
+
 def _case_score(s: Sighting, case: Case, settings: Settings) -> float | None:
     """A match distance (lower is closer) between the sighting and a case, or None."""
     in_force = [r for r in case.reports if r.superseded_by is None] or list(case.reports)
+    plated = [r for r in in_force if r.plate is not None]
+    if s.plate is not None and plated:  # the plate decides: one vehicle, or two
+        return _plate_score(s, plated, settings)
     own = [r for r in in_force if s.camera_id is not None and r.camera_id == s.camera_id]
     if own:  # the camera that saw it before decides, by its boxes alone
         if s.bbox and all(r.bbox and iou(s.bbox, r.bbox) >= settings.merge_min_iou for r in own):

@@ -103,6 +103,11 @@ class CaseOut(BaseModel):
         description="A reviewer's correction of the box, in the evidence images' pixels"
     )
     description: str | None
+    plate: str | None = Field(
+        description="illegal_parking: the vehicle's licence plate, the most confident of its "
+        "reports' (personal data: never in Open311's output)"
+    )
+    plate_confidence: float | None = Field(description="How sure that report's vote is (0-1)")
     evidence: list[EvidenceOut]
     report_count: int
     report_ids: list[str]

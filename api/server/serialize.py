@@ -34,6 +34,8 @@ def case_out(case: Case, now: datetime | None = None) -> CaseOut:
         bbox=case.bbox,
         reviewed_bbox=case.reviewed_bbox,
         description=case.description,
+        plate=case.plate,
+        plate_confidence=case.plate_confidence,
         evidence=[
             EvidenceOut(
                 sha256=e.sha256,

@@ -125,6 +125,19 @@ class Settings(BaseSettings):
     merge_distance_m: float = Field(30.0, ge=0, description="Cross-camera merge radius")
     merge_window_s: float = Field(1800.0, ge=0, description="Merge reports this close in time")
     merge_min_iou: float = Field(0.1, gt=0, le=1, description="Same-camera site box overlap")
+    merge_plate_distance_m: float = Field(
+        300.0,
+        ge=0,
+        description="Parking reports of the same plate merge this far apart: the objects' "
+        "positions, else the cameras' locations (uncalibrated cameras)",
+    )
+    merge_plate_confidence: float = Field(
+        0.9,
+        ge=0,
+        le=1,
+        description="Plates one character apart are the same plate when both were read "
+        "at least this sure",
+    )
 
     # -- webhooks --------------------------------------------------------------------------
     webhook_backoff_s: Annotated[tuple[float, ...], NoDecode] = Field(

@@ -93,6 +93,10 @@ class Case(Base):
     # A reviewer's correction of the box, in the evidence images' pixels: training data.
     reviewed_bbox: Mapped[list[float] | None] = mapped_column(JSON)
     description: Mapped[str | None] = mapped_column(Text)
+    # A parking case's licence plate: its most confident report's (personal data: never in
+    # Open311's output).
+    plate: Mapped[str | None] = mapped_column(String(16))
+    plate_confidence: Mapped[float | None] = mapped_column(Float)
     duplicate_of: Mapped[str | None] = mapped_column(String(40))
     # The dispatch desk (api/server/desk.py): who handles it, by when, and what the camera says.
     department: Mapped[str | None] = mapped_column(String(200))
@@ -116,6 +120,7 @@ class Case(Base):
         Index("ix_cases_grid", "grid"),
         Index("ix_cases_first_seen", "first_seen"),
         Index("ix_cases_department_status", "department", "status"),
+        Index("ix_cases_plate", "plate"),
     )
 
 
@@ -140,6 +145,9 @@ class Report(Base):
     first_seen: Mapped[datetime] = mapped_column(UTCDateTime)
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime)
     cleared_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The plate its worker's vote gave (the latest observation's), with the vote's confidence.
+    plate: Mapped[str | None] = mapped_column(String(16))
+    plate_confidence: Mapped[float | None] = mapped_column(Float)
     # A newer report of the same camera and zone took this open one over (a restarted
     # worker's): it no longer holds its case open.
     superseded_by: Mapped[str | None] = mapped_column(String(128))

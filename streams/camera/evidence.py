@@ -76,13 +76,23 @@ class EvidenceWriter:
         written: list[EvidenceRef] = []
         for shot in incident.evidence:
             captured_at = epoch + timedelta(seconds=shot.pts)
-            box = EvidenceBox(
-                bbox=[round(float(v), 1) for v in shot.box],
-                label=incident.class_name,
-                confidence=round(float(incident.confidence), 4),
+            boxes = (
+                []
+                if shot.box is None
+                else [
+                    EvidenceBox(
+                        bbox=[round(float(v), 1) for v in shot.box],
+                        label=incident.class_name,
+                        confidence=round(float(incident.confidence), 4),
+                    )
+                ]
             )
-            name = f"{incident.id}-{shot.kind}.jpg"
             data = self._encode(shot.image, incident.id)
+            digest = hashlib.sha256(data).hexdigest()
+            name = f"{incident.id}-{shot.kind}.jpg"
+            if shot.kind == "plate":
+                # A better read later is another file: never overwrite one the outbox sends.
+                name = f"{incident.id}-plate-{digest[:12]}.jpg"
             path = self.directory / name
             write_atomic(path, data)
             if self.previews:
@@ -90,7 +100,7 @@ class EvidenceWriter:
                 caption = (
                     f"{incident.type} {incident.camera_id}/{incident.zone_id} {when} {shot.kind}"
                 )
-                preview = annotate(shot.image, [box], caption)
+                preview = annotate(shot.image, boxes, caption)
                 write_atomic(
                     self.directory / self.PREVIEWS / name, self._encode(preview, incident.id)
                 )
@@ -99,8 +109,8 @@ class EvidenceWriter:
                     kind=shot.kind,
                     path=str(path),
                     captured_at=captured_at,
-                    sha256=hashlib.sha256(data).hexdigest(),
-                    boxes=[box],
+                    sha256=digest,
+                    boxes=boxes,
                     deidentified=self._rendition(shot, path, incident.id),
                 )
             )
@@ -111,7 +121,9 @@ class EvidenceWriter:
         """The shot's de-identified rendition, written beside `original`; None without a
         de-identifier, or when the shot's people are unknown (then public outputs get no
         image of it rather than one with faces)."""
-        if self.deidentify is None:
+        if self.deidentify is None or shot.box is None:
+            # No box: the image is the object itself (a plate crop), dispatch-only proof that
+            # never leaves in public outputs, so it has nothing to de-identify around.
             return None
         if shot.people is None:
             log.warning(

@@ -17,6 +17,7 @@ from detector.model_mix import ModelMix
 from detector.motion import GatedBatch, MotionGate, gate_batch
 from detector.types import Detections, Frame
 from streams.camera.engines import ENGINE_SETTINGS, Engines, Loaded
+from streams.camera.plates import check_plates
 from streams.camera.runtime import describe, warn_unchecked
 from streams.config import CameraConfig, Config
 
@@ -44,6 +45,8 @@ class ModelSet:
                 log.info(describe(loaded.labels, loaded.engine.manifest.name))
                 warn_unchecked(runs, loaded.labels, name)
         self._mixes: dict[tuple[tuple[str, frozenset[str]], ...], ModelMix] = {}
+        if previous is None:  # the plate models, checked and said once, at start
+            check_plates(config, cameras)  # `on` without them raises: nothing starts
 
     def of(self, camera: CameraConfig) -> ModelMix:
         """The camera's models, each for the types it serves there, and its labels."""

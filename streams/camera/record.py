@@ -54,18 +54,23 @@ class RecordStream:
         if self.source is not None and (frame := self.source.latest(timeout=0)) is not None:
             self.latest = frame
 
-    def upgrade(self, event: IncidentEvent, frame: Frame) -> None:
-        """Replaces the event's shots of `frame` by the main stream's keyframe of the same
-        moment, if there is one; otherwise they stay as the detection stream saw them."""
+    def matching(self, frame: Frame) -> Frame | None:
+        """The main stream's keyframe of the same moment as `frame`, if there is one."""
         self._drain()
         main = self.latest
         if main is None or main.wall_time is None or frame.wall_time is None:
-            return
-        if abs(main.wall_time - frame.wall_time) > MAX_SKEW_S:
+            return None
+        return main if abs(main.wall_time - frame.wall_time) <= MAX_SKEW_S else None
+
+    def upgrade(self, event: IncidentEvent, frame: Frame) -> None:
+        """Replaces the event's shots of `frame` by the main stream's keyframe of the same
+        moment, if there is one; otherwise they stay as the detection stream saw them."""
+        main = self.matching(frame)
+        if main is None:
             return
         shots = event.incident.evidence
         for i, shot in enumerate(shots):
-            if shot.pts == frame.pts:
+            if shot.pts == frame.pts and shot.box is not None:  # a plate crop stays as read
                 shots[i] = scaled_shot(shot, main.image)
                 self.upgraded += 1
 

@@ -18,6 +18,7 @@ from detector.pipeline import CameraPipeline, Labels, PipelineState
 from detector.static_objects import SceneEvent
 from detector.types import Detections, Frame
 from detector.zones import Zone
+from streams.camera.plates import CameraPlates, plate_reader, reads_plates
 from streams.config import CameraConfig, Config
 from streams.sources.sampling import GAP_SLACK, SamplePlan, SamplePolicy, Sampling, policy_for
 
@@ -85,6 +86,7 @@ class CameraRuntime:
         self.pipeline: CameraPipeline | None = None
         self.epoch: datetime | None = None
         self.ground = camera.calibration.ground() if camera.calibration else None
+        self.plates: CameraPlates | None = None  # made at the first read (read_plates)
 
     @property
     def started(self) -> bool:
@@ -125,6 +127,21 @@ class CameraRuntime:
         self.plan.settle(self.policy.interval(self.pipeline.busy))
         return events
 
+    def read_plates(
+        self, frame: Frame, events: list[IncidentEvent], main: np.ndarray | None = None
+    ) -> None:
+        """The plate stage on a processed sample: reads the plate of each confirmed parking
+        incident it sees (on `main`, the main stream's image of the moment, when given),
+        before its events are reported. Nothing when plates are not read (streams.camera.plates)."""
+        if self.plates is None:
+            if not reads_plates(self.camera) or not self.open_incidents():
+                return
+            reader = plate_reader(self.config)
+            if reader is None:
+                return
+            self.plates = CameraPlates(reader)
+        self.plates.read(frame, events, self.open_incidents(), main)
+
     def take_scene_events(self) -> list[SceneEvent]:
         """Scene changes seen since the last call (lighting steps, a moved camera)."""
         if self.pipeline is None:
@@ -156,6 +173,7 @@ class CameraRuntime:
 
     def report(self, incident: Incident, evidence: Iterable[EvidenceRef]) -> CaseReport:
         """The incident as the intake API takes it."""
+        vote = self.plates.result(incident.id) if self.plates is not None else None
         return CaseReport(
             id=incident.id,
             type=incident.type,
@@ -172,4 +190,6 @@ class CameraRuntime:
             location=self.camera.location,
             position=self._position(incident),
             evidence=list(evidence),
+            plate=vote.text if vote is not None else None,
+            plate_confidence=round(vote.confidence, 4) if vote is not None else None,
         )

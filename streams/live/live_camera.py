@@ -190,11 +190,14 @@ class LiveCamera:
             self._begin(frame, now)
         events = runtime.process(frame, detections)
         self.unsaved = True
+        main = None
         if self.record is not None:
             assert runtime.pipeline is not None
             self.record.want(runtime.pipeline.busy)
             for event in events:
                 self.record.upgrade(event, frame)
+            main = self.record.matching(frame)
+        runtime.read_plates(frame, events, main.image if main is not None else None)
         # Suppressed sites and zones outside their hours are held back, not reported.
         events = self.context.feedback.filter(self.config, events, runtime.open_incidents)
         for event in events:
@@ -223,10 +226,7 @@ class LiveCamera:
             self.bus.publish(IncidentConfirmed(self.id, incident, case))
             return
         # Held incidents' clearings never get here (the feedback drops them).
-        reported = self.reports.get(incident.id)
-        sent = {r.sha256 for r in reported.evidence} if reported else set()
-        new = [r for r in refs if r.sha256 not in sent]
-        observation = self._observation(incident, cleared=True, evidence=new)
+        observation = self._observation(incident, cleared=True, evidence=self._unsent(incident))
         if observation is not None:
             self.bus.publish(IncidentCleared(self.id, incident, observation))
         self._forget(incident.id)
@@ -239,11 +239,24 @@ class LiveCamera:
                 self._observe(incident)
                 self.observed_at[incident.id] = now
 
+    def _unsent(self, incident: Incident) -> list[EvidenceRef]:
+        """Writes the incident's pending shots (a better plate crop than the report had) and
+        returns every reference its report did not carry: sent again with each observation
+        until the incident ends, which the API takes once (evidence is keyed by sha256)."""
+        assert self.runtime.epoch is not None
+        refs = self.evidence.setdefault(incident.id, [])
+        refs += self.context.evidence.write(incident, self.runtime.epoch)
+        reported = self.reports.get(incident.id)
+        sent = {r.sha256 for r in reported.evidence} if reported else set()
+        return [r for r in refs if r.sha256 not in sent]
+
     def _observe(self, incident: Incident) -> None:
         """Publishes an open incident's latest state; if the disk refuses, the next one will
         carry it (each observation supersedes the last), so it is logged, not kept."""
+        if self.context.feedback.holds(incident.id):
+            return  # held back: never reported, nothing to update (nor evidence to write)
         try:
-            observation = self._observation(incident)
+            observation = self._observation(incident, evidence=self._unsent(incident))
             if observation is not None:
                 self.bus.publish(IncidentUpdated(self.id, incident.id, observation))
         except (OSError, OutboxError) as exc:
@@ -261,6 +274,8 @@ class LiveCamera:
             last_seen=case.last_seen,
             cleared_at=case.cleared_at if cleared else None,
             evidence=case.evidence,
+            plate=case.plate,
+            plate_confidence=case.plate_confidence,
         )
 
     def _forget(self, incident_id: str) -> None:

@@ -88,7 +88,14 @@ def score_camera(
 
         def report(incident: Incident) -> None:
             shots = refs.setdefault(incident.id, [])
-            shots += evidence.write(incident, epoch)
+            written = evidence.write(incident, epoch)
+            if any(r.kind == "plate" for r in written):
+                # A better plate read since the last report: a file's case shows its best.
+                for old in [r for r in shots if r.kind == "plate"]:
+                    shots.remove(old)
+                    if old.sha256 not in {r.sha256 for r in written}:
+                        Path(old.path).unlink(missing_ok=True)
+            shots += written
             reports[incident.id] = runtime.report(incident, shots)
 
         frames = prefetch(source.frames())
@@ -98,7 +105,9 @@ def score_camera(
         else:
             stream = replay_stream(inferred, frames, runtime.gate)
         for frame, detections in stream:
-            for event in runtime.process(frame, detections):
+            events = runtime.process(frame, detections)
+            runtime.read_plates(frame, events)
+            for event in events:
                 report(event.incident)
             result.scene_changes += len(runtime.take_scene_events())
             result.frames += 1

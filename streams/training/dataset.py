@@ -63,6 +63,7 @@ def _case_samples(
             "image": fetch(ev),
             "camera_id": ev["camera_id"] or case["camera_id"] or "unknown",
             "captured_at": datetime.fromisoformat(ev["captured_at"]),
+            "plate": case.get("plate"),
         }
         if role == "negative":
             yield Sample(**common)

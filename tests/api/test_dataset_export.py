@@ -65,6 +65,8 @@ def test_export_from_the_api(
             made.label,
             2,
         )
+        # The parked buses' plates come with their cases; nothing else has one.
+        assert (by_case[cid]["plate"] is not None) == (made.label == "bus")
 
     # Every image: the posted bytes unaltered, its label file the composed boxes exactly.
     images = {e["sha256"]: e for e in manifest["images"]}

@@ -140,6 +140,20 @@ def test_ids_are_deterministic():
     assert a[0].incident.id == b[0].incident.id
 
 
+def test_two_cars_parking_in_one_sample_are_two_incidents_with_their_own_ids():
+    """Two cars first seen in the same sample of one zone: each its own incident and id (the
+    id is not only camera, zone, type and first-seen time), the same on every run."""
+    other = (400.0, 200.0, 500.0, 260.0)
+    a, _ = run(make_pipeline(), lambda t: dets(("car", CAR), ("car", other)), 20)
+    b, _ = run(make_pipeline(), lambda t: dets(("car", CAR), ("car", other)), 20)
+    assert [e.kind for e in a] == ["confirmed", "confirmed"]
+    assert len({e.incident.id for e in a}) == 2
+    assert [e.incident.id for e in a] == [e.incident.id for e in b]
+    # A lone car keeps the id it always had (saved sites and queued reports name it).
+    (alone,), _ = run(make_pipeline(), lambda t: dets(("car", CAR)), 20)
+    assert alone.incident.id in {e.incident.id for e in a}
+
+
 def test_car_outside_the_zone_is_ignored():
     # The car's box overlaps the zone, but its ground point (150, 260) stands outside it.
     pipeline = make_pipeline(polygon=[[0, 0], [120, 0], [120, 480], [0, 480]])

@@ -48,6 +48,8 @@ _T: dict[str, tuple[str, str]] = {
     "confirmed": ("确认", "Confirmed"),
     "cleared": ("消失", "Cleared"),
     "observation": ("观察", "Observation"),
+    "plate": ("车牌", "Plate"),
+    "plate_search": ("车牌号", "Plate number"),
     "last_seen": ("最后发现", "Last seen"),
     "class": ("目标", "Class"),
     "confidence": ("置信度", "Confidence"),
@@ -296,6 +298,10 @@ KIND = {
     "verified": ("摄像头核查", "Verified by the camera"),
 }
 MESSAGES = {
+    "earlier-plate-cases": (
+        "30 天内此车牌另有 {n} 起案件",
+        "{n} earlier cases of this plate in 30 days",
+    ),
     "invalid-transition": (
         "不能从“{current}”转为“{to}”。可选：{allowed}",
         "A case cannot go from {current} to {to}. Allowed: {allowed}",

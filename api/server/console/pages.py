@@ -269,12 +269,17 @@ def safe_next(value: str | None, default: str = "/console") -> str:
 
 # -- the queue -------------------------------------------------------------------------
 
-FILTERS = ("status", "type", "camera", "grid", "since", "until", "order")
+FILTERS = ("status", "type", "camera", "grid", "plate", "since", "until", "order")
+PLATE_HISTORY = timedelta(days=30)  # a case page counts the plate's cases this far back
 
 
 def filters_of(request: Request) -> dict[str, str]:
     q = request.query_params
     out = {k: q[k][:128] for k in FILTERS if q.get(k)}
+    if "plate" in out:  # as plates are stored: upper case, no spaces or dots
+        out["plate"] = "".join(c for c in out["plate"].upper() if c.isalnum())[:16]
+        if not out["plate"]:
+            del out["plate"]
     out.setdefault("status", "reported")
     return out
 
@@ -304,6 +309,8 @@ def _conditions(f: dict[str, str], skip: str | None = None) -> list[Any]:
         )
     if skip != "grid" and f.get("grid"):
         conds.append(Case.grid == f["grid"])
+    if f.get("plate"):  # any part of it: a reviewer often has only some characters
+        conds.append(Case.plate.contains(f["plate"], autoescape=True))
     if (since := _day(f.get("since"))) is not None:
         conds.append(Case.last_seen >= since)
     if (until := _day(f.get("until"), end=True)) is not None:
@@ -431,6 +438,25 @@ def nearby_open(session: Any, case: Case) -> list[tuple[Case, float | None]]:
     return [(s[3], s[4]) for s in scored[:20]]
 
 
+def earlier_of_plate(session: Any, case: Case) -> list[Case]:
+    """The cases of the same plate first seen in the PLATE_HISTORY before this one, newest
+    first: the same vehicle parked before (a repeat offender)."""
+    if case.plate is None:
+        return []
+    return list(
+        session.scalars(
+            select(Case)
+            .where(
+                Case.plate == case.plate,
+                Case.id != case.id,
+                Case.first_seen < case.first_seen,
+                Case.first_seen >= case.first_seen - PLATE_HISTORY,
+            )
+            .order_by(Case.first_seen.desc())
+        )
+    )
+
+
 @router.get("/cases/{case_id}", response_class=HTMLResponse)
 def case_page(request: Request, case_id: str) -> Response:
     user = reader(request)  # a key without the scope: the app's _Forbidden handler answers
@@ -446,6 +472,7 @@ def case_page(request: Request, case_id: str) -> Response:
         )
         reports = list(case.reports)
         nearby = nearby_open(session, case)
+        earlier = [(c.id, c.first_seen, c.status) for c in earlier_of_plate(session, case)]
         out = case_out(case, request.app.state.ctx.clock())
         suppressions = [s for s in list_rows(session) if s.case_id == case.id]
         picker = department_picker(session, case)
@@ -471,6 +498,15 @@ def case_page(request: Request, case_id: str) -> Response:
         history=history,
         reports=reports,
         nearby=nearby,
+        earlier=earlier,
+        plate_query=urlencode(
+            {
+                "plate": out.plate or "",
+                "status": "all",
+                "since": (out.first_seen - PLATE_HISTORY).astimezone(TZ).date().isoformat(),
+                "until": out.first_seen.astimezone(TZ).date().isoformat(),
+            }
+        ),
         shots=kinds,
         extra_shots=extra,
         prev_id=prev_id,

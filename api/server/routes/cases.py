@@ -211,7 +211,8 @@ def patch_case(
     ],
     evidence: EvidenceFiles = [],  # noqa: B006
 ) -> ObservationReceipt:
-    """Update `last_seen`, `cleared_at` and evidence of a case, by case id or report id.
+    """Update `last_seen`, `cleared_at`, evidence and the plate of a case, by case id or
+    report id.
 
     By report id it applies to that report; by case id to every report of the case.
     Idempotent: `last_seen` only moves forward, `cleared_at` is kept from the first time it
@@ -233,6 +234,7 @@ def patch_case(
             last_seen=obs.last_seen,
             cleared_at=obs.cleared_at,
             pairs=pairs,
+            plate=(obs.plate, obs.plate_confidence) if obs.plate is not None else None,
         )
         after_sighting(session, case, ctx.settings)
         return ObservationReceipt(
