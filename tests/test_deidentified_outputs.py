@@ -3,9 +3,9 @@
 and the real intake server. The worker writes a rendition beside each evidence image; Open311
 and a webhook receiver get only those renditions' bytes, never the originals'.
 
-Open311 is read with httpx, not the `georeport` client from PyPI: georeport's read calls
-(`get_service_requests`, `get_service_request`) send no API key, and our Open311 reads need a
-`dispatch` key, so it cannot read this server.
+Open311 is read with the `georeport` client from PyPI, as a city's or a citizen app's code
+would: its reads send no key (GeoReport v2's reads are public), so the server runs with
+`open311_public_reads`; without it the same client is refused with our reason.
 """
 
 from __future__ import annotations
@@ -18,7 +18,10 @@ from datetime import UTC, datetime
 import cv2
 import httpx
 import numpy as np
+import pytest
+import requests
 import yaml
+from georeport import GeoReport
 
 from api.server.settings import Settings
 from detector.deidentify import Deidentifier, head_boxes
@@ -53,7 +56,10 @@ def test_score_post_gives_public_outputs_only_renditions(
     cam = camera("cam-001", vtest_avi, [("no-parking-east", VAN_ZONE, ["illegal_parking"])])
     config.write_text(yaml.safe_dump({"rules": RULES, "cameras": [cam]}))
     settings = Settings(
-        data_dir=tmp_path / "api", webhook_poll_s=0.05, webhook_allow_networks=["127.0.0.0/8"]
+        data_dir=tmp_path / "api",
+        webhook_poll_s=0.05,
+        webhook_allow_networks=["127.0.0.0/8"],
+        open311_public_reads=True,
     )
     public, internal = Receiver(), Receiver()
     try:
@@ -90,14 +96,27 @@ def test_score_post_gives_public_outputs_only_renditions(
                 assert _sha(written.read_bytes()) == e["deidentified"]["sha256"]
                 _heads_obscured(original, rendition)
 
-            # Open311: the request's media is a rendition, fetched without a key.
-            [request] = httpx.get(
+            # Open311 through a real client, without a key: the request's media is the
+            # first image's rendition, fetched without a key too.
+            for output in ("json", "xml"):
+                client = GeoReport(
+                    f"{server.url}/open311/v2", jurisdiction="sh", output_format=output
+                )
+                listed = client.get_service_requests(service_code=case["event_code"])
+                # xmltodict gives a lone <request> as a dict, several as a list.
+                [request] = listed if isinstance(listed, list) else [listed]
+                assert request == client.get_service_request(case["id"])
+                assert request["service_request_id"] == case["id"]
+                assert not any("plate" in field for field in request)
+                media = httpx.get(request["media_url"].replace(settings.base_url, server.url))
+                assert media.status_code == 200
+                assert _sha(media.content) == evidence[0]["deidentified"]["sha256"]
+                assert media.content not in originals.values()
+            keyed = httpx.get(
                 f"{server.url}/open311/v2/requests/{case['id']}.json",
                 params={"api_key": dispatch_key},
             ).json()
-            media = httpx.get(request["media_url"].replace(settings.base_url, server.url))
-            assert media.status_code == 200
-            assert _sha(media.content) in renditions and media.content not in originals.values()
+            assert keyed[0]["media_url"] == client.get_service_request(case["id"])["media_url"]
 
             # The default webhook endpoint: renditions only, not even an original's hash.
             public.wait_for(1)
@@ -115,6 +134,14 @@ def test_score_post_gives_public_outputs_only_renditions(
             _, _, body = internal.received[0]
             shown = json.loads(body)["data"]["data"]["case"]["evidence"]
             assert {e["sha256"] for e in shown} == set(originals)
+        # The same data served without public reads: the client is refused, with our reason.
+        closed = settings.model_copy(update={"open311_public_reads": False})
+        with run_server(closed) as server:
+            with pytest.raises(requests.HTTPError) as refused:
+                GeoReport(f"{server.url}/open311/v2").get_service_requests()
+            assert refused.value.response.status_code == 401
+            [error] = refused.value.response.json()
+            assert "open311_public_reads" in error["description"]
     finally:
         public.close()
         internal.close()

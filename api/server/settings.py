@@ -250,6 +250,12 @@ class Settings(BaseSettings):
     media_link_ttl_s: int = Field(
         7 * 24 * 3600, gt=0, description="How long a signed Open311 media_url stays valid"
     )
+    open311_public_reads: bool = Field(
+        False,
+        description="Answer Open311's GET requests without a key, as GeoReport v2 clients "
+        "expect: the public view (de-identified media_url, no reviewers' status_notes); "
+        "off: reading needs a dispatch key",
+    )
 
     @field_validator("map_tile_url")
     @classmethod

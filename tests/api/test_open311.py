@@ -239,6 +239,57 @@ def test_a_case_without_renditions_has_no_media(api: Api, photos: list[bytes]) -
     assert all(e["deidentified"] is None for e in stored)
 
 
+def test_public_reads_serve_the_public_view_without_a_key(
+    settings: Settings, photos: list[bytes]
+) -> None:
+    """GeoReport v2's reads are public: with `open311_public_reads` on, a request without a
+    key gets the public view (the rendition's signed media_url, no reviewer's note); a key
+    that comes is still checked."""
+    for api in make_api(settings.model_copy(update={"open311_public_reads": True})):
+        case, files = report(photos, renditions=True)
+        case_id = post(api.ingest, case, files).json()["case_id"]
+        api.dispatch.post(
+            f"/v1/cases/{case_id}/transitions",
+            json={"to": "rejected", "actor": "li", "note": "Wang's cart, he was told off."},
+        ).raise_for_status()
+        base = f"{api.url}/open311/v2"
+        [one] = httpx.get(f"{base}/requests/{case_id}.json").json()
+        listed = httpx.get(f"{base}/requests.json", params={"jurisdiction_id": "sh"}).json()
+        assert listed == [one]
+        assert one["status"] == "closed" and one["status_notes"] is None
+        [as_xml] = xml(httpx.get(f"{base}/requests/{case_id}.xml"))
+        assert as_xml.findtext("status_notes") == ""
+        shown = case.evidence[0].deidentified
+        assert shown is not None
+        image = httpx.get(one["media_url"].replace(settings.base_url, api.url))
+        assert hashlib.sha256(image.content).hexdigest() == shown.sha256
+        # With a dispatch key: the keyed view, as without the setting.
+        [keyed] = api.dispatch.get(f"/open311/v2/requests/{case_id}.json").json()
+        assert keyed["status_notes"] == "Wang's cart, he was told off."
+        assert {k: v for k, v in keyed.items() if k != "status_notes"} == {
+            k: v for k, v in one.items() if k != "status_notes"
+        }
+        # A key that is wrong, or lacks the scope, is refused rather than read as none.
+        r = httpx.get(f"{base}/requests.json", params={"api_key": "sw_wrong"})
+        assert r.status_code == 401 and r.json()[0]["code"] == 401
+        citizen = api.server.create_key("open311", name="citizen-app")
+        r = httpx.get(f"{base}/requests.json", params={"api_key": citizen})
+        assert r.status_code == 403
+        # Posting still needs the open311 scope.
+        form = {"service_code": "09009", "lat": "31.2", "long": "121.4"}
+        assert httpx.post(f"{base}/requests.json", data=form).status_code == 401
+
+
+def test_without_public_reads_a_keyless_read_is_refused_and_says_why(api: Api) -> None:
+    for path in ("requests.json", "requests/cs_nope.json"):
+        r = httpx.get(f"{api.url}/open311/v2/{path}")
+        assert r.status_code == 401, r.text
+        [error] = r.json()
+        assert error["code"] == 401 and "open311_public_reads" in error["description"]
+    errors = xml(httpx.get(f"{api.url}/open311/v2/requests.xml"), 401)
+    assert "dispatch scope" in (errors.findtext("error/description") or "")
+
+
 def test_query_arguments(api: Api, photos: list[bytes]) -> None:
     ids = {}
     for i, (camera, type_, code) in enumerate(

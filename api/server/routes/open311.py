@@ -14,7 +14,11 @@ format) and JSON: the extension of the path picks it (`services.xml`, `requests.
   de-identified rendition of the case's first evidence image that has one, never an
   original: a case whose evidence has no rendition (stored before renditions) has none.
 - Keys go in the `api_key` parameter, as Open311 clients send them, or as a Bearer header;
-  reading needs `dispatch`, posting the citizen-intake scope `open311`.
+  reading needs `dispatch`, posting the citizen-intake scope `open311`. With
+  `open311_public_reads` on, GeoReport v2's reads are public, as the spec has them: a `GET
+  requests` without a key gets the public view, which leaves out `status_notes` (a reviewer's
+  note, written for colleagues); a key, when one is sent, is checked and gets the keyed view.
+- `jurisdiction_id` is accepted and ignored: a server is one jurisdiction.
 - Errors use Open311's `<errors><error><code/><description/></error></errors>` (or its JSON
   list), always with a 4xx status.
 """
@@ -136,6 +140,23 @@ def _principal(
         return authenticate(session, key, scope)
 
 
+def _reader(ctx: Context, credentials: Credentials, api_key: str | None) -> Principal | None:
+    """Who reads service requests: a dispatch key's holder, or (None) the public, when public
+    reads are on and no key came; a key that came is checked either way, so a wrong one is
+    never quietly served the public view."""
+    if api_key or credentials:
+        return _principal(ctx, credentials, api_key, Scope.dispatch)
+    if ctx.settings.open311_public_reads:
+        return None
+    raise Problem(
+        401,
+        "Reading service requests needs an api_key with the dispatch scope: this server "
+        "does not serve Open311 reads publicly (open311_public_reads is off)",
+        kind="unauthenticated",
+        headers={"WWW-Authenticate": 'Bearer realm="streetwatch"'},
+    )
+
+
 def _object(request: Request, root: str, value: BaseModel) -> Response:
     data = value.model_dump(mode="json")
     if wants_json(request.url.path):
@@ -239,14 +260,17 @@ def service_definition(
     )
 
 
-def _request_out(ctx: Context, case: Case, notes: dict[int, str | None]) -> ServiceRequest:
+def _request_out(
+    ctx: Context, case: Case, notes: dict[int, str | None], public: bool
+) -> ServiceRequest:
     code = ctx.settings.codes.get(case.event_code)
     # Only a de-identified rendition is public; a case without one has no media.
     media = next((sha for e in case.evidence if (sha := public_sha(e))), None)
     return ServiceRequest(
         service_request_id=case.id,
         status="closed" if CaseStatus(case.status) in OPEN311_CLOSED else "open",
-        status_notes=notes.get(case.seq),
+        # A transition's note is a reviewer's, written for colleagues: keyed readers only.
+        status_notes=None if public else notes.get(case.seq),
         service_name=code.name if code else None,
         service_code=case.event_code,
         description=case.description,
@@ -261,9 +285,11 @@ def _request_out(ctx: Context, case: Case, notes: dict[int, str | None]) -> Serv
     )
 
 
-def _requests_out(ctx: Context, session: Any, cases: list[Case]) -> list[dict[str, Any]]:
+def _requests_out(
+    ctx: Context, session: Any, cases: list[Case], public: bool
+) -> list[dict[str, Any]]:
     notes: dict[int, str | None] = {}
-    if cases:
+    if cases and not public:
         rows = session.execute(
             select(Change.case_seq, Change.note)
             .where(Change.case_seq.in_([c.seq for c in cases]), Change.kind == "transition")
@@ -271,7 +297,7 @@ def _requests_out(ctx: Context, session: Any, cases: list[Case]) -> list[dict[st
         )
         for seq, note in rows:
             notes[seq] = note  # the latest transition's note wins
-    return [_request_out(ctx, c, notes).model_dump(mode="json") for c in cases]
+    return [_request_out(ctx, c, notes, public).model_dump(mode="json") for c in cases]
 
 
 def _date(raw: str | None, name: str) -> datetime | None:
@@ -344,8 +370,10 @@ def get_requests(
         str | None, Query(max_length=20, description="`open`, `closed` or `open,closed`")
     ] = None,
 ) -> Response:
-    """At most 1000 requests, newest first. Without dates: those of the last 90 days."""
-    _principal(ctx, credentials, api_key, Scope.dispatch)
+    """At most 1000 requests, newest first. Without dates: those of the last 90 days.
+    Needs a dispatch key, unless the server's `open311_public_reads` is on: then a request
+    without a key gets the public view (no `status_notes`)."""
+    public = _reader(ctx, credentials, api_key) is None
     query = select(Case).order_by(Case.seq.desc()).limit(MAX_REQUESTS)
     ids = _list(service_request_id, "service_request_id")
     if ids:  # the spec: "all other parameters should be ignored"
@@ -362,7 +390,7 @@ def get_requests(
                 Case.status.in_(closed) if statuses == {"closed"} else Case.status.not_in(closed)
             )
     with ctx.db.read() as session:
-        rows = _requests_out(ctx, session, list(session.scalars(query)))
+        rows = _requests_out(ctx, session, list(session.scalars(query)), public)
     return respond_list(request.url.path, "service_requests", "request", rows)
 
 
@@ -381,12 +409,13 @@ def get_request(
     api_key: ApiKey = None,
     jurisdiction_id: Jurisdiction = None,
 ) -> Response:
-    _principal(ctx, credentials, api_key, Scope.dispatch)
+    """Needs a dispatch key, unless `open311_public_reads` is on (as `GET requests`)."""
+    public = _reader(ctx, credentials, api_key) is None
     with ctx.db.read() as session:
         case = session.scalar(select(Case).where(Case.id == service_request_id))
         if case is None:
             raise Problem(404, f"No service request {service_request_id}")
-        rows = _requests_out(ctx, session, [case])
+        rows = _requests_out(ctx, session, [case], public)
     return respond_list(request.url.path, "service_requests", "request", rows)
 
 
