@@ -242,6 +242,18 @@ class ShadowConfig(Strict):
     )
 
 
+class WorkerConfig(Strict):
+    """How `streetwatch run` uses the host (read at start: a change takes a restart)."""
+
+    processes: int | None = Field(
+        default=None,
+        ge=1,
+        description="worker processes, each over its stable share of the cameras with its own "
+        "state sub-directory (`run --processes` overrides it); default one per core as long "
+        "as each gets 32 cameras, 1 for a fleet worker; 1 runs everything in one process",
+    )
+
+
 class Config(Strict):
     model: str = Field(default="default", description="registry name or path to a model")
     shadow: ShadowConfig | None = Field(
@@ -269,6 +281,9 @@ class Config(Strict):
     )
     api: ApiConfig | None = Field(
         default=None, description="where to post cases; needed by `run` and `score --post`"
+    )
+    worker: WorkerConfig = Field(
+        default_factory=WorkerConfig, description="how `streetwatch run` spreads over the host"
     )
     cameras: list[CameraConfig] = Field(
         default_factory=list,
