@@ -48,10 +48,10 @@ def test_the_default_is_a_process_per_core_with_32_cameras_each() -> None:
 
 
 def test_two_processes_deliver_once_and_a_killed_child_resumes_its_incident(
-    street,
-    empty_clip,
-    worker_factory,
-    tmp_path,  # noqa: F811 (test_worker's fixtures)
+    street,  # noqa: F811 (test_worker's fixtures, imported above)
+    empty_clip,  # noqa: F811
+    worker_factory,  # noqa: F811
+    tmp_path,
 ):
     """A camera on each child; the host answers /healthz and /metrics for both. Child 0 is
     killed with SIGKILL while its camera's incident is open: the supervisor starts it again,
@@ -132,9 +132,9 @@ def test_two_processes_deliver_once_and_a_killed_child_resumes_its_incident(
 @pytest.mark.parametrize("processes", [2, 3])
 def test_processes_split_a_shard_by_the_same_stable_hash(
     processes,
-    worker_factory,
+    worker_factory,  # noqa: F811 (test_worker's fixture, imported above)
     tmp_path,
-    default_model,  # noqa: F811 (test_worker's fixture)
+    default_model,
 ):
     """Shard 1/2 over P processes: the host runs exactly shard 1/2's cameras, child I those
     of shard (1 + 2I)/(2P). Cameras that never answer are enough to see who runs what."""
