@@ -9,11 +9,14 @@ import signal
 
 import httpx
 import pytest
+import yaml
 
+from api.contract.fleet import owner
 from api.server.settings import Settings
 from streams.live.supervisor import cores_per_process, default_processes
 from streams.live.worker import Shard
 from tests.streams.test_worker import (  # noqa: F401 (fixtures)
+    BAY,
     RULES,
     cases,
     empty_clip,
@@ -157,3 +160,42 @@ def test_processes_split_a_shard_by_the_same_stable_hash(
                 expected = [0.0] if Shard(1 + 2 * i, 2 * processes).owns(camera) else []
                 assert series == expected, (camera, i)
         assert host.signal(signal.SIGTERM) == 0
+
+
+def test_each_process_is_a_fleet_member_of_its_own(worker_factory, tmp_path, default_model):  # noqa: F811
+    """`run --fleet --worker-id host --processes 2`: members host.0 and host.1, each running
+    its rendezvous share of the API's cameras, each with its own hand-over and state."""
+    dead = f"rtsp://127.0.0.1:{free_port()}/nothing"
+    cameras = [f"cam-{n}" for n in range(8)]
+    members = ["host.0", "host.1"]
+    with run_server(Settings(data_dir=tmp_path / "api")) as server:
+        admin = server.create_key("admin")
+        fleet_key = server.create_key("ingest", "fleet")
+        with httpx.Client(
+            base_url=server.url, headers={"Authorization": f"Bearer {admin}"}, timeout=10
+        ) as http:
+            for camera in cameras:
+                zones = [{"id": "bay", "polygon": BAY, "checks": ["illegal_parking"]}]
+                definition = {"id": camera, "source": dead, "sample": {"fps": 1}, "zones": zones}
+                response = http.put(f"/v1/fleet/cameras/{camera}", json={"definition": definition})
+                response.raise_for_status()
+            config = tmp_path / "worker.yaml"
+            config.write_text(yaml.safe_dump({"model": "default", "api": {"url": server.url}}))
+            args = ["--fleet", "--worker-id", "host", "--processes", "2"]
+            host = worker_factory(config, fleet_key, tmp_path / "state", args)
+            expected = {c: [owner(c, members)] for c in cameras}
+            assert set(owner(c, members) for c in cameras) == set(members)
+
+            def running_on() -> dict[str, list[str]]:
+                items = http.get("/v1/fleet/cameras").json()["items"]
+                return {c["camera_id"]: c["running_on"] for c in items}
+
+            wait_until(lambda: running_on() == expected, 90, "each member running its share")
+            for i, member in enumerate(members):
+                mine = sum(owner(c, members) == member for c in cameras)
+                assert host.metric("streetwatch_cameras", process=str(i)) == mine
+                assert (tmp_path / "state" / f"process-{i}" / "outbox.sqlite3").exists()
+            assert host.health().json()["cameras"] == len(cameras)
+            # A clean stop: both members leave the fleet, nothing runs anywhere.
+            assert host.signal(signal.SIGTERM) == 0
+            assert all(not on for on in running_on().values())
