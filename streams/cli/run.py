@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     from api.client.outbox import OutboxError
     from detector.engine import available_cores
     from models.errors import ModelError
-    from streams.live.supervisor import default_processes
+    from streams.live.supervisor import default_processes, stranded_outboxes
     from streams.live.worker import Shard, Worker, runnable
 
     try:
@@ -132,6 +132,12 @@ def run(args: argparse.Namespace) -> int:
         )
         state_name = f"fleet-{args.worker_id}" if args.fleet else args.shard
         state_dir = args.state_dir or default_state_dir(state_name)
+        for stranded in stranded_outboxes(state_dir, processes):
+            log.error(
+                "%s, left by a run with another number of processes: run with that number "
+                "until it is empty",
+                stranded,
+            )
         if processes > 1:
             return supervise(args, shard, processes, state_dir)
         worker = Worker(
@@ -168,14 +174,14 @@ def supervise(args: argparse.Namespace, shard: Shard, processes: int, state_dir:
     (S + N*I)/(N*P) of shard S/N, which is the cameras of S/N split P ways by the same stable
     hash, or is fleet member `<worker-id>.<I>`; each with its state in STATE_DIR/process-I."""
     from detector.engine import available_cores
-    from streams.live.supervisor import Supervisor, cores_per_process
+    from streams.live.supervisor import Supervisor, cores_per_process, state_of
 
     cores = args.inference_cores or cores_per_process(available_cores(), processes)
 
     def command(index: int, metrics_port: int, health_port: int) -> list[str]:
         argv = [sys.executable, "-m", "streams.cli", *(["-v"] if args.verbose else []), "run"]
         argv += ["--config", str(args.config), "--processes", "1"]
-        argv += ["--state-dir", str(state_dir / f"process-{index}")]
+        argv += ["--state-dir", str(state_of(state_dir, index))]
         argv += ["--metrics-port", str(metrics_port), "--health-port", str(health_port)]
         argv += ["--open-timeout", str(args.open_timeout), "--read-timeout", str(args.read_timeout)]
         argv += ["--freeze-after", str(args.freeze_after), "--inference-cores", str(cores)]

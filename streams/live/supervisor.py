@@ -32,6 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
@@ -41,6 +42,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
 from api.client.backoff import Backoff
+from api.client.outbox import Outbox, OutboxError
 from streams.live.health_http import serve_health
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,33 @@ def cores_per_process(cores: int, processes: int) -> int:
     """Each child's share of the cores for inference, so N children's ONNX Runtime threads
     add up to the host's cores rather than N times them."""
     return max(1, cores // processes)
+
+
+def state_of(state_dir: Path, index: int) -> Path:
+    """Process `index`'s own state directory."""
+    return state_dir / f"process-{index}"
+
+
+def stranded_outboxes(state_dir: Path, processes: int) -> list[str]:
+    """What an outbox in `state_dir` holds that no process of a run with `processes` will
+    deliver (left there by a run with another number of processes), one line per outbox."""
+    used = {state_dir} if processes == 1 else {state_of(state_dir, i) for i in range(processes)}
+    found = []
+    for path in [state_dir / "outbox.sqlite3", *sorted(state_dir.glob("process-*/outbox.sqlite3"))]:
+        if path.parent in used or not path.exists():
+            continue
+        try:
+            box = Outbox(path)
+        except OutboxError as exc:
+            found.append(f"{path}: unreadable ({exc})")
+            continue
+        try:
+            pending = box.counts()["outbox"]
+        finally:
+            box.close()
+        if pending:
+            found.append(f"{path}: {pending} items to deliver")
+    return found
 
 
 ChildCommand = Callable[[int, int, int], list[str]]

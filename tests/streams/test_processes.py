@@ -11,9 +11,10 @@ import httpx
 import pytest
 import yaml
 
+from api.client.outbox import Outbox
 from api.contract.fleet import owner
 from api.server.settings import Settings
-from streams.live.supervisor import cores_per_process, default_processes
+from streams.live.supervisor import cores_per_process, default_processes, stranded_outboxes
 from streams.live.worker import Shard
 from tests.streams.test_worker import (  # noqa: F401 (fixtures)
     BAY,
@@ -27,6 +28,7 @@ from tests.streams.test_worker import (  # noqa: F401 (fixtures)
 )
 from tests.support.api import run_server
 from tests.support.testcam import free_port, wait_until
+from tests.test_outbox import report
 
 
 def ids_on(shard: Shard, count: int, prefix: str = "cam") -> list[str]:
@@ -48,6 +50,23 @@ def test_the_default_is_a_process_per_core_with_32_cameras_each() -> None:
     assert default_processes(cores=16, cameras=None) == 1  # a fleet worker
     assert cores_per_process(16, 12) == 1 and cores_per_process(16, 4) == 4
     assert cores_per_process(2, 3) == 1
+
+
+def test_an_outbox_another_number_of_processes_left_is_named(tmp_path) -> None:
+    state = tmp_path / "state"
+    for path in (state / "outbox.sqlite3", state / "process-2" / "outbox.sqlite3"):
+        box = Outbox(path)
+        box.enqueue_report(report("inc-1", []))
+        box.close()
+    Outbox(state / "process-1" / "outbox.sqlite3").close()  # empty: nothing to say
+    top = f"{state / 'outbox.sqlite3'}: 1 items to deliver"
+    third = f"{state / 'process-2' / 'outbox.sqlite3'}: 1 items to deliver"
+    assert stranded_outboxes(state, 1) == [third]
+    assert stranded_outboxes(state, 2) == [top, third]
+    assert stranded_outboxes(state, 3) == [top]
+    (state / "process-3").mkdir()
+    (state / "process-3" / "outbox.sqlite3").write_bytes(b"not a database")
+    assert "unreadable" in stranded_outboxes(state, 3)[-1]
 
 
 def test_two_processes_deliver_once_and_a_killed_child_resumes_its_incident(
