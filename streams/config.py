@@ -22,6 +22,7 @@ from api.contract import IncidentType, Location
 from api.contract.codes import DEFAULT_CODES, CodeTable
 from api.contract.suppression_rules import Schedule
 from detector.ground import CalibrationError, GroundCalibration
+from detector.providers import Provider
 from detector.rules import DEFAULT_RULES, RuleParams
 from detector.static_objects import StaticParams
 
@@ -230,6 +231,14 @@ class DetectorConfig(Strict):
         description="single-threaded inference runs side by side; default one per core. 1 "
         "runs every batch as one run on all cores: the lowest latency per frame, for a lone "
         "camera sampled faster than one core keeps up with",
+    )
+    providers: tuple[Provider, ...] = Field(
+        default=("auto",),
+        min_length=1,
+        description="ONNX Runtime execution providers in the order wanted: cpu, cuda, "
+        "tensorrt, openvino; auto: every accelerator this onnxruntime has (TensorRT, CUDA, "
+        "OpenVINO). The CPU always comes last; what runs, and why not what was asked, is "
+        "logged once. On an accelerator parallel_runs defaults to 1",
     )
 
 

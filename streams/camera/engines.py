@@ -15,7 +15,7 @@ from models.manifest import COCO_LOOK_ALIKES
 from streams.config import Config
 
 # The detector settings an engine is built with: any change means another engine.
-ENGINE_SETTINGS = ("conf_threshold", "iou_threshold", "rect", "parallel_runs")
+ENGINE_SETTINGS = ("conf_threshold", "iou_threshold", "rect", "parallel_runs", "providers")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +34,7 @@ def engine_for(config: Config, model: str | None = None, cores: int | None = Non
         rect=config.detector.rect,
         parallel_runs=config.detector.parallel_runs,
         cores=cores,
+        providers=config.detector.providers,
     )
 
 
