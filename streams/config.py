@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 import yaml
 from pydantic import (
@@ -251,6 +251,10 @@ class ShadowConfig(Strict):
     )
 
 
+Decode = Literal["cpu", "auto", "cuda", "vaapi", "qsv", "videotoolbox"]
+"""Where cameras are decoded (streams.sources.hwdecode)."""
+
+
 class WorkerConfig(Strict):
     """How `streetwatch run` uses the host (read at start: a change takes a restart)."""
 
@@ -260,6 +264,12 @@ class WorkerConfig(Strict):
         description="worker processes, each over its stable share of the cameras with its own "
         "state sub-directory (`run --processes` overrides it); default one per core as long "
         "as each gets 32 cameras, 1 for a fleet worker; 1 runs everything in one process",
+    )
+    decode: Decode = Field(
+        default="cpu",
+        description="where cameras are decoded: cpu; cuda, vaapi, qsv or videotoolbox (FFmpeg's "
+        "hardware decoding); auto: the first of those that opens. Tried once at start; "
+        "without it the worker decodes on the CPU and says why",
     )
 
 

@@ -39,6 +39,7 @@ from streams.live.live_events import BatchSettled
 from streams.live.metrics import WorkerMetrics
 from streams.live.shedding import LoadShedder
 from streams.live.sinks import Sinks
+from streams.sources.hwdecode import hardware_decoding
 from streams.sources.rtsp import RtspSource
 from streams.sources.sampling import Sampling
 
@@ -127,10 +128,14 @@ class Worker:
         self.config_path = config_path
         self.config, key = runnable(config_path, fleet=fleet_id is not None, api_key=api_key)
         self.shard = shard
+        hwaccel, decoding = hardware_decoding(self.config.worker.decode)
+        fell_back = hwaccel is None and self.config.worker.decode != "cpu"
+        log.log(logging.WARNING if fell_back else logging.INFO, decoding)
         self.source_options = {
             "open_timeout_s": open_timeout_s,
             "read_timeout_s": read_timeout_s,
             "freeze_after_s": freeze_after_s,
+            "hwaccel": hwaccel,
         }
         self.state_dir = state_dir
         self.metrics = WorkerMetrics(
