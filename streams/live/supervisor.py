@@ -31,7 +31,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -121,7 +121,7 @@ class Child:
     started_at: float = 0.0
     failures: int = 0  # exits in a row, each less than HEALTHY_AFTER_S after its start
     restart_at: float | None = None
-    exits: list[int] = field(default_factory=list)
+    exits: int = 0
 
 
 class Supervisor:
@@ -170,10 +170,10 @@ class Supervisor:
         health = None
         if self.health_port is not None:
             health = serve_health(self.health_port, self.health_host, self.healthy)
-        for child in self.children:
-            self._start(child)
-        log.info("supervisor: %d worker processes", len(self.children))
         try:
+            for child in self.children:
+                self._start(child)
+            log.info("supervisor: %d worker processes", len(self.children))
             while not self._stop.wait(POLL_S):
                 if self._hup.is_set():
                     self._hup.clear()
@@ -208,7 +208,7 @@ class Supervisor:
         code = child.process.poll()
         if code is None:
             return
-        child.exits.append(code)
+        child.exits += 1
         lived = time.monotonic() - child.started_at
         child.failures = 1 if lived >= HEALTHY_AFTER_S else child.failures + 1
         delay = RESTART_BACKOFF.delay(child.failures - 1)
@@ -258,7 +258,7 @@ class Supervisor:
             count = answer.get("cameras")
             cameras += count if isinstance(count, int) else 0
             pid = child.process.pid if child.process is not None else None
-            details[str(child.index)] = {**answer, "pid": pid, "restarts": len(child.exits)}
+            details[str(child.index)] = {**answer, "pid": pid, "restarts": child.exits}
         return ok, {"cameras": cameras, "processes": details}
 
 
