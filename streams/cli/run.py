@@ -216,7 +216,11 @@ def outbox(args: argparse.Namespace) -> int:
     state = args.state_dir or default_state_dir(args.shard)
     path = state / "outbox.sqlite3"
     if not path.exists():
-        err(f"no outbox at {path}")
+        per_process = sorted(str(p.parent) for p in state.glob("process-*/outbox.sqlite3"))
+        if per_process:  # a worker of several processes (run --processes)
+            err(f"no outbox at {path}: one per process, --state-dir {' or '.join(per_process)}")
+        else:
+            err(f"no outbox at {path}")
         return EXIT_USAGE
     try:
         box = Outbox(path)
