@@ -11,3 +11,5 @@
 
 `tests/test_architecture.py` keeps these arrows one way.
 """
+
+__all__ = ["client", "contract", "server"]

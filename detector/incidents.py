@@ -14,12 +14,17 @@ EvidenceKind = Literal["first_seen", "confirmed", "cleared"]
 
 @dataclass(slots=True)
 class EvidenceShot:
-    """A frame kept as evidence, with the box to draw on it. Encoded only when reported."""
+    """A frame kept as evidence, with the box to draw on it. Encoded only when reported.
+
+    `people`: the person boxes (N x 4 xyxy) the model found on that frame, whose heads its
+    de-identified rendition obscures; the pipeline sets them on the sample the shot is taken.
+    None when unknown (a site restored from state saved without them): no rendition then."""
 
     kind: EvidenceKind
     pts: float
     image: np.ndarray
     box: np.ndarray
+    people: np.ndarray | None = None
 
 
 @dataclass(slots=True)

@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 # What the static-object stand-in makes of a static object, by type: a stall when people stay
 # with it, garbage when nobody does. Types not listed are never raised by it.
+# The model class whose boxes are people (COCO's, as every model we ship names it).
+PERSON = "person"
+
 STATIC_VERDICTS: dict[IncidentType, str] = {
     IncidentType.street_stall: "attended",
     IncidentType.garbage: "unattended",
@@ -144,6 +147,8 @@ class CameraPipeline:
             )
             self.stages.append(self.static)
         self.scene_events: list[SceneEvent] = []  # scene changes the caller has not taken
+        # Whose heads an evidence shot's rendition obscures (detector.deidentify).
+        self.person_ids = np.array([i for i, n in enumerate(labels.names) if n == PERSON], np.int32)
 
     @property
     def busy(self) -> bool:
@@ -183,7 +188,19 @@ class CameraPipeline:
             confirmed = rule.update(frame, found, in_zone)
             self._settle(zone, rule, confirmed)
             events.extend(confirmed)
+        self._note_people(frame, found, events)
         return events
+
+    def _note_people(self, frame: Frame, found: Detections, events: list[IncidentEvent]) -> None:
+        """Gives the shots taken on this sample (a new site's first shot, a confirmed or
+        cleared incident's) the sample's person boxes, for their de-identified renditions."""
+        shots = [s.first_shot for _, rule in self.rules for s in rule.sites]
+        shots += [shot for e in events for shot in e.incident.evidence]
+        taken = [s for s in shots if s.people is None and s.pts == frame.pts]
+        if taken:
+            people = found.boxes[np.isin(found.class_ids, self.person_ids)].copy()
+            for shot in taken:
+                shot.people = people
 
     def _settle(self, zone: Zone, rule: SiteRule, events: list[IncidentEvent]) -> None:
         """A static object one rule confirmed is no candidate of another rule of the zone:

@@ -449,6 +449,9 @@ def site_state(site: _Site, epoch_s: float, class_names: list[str]) -> dict:
         "first_seen": epoch_s + site.first_seen,
         "last_seen": epoch_s + site.last_seen,
         "first_shot_at": epoch_s + site.first_shot.pts,
+        "first_shot_people": (
+            None if site.first_shot.people is None else site.first_shot.people.tolist()
+        ),
         "dwelt_s": site.dwelt_s,
         "unseen_s": site.unseen_s,
         "class_scores": {class_names[k]: v for k, v in site.class_scores.items()},
@@ -482,12 +485,19 @@ def restore_site(
         return None
     box = np.asarray(state["box"], np.float32)
     image = first_shot if first_shot is not None else np.zeros((1, 1, 3), np.uint8)
+    people = state.get("first_shot_people")  # absent from state saved before renditions
     site = _Site(
         anchor=np.asarray(state["anchor"], np.float32),
         box=box,
         first_seen=state["first_seen"] - epoch_s,
         last_seen=state["last_seen"] - epoch_s,
-        first_shot=EvidenceShot("first_seen", state["first_shot_at"] - epoch_s, image, box),
+        first_shot=EvidenceShot(
+            "first_seen",
+            state["first_shot_at"] - epoch_s,
+            image,
+            box,
+            None if people is None else np.asarray(people, np.float32).reshape(-1, 4),
+        ),
         dwelt_s=state["dwelt_s"],
         unseen_s=state["unseen_s"],
         class_scores=scores,

@@ -12,3 +12,6 @@ May import `detector`, `models` and `api` (the contract and the client); neither
 nor `models` imports `streams`. Inside, the arrows point one way (tests/test_architecture.py):
 sources <- camera <- live, offline <- cli.
 """
+
+# `demo` is left out: it runs from a checkout only.
+__all__ = ["camera", "cli", "config", "live", "offline", "sources"]

@@ -57,28 +57,48 @@ RULES = (
     ),
     Rule(
         "streams.config",
-        ("streams.sources", "streams.camera", "streams.live", "streams.offline", "streams.cli"),
+        (
+            "streams.sources",
+            "streams.camera",
+            "streams.live",
+            "streams.offline",
+            "streams.training",
+            "streams.cli",
+        ),
         "the configuration is read by every part of streams; it reads none of them",
     ),
     Rule(
         "streams.sources",
-        ("streams.camera", "streams.live", "streams.offline", "streams.cli", "streams.demo"),
+        (
+            "streams.camera",
+            "streams.live",
+            "streams.offline",
+            "streams.training",
+            "streams.cli",
+            "streams.demo",
+        ),
         "sources give frames; what judges them is above them",
     ),
     Rule(
         "streams.camera",
-        ("streams.live", "streams.offline", "streams.cli", "streams.demo"),
+        ("streams.live", "streams.offline", "streams.training", "streams.cli", "streams.demo"),
         "a camera is judged the same by both loops, so it knows neither",
     ),
     Rule(
         "streams.live",
-        ("streams.offline", "streams.cli", "streams.demo"),
+        ("streams.offline", "streams.training", "streams.cli", "streams.demo"),
         "the live and the offline loop share the camera, not each other",
     ),
     Rule(
         "streams.offline",
-        ("streams.live", "streams.cli", "streams.demo"),
+        ("streams.live", "streams.training", "streams.cli", "streams.demo"),
         "the live and the offline loop share the camera, not each other",
+    ),
+    Rule(
+        "streams.training",
+        ("streams.live", "streams.cli", "streams.demo"),
+        "training's flows stand beside the loops: they score a scenario offline, never live, "
+        "and the command line is a layer over them",
     ),
 )
 
@@ -178,3 +198,26 @@ def later():
         "api.server.boxes",
         "detector.engine",
     } <= found
+
+
+PACKAGE_INITS = sorted(
+    path.relative_to(ROOT).as_posix()
+    for package in PACKAGES
+    for path in (ROOT / package).rglob("__init__.py")
+)
+
+
+def _assigns_all(node: ast.stmt) -> bool:
+    targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+    return any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets)
+
+
+@pytest.mark.parametrize("init", PACKAGE_INITS)
+def test_every_package_says_what_it_owns_may_import_and_exports(init: str) -> None:
+    """The issue's rule for a newcomer: each package's docstring says what it owns and what
+    it may import, and `__all__` says what it exports."""
+    tree = ast.parse((ROOT / init).read_text(encoding="utf-8"))
+    doc = ast.get_docstring(tree) or ""
+    assert doc, f"{init}: no docstring saying what the package owns"
+    assert "import" in doc.lower(), f"{init}: the docstring does not say what it may import"
+    assert any(_assigns_all(node) for node in tree.body), f"{init}: no __all__"

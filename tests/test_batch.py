@@ -27,8 +27,10 @@ from streams.camera.runtime import sampling_for
 from streams.cli import main
 from streams.config import CameraConfig, load_config
 from streams.offline.chunks import plan_spans
+from streams.offline.job import ScoreProgress, ScoreRequest, ScoreRequestError, score_recordings
+from streams.offline.scoring import CameraResult
 from streams.sources.files import FileSource
-from streams.sources.recordings import NamePattern, RecordingsError, recordings
+from streams.sources.recordings import NamePattern, RecordingsError, Unassigned, recordings
 from tests.support.scenes import BUS_CROP, Sprite, crop, render, still_frames, video_frames
 from tests.test_scoring import BAY, PARK_AT, RULES
 
@@ -145,6 +147,74 @@ def test_single_process_scores_each_file_as_its_camera_and_reports_the_broken_on
     assert "cam-b_20260501T110000.mp4" in printed.err and "failed: " in printed.out
     assert "scored 4/5 files: 0 frames" in printed.out
     assert again.read_bytes() == out.read_bytes()
+
+
+class Watcher(ScoreProgress):
+    """Keeps what a job told it, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+        self.ticked = 0
+
+    def unassigned(self, miss: Unassigned) -> None:
+        self.events.append(("unassigned", miss.path.name, miss.reason))
+
+    def begin(self, todo: int, done: int, frames: int | None, parts_dir: Path) -> None:
+        self.events.append(("begin", todo, done, frames is not None and frames > 0, parts_dir))
+
+    def tick(self, frames: int) -> None:
+        self.ticked += frames
+
+    def finished(self, result: CameraResult, path: Path, frames_left: int) -> None:
+        self.events.append(("finished", path.name, result.error is None, len(result.cases)))
+
+
+def test_the_job_called_directly_scores_reports_and_resumes(
+    single, recorded, config_path, tmp_path
+):
+    """`score_recordings`, the function under `streetwatch score`: a file of the batch, the
+    broken one and one of a camera the config lacks give the single run's case for that
+    file, each miss named; run again, it skips the file it scored."""
+    out, evidence = single
+    elsewhere = tmp_path / "cam-z_20260501T080000.mp4"
+    shutil.copy(recorded / "cam-a_20260501T080000.mp4", elsewhere)
+    request = ScoreRequest(
+        config=load_config(config_path),
+        out=tmp_path / "cases.jsonl",
+        evidence_dir=evidence,
+        recordings=(
+            str(recorded / "cam-a_20260501T080000.mp4"),
+            str(recorded / "cam-b_20260501T110000.mp4"),
+            str(elsewhere),
+        ),
+        pattern=NamePattern.parse(PATTERN),
+    )
+    watcher = Watcher()
+    summary = score_recordings(request, watcher)
+
+    parts = tmp_path / "cases.jsonl.parts"
+    assert watcher.events == [
+        ("unassigned", elsewhere.name, "no camera 'cam-z' in the config"),
+        ("begin", 2, 0, True, parts),
+        ("finished", "cam-a_20260501T080000.mp4", True, 1),
+        ("finished", "cam-b_20260501T110000.mp4", False, 0),
+    ]
+    assert (summary.files, summary.scored, summary.parts_dir) == (3, 1, parts)
+    assert summary.failed == [elsewhere.name, "cam-b_20260501T110000.mp4"]
+    assert summary.frames == watcher.ticked > 0
+    # The same case, with the same evidence, as the whole batch gave for that file.
+    expected = [c for c in lines(out) if c["first_seen"].startswith("2026-05-01T08")]
+    assert [c.model_dump(mode="json") for c in summary.cases] == expected
+    assert lines(request.out) == expected
+
+    again = Watcher()
+    summary = score_recordings(request, again)
+    assert again.events[1] == ("begin", 1, 1, False, parts)  # only the broken file again
+    assert (summary.scored, summary.frames) == (1, 0)
+    assert lines(request.out) == expected
+
+    with pytest.raises(ScoreRequestError, match="--workers is a positive number"):
+        ScoreRequest(config=request.config, out=request.out, evidence_dir=evidence, workers=2)
 
 
 def test_local_ray_runtime_gives_the_single_process_output(

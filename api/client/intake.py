@@ -51,15 +51,17 @@ EvidenceSource = Path | str | Iterable[Path | str] | None
 
 
 def _evidence_files(refs: list[EvidenceRef], evidence: EvidenceSource) -> list[tuple[str, bytes]]:
-    """Each ref's bytes: from a directory (by basename), a list of paths, or the ref's path."""
+    """Each ref's bytes and its rendition's: from a directory (by basename), a list of
+    paths, or the ref's own paths."""
+    files = {name: path for r in refs for name, path in r.files.items()}  # with renditions
     if evidence is None:
-        paths = {r.filename: Path(r.path) for r in refs}
+        paths = {name: Path(path) for name, path in files.items()}
     elif isinstance(evidence, str | Path) and Path(evidence).is_dir():
-        paths = {r.filename: Path(evidence) / r.filename for r in refs}
+        paths = {name: Path(evidence) / name for name in files}
     else:
         given = [evidence] if isinstance(evidence, str | Path) else evidence
         by_name = {Path(p).name: Path(p) for p in given}
-        paths = {r.filename: by_name.get(r.filename, Path(r.path)) for r in refs}
+        paths = {name: by_name.get(name, Path(path)) for name, path in files.items()}
     return [(name, path.read_bytes()) for name, path in paths.items()]
 
 

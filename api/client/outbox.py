@@ -28,6 +28,7 @@ from api.contract.cases import CaseReport, Observation
 log = logging.getLogger(__name__)
 
 Kind = Literal["post", "patch"]
+OUTBOX_FILE = "outbox.sqlite3"  # in a state directory: the worker's, or a scoring job's
 DELIVERED_KEEP_S = 7 * 24 * 3600
 MAX_DEAD_LETTERS = 10_000  # a refused item waits for an operator; beyond this the oldest go
 DEFAULT_BACKOFF = Backoff(initial_s=1.0, max_s=300.0)
@@ -221,7 +222,8 @@ class Outbox:
             )
         if evidence_dir is not None:
             for ref in payload.evidence:
-                (evidence_dir / ref.filename).unlink(missing_ok=True)
+                for name in ref.files:
+                    (evidence_dir / name).unlink(missing_ok=True)
         return True
 
     def _retry_later(self, item: Item, error: str, retry_after: float | None) -> None:
@@ -278,7 +280,8 @@ class Outbox:
             if self.evidence_dir is not None:
                 payload = (CaseReport if kind == "post" else Observation).model_validate_json(body)
                 for ref in payload.evidence:
-                    (self.evidence_dir / ref.filename).unlink(missing_ok=True)
+                    for name in ref.files:
+                        (self.evidence_dir / name).unlink(missing_ok=True)
         self.dropped += len(rows)
 
     def _forget_delivered(self) -> None:

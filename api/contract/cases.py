@@ -90,23 +90,59 @@ class EvidenceBox(BaseModel):
     confidence: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
 
 
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+def _basename(path: str) -> str:
+    return PureWindowsPath(path).name  # splits on both / and \\
+
+
+class Rendition(BaseModel):
+    """The de-identified rendition of an evidence image: the same frame with heads (and
+    plates, where the plate models are installed) obscured, every other pixel as it was.
+    Uploaded beside the original; what public outputs (Open311, webhooks) serve."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: FilePath
+    sha256: Sha256
+
+    @property
+    def filename(self) -> str:
+        """The name its file part carries in the request, like `EvidenceRef.filename`."""
+        return _basename(self.path)
+
+
 class EvidenceRef(BaseModel):
     """One evidence image. `path` is where the worker wrote it; the API keys it by sha256.
 
-    The image is the unaltered frame; `boxes` say what was seen on it."""
+    The image is the unaltered frame; `boxes` say what was seen on it; `deidentified` is its
+    rendition, when the worker made one."""
 
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["first_seen", "confirmed", "cleared", "observation"]
     path: FilePath
     captured_at: AwareDatetime
-    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    sha256: Sha256
     boxes: Annotated[list[EvidenceBox], Field(max_length=64)] = Field(default_factory=list)
+    deidentified: Rendition | None = Field(
+        default=None,
+        description="Its de-identified rendition, uploaded beside it: what public outputs show",
+    )
 
     @property
     def filename(self) -> str:
         """The name its file part carries in `POST /v1/cases`: the basename of `path`."""
-        return PureWindowsPath(self.path).name  # splits on both / and \\
+        return _basename(self.path)
+
+    @property
+    def files(self) -> dict[str, str]:
+        """File name -> path of what travels with it: the image, then its rendition."""
+        files = {self.filename: self.path}
+        if self.deidentified is not None:
+            files[self.deidentified.filename] = self.deidentified.path
+        return files
 
 
 class CaseReport(BaseModel):

@@ -3,7 +3,9 @@
 Owns everything `streetwatch serve` runs and `streetwatch migrate|prune|keys` manage (`cli`):
 the app (`app`) and its routes (`routes/`: HTTP only; what two of them share lives in a
 service module here, never in another route), the database (`db`, `tables`, `migrations/`),
-the evidence store, the review console (`console/`), webhooks and Open311. Imports
+the evidence store and who sees which image of it (`renditions`: originals to `dispatch`,
+de-identified renditions to everyone else, the audit log), the review console (`console/`),
+webhooks and Open311. Imports
 `api.contract` and nothing from `api.client`, `detector`, `models` or `streams`.
 
 The names below load on first use: `streetwatch` imports `api.server.cli` for every command,

@@ -37,6 +37,7 @@ class Scope(StrEnum):
     admin = "admin"  # manage keys and webhooks (and the fleet's camera definitions)
     fleet = "fleet"  # a fleet worker: heartbeat, receive its cameras, hand over their state
     department = "department"  # a department (处置单位): its dispatched cases, resolving them
+    review = "review"  # the review console with de-identified evidence only: no originals
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,7 @@ _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="streetwatch"'}
 bearer = HTTPBearer(
     auto_error=False,
     description="An API key created with `streetwatch keys create`; "
-    "scopes: `ingest`, `open311`, `dispatch`, `admin`, `fleet`, `department`",
+    "scopes: `ingest`, `open311`, `dispatch`, `admin`, `fleet`, `department`, `review`",
 )
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 

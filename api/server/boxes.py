@@ -19,6 +19,7 @@ from api.server.context import Context
 from api.server.evidence import EVIDENCE_HEADERS
 from api.server.intake import resolve
 from api.server.problems import Problem
+from api.server.renditions import EvidenceView, public_sha
 from api.server.tables import Case
 
 
@@ -52,31 +53,43 @@ def set_reviewed_box(
            old_bbox=old, bbox=case.reviewed_bbox)  # fmt: skip
 
 
-def annotated_response(ctx: Context, case_id: str, sha256: str) -> Response:
-    """The case's evidence image with its boxes (and the reviewer's) drawn on a copy."""
+def annotated_response(
+    ctx: Context, case_id: str, sha256: str, view: EvidenceView = "original"
+) -> Response:
+    """The case's evidence image `sha256` with its boxes (and the reviewer's) drawn on a
+    copy: of the original, or of its de-identified rendition (`view`, or `sha256` naming the
+    rendition)."""
     with ctx.db.read() as session:
         case, _ = resolve(session, case_id)
         link = next((e for e in case.evidence if e.sha256 == sha256), None)
+        if link is None:  # named by its rendition: the rendition it is
+            link = next((e for e in case.evidence if e.rendition_sha256 == sha256), None)
+            view = "deidentified"
         if link is None:
             raise Problem(404, f"Case {case.id} has no evidence {sha256}", kind="not-found")
+        shown = sha256 if view == "original" else public_sha(link)
+        if shown is None:
+            raise Problem(
+                404, f"Evidence {sha256} has no de-identified rendition", kind="no-rendition"
+            )
         boxes = [EvidenceBox.model_validate(b) for b in link.boxes or []]
         caption = f"{link.camera_id or case.camera_id}/{case.zone_id} "
         caption += f"{link.captured_at.isoformat(timespec='seconds')} {link.kind}"
         reviewed = case.reviewed_bbox
         case_name = case.id
-    path = ctx.store.path(sha256)
+    path = ctx.store.path(shown)
     if not path.is_file():
-        raise Problem(404, f"No evidence {sha256}", kind="not-found")
+        raise Problem(404, f"No evidence {shown}", kind="not-found")
     try:
         data = annotate_jpeg(path.read_bytes(), boxes, caption, reviewed)
     except ValueError as exc:
-        raise Problem(500, f"Evidence {sha256} cannot be drawn on: {exc}") from None
+        raise Problem(500, f"Evidence {shown} cannot be drawn on: {exc}") from None
     return Response(
         data,
         media_type="image/jpeg",
         headers={
             "Cache-Control": "private, no-cache",  # a later correction changes it
-            "Content-Disposition": f'inline; filename="{case_name}-{sha256[:12]}-annotated.jpg"',
+            "Content-Disposition": f'inline; filename="{case_name}-{shown[:12]}-annotated.jpg"',
             **EVIDENCE_HEADERS,
         },
     )

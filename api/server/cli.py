@@ -163,6 +163,7 @@ _PRUNE_FIELDS = (
     "retention_closed_days",
     "retention_rejected_days",
     "retention_duplicate_days",
+    "retention_originals_days",
 )
 
 
@@ -353,7 +354,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     m.set_defaults(func=_guarded(migrate))
 
     pr = subparsers.add_parser(
-        "prune", help="apply the retention policy: expired Idempotency-Keys, old final cases"
+        "prune",
+        help="apply the retention policy: expired Idempotency-Keys, old final cases, the "
+        "original evidence of final cases",
     )
     _storage_args(pr)
     for name in _PRUNE_FIELDS:
@@ -375,7 +378,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         type=_scopes,
         action="extend",
         required=True,
-        help="ingest, open311, dispatch, admin, fleet and/or department (repeat or comma-separate)",
+        help="ingest, open311, dispatch, admin, fleet, department and/or review "
+        "(repeat or comma-separate)",
     )
     c.add_argument("--name", default="unnamed", help="who or what the key is for")
     c.add_argument(

@@ -91,34 +91,52 @@ def read_uploads(
     return uploads
 
 
-def match(
-    refs: Sequence[EvidenceRef], uploads: Sequence[Upload]
-) -> list[tuple[EvidenceRef, Upload]]:
-    """Pair each evidence ref with its upload (by file name); all must pair, hashes must agree."""
-    by_name = {r.filename: r for r in refs}
-    if len(by_name) != len(refs):
+# An evidence ref with its upload and, when the worker made one, its rendition's upload.
+Pair = tuple[EvidenceRef, Upload, Upload | None]
+
+
+def match(refs: Sequence[EvidenceRef], uploads: Sequence[Upload]) -> list[Pair]:
+    """Pair each evidence ref (and its rendition) with its upload (by file name); all must
+    pair, hashes must agree, a rendition must be an image of its original's size."""
+    names = [name for r in refs for name in r.files]
+    if len(set(names)) != len(names):
         raise Problem(422, "Evidence refs must have distinct file names", kind="evidence-mismatch")
     uploaded = {u.filename: u for u in uploads}
     if len(uploaded) != len(uploads):
         raise Problem(422, "Evidence files must have distinct names", kind="evidence-mismatch")
-    if extra := sorted(uploaded.keys() - by_name.keys()):
+    if extra := sorted(uploaded.keys() - set(names)):
         raise Problem(422, f"Evidence files not in the report: {extra}", kind="evidence-mismatch")
-    if missing := sorted(by_name.keys() - uploaded.keys()):
+    if missing := sorted(set(names) - uploaded.keys()):
         raise Problem(
             422, f"Evidence missing from the request: {missing}", kind="evidence-mismatch"
         )
-    pairs = []
-    for name, ref in by_name.items():
-        upload = uploaded[name]
-        if upload.sha256 != ref.sha256:
-            raise Problem(
-                422,
-                f"Evidence '{name}' has sha256 {upload.sha256}, the report says {ref.sha256}",
-                kind="evidence-mismatch",
-            )
+    pairs: list[Pair] = []
+    for ref in refs:
+        upload = _matching(uploaded, ref.filename, ref.sha256)
         _check_boxes(ref, upload)
-        pairs.append((ref, upload))
+        rendition = None
+        if ref.deidentified is not None:
+            rendition = _matching(uploaded, ref.deidentified.filename, ref.deidentified.sha256)
+            if (rendition.width, rendition.height) != (upload.width, upload.height):
+                raise Problem(
+                    422,
+                    f"Evidence '{ref.filename}' is {upload.width}x{upload.height} but its "
+                    f"rendition '{rendition.filename}' is {rendition.width}x{rendition.height}",
+                    kind="evidence-mismatch",
+                )
+        pairs.append((ref, upload, rendition))
     return pairs
+
+
+def _matching(uploaded: dict[str, Upload], name: str, sha256: str) -> Upload:
+    upload = uploaded[name]
+    if upload.sha256 != sha256:
+        raise Problem(
+            422,
+            f"Evidence '{name}' has sha256 {upload.sha256}, the report says {sha256}",
+            kind="evidence-mismatch",
+        )
+    return upload
 
 
 def _check_boxes(ref: EvidenceRef, upload: Upload) -> None:
@@ -168,54 +186,66 @@ def attach(
     store: EvidenceStore,
     written: list[str],
     case: Case,
-    pairs: Sequence[tuple[EvidenceRef, Upload]],
+    pairs: Sequence[Pair],
     *,
     report_id: str | None,
     camera_id: str | None,
 ) -> list[str]:
-    """Store the images and link those the case lacks; returns the newly linked hashes."""
-    have = {e.sha256 for e in case.evidence}
+    """Store the images (and renditions) and link those the case lacks; returns the newly
+    linked hashes. A link made before its rendition arrived gets the rendition now."""
+    have = {e.sha256: e for e in case.evidence}
     added = []
-    for ref, upload in pairs:
-        try:
-            stored = store.put(upload.sha256, upload.data)
-        except OSError as exc:
-            log.error("evidence %s could not be stored: %s", upload.sha256, exc)
-            raise Problem(
-                507, "The evidence could not be stored; try again later", kind="storage-failed"
-            ) from None
-        if stored:
-            written.append(upload.sha256)
-        record = session.get(Evidence, upload.sha256)
-        if record is None:
-            session.add(
-                Evidence(
-                    sha256=upload.sha256,
-                    size=len(upload.data),
-                    content_type=upload.content_type,
-                    created_at=utcnow(),
-                    width=upload.width,
-                    height=upload.height,
-                )
-            )
-            session.flush()  # the row must exist before a case links to it
-        elif record.width is None:  # stored before sizes were kept
-            record.width, record.height = upload.width, upload.height
+    for ref, upload, rendition in pairs:
+        _store(session, store, written, upload)
+        if rendition is not None:
+            _store(session, store, written, rendition)
         if upload.sha256 in have:
+            link = have[upload.sha256]
+            if link.rendition_sha256 is None and rendition is not None:
+                link.rendition_sha256 = rendition.sha256
             continue
-        have.add(upload.sha256)
-        case.evidence.append(
-            CaseEvidence(
-                sha256=upload.sha256,
-                kind=ref.kind,
-                captured_at=ref.captured_at,
-                report_id=report_id,
-                camera_id=camera_id,
-                boxes=[b.model_dump() for b in ref.boxes] or None,
-            )
+        have[upload.sha256] = link = CaseEvidence(
+            sha256=upload.sha256,
+            kind=ref.kind,
+            captured_at=ref.captured_at,
+            report_id=report_id,
+            camera_id=camera_id,
+            boxes=[b.model_dump() for b in ref.boxes] or None,
+            rendition_sha256=rendition.sha256 if rendition is not None else None,
         )
+        case.evidence.append(link)
         added.append(upload.sha256)
     return added
+
+
+def _store(session: Session, store: EvidenceStore, written: list[str], upload: Upload) -> None:
+    """The image in the content-addressed store, with its record."""
+    record = session.get(Evidence, upload.sha256)
+    if record is not None and record.removed_at is not None:
+        return  # an original retention deleted: not stored again
+    try:
+        stored = store.put(upload.sha256, upload.data)
+    except OSError as exc:
+        log.error("evidence %s could not be stored: %s", upload.sha256, exc)
+        raise Problem(
+            507, "The evidence could not be stored; try again later", kind="storage-failed"
+        ) from None
+    if stored:
+        written.append(upload.sha256)
+    if record is None:
+        session.add(
+            Evidence(
+                sha256=upload.sha256,
+                size=len(upload.data),
+                content_type=upload.content_type,
+                created_at=utcnow(),
+                width=upload.width,
+                height=upload.height,
+            )
+        )
+        session.flush()  # the row must exist before a case links to it
+    elif record.width is None:  # stored before sizes were kept
+        record.width, record.height = upload.width, upload.height
 
 
 # Evidence is shown as an image and nothing else: no sniffing, no scripts, no document.

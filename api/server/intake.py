@@ -17,14 +17,13 @@ from api.contract import (
     CaseReceipt,
     CaseReport,
     CaseStatus,
-    EvidenceRef,
     Location,
     Position,
 )
 from api.contract.codes import CodeTable
 from api.server.auth import Principal
 from api.server.changes import record
-from api.server.evidence import Upload, attach
+from api.server.evidence import Pair, Upload, attach
 from api.server.grid import locate
 from api.server.merge import Sighting, find_match
 from api.server.problems import Problem
@@ -190,7 +189,7 @@ def ingest(
     store: EvidenceStore,
     written: list[str],
     new: Incoming,
-    pairs: Sequence[tuple[EvidenceRef, Upload]],
+    pairs: Sequence[Pair],
     principal: Principal,
 ) -> tuple[int, CaseReceipt]:
     """Store a report; returns (201, receipt) for a new case, (200, receipt) otherwise."""
@@ -310,7 +309,7 @@ def observe(
     *,
     last_seen: datetime | None,
     cleared_at: datetime | None,
-    pairs: Sequence[tuple[EvidenceRef, Upload]],
+    pairs: Sequence[Pair],
 ) -> bool:
     """Apply a later observation to some of a case's reports; True if anything changed."""
     changed = False

@@ -7,6 +7,11 @@
 - A case in a final status (`closed`, `rejected`, `duplicate`) is deleted, with its
   reports, history, webhook deliveries and the evidence no other case links, once it has
   not changed for `retention_<status>_days`; unset (the default) keeps it for ever.
+- Sooner, after `retention_originals_days`, the original evidence images of such a case are
+  deleted (their files; the records stay, marked `removed_at`): personal data is kept no
+  longer than needed, while the de-identified renditions and the case record stay. An image
+  another case still needs (open, or not yet that old), or that is some image's rendition
+  (a frame with nothing to obscure is its own rendition), is kept.
 
 `streetwatch prune` runs it once; `streetwatch serve` every `prune_interval_s` (daily).
 """
@@ -17,7 +22,7 @@ import logging
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from api.contract import CaseStatus
@@ -46,6 +51,7 @@ class Pruned:
     reports: int = 0
     changes: int = 0
     evidence: int = 0
+    originals: int = 0  # original images whose files were deleted (their records stay)
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -67,10 +73,14 @@ def expired_idempotency(session: Session, settings: Settings, now: datetime) -> 
 
 
 def _delete_cases(session: Session, seqs: list[int], out: Pruned) -> set[str]:
-    """Delete the cases and what hangs off them; returns the evidence hashes they linked."""
-    linked = set(
-        session.scalars(select(CaseEvidence.sha256).where(CaseEvidence.case_seq.in_(seqs)))
-    )
+    """Delete the cases and what hangs off them; returns the evidence hashes they linked
+    (images and renditions)."""
+    links = session.execute(
+        select(CaseEvidence.sha256, CaseEvidence.rendition_sha256).where(
+            CaseEvidence.case_seq.in_(seqs)
+        )
+    ).all()
+    linked = {sha for link in links for sha in link if sha is not None}
     changes = select(Change.seq).where(Change.case_seq.in_(seqs))
     session.execute(delete(WebhookDelivery).where(WebhookDelivery.change_seq.in_(changes)))
     out.changes += session.execute(delete(Change).where(Change.case_seq.in_(seqs))).rowcount or 0  # type: ignore[attr-defined]
@@ -78,6 +88,57 @@ def _delete_cases(session: Session, seqs: list[int], out: Pruned) -> set[str]:
     out.reports += session.execute(delete(Report).where(Report.case_seq.in_(seqs))).rowcount or 0  # type: ignore[attr-defined]
     out.cases += session.execute(delete(Case).where(Case.seq.in_(seqs))).rowcount or 0  # type: ignore[attr-defined]
     return linked
+
+
+_FINAL = [CaseStatus.closed.value, CaseStatus.rejected.value, CaseStatus.duplicate.value]
+
+
+def _remove_originals(db: Database, store: EvidenceStore, cutoff: datetime, now: datetime) -> int:
+    """Deletes the files of originals only final cases unchanged since `cutoff` link."""
+    done = select(Case.seq).where(Case.status.in_(_FINAL), Case.updated_at < cutoff)
+    removed, after = 0, ""
+    while True:
+        with db.write() as session:
+            batch = list(
+                session.scalars(
+                    select(CaseEvidence.sha256)
+                    .join(Evidence, Evidence.sha256 == CaseEvidence.sha256)
+                    .where(
+                        CaseEvidence.case_seq.in_(done),
+                        Evidence.removed_at.is_(None),
+                        CaseEvidence.sha256 > after,
+                    )
+                    .distinct()
+                    .order_by(CaseEvidence.sha256)
+                    .limit(_CHUNK)
+                )
+            )
+            if not batch:
+                return removed
+            after = batch[-1]
+            needed = set(
+                session.scalars(
+                    select(CaseEvidence.sha256).where(
+                        CaseEvidence.sha256.in_(batch), CaseEvidence.case_seq.not_in(done)
+                    )
+                )
+            ) | set(
+                session.scalars(
+                    select(CaseEvidence.rendition_sha256).where(
+                        CaseEvidence.rendition_sha256.in_(batch)
+                    )
+                )
+            )
+            gone = [sha for sha in batch if sha not in needed]
+            if gone:
+                session.execute(
+                    update(Evidence).where(Evidence.sha256.in_(gone)).values(removed_at=now)
+                )
+                session.flush()
+                # Under the write lock, like the case pruning: no request links one meanwhile.
+                for sha in gone:
+                    store.remove(sha)
+                removed += len(gone)
 
 
 def prune(
@@ -108,6 +169,12 @@ def prune(
                     session.scalars(
                         select(CaseEvidence.sha256).where(CaseEvidence.sha256.in_(linked))
                     )
+                ) | set(
+                    session.scalars(
+                        select(CaseEvidence.rendition_sha256).where(
+                            CaseEvidence.rendition_sha256.in_(linked)
+                        )
+                    )
                 )
                 orphans = sorted(linked - still)
                 if orphans:
@@ -119,6 +186,9 @@ def prune(
                     for sha in orphans:
                         store.remove(sha)
                     out.evidence += len(orphans)
+    if settings.retention_originals_days is not None:
+        cutoff = now - timedelta(days=settings.retention_originals_days)
+        out.originals = _remove_originals(db, store, cutoff, now)
     if any(asdict(out).values()):
         log.info("pruned %s", ", ".join(f"{v} {k}" for k, v in asdict(out).items() if v))
     return out

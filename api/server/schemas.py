@@ -41,6 +41,16 @@ EVENT_TYPES: dict[str, str] = {
 }
 
 
+class RenditionOut(BaseModel):
+    sha256: str
+    url: str = Field(description="Path of the rendition: `GET /v1/evidence/{sha256}`")
+    media_url: str | None = Field(
+        None,
+        description="A signed link to it, fetchable without a key (de-identified webhook "
+        "payloads only)",
+    )
+
+
 class EvidenceOut(BaseModel):
     sha256: str
     kind: str
@@ -56,6 +66,14 @@ class EvidenceOut(BaseModel):
     annotated_url: str = Field(
         description="The image with the boxes (and the reviewer's correction) drawn: "
         "`GET /v1/cases/{id}/evidence/{sha256}/annotated`"
+    )
+    deidentified: RenditionOut | None = Field(
+        None,
+        description="Its de-identified rendition (heads and plates obscured), what public "
+        "outputs show; null for images stored before renditions and for `plate` crops",
+    )
+    removed_at: datetime | None = Field(
+        None, description="When retention deleted the original (the rendition stays)"
     )
 
 
@@ -216,12 +234,19 @@ class WebhookCreate(BaseModel):
     event_types: (
         Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=16)] | None
     ) = Field(None, description=f"Subset of {sorted(EVENT_TYPES.values())}; null for all")
+    evidence: Literal["deidentified", "original"] = Field(
+        "deidentified",
+        description="Which evidence its payloads link: de-identified renditions, each with a "
+        "signed `media_url` (evidence without one is left out), or the originals (fetched "
+        "with a `dispatch` key)",
+    )
 
 
 class WebhookOut(BaseModel):
     id: str
     url: str
     event_types: list[str] | None
+    evidence: Literal["deidentified", "original"]
     active: bool
     created_at: datetime
     disabled_at: datetime | None = Field(description="When it stopped receiving events")
@@ -233,6 +258,18 @@ class WebhookOut(BaseModel):
 
 class WebhookCreated(WebhookOut):
     secret: str = Field(description="Signing secret (`whsec_…`); shown only this once")
+
+
+class OriginalViewOut(BaseModel):
+    """One original evidence image shown to a person in the console (the audit log)."""
+
+    id: int
+    at: datetime
+    actor: str = Field(description="`console:` and the signed-in key's name")
+    api_key_id: str | None
+    sha256: str = Field(description="The original shown")
+    case_id: str | None = Field(description="The case it was shown on")
+    what: Literal["image", "annotated"] = Field(description="The image, or an annotated copy")
 
 
 class ReplayIn(BaseModel):

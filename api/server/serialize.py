@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from api.contract import CaseStatus, Location, Position
-from api.server.schemas import EVENT_TYPES, CaseOut, ChangeOut, EvidenceOut
+from api.server.schemas import EVENT_TYPES, CaseOut, ChangeOut, EvidenceOut, RenditionOut
 from api.server.tables import Case, Change, utcnow
 
 
@@ -46,6 +46,14 @@ def case_out(case: Case, now: datetime | None = None) -> CaseOut:
                 height=e.image.height,
                 boxes=e.boxes or [],
                 annotated_url=f"/v1/cases/{case.id}/evidence/{e.sha256}/annotated",
+                deidentified=(
+                    RenditionOut(
+                        sha256=e.rendition_sha256, url=f"/v1/evidence/{e.rendition_sha256}"
+                    )
+                    if e.rendition_sha256
+                    else None
+                ),
+                removed_at=e.image.removed_at,
             )
             for e in case.evidence
         ],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -186,6 +187,13 @@ class Settings(BaseSettings):
     retention_duplicate_days: int | None = Field(
         None, gt=0, description="Delete duplicate cases after this many days; default: keep"
     )
+    retention_originals_days: int | None = Field(
+        None,
+        gt=0,
+        description="Delete the original evidence images of closed, rejected and duplicate "
+        "cases after this many days without a change (their de-identified renditions and "
+        "the case record stay, under the case retention above); default: keep",
+    )
     prune_interval_s: float | None = Field(
         86400.0,
         gt=0,
@@ -213,6 +221,13 @@ class Settings(BaseSettings):
         description="Close a resolved case as soon as its camera verified the object gone "
         "(otherwise a reviewer closes it)",
     )
+    map_tile_url: str | None = Field(
+        None,
+        max_length=500,
+        description="The city's own map tiles under the console's map: a URL template with "
+        "{z}, {x} and {y} (Web Mercator, 256 px tiles), absolute or on this server "
+        "(e.g. https://tiles.city.gov/{z}/{x}/{y}.png); unset: the map has no tile layer",
+    )
 
     # -- Open311 ---------------------------------------------------------------------------
     open311_default_days: int = Field(90, gt=0, description="Default query window (Open311)")
@@ -222,6 +237,18 @@ class Settings(BaseSettings):
     media_link_ttl_s: int = Field(
         7 * 24 * 3600, gt=0, description="How long a signed Open311 media_url stays valid"
     )
+
+    @field_validator("map_tile_url")
+    @classmethod
+    def _tile_template(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        missing = [p for p in ("{z}", "{x}", "{y}") if p not in value]
+        if missing:
+            raise ValueError(f"the tile URL template lacks {', '.join(missing)}")
+        if not re.fullmatch(r"(https?://[^/?#\s]+)?/\S*", value):
+            raise ValueError("the tile URL must be http(s)://host/... or a path on this server")
+        return value
 
     @field_validator("webhook_backoff_s", "webhook_allow_networks", mode="before")
     @classmethod

@@ -161,6 +161,8 @@ class Evidence(Base):
     # Pixel size, so boxes can be drawn over the image; null for images stored before 0005.
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)
+    # When retention deleted the file of this original (its record and links stay).
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class CaseEvidence(Base):
@@ -175,7 +177,10 @@ class CaseEvidence(Base):
     camera_id: Mapped[str | None] = mapped_column(String(128))
     # What the worker saw on the image (EvidenceBox dicts); the image itself is unaltered.
     boxes: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
-    image: Mapped[Evidence] = relationship(lazy="joined")
+    # Its de-identified rendition (heads and plates obscured); null for evidence stored
+    # before renditions, and for images of which none is made (a plate crop).
+    rendition_sha256: Mapped[str | None] = mapped_column(ForeignKey("evidence.sha256"))
+    image: Mapped[Evidence] = relationship(lazy="joined", foreign_keys=[sha256])
 
     __table_args__ = (Index("ux_case_evidence", "case_seq", "sha256", unique=True),)
 
@@ -223,6 +228,8 @@ class Webhook(Base):
     # Encrypted with the server secret (`api.server.secrets`); needed in clear only to sign.
     secret: Mapped[str] = mapped_column(String(255))
     event_types: Mapped[list[str] | None] = mapped_column(JSON)  # None: every event
+    # Which evidence its payloads link: `deidentified` renditions (the default) or `original`.
+    evidence: Mapped[str] = mapped_column(String(16), server_default="deidentified")
     active: Mapped[bool] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -294,6 +301,21 @@ class CameraHealth(Base):
     thumbnail: Mapped[bytes | None] = mapped_column(LargeBinary)
     thumbnail_type: Mapped[str | None] = mapped_column(String(32))
     thumbnail_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class OriginalView(Base):
+    """The audit log of originals shown to a person: every time the console served an
+    original evidence image (not its de-identified rendition). Never updated."""
+
+    __tablename__ = "original_views"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    actor: Mapped[str] = mapped_column(String(200))  # console:<key name>
+    api_key_id: Mapped[str | None] = mapped_column(String(32))
+    sha256: Mapped[str] = mapped_column(String(64))
+    case_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    what: Mapped[str] = mapped_column(String(16))  # image | annotated
 
 
 class ConsoleSession(Base):

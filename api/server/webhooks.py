@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, timedelta
 from email.utils import parsedate_to_datetime
+from functools import partial
 
 import httpx
 from sqlalchemy import or_, select, update
@@ -43,6 +44,7 @@ from sqlalchemy.orm import Session
 from api.server import netpolicy
 from api.server.db import Database
 from api.server.metrics import Metrics
+from api.server.renditions import DEIDENTIFIED, deidentified_data, media_url
 from api.server.schemas import EVENT_TYPES
 from api.server.secrets import SecretError, open_sealed, seal
 from api.server.serialize import change_out
@@ -229,10 +231,14 @@ class Dispatcher:
             d.claim_token, d.claimed_until = token, now + self.lease
             change = session.get_one(Change, d.change_seq)
             out = change_out(change)
+            data = out.model_dump(mode="json")
+            if hook.evidence == DEIDENTIFIED:  # the endpoint's choice: renditions only
+                link = partial(media_url, self.settings, self.server_key)
+                data["data"] = deidentified_data(data["data"], link)
             payload = {
                 "type": EVENT_TYPES[change.kind],
                 "timestamp": out.at.isoformat(),
-                "data": out.model_dump(mode="json"),
+                "data": data,
             }
             body = json.dumps(payload, separators=(",", ":")).encode()
             try:

@@ -1,9 +1,16 @@
 """Evidence images: the incident's unaltered frames as JPEGs, content-hashed, with the site
-box and label as metadata (`EvidenceRef.boxes`): drawn when shown, never into the evidence."""
+box and label as metadata (`EvidenceRef.boxes`): drawn when shown, never into the evidence.
+
+Beside each original, a de-identified rendition (`EvidenceRef.deidentified`): the same frame
+with the heads of the people the model found on it, and the plates the plate detector finds,
+obscured (detector.deidentify). Made once per evidence image, when it is written; what the
+API hands to public outputs.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -11,9 +18,29 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from api.contract import EvidenceBox, EvidenceRef
+from api.contract import EvidenceBox, EvidenceRef, Rendition
 from api.contract.annotate import annotate
-from detector.incidents import Incident
+from detector.deidentify import Deidentifier
+from detector.incidents import EvidenceShot, Incident
+from detector.plates import PlateReader
+from models.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+RENDITION_SUFFIX = ".deid.jpg"  # beside `<incident>-<kind>.jpg`
+
+
+def deidentifier() -> Deidentifier:
+    """Heads and plates when the plate models are installed, else heads only (said once)."""
+    try:
+        return Deidentifier(PlateReader())
+    except ModelError as exc:
+        log.warning(
+            "de-identified evidence obscures heads only: the plate models are not installed "
+            "(%s); `streetwatch models fetch plates` adds plates",
+            exc,
+        )
+        return Deidentifier(None)
 
 
 class EvidenceWriter:
@@ -26,11 +53,19 @@ class EvidenceWriter:
 
     PREVIEWS = "annotated"  # subdirectory of the previews, when asked for
 
-    def __init__(self, directory: Path, quality: int = 90, previews: bool = False) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        quality: int = 90,
+        previews: bool = False,
+        deidentify: Deidentifier | None = None,
+    ) -> None:
         self.directory = directory
         self.quality = quality
         # Annotated copies beside the evidence, for a person looking at `score` output.
         self.previews = previews
+        # None: no renditions (tests and tools that never post); workers and `score` pass one.
+        self.deidentify = deidentify
 
     def write(self, incident: Incident, epoch: datetime) -> list[EvidenceRef]:
         """Writes the incident's pending shots; returns their references.
@@ -66,10 +101,31 @@ class EvidenceWriter:
                     captured_at=captured_at,
                     sha256=hashlib.sha256(data).hexdigest(),
                     boxes=[box],
+                    deidentified=self._rendition(shot, path, incident.id),
                 )
             )
         incident.evidence.clear()
         return written
+
+    def _rendition(self, shot: EvidenceShot, original: Path, incident_id: str) -> Rendition | None:
+        """The shot's de-identified rendition, written beside `original`; None without a
+        de-identifier, or when the shot's people are unknown (then public outputs get no
+        image of it rather than one with faces)."""
+        if self.deidentify is None:
+            return None
+        if shot.people is None:
+            log.warning(
+                "%s: no rendition of its %s evidence: the people on it are unknown (a site "
+                "restored from state saved before renditions)",
+                incident_id,
+                shot.kind,
+            )
+            return None
+        done = self.deidentify(shot.image, shot.people, keep=np.asarray(shot.box)[None])
+        data = self._encode(done.image, incident_id)
+        path = original.with_name(original.name.removesuffix(".jpg") + RENDITION_SUFFIX)
+        write_atomic(path, data)
+        return Rendition(path=str(path), sha256=hashlib.sha256(data).hexdigest())
 
     def _encode(self, image: np.ndarray, incident_id: str) -> bytes:
         ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])

@@ -45,9 +45,15 @@ class CameraState:
 
 
 def _present(refs: list[dict]) -> list[dict]:
-    """Evidence references whose file is on this machine: state handed over from another
-    worker names files on that worker's disk (already sent to the API with its report)."""
-    return [r for r in refs if Path(r.get("path", "")).is_file()]
+    """Evidence references whose files (the image and its rendition) are on this machine:
+    state handed over from another worker names files on that worker's disk (already sent
+    to the API with its report)."""
+    return [r for r in refs if all(Path(p).is_file() for p in _files(r))]
+
+
+def _files(ref: dict) -> list[str]:
+    rendition = ref.get("deidentified")
+    return [ref.get("path", ""), *([rendition["path"]] if rendition else [])]
 
 
 class SiteStore:

@@ -211,12 +211,12 @@ def _when(ts: float) -> str:
 
 
 def outbox(args: argparse.Namespace) -> int:
-    from api.client.outbox import Outbox, OutboxError
+    from api.client.outbox import OUTBOX_FILE, Outbox, OutboxError
 
     state = args.state_dir or default_state_dir(args.shard)
-    path = state / "outbox.sqlite3"
+    path = state / OUTBOX_FILE
     if not path.exists():
-        per_process = sorted(str(p.parent) for p in state.glob("process-*/outbox.sqlite3"))
+        per_process = sorted(str(p.parent) for p in state.glob(f"process-*/{OUTBOX_FILE}"))
         if per_process:  # a worker of several processes (run --processes)
             err(f"no outbox at {path}: one per process, --state-dir {' or '.join(per_process)}")
         else:

@@ -1,42 +1,37 @@
-"""`streetwatch score`: offline scoring of recorded video."""
+"""`streetwatch score`: offline scoring of recorded video, a thin layer over
+`streams.offline.job` (the job) and `streams.offline.post` (`--post`)."""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from api.client.backoff import Backoff
-from api.contract import CaseReport
+from api.client.outbox import OutboxError
 from streams.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err
-from streams.config import Config, ConfigError, api_key, load_config
+from streams.config import ConfigError, api_key, load_config
+from streams.offline.job import (
+    DEFAULT_CHUNK_S,
+    ScoreFailed,
+    ScoreProgress,
+    ScoreRequest,
+    ScoreRequestError,
+    ScoreSummary,
+    score_recordings,
+)
+from streams.offline.post import post_cases
 from streams.sources.recordings import (
     DEFAULT_TIME_FORMAT,
     NamePattern,
-    Recording,
     RecordingsError,
     Unassigned,
-    config_recordings,
-    recordings,
 )
 
-if TYPE_CHECKING:
-    from api.client import IntakeClient
-    from api.client.outbox import Outbox
-
-log = logging.getLogger("streetwatch.score")
-
-# --post: each case tried this many times in one run (then it waits in the outbox for the
-# next run), jittered so parallel runs spread out.
-POST_ATTEMPTS = 4
-POST_BACKOFF = Backoff(initial_s=1.0, max_s=8.0)
-OUTBOX_NAME = "outbox.sqlite3"
-DEFAULT_CHUNK_S = 600.0  # ten minutes of media: spans long enough that loading them is noise
+if TYPE_CHECKING:  # the scoring stack loads when a job runs, not with the command line
+    from streams.offline.scoring import CameraResult
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -129,196 +124,118 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         err(str(exc))
         return EXIT_USAGE
-    use_ray = args.ray or args.ray_address is not None
-    if args.workers is not None and (args.workers < 1 or args.ray_address or not args.ray):
-        err("--workers is a positive number, with --ray (the local Ray runtime)")
-        return EXIT_USAGE
-    if args.chunk_s < 0:
-        err("--chunk-s must be >= 0")
-        return EXIT_USAGE
     key_env, key = api_key(config)
     if args.post and not key:
         err(f"--post needs an API key in ${key_env}")
         return EXIT_USAGE
-    if use_ray:
-        try:
-            from streams.offline import ray_batch
-        except ImportError:
-            err("--ray needs Ray: pip install 'streetwatch[ray]'")
-            return EXIT_USAGE
+    bar = Bar()
     try:
-        found, unassigned = select(args, config)
-    except RecordingsError as exc:
+        pattern = (
+            NamePattern.parse(args.name_pattern, args.time_format, args.tz)
+            if args.name_pattern
+            else None
+        )
+        request = ScoreRequest(
+            config=config,
+            out=args.out,
+            evidence_dir=args.evidence_dir,
+            recordings=tuple(args.recordings),
+            pattern=pattern,
+            work_dir=args.work_dir,
+            ray=args.ray,
+            ray_address=args.ray_address,
+            workers=args.workers,
+            chunk_s=args.chunk_s,
+        )
+        summary = score_recordings(request, bar)
+    except (RecordingsError, ScoreRequestError) as exc:
         err(str(exc))
         return EXIT_USAGE
-    for miss in unassigned:
-        err(f"{miss.path}: {miss.reason} (skipped)")
-    if not found:
-        err("no recording to score")
-        return EXIT_USAGE
-    # Imported after validation so a bad config is refused before any heavy loading.
-    from models.errors import ModelError
-    from streams.camera.model_set import ModelSet
-    from streams.offline.batch import Job, PartStore, expected_frames, job_key, run_local
-    from streams.offline.scoring import write_jsonl
-
-    try:
-        models = ModelSet(config, [r.camera for r in found])
-    except ModelError as exc:
+    except ScoreFailed as exc:
         err(str(exc))
         return EXIT_FAILED
-    store = PartStore(args.work_dir or args.out.with_name(args.out.name + ".parts"))
-    jobs = [Job(r, job_key(r, config, args.evidence_dir)) for r in found]
-    done = {job.key: cases for job in jobs if (cases := store.load(job.key)) is not None}
-    todo = [job for job in jobs if job.key not in done]
-    if done:
-        print(
-            f"{len(done)} of {len(jobs)} files already scored in {store.directory}", file=sys.stderr
+    finally:
+        bar.close()
+    print(_summary(summary))
+    if args.post and not post(args.post, key, summary):
+        return EXIT_FAILED
+    return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+class Bar(ScoreProgress):
+    """The job on stderr: one progress bar of samples, and a line a file."""
+
+    def __init__(self) -> None:
+        self.bar: tqdm | None = None
+        self.todo = self.finished_files = 0
+
+    def unassigned(self, miss: Unassigned) -> None:
+        err(f"{miss.path}: {miss.reason} (skipped)")
+
+    def begin(self, todo: int, done: int, frames: int | None, parts_dir: Path) -> None:
+        if done:
+            print(f"{done} of {todo + done} files already scored in {parts_dir}", file=sys.stderr)
+        self.todo = todo
+        self.bar = tqdm(
+            total=frames, desc="scoring", unit="frame", postfix=f"files 0/{todo}", disable=None
         )
 
-    started = time.perf_counter()
-    frames = 0
-    failed = [m.path.name for m in unassigned]
-    remaining = {job.key: expected_frames(job.recording) for job in todo}
-    bar = tqdm(
-        total=sum(t or 0 for t in remaining.values()) or None,
-        desc="scoring",
-        unit="frame",
-        postfix=f"files 0/{len(todo)}",
-        disable=None,
+    def tick(self, frames: int) -> None:
+        assert self.bar is not None
+        self.bar.update(frames)
+
+    def finished(self, result: CameraResult, path: Path, frames_left: int) -> None:
+        bar = self.bar
+        assert bar is not None
+        self.finished_files += 1
+        bar.set_postfix_str(f"files {self.finished_files}/{self.todo}")
+        if bar.total is not None:
+            bar.total = bar.n + frames_left
+            bar.refresh()
+        if result.error:
+            bar.write(f"error: {result.error} (skipped)", file=sys.stderr)
+            return
+        bar.write(
+            f"{result.camera_id} {path.name}: {result.frames} frames, "
+            f"{len(result.cases)} incidents, {result.seconds:.1f} s "
+            f"({result.frames / result.seconds if result.seconds else 0.0:.1f} frames/s)"
+            + (f", {result.scene_changes} scene changes" if result.scene_changes else ""),
+            file=sys.stderr,
+        )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _summary(summary: ScoreSummary) -> str:
+    line = (
+        f"scored {summary.scored}/{summary.files} files: {summary.frames} frames, "
+        f"{len(summary.cases)} incidents in {summary.seconds:.1f} s "
+        f"({summary.rate:.1f} frames/s) -> {summary.out}"
     )
-    started_ray = False
-    with bar:
-        if use_ray:
-            try:
-                started_ray = ray_batch.connect(args.ray_address, args.workers)
-            except (ConnectionError, RuntimeError) as exc:
-                err(f"cannot start or reach Ray: {exc}")
-                return EXIT_FAILED
-            log.info("Ray: %d CPUs", ray_batch.cluster_cpus())
-            results = ray_batch.run_ray(
-                todo, config, args.evidence_dir, bar.update, args.chunk_s or None
-            )
-        else:
-            results = run_local(todo, models, config, args.evidence_dir, bar.update)
-        try:
-            for n, (job, result) in enumerate(results, start=1):
-                bar.set_postfix_str(f"files {n}/{len(todo)}")
-                # A file's count is at its cameras' active rates: adaptive sampling takes
-                # fewer, so the total shrinks to what is left as each file ends.
-                remaining.pop(job.key, None)
-                if bar.total is not None:
-                    bar.total = bar.n + sum(t or 0 for t in remaining.values())
-                    bar.refresh()
-                frames += result.frames
-                if result.error:
-                    failed.append(job.recording.path.name)
-                    bar.write(f"error: {result.error} (skipped)", file=sys.stderr)
-                    continue
-                store.save(job.key, result.cases)
-                done[job.key] = result.cases
-                rate = result.frames / result.seconds if result.seconds else 0.0
-                bar.write(
-                    f"{job.camera_id} {job.recording.path.name}: {result.frames} frames, "
-                    f"{len(result.cases)} incidents, {result.seconds:.1f} s ({rate:.1f} frames/s)"
-                    + (f", {result.scene_changes} scene changes" if result.scene_changes else ""),
-                    file=sys.stderr,
-                )
-        finally:
-            if started_ray:
-                import ray
-
-                ray.shutdown()
-    reports = [case for job in jobs if job.key in done for case in done[job.key]]
-    write_jsonl(args.out, reports)
-    elapsed = time.perf_counter() - started
-    rate = frames / elapsed if elapsed else 0.0
-    scored = sum(job.key in done for job in jobs)
-    summary = (
-        f"scored {scored}/{len(jobs) + len(unassigned)} files: {frames} frames, "
-        f"{len(reports)} incidents in {elapsed:.1f} s ({rate:.1f} frames/s) -> {args.out}"
-    )
-    if failed:
-        summary += f"; failed: {', '.join(failed)}"
-    print(summary)
-    if args.post and not post_all(args.post, key, reports, store.directory / OUTBOX_NAME):
-        return EXIT_FAILED
-    return EXIT_FAILED if failed else EXIT_OK
+    return line + (f"; failed: {', '.join(summary.failed)}" if summary.failed else "")
 
 
-def select(args: argparse.Namespace, config: Config) -> tuple[list[Recording], list[Unassigned]]:
-    """The recordings named on the command line, else the config's file cameras."""
-    if not args.recordings:
-        for cam in config.cameras:
-            if cam.is_live:
-                log.info("camera %s is live (%s): not scored offline", cam.id, cam.source)
-        return config_recordings(config), []
-    pattern = (
-        NamePattern.parse(args.name_pattern, args.time_format, args.tz)
-        if args.name_pattern
-        else None
-    )
-    return recordings(args.recordings, config, pattern)
-
-
-def post_all(url: str, key: str, reports: list[CaseReport], outbox_path: Path) -> bool:
-    """Posts every case (with its evidence) through the durable outbox the worker uses: each
-    is queued on disk first, with its incident id as Idempotency-Key, then delivered. A case
-    the API does not take within POST_ATTEMPTS tries waits in the outbox for the next run (a
-    re-run of the same command), one it refuses is a dead letter (`streetwatch outbox list
-    --state-dir DIR`); a case delivered before is not sent again. True when the API holds
-    every case."""
-    from api.client import IntakeClient
-    from api.client.outbox import Outbox, OutboxError
-
+def post(url: str, key: str, summary: ScoreSummary) -> bool:
+    """`--post`: the job's cases through its outbox; says what the API holds and what waits.
+    True when the API holds every case."""
     try:
-        box = Outbox(outbox_path, POST_BACKOFF)
-    except OutboxError as exc:
-        err(str(exc))
-        return False
-    try:
-        for report in reports:
-            box.enqueue_report(report)
-        with IntakeClient(url, key) as client:
-            _drain(box, client)
-        ids = {r.id for r in reports}
-        waiting = [i for i in box.pending() if i.incident_id in ids]
-        dead = [d for d in box.dead() if d.incident_id in ids]
+        outcome = post_cases(url, key, summary.cases, summary.parts_dir)
     except OutboxError as exc:  # the disk failed under the queue: what is queued stays
         err(str(exc))
         return False
-    finally:
-        box.close()
-    posted = len(reports) - len(waiting) - len(dead)
-    print(f"posted {posted}/{len(reports)} cases to {url}")
-    for item in dead:
+    print(f"posted {outcome.posted}/{outcome.total} cases to {url}")
+    for item in outcome.dead:
         err(f"not posted: {item.incident_id}: {item.reason}")
-    if waiting:
+    if outcome.waiting:
         err(
-            f"{len(waiting)} cases not delivered yet ({waiting[0].last_error}); they wait in "
-            f"{outbox_path}: run the same command again to deliver them"
+            f"{len(outcome.waiting)} cases not delivered yet ({outcome.waiting[0].last_error}); "
+            f"they wait in {outcome.outbox}: run the same command again to deliver them"
         )
-    if dead:
+    if outcome.dead:
         err(
-            f"refused cases stay in {outbox_path}: streetwatch outbox list --state-dir "
-            f"{outbox_path.parent}"
+            f"refused cases stay in {outcome.outbox}: streetwatch outbox list --state-dir "
+            f"{outcome.outbox.parent}"
         )
-    return not waiting and not dead
-
-
-def _drain(box: Outbox, client: IntakeClient) -> None:
-    """Delivers the queued cases in the order they were queued (the API merges a report into
-    an open case at the same site, so an earlier stay must land first): each gets
-    POST_ATTEMPTS tries now, whenever its last run left it due; the first that the API does
-    not take stops the run, and it and the cases after it wait for the next."""
-    for item in box.pending():
-        for attempt in range(POST_ATTEMPTS):
-            if box.deliver(client, item, None):  # the evidence stays where score wrote it
-                break
-            left = next((i for i in box.pending() if i.id == item.id), None)
-            if left is None:  # refused for good: a dead letter, the next case goes on
-                break
-            if attempt + 1 == POST_ATTEMPTS:
-                return
-            time.sleep(max(0.0, left.next_attempt_at - time.time()))
-            item = left
+    return outcome.complete

@@ -1,47 +1,26 @@
-"""`streetwatch train` (and `models compare`, which `streams.cli.models` registers): from a
-dataset to a registered, quantised, evaluated detector, and two models side by side on the
-same data.
-
-Training itself (Ultralytics, and registering what it made) is `models.train`; it needs the
-`train` extra (Ultralytics + torch, its own venv: `make train-venv`). Evaluation (the engine
-on the val split, and the cases a scenario config yields) and quantisation run on the
-runtime's engine alone.
-"""
+"""`streetwatch train` (and `models compare`, which `streams.cli.models` registers): a thin
+layer over `streams.training.flow`, which trains, registers, quantises and evaluates a
+detector, and compares two models on the same data."""
 
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from models.errors import ModelError
 from streams.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err
+from streams.training.errors import TrainingFailed, TrainingRequestError
+from streams.training.flow import (
+    CompareRequest,
+    TrainProgress,
+    TrainRequest,
+    compare_models,
+    train_and_register,
+)
 
 if TYPE_CHECKING:
     from models.dataset import DatasetManifest
-    from models.manifest import Evaluation
-
-
-def _dataset(directory: Path) -> DatasetManifest:
-    from models.dataset import DatasetManifest
-
-    return DatasetManifest.read(directory)
-
-
-def evaluate_model(
-    model: str, data: Path, scenario: Path | None, conf: float, iou: float
-) -> Evaluation:
-    """Detection metrics on the dataset's val split, and case counts on the scenario."""
-    from detector.evaluation import evaluate
-    from streams.offline.scenario import case_counts
-
-    result = evaluate(model, data, conf, iou)
-    if scenario is not None:
-        result = result.model_copy(
-            update={"scenario": str(scenario.resolve()), "cases": case_counts(scenario, model)}
-        )
-    return result
+    from models.manifest import Evaluation, Manifest
 
 
 def _print_metrics(rows: list[tuple[str, Evaluation]]) -> None:
@@ -75,128 +54,73 @@ def _print_metrics(rows: list[tuple[str, Evaluation]]) -> None:
     )
 
 
-def _bad_numbers(args: argparse.Namespace) -> str | None:
-    if not (0 < args.conf < 1 and 0 < args.iou < 1):
-        return f"--conf and --iou must be between 0 and 1, got {args.conf} and {args.iou}"
-    if min(getattr(args, "epochs", 1), getattr(args, "batch", 1)) < 1:
-        return "--epochs and --batch must be at least 1"
-    if getattr(args, "imgsz", 32) < 32:
-        return f"--imgsz must be at least 32 (a multiple of the stride), got {args.imgsz}"
-    return None
+class Shown(TrainProgress):
+    """A training run on the terminal: a line a step (Ultralytics draws its own progress)."""
+
+    def training(self, request: TrainRequest, data: DatasetManifest) -> None:
+        counts = data.images_per_split
+        print(
+            f"training {request.name} from {request.base} on {request.data} "
+            f"({counts['train']} train / {counts['val']} val images; {request.epochs} epochs "
+            f"at {request.imgsz} px on {request.device})"
+        )
+
+    def registered(self, manifest: Manifest, seconds: float) -> None:
+        print(f"registered {manifest.name} ({seconds:.0f} s of training)")
+
+    def quantising(self, source: str, frames: int) -> None:
+        print(f"quantising {source} to int8 on {frames} of the dataset's frames")
+
+    def quantised(self, name: str, source: str, agreement: float) -> None:
+        print(f"registered {name}: agreement with {source} on the val frames {agreement:.1%}")
+
+    def int8_failed(self, reason: str) -> None:
+        err(f"int8 model not registered: {reason}")
+
+    def evaluating(self, name: str) -> None:
+        print(f"evaluating {name} through the engine on the validation split")
 
 
 def _train(args: argparse.Namespace) -> int:
-    from models import registry
-    from models.dataset import DatasetError
-
-    if problem := _bad_numbers(args):
-        err(problem)
-        return EXIT_USAGE
     try:
-        data = _dataset(args.data)
-    except DatasetError as exc:
+        request = TrainRequest(
+            data=args.data,
+            name=args.name,
+            base=args.base,
+            imgsz=args.imgsz,
+            epochs=args.epochs,
+            batch=args.batch,
+            device=args.device,
+            seed=args.seed,
+            workdir=args.workdir,
+            int8=not args.no_int8,
+            force=args.force,
+            scenario=args.scenario,
+            conf=args.conf,
+            iou=args.iou,
+        )
+        result = train_and_register(request, Shown())
+    except TrainingRequestError as exc:
         err(str(exc))
         return EXIT_USAGE
-    int8_name = f"{args.name}-int8"
-    taken = {m.name for m in registry.list_models()} & {args.name, int8_name}
-    if taken and not args.force:
-        err(f"model {', '.join(sorted(taken))} already exists; pass --force to replace it")
-        return EXIT_USAGE
-    if args.scenario is not None and not args.scenario.is_file():
-        err(f"{args.scenario}: no such scenario config")
-        return EXIT_USAGE
-    try:
-        from models.train import TrainParams, check_base, register_trained, train
-    except ImportError as exc:
-        err(f"training needs the train extra ({exc}); see README 'Training a model'")
-        return EXIT_USAGE
-    params = TrainParams(args.base, args.imgsz, args.epochs, args.batch, args.device, args.seed)
-    try:
-        check_base(args.base)
-    except ModelError as exc:
+    except TrainingFailed as exc:
         err(str(exc))
-        return EXIT_USAGE
-    counts = data.images_per_split
-    print(
-        f"training {args.name} from {args.base} on {args.data} ({counts['train']} train / "
-        f"{counts['val']} val images; {args.epochs} epochs at {args.imgsz} px on {args.device})"
-    )
-    with tempfile.TemporaryDirectory(prefix="streetwatch-train-") as tmp:
-        workdir = args.workdir or Path(tmp)
-        try:
-            trained = train(args.data / "dataset.yaml", params, workdir)
-            manifest = register_trained(args.name, data, params, trained)
-        except (ModelError, OSError, RuntimeError, ValueError) as exc:
-            err(f"training failed: {exc}")
-            return EXIT_FAILED
-    print(f"registered {manifest.name} ({trained.seconds:.0f} s of training)")
-    names = [args.name]
-    if not args.no_int8:
-        try:
-            _quantize(args.name, int8_name, args.data, args.force)
-            names.append(int8_name)
-        except (ModelError, ValueError) as exc:
-            err(f"int8 model not registered: {exc}")
-    rows = []
-    for name in names:
-        print(f"evaluating {name} through the engine on the validation split")
-        try:
-            result = evaluate_model(name, args.data, args.scenario, args.conf, args.iou)
-        except (ModelError, ValueError) as exc:
-            err(f"{name} is registered but could not be evaluated: {exc}")
-            return EXIT_FAILED
-        m, _ = registry.get(name)
-        registry.update_manifest(m.model_copy(update={"evaluation": result}))
-        rows.append((name, result))
-    _print_metrics(rows)
-    return EXIT_OK if len(names) == 2 or args.no_int8 else EXIT_FAILED
-
-
-def _quantize(source: str, name: str, data: Path, force: bool) -> None:
-    """int8, calibrated on the dataset's own training frames, agreement on its val frames."""
-    import cv2
-
-    from detector.calibration import Footage, quantize_on
-
-    manifest = _dataset(data)
-    split: dict[str, list] = {"train": [], "val": []}
-    for entry in manifest.images:
-        split[entry.split].append(cv2.imread(str(data / entry.file)))
-    print(f"quantising {source} to int8 on {len(split['train'])} of the dataset's frames")
-    m, _ = quantize_on(source, name, Footage(split["train"], split["val"]), force)
-    q = m.quantization
-    print(f"registered {name}: agreement with {source} on the val frames {q.agreement:.1%}")
+        return EXIT_FAILED
+    _print_metrics(result.evaluations)
+    return EXIT_OK if result.complete else EXIT_FAILED
 
 
 def compare(args: argparse.Namespace) -> int:
-    from models.dataset import DatasetError
-
-    if problem := _bad_numbers(args):
-        err(problem)
-        return EXIT_USAGE
     try:
-        _dataset(args.data)
-    except DatasetError as exc:
+        rows = compare_models(
+            CompareRequest(args.a, args.b, args.data, args.scenario, args.conf, args.iou)
+        )
+    except TrainingRequestError as exc:
         err(str(exc))
         return EXIT_USAGE
-    if args.scenario is not None and not args.scenario.is_file():
-        err(f"{args.scenario}: no such scenario config")
-        return EXIT_USAGE
-    from models import registry
-
-    for name in (args.a, args.b):  # both must load before either is evaluated
-        try:
-            registry.resolve(name)
-        except ModelError as exc:
-            err(str(exc))
-            return EXIT_USAGE
-    rows = []
-    for name in (args.a, args.b):
-        try:
-            rows.append((name, evaluate_model(name, args.data, args.scenario, args.conf, args.iou)))
-        except (ModelError, ValueError) as exc:
-            err(f"{name}: {exc}")
-            return EXIT_FAILED
+    except TrainingFailed as exc:
+        err(str(exc))
+        return EXIT_FAILED
     _print_metrics(rows)
     return EXIT_OK
 

@@ -8,6 +8,9 @@ the bus from the model wheel's bus.jpg driving in, parking for 45 s and leaving)
 offline with the default model and prints the cases and their evidence; then runs the live
 path on this machine: the clip served by a loopback RTSP camera, `streetwatch run` watching
 it, `streetwatch serve` taking the cases, which are shown as the API holds them.
+
+May import `streams.cli` (it drives the command line as a user would), `models` and the
+test cameras and scenes of `tests.support`; nothing imports it.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from models.samples import OPENCV_DATA, VTEST_AVI, sample_path
 from streams.cli import main as cli
 from tests.support.scenes import BUS_CROP, Sprite, crop, render, video_frames
 from tests.support.testcam import RtspServer, free_port, wait_until
+
+__all__ = ["main"]
 
 OUT = Path("out/demo")
 CLIP_SECONDS = 75

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from api.client import IntakeClient
-from api.client.outbox import Deliverer, Outbox
+from api.client.outbox import OUTBOX_FILE, Deliverer, Outbox
 from models.errors import ModelError
 from streams.camera.site_store import SiteStore
 from streams.camera.suppressions import Feedback, SuppressionCache
@@ -246,7 +246,7 @@ class Sinks:
         takes its cameras from the API's fleet, under that id, and hands their sites over."""
         assert config.api is not None
         api = config.api
-        outbox = Outbox(state_dir / "outbox.sqlite3", evidence_dir=evidence_dir)
+        outbox = Outbox(state_dir / OUTBOX_FILE, evidence_dir=evidence_dir)
         deliverer = Deliverer(
             outbox,
             lambda: IntakeClient(api.url, key),

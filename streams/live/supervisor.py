@@ -42,7 +42,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
 from api.client.backoff import Backoff
-from api.client.outbox import Outbox, OutboxError
+from api.client.outbox import OUTBOX_FILE, Outbox, OutboxError
 from streams.live.health_http import serve_health
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def stranded_outboxes(state_dir: Path, processes: int) -> list[str]:
     deliver (left there by a run with another number of processes), one line per outbox."""
     used = {state_dir} if processes == 1 else {state_of(state_dir, i) for i in range(processes)}
     found = []
-    for path in [state_dir / "outbox.sqlite3", *sorted(state_dir.glob("process-*/outbox.sqlite3"))]:
+    for path in [state_dir / OUTBOX_FILE, *sorted(state_dir.glob(f"process-*/{OUTBOX_FILE}"))]:
         if path.parent in used or not path.exists():
             continue
         try:

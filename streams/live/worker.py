@@ -27,7 +27,7 @@ import numpy as np
 from detector.engine import Engine
 from detector.types import Detections, Frame
 from models.errors import ModelError
-from streams.camera.evidence import EvidenceWriter
+from streams.camera.evidence import EvidenceWriter, deidentifier
 from streams.camera.model_set import ENGINE_SETTINGS, ModelBatch, ModelSet
 from streams.camera.record import RecordStream
 from streams.camera.runtime import CameraRuntime, sampling_for
@@ -143,7 +143,7 @@ class Worker:
         )
         self.metrics_port = metrics_port
         self.metrics_host = metrics_host
-        evidence = EvidenceWriter(state_dir / "evidence")
+        evidence = EvidenceWriter(state_dir / "evidence", deidentify=deidentifier())
         self.sinks = Sinks.wire(
             self.config, state_dir, key, self.metrics, evidence.directory, fleet_id=fleet_id
         )

@@ -20,7 +20,7 @@ from api.contract import CaseReport
 from detector.motion import Submits
 from detector.pipeline import Labels
 from detector.types import Detections
-from streams.camera.evidence import EvidenceWriter
+from streams.camera.evidence import EvidenceWriter, deidentifier
 from streams.camera.model_set import ModelSet
 from streams.config import Config
 from streams.offline.scoring import CameraResult, FrameHook, score_camera, write_jsonl
@@ -117,7 +117,7 @@ def run_local(
     jobs: list[Job], models: ModelSet, config: Config, evidence_dir: Path, tick: Tick
 ) -> Iterator[tuple[Job, CameraResult]]:
     """Each job in this process, in order, on its camera's models over every core."""
-    evidence = EvidenceWriter(evidence_dir, previews=True)
+    evidence = EvidenceWriter(evidence_dir, previews=True, deidentify=deidentifier())
     for job in jobs:
         mix = models.of(job.recording.camera)
         yield job, score_job(job, mix, config, mix.labels, evidence, lambda _frame: tick(1))

@@ -13,10 +13,11 @@ from pathlib import Path
 import ray
 from ray.exceptions import RayError
 
+from detector.deidentify import Deidentifier
 from detector.model_mix import ModelMix
 from detector.types import Detections
 from streams.camera.engines import Engines
-from streams.camera.evidence import EvidenceWriter
+from streams.camera.evidence import EvidenceWriter, deidentifier
 from streams.config import CameraConfig, Config
 from streams.offline.batch import Job, Tick, score_job
 from streams.offline.chunks import detect_span, plan_spans
@@ -30,6 +31,16 @@ TICK_EVERY = 10  # frames between progress reports from a task
 POLL_S = 0.25
 
 _engines = Engines()  # per Ray worker process: loaded once
+_deid: Deidentifier | None = None
+
+
+def _deidentifier() -> Deidentifier:
+    """This Ray worker process's de-identifier: its plate models loaded once, kept across
+    tasks (a process runs one task at a time)."""
+    global _deid
+    if _deid is None:
+        _deid = deidentifier()
+    return _deid
 
 
 def _models(config: Config, camera: CameraConfig) -> ModelMix:
@@ -84,7 +95,12 @@ def _score(
     inferred = {k: v for part in spans for k, v in part.items()} if spans else None
     ticker = _Ticker(progress, counts=inferred is None)  # spans counted their frames
     result = score_job(
-        job, mix, config, mix.labels, EvidenceWriter(Path(evidence_dir), previews=True), ticker
+        job,
+        mix,
+        config,
+        mix.labels,
+        EvidenceWriter(Path(evidence_dir), previews=True, deidentify=_deidentifier()),
+        ticker,
     )
     ticker.flush()
     return result

@@ -15,10 +15,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import cv2
 import httpx
+import numpy as np
 from sqlalchemy import text
 
-from api.contract import CaseReport, EvidenceRef
+from api.contract import CaseReport, EvidenceRef, Rendition
+from detector.deidentify import obscure
 from tests.support.api import RunningServer
 
 T0 = datetime(2025, 6, 1, 8, 0, tzinfo=UTC)
@@ -59,9 +62,11 @@ def report(
     n_evidence: int = 2,
     photo_offset: int = 0,
     report_id: str | None = None,
+    renditions: bool = False,
     **extra: Any,
 ) -> tuple[CaseReport, list[tuple[str, bytes]]]:
-    """A worker's report with `n_evidence` real JPEGs, and the files to upload."""
+    """A worker's report with `n_evidence` real JPEGs (each with its de-identified
+    rendition, with `renditions`), and the files to upload."""
     rid = report_id or f"{camera}-inc-{next(_ids)}"
     files = []
     refs = []
@@ -69,12 +74,21 @@ def report(
         data = photos[(photo_offset + i) % len(photos)]
         name = f"{rid}-{i}.jpg"
         files.append((name, data))
+        rendition = None
+        if renditions:
+            deid = deidentified(data)
+            files.append((f"{rid}-{i}.deid.jpg", deid))
+            rendition = Rendition(
+                path=f"/var/lib/streetwatch/evidence/{rid}-{i}.deid.jpg",
+                sha256=hashlib.sha256(deid).hexdigest(),
+            )
         refs.append(
             EvidenceRef(
                 kind="first_seen" if i == 0 else "confirmed",
                 path=f"/var/lib/streetwatch/evidence/{name}",
                 captured_at=start + timedelta(seconds=30 * i),
                 sha256=hashlib.sha256(data).hexdigest(),
+                deidentified=rendition,
             )
         )
     location = {"lat": at[0], "lon": at[1], "grid": "330102001"} if at else {}
@@ -95,6 +109,17 @@ def report(
         **extra,
     }
     return CaseReport.model_validate(body), files
+
+
+def deidentified(jpeg: bytes) -> bytes:
+    """A rendition as the worker makes one (detector.deidentify), for a head in the image's
+    top-left quarter: the API is indifferent to where the heads were."""
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    h, w = image.shape[:2]
+    obscure(image, (0, 0, w // 4, h // 4))
+    ok, buf = cv2.imencode(".jpg", image)
+    assert ok
+    return buf.tobytes()
 
 
 def post(

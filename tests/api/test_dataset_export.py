@@ -13,6 +13,8 @@ import pytest
 import yaml
 
 from streams.cli import main
+from streams.training.dataset import DatasetProgress, ExportRequest, export_dataset
+from streams.training.errors import TrainingFailed, TrainingRequestError
 from tests.api.helpers import Api
 from tests.training_data import Composer, make_reviewed_cases, read_labels
 
@@ -137,6 +139,51 @@ def test_export_from_the_api(
     assert {(e["sha256"], e["split"]) for e in copy["images"]} == {
         (e["sha256"], e["split"]) for e in manifest["images"]
     }
+
+
+class Heard(DatasetProgress):
+    def __init__(self) -> None:
+        self.begun: list[tuple[str, Path, list[str]]] = []
+
+    def begin(self, source: str, out: Path, classes) -> None:
+        self.begun.append((source, out, list(classes)))
+
+
+def test_export_dataset_called_as_a_function(sqlite_api: Api, reviewed, default_model, tmp_path):
+    """`streams.training.dataset.export_dataset`, as the command calls it, over real HTTP:
+    the manifest it returns is the one written; a key without the dispatch scope fails the
+    export and leaves nothing; what is asked wrong is refused before any request."""
+    out = tmp_path / "ds"
+    dispatch = sqlite_api.server.create_key("dispatch", name="trainer")
+    heard = Heard()
+    manifest = export_dataset(ExportRequest(out, api=sqlite_api.url, key=dispatch), heard)
+
+    assert heard.begun == [(f"api:{sqlite_api.url}", out, manifest.names)]
+    assert json.loads((out / "manifest.json").read_text()) == json.loads(manifest.model_dump_json())
+    kept = {m.id for m in reviewed if m.role != "permitted"}
+    assert {c.id for c in manifest.cases} == kept
+    assert len(manifest.images) == 2 * len(kept) == len(list((out / "images").rglob("*.jpg")))
+
+    ingest = sqlite_api.server.create_key("ingest", name="camera")
+    with pytest.raises(TrainingFailed):
+        export_dataset(ExportRequest(tmp_path / "refused", api=sqlite_api.url, key=ingest))
+    assert not (tmp_path / "refused").exists()
+    with pytest.raises(TrainingFailed, match="not empty"):
+        export_dataset(ExportRequest(out, api=sqlite_api.url, key=dispatch))
+
+    with pytest.raises(TrainingRequestError, match="exactly one"):
+        ExportRequest(tmp_path / "x")
+    with pytest.raises(TrainingRequestError, match="--val-fraction"):
+        ExportRequest(tmp_path / "x", api=sqlite_api.url, key=dispatch, val_fraction=0)
+    with pytest.raises(TrainingRequestError, match="dispatch scope"):
+        export_dataset(ExportRequest(tmp_path / "x", api=sqlite_api.url))
+    with pytest.raises(TrainingRequestError, match="no such file"):
+        export_dataset(ExportRequest(tmp_path / "x", from_score=tmp_path / "none.jsonl"))
+    with pytest.raises(TrainingRequestError, match="nope"):
+        export_dataset(
+            ExportRequest(tmp_path / "x", api=sqlite_api.url, key=dispatch, model="nope")
+        )
+    assert not (tmp_path / "x").exists()
 
 
 def test_export_needs_a_key_and_refuses_a_bad_folder(tmp_path, monkeypatch, capsys):

@@ -201,25 +201,42 @@ def test_media_url_is_fetchable_and_not_from_the_host_header(
 ) -> None:
     public = settings.model_copy(update={"public_url": "https://sw.city.example/"})
     for api in make_api(public):
-        case, files = report(photos)
+        case, files = report(photos, renditions=True)
         case_id = post(api.ingest, case, files).json()["case_id"]
         r = api.dispatch.get(
             f"/open311/v2/requests/{case_id}.json", headers={"Host": "evil.example"}
         )
         media_url = r.json()[0]["media_url"]
-        assert media_url.startswith(f"https://sw.city.example/v1/media/{case.evidence[0].sha256}?")
+        # The first image's de-identified rendition, never the original.
+        shown = case.evidence[0].deidentified
+        assert shown is not None
+        assert media_url.startswith(f"https://sw.city.example/v1/media/{shown.sha256}?")
         # An Open311 client fetches it as is, without a key (here against the local server).
         local = media_url.replace("https://sw.city.example", api.url)
         image = httpx.get(local)
         assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
-        assert hashlib.sha256(image.content).hexdigest() == case.evidence[0].sha256
+        assert hashlib.sha256(image.content).hexdigest() == shown.sha256
+        assert shown.sha256 != case.evidence[0].sha256
         assert image.headers["x-content-type-options"] == "nosniff"
         # Only for that image, only with its signature, only until it expires.
-        other = local.replace(case.evidence[0].sha256, case.evidence[1].sha256)
+        other = local.replace(shown.sha256, case.evidence[0].sha256)
         assert httpx.get(other).status_code == 403
         assert httpx.get(local[:-3] + "AAA").status_code == 403
         expired = local.split("?")[0] + "?expires=1000&signature=" + local.split("signature=")[1]
         assert httpx.get(expired).status_code == 403
+
+
+def test_a_case_without_renditions_has_no_media(api: Api, photos: list[bytes]) -> None:
+    """Evidence stored before renditions (older workers): Open311 shows nothing rather than
+    the original."""
+    case, files = report(photos)
+    case_id = post(api.ingest, case, files).json()["case_id"]
+    [request] = api.dispatch.get(f"/open311/v2/requests/{case_id}.json").json()
+    assert request["media_url"] is None
+    # The case and its originals are there for the dispatch scope all the same.
+    stored = api.dispatch.get(f"/v1/cases/{case_id}").json()["evidence"]
+    assert [e["sha256"] for e in stored] == [e.sha256 for e in case.evidence]
+    assert all(e["deidentified"] is None for e in stored)
 
 
 def test_query_arguments(api: Api, photos: list[bytes]) -> None:

@@ -41,3 +41,10 @@ def camera(cam_id: str, source: str, zones: dict[str, list], lat: float, grid: s
         "zones": [{"id": z, "polygon": p, "checks": ["illegal_parking"]} for z, p in zones.items()],
         **extra,
     }
+
+
+def bus_a_leaves(out: Path, vtest_avi: Path, bus_jpg: Path) -> Path:
+    """The same street later: bus A stands in the left bay, drives off at 10 s; 24 s."""
+    bus = crop(bus_jpg, BUS_CROP, 290)
+    a = Sprite(bus).parked(0, 10, A_AT).moving(10, 12, A_AT, (-400, A_AT[1]))
+    return render(out, video_frames(vtest_avi), 24, 10, [a])

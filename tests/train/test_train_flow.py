@@ -25,11 +25,29 @@ if importlib.util.find_spec("ultralytics") is None:
 from api.server.settings import Settings
 from models.cache import HOME_ENV, home
 from streams.cli import main
+from streams.training.errors import TrainingRequestError
+from streams.training.flow import TrainProgress, TrainRequest, train_and_register
 from tests.support.api import run_server
 from tests.support.scenes import BUS_CROP, Sprite, crop, render, video_frames
 from tests.training_data import Composer, make_reviewed_cases, read_labels
 
 EPOCHS, IMGSZ = 3, 160
+
+
+class Steps(TrainProgress):
+    """What a training run tells its watcher, in order."""
+
+    def __init__(self) -> None:
+        self.heard: list[str] = []
+
+    def training(self, request, data) -> None:
+        self.heard.append(f"training {request.name}")
+
+    def registered(self, manifest, seconds) -> None:
+        self.heard.append(f"registered {manifest.name}")
+
+    def evaluating(self, name) -> None:
+        self.heard.append(f"evaluating {name}")
 
 
 @pytest.fixture
@@ -258,12 +276,24 @@ def test_reviewed_cases_to_an_evaluated_int8_model(
     assert len(scored) == sum(fp32.evaluation.cases.values())  # the same scenario, counted
     assert path.is_file()
 
-    # Fine-tuning from a .pt the user supplies (here: the run above's best weights).
+    # Fine-tuning from a .pt the user supplies (here: the run above's best weights), through
+    # the function the command is a layer over.
     best = tmp_path / "run" / "run" / "weights" / "best.pt"
-    argv = ["train", "--data", str(data), "--name", "city-test-ft", "--base", str(best),
-            "--imgsz", str(IMGSZ), "--epochs", "1", "--batch", "8", "--no-int8"]  # fmt: skip
-    assert main(argv) == 0, capsys.readouterr().out
+    request = TrainRequest(
+        data, "city-test-ft", base=str(best), imgsz=IMGSZ, epochs=1, batch=8, int8=False
+    )
+    steps = Steps()
+    result = train_and_register(request, steps)
+    assert result.complete and [n for n, _ in result.evaluations] == ["city-test-ft"]
+    assert steps.heard == [
+        "training city-test-ft",
+        "registered city-test-ft",
+        "evaluating city-test-ft",
+    ]
     tuned, _ = registry.get("city-test-ft")
     assert tuned.training.base == str(best) and tuned.training.epochs == 1
-    assert tuned.evaluation is not None and tuned.class_names == names
+    assert tuned.evaluation == result.evaluations[0][1] and tuned.class_names == names
+    with pytest.raises(TrainingRequestError, match="already exists"):
+        train_and_register(request, steps)  # refused before training: nothing more heard
+    assert len(steps.heard) == 3
     assert no_network == []  # nothing tried to reach beyond loopback

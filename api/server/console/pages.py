@@ -1,8 +1,9 @@
 """The console's pages: sign-in, queue, case, suppressions, cameras, statistics.
 
-Every page needs a session (`api.server.console.sessions`); reading and acting on cases needs the
-key's `dispatch` scope, exactly as the API does, and every action is the API's own
-transition. Templates are Jinja2 with autoescaping: case fields come from workers and are
+Every page needs a session (`api.server.console.sessions`); reading cases needs the key's
+`dispatch` or `review` scope, acting on them and seeing original evidence `dispatch`, exactly
+as the API does (api.server.renditions says who sees which image), and every action is the
+API's own transition. Templates are Jinja2 with autoescaping: case fields come from workers and are
 treated as untrusted text.
 
 No handler touches the database on the event loop: the handlers are plain functions, which
@@ -28,6 +29,7 @@ from sqlalchemy import and_, func, or_, select
 
 from api.contract import CaseStatus, IncidentType
 from api.contract.suppression_rules import DEFAULT_TZ, RejectReason, Schedule, SuppressionOptions
+from api.server import routing
 from api.server.auth import Scope
 from api.server.boxes import BoxIn, annotated_response, set_reviewed_box
 from api.server.camera_health import cameras as camera_list
@@ -36,32 +38,53 @@ from api.server.console import sessions, stats
 from api.server.console.i18n import DEFAULT, LANGS, Translator
 from api.server.console.sessions import SignInRequired, User, check_csrf, current_user
 from api.server.console.throttle import Throttle
+from api.server.desk import routed_department
 from api.server.evidence import image_response
 from api.server.intake import resolve
 from api.server.lifecycle import TRANSITIONS, allowed
 from api.server.problems import Problem
-from api.server.schemas import TransitionIn
+from api.server.renditions import (
+    NEVER_PUBLIC,
+    EvidenceView,
+    audit,
+    is_rendition,
+    original_views,
+    public_sha,
+)
+from api.server.routing import Urgency
+from api.server.schemas import EvidenceOut, TransitionIn
 from api.server.serialize import case_out
 from api.server.suppression_store import SuppressionPatch, get_row, list_rows, update
-from api.server.tables import Case, Change, Report
+from api.server.tables import Case, CaseEvidence, Change, Report
 from api.server.transitions import transition
 
 HERE = Path(__file__).parent
 TZ = ZoneInfo(DEFAULT_TZ)
 QUEUE_LIMIT = 200
 OPEN = (CaseStatus.reported, CaseStatus.accepted, CaseStatus.dispatched)
-# Content-Security-Policy of every console page: our own scripts, styles and images only.
-CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-)
-SECURITY_HEADERS = {
-    "Content-Security-Policy": CSP,
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "same-origin",  # no-referrer would make Origin "null"
-    "Cache-Control": "no-store",
-}
+
+
+def security_headers(tile_url: str | None = None) -> dict[str, str]:
+    """The headers of every console page. The Content-Security-Policy allows our own
+    scripts, styles and images only, and the map's tile server when one is configured."""
+    images = "'self'"
+    if tile_url and "://" in tile_url:
+        scheme, rest = tile_url.split("://", 1)
+        images += f" {scheme}://{rest.split('/', 1)[0]}"
+    csp = (
+        f"default-src 'none'; script-src 'self'; style-src 'self'; img-src {images}; "
+        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    )
+    return {
+        "Content-Security-Policy": csp,
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+        "Referrer-Policy": "same-origin",  # no-referrer would make Origin "null"
+        "Cache-Control": "no-store",
+    }
+
+
+SECURITY_HEADERS = security_headers()
 ACTIONS = {  # console action -> target status, keyboard key
     "accept": (CaseStatus.accepted, "a"),
     "reject": (CaseStatus.rejected, "r"),
@@ -95,6 +118,9 @@ def install(app: Any) -> None:
 
     settings = app.state.ctx.settings
     app.state.sign_in_throttle = Throttle(settings.sign_in_attempts, settings.sign_in_window_s)
+    # The desk's pages live in their own modules and add their routes to this router.
+    from api.server.console import desk_map, supervision  # noqa: F401
+
     app.include_router(router)
     app.mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static")
 
@@ -108,15 +134,16 @@ def install(app: Any) -> None:
     def _forbidden(request: Request, exc: _Forbidden) -> Response:  # on the thread pool
         return forbidden(request, exc.user)
 
-    app.add_middleware(ConsoleHeaders)
+    app.add_middleware(ConsoleHeaders, headers=security_headers(settings.map_tile_url))
 
 
 class ConsoleHeaders:
     """The console's security headers on every `/console` response (pure ASGI: the body
     streams through untouched, so the API's body limits behave as without it)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, headers: dict[str, str] = SECURITY_HEADERS) -> None:
         self.app = app
+        self.headers = headers
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or not scope["path"].startswith("/console"):
@@ -131,7 +158,7 @@ class ConsoleHeaders:
                     for k, v in message.get("headers", [])
                     if k.lower().decode() not in _REPLACED
                 ]
-                for k, v in SECURITY_HEADERS.items():
+                for k, v in self.headers.items():
                     if k == "Cache-Control" and b"cache-control" in names:
                         continue  # evidence keeps its own caching
                     headers.append((k.lower().encode(), v.encode()))
@@ -183,9 +210,34 @@ def need(user: User, scope: Scope) -> None:
 
 def reader(request: Request) -> User:
     user = current_user(request)
-    if not user.may(Scope.dispatch):
+    if not (user.may(Scope.dispatch) or user.may(Scope.review)):
         raise _Forbidden(user)
     return user
+
+
+def evidence_view(request: Request, user: User) -> EvidenceView:
+    """What the case page shows: originals to `dispatch` sessions unless they toggled to the
+    de-identified view (`?view=deidentified`); renditions to everyone else."""
+    if user.may(Scope.dispatch) and request.query_params.get("view") != "deidentified":
+        return "original"
+    return "deidentified"
+
+
+def shown_image(e: EvidenceOut, case_id: str, view: EvidenceView) -> tuple[str, str] | None:
+    """(image URL, annotated download URL) of an evidence image as the case page shows it
+    in `view`: the original (each fetch audited), else its rendition; None when there is
+    nothing to show (no rendition, or the original deleted and no rendition)."""
+    if view == "original" and e.removed_at is None:
+        return (
+            f"/console/evidence/{e.sha256}?case={case_id}",
+            f"/console/cases/{case_id}/evidence/{e.sha256}/annotated",
+        )
+    if e.deidentified is None or e.kind in NEVER_PUBLIC:
+        return None
+    return (
+        f"/console/evidence/{e.deidentified.sha256}",
+        f"/console/cases/{case_id}/evidence/{e.deidentified.sha256}/annotated",
+    )
 
 
 class _Forbidden(Exception):
@@ -240,7 +292,9 @@ def _day(value: str | None, end: bool = False) -> datetime | None:
 
 def _conditions(f: dict[str, str], skip: str | None = None) -> list[Any]:
     conds: list[Any] = []
-    if skip != "status" and f.get("status") not in (None, "all"):
+    if skip != "status" and f.get("status") == "open":  # still being worked on
+        conds.append(Case.status.in_([s.value for s in OPEN]))
+    elif skip != "status" and f.get("status") not in (None, "all"):
         conds.append(Case.status == f["status"])
     if skip != "type" and f.get("type"):
         conds.append(Case.type == f["type"])
@@ -394,6 +448,7 @@ def case_page(request: Request, case_id: str) -> Response:
         nearby = nearby_open(session, case)
         out = case_out(case, request.app.state.ctx.clock())
         suppressions = [s for s in list_rows(session) if s.case_id == case.id]
+        picker = department_picker(session, case)
     pos = ids.index(case.id) if case.id in ids else None
     prev_id = ids[pos - 1] if pos is not None and pos > 0 else None
     next_id = ids[pos + 1] if pos is not None and pos + 1 < len(ids) else None
@@ -406,6 +461,7 @@ def case_page(request: Request, case_id: str) -> Response:
     extra = [e for e in out.evidence if e not in kinds.values()]
     if kinds["cleared"] is None and out.cleared_at is None:
         del kinds["cleared"]  # still there: no empty "cleared" panel
+    view = evidence_view(request, user)
     return render(
         request,
         "case.html",
@@ -427,7 +483,31 @@ def case_page(request: Request, case_id: str) -> Response:
         reasons=[r.value for r in RejectReason],
         suppressions=suppressions,
         schedule_text=lambda s: Schedule.model_validate(s).text() if s else None,
+        picker=picker,
+        view=view,
+        shown=lambda e: shown_image(e, out.id, view),
+        thumb_of=_thumb,
     )
+
+
+def department_picker(session: Any, case: Case) -> dict[str, Any] | None:
+    """The dispatch form's choice: every department of the routing table, the one the
+    table routes this case to proposed (or the one it already has); None without a table."""
+    table = routing.load(session)
+    if table is None:
+        return None
+    routed = routed_department(session, case)
+    return {
+        "departments": sorted({r.department for r in table.routes}),
+        "routed": routed,
+        "chosen": case.department or routed,
+        "urgencies": [u.value for u in Urgency],
+    }
+
+
+def _thumb(case: Case) -> str | None:
+    """A case's thumbnail in lists and pickers: its first rendition."""
+    return next((sha for e in case.evidence if (sha := public_sha(e))), None)
 
 
 def _transition_body(user: User, action: str, form: dict[str, str]) -> TransitionIn:
@@ -440,6 +520,9 @@ def _transition_body(user: User, action: str, form: dict[str, str]) -> Transitio
     }
     if action == "duplicate":
         values["duplicate_of"] = form.get("duplicate_of") or None
+    if action == "dispatch":
+        values["department"] = form.get("department") or None
+        values["urgency"] = form.get("urgency") or None
     if action == "reject":
         reason = form.get("reason") or "other"
         values["reason"] = reason
@@ -538,16 +621,57 @@ def _explain(t: Translator, exc: Problem) -> str:
 
 @router.get("/evidence/{sha256}")
 def evidence(request: Request, sha256: str) -> Response:
-    reader(request)
+    """A rendition to any reader; an original only to a `dispatch` session, never cached,
+    and written to the audit log each time (`case`: the case it was shown on)."""
+    user = reader(request)
     if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
         raise Problem(404, "No such evidence", kind="not-found")
-    return image_response(request.app.state.ctx, sha256, "private, max-age=31536000, immutable")
+    ctx = request.app.state.ctx
+    with ctx.db.read() as session:
+        rendition = is_rendition(session, sha256)
+        link = None if rendition else _link_of(session, sha256, request.query_params.get("case"))
+    if rendition:
+        return image_response(ctx, sha256, "private, max-age=31536000, immutable")
+    need(user, Scope.dispatch)
+    response = image_response(ctx, sha256, "private, no-store")  # each view is logged
+    with ctx.db.write() as session:
+        audit(session, user.principal, _actor(user), sha256, link, "image")
+    return response
+
+
+def _link_of(session: Any, sha256: str, case_id: str | None) -> str | None:
+    """The case an original was shown on: the one named, if it links it, else the first."""
+    query = (
+        select(Case.id)
+        .join(CaseEvidence, CaseEvidence.case_seq == Case.seq)
+        .where(CaseEvidence.sha256 == sha256)
+    )
+    if case_id:
+        named = session.scalar(query.where(Case.id == case_id[:128]))
+        if named is not None:
+            return named
+    return session.scalar(query.order_by(Case.seq).limit(1))
+
+
+def _actor(user: User) -> str:
+    return f"console:{user.principal.name}"
 
 
 @router.get("/cases/{case_id}/evidence/{sha256}/annotated")
 def annotated(request: Request, case_id: str, sha256: str) -> Response:
-    reader(request)
-    return annotated_response(request.app.state.ctx, case_id[:128], sha256[:64])
+    """Follows the session's scope: on the original for `dispatch` (audited) unless it asks
+    `?view=deidentified`, on the rendition for everyone else."""
+    user = reader(request)
+    ctx = request.app.state.ctx
+    with ctx.db.read() as session:
+        rendition = is_rendition(session, sha256[:64])
+    view: EvidenceView = "deidentified" if rendition else evidence_view(request, user)
+    response = annotated_response(ctx, case_id[:128], sha256[:64], view)
+    if view == "original":
+        with ctx.db.write() as session:
+            case, _ = resolve(session, case_id[:128])
+            audit(session, user.principal, _actor(user), sha256[:64], case.id, "annotated")
+    return response
 
 
 @router.get("/cameras/{camera_id}/thumbnail")
@@ -609,6 +733,18 @@ def edit_suppression(request: Request, suppression_id: str, posted: PostedForm) 
         message = f"✗ {t('refused')}: {_first_error(exc)}"
     sessions.set_flash(request, user, message)
     return RedirectResponse("/console/suppressions", 303)
+
+
+@router.get("/audit", response_class=HTMLResponse)
+def audit_page(request: Request) -> Response:
+    """The audit log of originals shown (`GET /v1/audit/original-views`), for admins."""
+    user = reader(request)
+    if not user.may(Scope.admin):
+        raise _Forbidden(user)
+    case_id = request.query_params.get("case") or None
+    with request.app.state.ctx.db.read() as session:
+        views = original_views(session, case_id[:40] if case_id else None, limit=500)
+    return render(request, "audit.html", user, page="audit", views=views)
 
 
 @router.get("/stats", response_class=HTMLResponse)

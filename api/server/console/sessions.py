@@ -1,4 +1,4 @@
-"""Console sign-in: an API key with the `dispatch` scope exchanged for a session.
+"""Console sign-in: an API key with the `dispatch` (or `review`) scope exchanged for a session.
 
 The session token lives in an HttpOnly, SameSite=Strict cookie (Secure over TLS), scoped to
 `/console`; only its hash is stored. Every state change carries the session's CSRF token
@@ -30,9 +30,10 @@ PATH = "/console"
 LIFETIME = timedelta(hours=12)
 IDLE = timedelta(hours=1)
 TOUCH_EVERY = timedelta(minutes=1)
-# Every console page reads cases, which needs `dispatch`: a key without it (an admin-only
-# key) is refused at sign-in with that reason, not let in to pages that all answer 403.
-SIGN_IN_SCOPE = Scope.dispatch
+# Every console page reads cases, which needs `dispatch` (originals, actions) or `review`
+# (de-identified evidence only, no actions): a key with neither (an admin-only key) is
+# refused at sign-in with that reason, not let in to pages that all answer 403.
+SIGN_IN_SCOPES = (Scope.dispatch, Scope.review)
 
 
 class SignInRequired(Exception):
@@ -45,8 +46,8 @@ class User:
     csrf: str
     token_hash: str
 
-    def may(self, scope: Scope) -> bool:
-        return scope.value in self.principal.scopes
+    def may(self, scope: Scope | str) -> bool:
+        return Scope(scope).value in self.principal.scopes
 
 
 def _token_hash(token: str) -> str:
@@ -62,7 +63,7 @@ def valid_key(session: Session, key: str) -> ApiKey | None:
 
 
 def may_sign_in(record: ApiKey) -> bool:
-    return SIGN_IN_SCOPE.value in record.scopes
+    return any(scope.value in record.scopes for scope in SIGN_IN_SCOPES)
 
 
 def sign_in(session: Session, key_id: str) -> tuple[str, ConsoleSession] | None:

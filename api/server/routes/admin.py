@@ -1,8 +1,9 @@
-"""`/v1/keys` and `/v1/webhooks`: administration, with the `admin` scope."""
+"""`/v1/keys`, `/v1/webhooks` and `/v1/audit`: administration, with the `admin` scope."""
 
 from __future__ import annotations
 
 import secrets
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Response
@@ -14,12 +15,14 @@ from api.server.auth import Admin, Scope, create_key
 from api.server.context import Ctx
 from api.server.middleware import AuthFirstRoute
 from api.server.problems import Problem
+from api.server.renditions import original_views
 from api.server.schemas import (
     EVENT_TYPES,
     DeliveryOut,
     KeyCreate,
     KeyCreated,
     KeyOut,
+    OriginalViewOut,
     ReplayIn,
     ReplayOut,
     WebhookCreate,
@@ -108,6 +111,7 @@ def _hook_out(h: Webhook) -> WebhookOut:
         id=h.id,
         url=h.url,
         event_types=h.event_types,
+        evidence=h.evidence,  # type: ignore[arg-type]  # the column holds only these two
         active=h.active,
         created_at=h.created_at,
         disabled_at=h.disabled_at,
@@ -164,6 +168,7 @@ def post_webhook(ctx: Ctx, _: Admin, body: WebhookCreate) -> WebhookCreated:
             url=url,
             secret="",
             event_types=body.event_types,
+            evidence=body.evidence,
             active=True,
             created_at=utcnow(),
         )
@@ -321,3 +326,24 @@ def deliveries(
         if status is not None:
             query = query.where(WebhookDelivery.status == status)
         return [DeliveryOut.model_validate(d, from_attributes=True) for d in session.scalars(query)]
+
+
+@router.get(
+    "/audit/original-views",
+    tags=["audit"],
+    summary="Who was shown original evidence",
+    responses=problems.responses(400, 422),
+)
+def get_original_views(
+    ctx: Ctx,
+    _: Admin,
+    case_id: Annotated[str | None, Query(max_length=40, description="Of this case")] = None,
+    since: Annotated[datetime | None, Query(description="At or after this time")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[OriginalViewOut]:
+    """Newest first: every time the console showed a person an original evidence image (or
+    an annotated copy of one) rather than its de-identified rendition: who, which image,
+    which case, when."""
+    with ctx.db.read() as session:
+        rows = original_views(session, case_id, query_time(since, "since"), limit)
+        return [OriginalViewOut.model_validate(r, from_attributes=True) for r in rows]

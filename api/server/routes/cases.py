@@ -39,6 +39,7 @@ from api.server.intake import (
 from api.server.lifecycle import table_markdown
 from api.server.middleware import AuthFirstRoute
 from api.server.problems import Problem
+from api.server.renditions import EvidenceView
 from api.server.schemas import CaseDetail, CaseOut, CasePage, TransitionIn
 from api.server.serialize import case_out, change_out
 from api.server.tables import Case, Change, IdempotencyRecord, Report, utcnow
@@ -407,10 +408,16 @@ def get_annotated(
     _: Dispatch,
     case_id: CaseId,
     sha256: Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="The image's SHA-256")],
+    view: Annotated[
+        EvidenceView,
+        Query(description="`original` (the key's `dispatch` scope sees it) or its rendition"),
+    ] = "original",
 ) -> Response:
     """The stored image is the unaltered frame; this draws the worker's boxes and labels, the
-    reviewer's corrected box (green) and a caption on a copy."""
-    return annotated_response(ctx, case_id, sha256)
+    reviewer's corrected box (green) and a caption on a copy of it, or with
+    `view=deidentified` (or `sha256` naming the rendition) on a copy of its de-identified
+    rendition (404 if it has none)."""
+    return annotated_response(ctx, case_id, sha256, view)
 
 
 @router.put(

@@ -10,7 +10,9 @@ format) and JSON: the extension of the path picks it (`services.xml`, `requests.
   `service_code` and `status` are comma-separated; without dates the window is the last
   90 days, and no window may span more than 90 days (both configurable); at most 1000.
 - `media_url` is a signed link (`/v1/media/{sha256}?expires=…&signature=…`) under the
-  configured public URL, so an Open311 client can fetch it without a key.
+  configured public URL, so an Open311 client can fetch it without a key. It links the
+  de-identified rendition of the case's first evidence image that has one, never an
+  original: a case whose evidence has no rendition (stored before renditions) has none.
 - Keys go in the `api_key` parameter, as Open311 clients send them, or as a Bearer header;
   reading needs `dispatch`, posting the citizen-intake scope `open311`.
 - Errors use Open311's `<errors><error><code/><description/></error></errors>` (or its JSON
@@ -20,7 +22,6 @@ format) and JSON: the extension of the path picks it (`services.xml`, `requests.
 from __future__ import annotations
 
 import secrets
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -38,7 +39,7 @@ from api.server.metrics import version
 from api.server.middleware import AuthFirstRoute
 from api.server.open311_format import XML_TYPE, document, respond_list, to_xml_object, wants_json
 from api.server.problems import Problem
-from api.server.secrets import sign_link
+from api.server.renditions import media_url, public_sha
 from api.server.tables import Case, Change, utcnow
 
 router = APIRouter(route_class=AuthFirstRoute, prefix="/open311/v2", tags=["open311"])
@@ -238,17 +239,10 @@ def service_definition(
     )
 
 
-def _media_url(ctx: Context, sha256: str) -> str:
-    ttl = ctx.settings.media_link_ttl_s
-    expires = (int(time.time()) // 3600 + 1) * 3600 + ttl  # stable within the hour
-    path = f"/v1/media/{sha256}"
-    signature = sign_link(ctx.server_key, path, expires)
-    return f"{ctx.settings.base_url}{path}?expires={expires}&signature={signature}"
-
-
 def _request_out(ctx: Context, case: Case, notes: dict[int, str | None]) -> ServiceRequest:
     code = ctx.settings.codes.get(case.event_code)
-    media = case.evidence[0].sha256 if case.evidence else None
+    # Only a de-identified rendition is public; a case without one has no media.
+    media = next((sha for e in case.evidence if (sha := public_sha(e))), None)
     return ServiceRequest(
         service_request_id=case.id,
         status="closed" if CaseStatus(case.status) in OPEN311_CLOSED else "open",
@@ -263,7 +257,7 @@ def _request_out(ctx: Context, case: Case, notes: dict[int, str | None]) -> Serv
         address=case.address,
         lat=case.position_lat if case.position_lat is not None else case.lat,
         long=case.position_lon if case.position_lon is not None else case.lon,
-        media_url=_media_url(ctx, media) if media else None,
+        media_url=media_url(ctx.settings, ctx.server_key, media) if media else None,
     )
 
 
