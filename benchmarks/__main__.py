@@ -31,6 +31,7 @@ SECTIONS = (
     "inference",
     "capacity",
     "substream",
+    "scaling",
     "sampling",
     "lone",
     "api",
@@ -43,13 +44,15 @@ SECTIONS = (
     "plates",
 )
 # The soak is an hour of wall time for one memory figure, so it runs only when asked for: a
-# shorter run cannot tell a leak from the one-frame steps of candidate sites opening.
-DEFAULT_SECTIONS = tuple(name for name in SECTIONS if name != "soak")
+# shorter run cannot tell a leak from the one-frame steps of candidate sites opening; the
+# scaling section is three capacity searches, so it too.
+DEFAULT_SECTIONS = tuple(name for name in SECTIONS if name not in ("soak", "scaling"))
 OWN_HOW = (
     "api",
     "api-lock",
     "capacity",
     "substream",
+    "scaling",
     "sampling",
     "lone",
     "soak",
@@ -139,6 +142,9 @@ def main() -> None:
             blocks = {
                 search if part == "search" else f"{name}-static": b for part, b in bodies.items()
             }
+        elif name == "scaling":
+            body = capacity.scaling(clip, args.warmup, args.window)
+            blocks = {name: f"{body}\n\n{live.describe(clip)}"}
         elif name == "batch":
             blocks = {name: batch.run(args.seconds, args.runs)}
         elif name == "failover":
@@ -169,7 +175,7 @@ def main() -> None:
             command = f"`python -m benchmarks --only api --runs {args.runs}`"
         elif name == "scenarios":
             command = "`python -m benchmarks --only scenarios`"
-        elif name in ("capacity", "substream", "sampling", "lone"):
+        elif name in ("capacity", "substream", "scaling", "sampling", "lone"):
             cameras = f" --cameras {args.cameras}" if args.cameras else ""
             cameras += " --adaptive" if args.adaptive and name != "sampling" else ""
             command = (

@@ -42,6 +42,7 @@ from benchmarks.live import (
     group_cpu_seconds,
     intake,
     live_worker,
+    tree_cpu_seconds,
 )
 from detector.calibration import agreement, spread_frames
 from detector.engine import Engine, available_cores
@@ -158,8 +159,10 @@ def measure(
     window_s: float,
     extra: dict | None = None,
     mode: Mode = FIXED,
+    cpus: set[int] | None = None,
 ) -> Step:
-    """One step: `count` cameras, a fresh server and worker (with `extra` settings)."""
+    """One step: `count` cameras, a fresh server and worker (with `extra` settings, on
+    `cpus`, default every core)."""
     with cameras(clip, count, KEYINT_S) as (server, urls):
         assert server.process is not None
         pgid = server.process.pid
@@ -168,7 +171,7 @@ def measure(
             camera_config(f"cam-{i:03d}", url, mode.sample, size, mode.top)
             for i, url in enumerate(urls)
         ]
-        with live_worker(api, configs, extra) as worker:
+        with live_worker(api, configs, extra, cpus) as worker:
             worker.wait_all_processing(count, timeout_s=60 + count)
             time.sleep(warmup_s)
             # Starting every camera at once is a burst the worker sheds; measure once over.
@@ -179,14 +182,14 @@ def measure(
             ):
                 time.sleep(SCRAPE_EVERY_S)
             first = worker.metrics()
-            cpu_before = cpu_seconds(worker.pid), group_cpu_seconds(pgid)
+            cpu_before = tree_cpu_seconds(worker.pid), group_cpu_seconds(pgid)
             max_lag, max_stretch, last = 0.0, 1.0, first
             while last.at - first.at < window_s:
                 time.sleep(SCRAPE_EVERY_S)
                 last = worker.metrics()
                 max_lag = max(max_lag, *last.per_camera("streetwatch_lag_seconds").values())
                 max_stretch = max(max_stretch, last.total("streetwatch_sample_stretch"))
-            cpu_after = cpu_seconds(worker.pid), group_cpu_seconds(pgid)
+            cpu_after = tree_cpu_seconds(worker.pid), group_cpu_seconds(pgid)
             time.sleep(SCRAPE_EVERY_S)
             after = worker.metrics()
     seconds = last.at - first.at
@@ -213,20 +216,22 @@ def measure(
     )
 
 
-def _search(
+def _largest(
     clip: Path,
     api: tuple[str, str],
     warmup_s: float,
     window_s: float,
     steps: tuple[int, ...],
     mode: Mode = FIXED,
-) -> tuple[str, int]:
-    """The capacity table and the largest count passing (0 if none)."""
+    extra: dict | None = None,
+    cpus: set[int] | None = None,
+) -> tuple[list[Step], int]:
+    """Every step measured, by camera count, and the largest count passing (0 if none)."""
     results: list[Step] = []
     best, failed = 0, None
 
     def step(count: int) -> bool:
-        result = measure(clip, count, api, warmup_s, window_s, mode=mode)
+        result = measure(clip, count, api, warmup_s, window_s, extra, mode, cpus)
         results.append(result)
         print(f"capacity: {count} cameras: {'pass' if result.passed else 'fail'}", flush=True)
         return result.passed
@@ -242,7 +247,19 @@ def _search(
             best = middle
         else:
             failed = middle
-    results.sort(key=lambda r: r.cameras)
+    return sorted(results, key=lambda r: r.cameras), best
+
+
+def _search(
+    clip: Path,
+    api: tuple[str, str],
+    warmup_s: float,
+    window_s: float,
+    steps: tuple[int, ...],
+    mode: Mode = FIXED,
+) -> tuple[str, int]:
+    """The capacity table and the largest count passing (0 if none)."""
+    results, best = _largest(clip, api, warmup_s, window_s, steps, mode)
     rows = [r.row() for r in results]
     verdict = f"**Largest N passing: {best}**" if best else "**No N passed**"
     alone = ""
@@ -260,6 +277,54 @@ def _search(
         f"steps {', '.join(map(str, steps))} until the first failure, then bisected to "
         f"{BISECT_TO}.{alone} {_protocol(warmup_s, window_s)}",
         best,
+    )
+
+
+SCALING_HEADER = [
+    "layout",
+    "largest N passing",
+    "worker cores at N",
+    "worker CPU per camera-second at N, ms",
+    "N against the first layout",
+]
+
+
+def layouts() -> list[tuple[str, int, set[int] | None]]:
+    """What the scaling section compares: one process pinned to one core (`taskset -c`),
+    one process on every core, a process per core (`worker.processes`)."""
+    cores = sorted(os.sched_getaffinity(0))
+    return [
+        (f"1 process on core {cores[0]} (`taskset -c {cores[0]}`)", 1, {cores[0]}),
+        (f"1 process on {len(cores)} cores", 1, None),
+        (f"{len(cores)} processes on {len(cores)} cores", len(cores), None),
+    ]
+
+
+def scaling(clip: Path, warmup_s: float, window_s: float, steps: tuple[int, ...] = STEPS) -> str:
+    """Section 4e: the capacity search of 4c for each layout, side by side in one run."""
+    rows: list[list[object]] = []
+    first = 0
+    with intake() as api:
+        for name, processes, cpus in layouts():
+            extra = {"worker": {"processes": processes}}
+            results, best = _largest(clip, api, warmup_s, window_s, steps, FIXED, extra, cpus)
+            first = first or best
+            at_best = next((r for r in results if r.cameras == best), None)
+            rows.append(
+                [
+                    name,
+                    best,
+                    f"{at_best.worker_cores:.2f}" if at_best else "-",
+                    f"{at_best.worker_ms:.1f}" if at_best else "-",
+                    f"{best / first:.2f}x" if first else "-",
+                ]
+            )
+    return (
+        f"{table(SCALING_HEADER, rows)}\n\nEach layout: the search of section 4c ({FIXED.name}; "
+        f"every camera >= {MIN_SHARE_PCT:g}% of the samples asked for, none shed, lag < "
+        f"{MAX_LAG_S:g} s), the worker (with its processes) pinned where the layout says, "
+        f"the cameras on every core; worker CPU is the supervisor's and its processes'. "
+        f"{_protocol(warmup_s, window_s)}"
     )
 
 

@@ -43,6 +43,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its live children: a worker run with --processes > 1 is a
+    supervisor whose children do the work."""
+    total = cpu_seconds(pid)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return total
+
+
 def group_cpu_seconds(pgid: int) -> float:
     """CPU time of every live process in a process group (the server and its ffmpegs)."""
     total = 0.0
@@ -135,9 +151,17 @@ class LiveWorker:
     """`streetwatch run` on a generated config, in its own process; its log goes to a file."""
 
     def __init__(
-        self, workdir: Path, api_url: str, key: str, cameras: list[dict], extra: dict | None = None
+        self,
+        workdir: Path,
+        api_url: str,
+        key: str,
+        cameras: list[dict],
+        extra: dict | None = None,
+        cpus: set[int] | None = None,
     ) -> None:
+        """cpus: the cores the worker (and its children) may run on, like `taskset -c`."""
         self.workdir = workdir
+        self.cpus = cpus
         self.config = workdir / "worker.yaml"
         settings = {**RECOMMENDED, **(extra or {}), "api": {"url": api_url}, "cameras": cameras}
         self.config.write_text(yaml.safe_dump(settings))
@@ -158,7 +182,12 @@ class LiveWorker:
                 [sys.executable, "-m", "streams.cli", "run", "--config", str(self.config),
                  "--state-dir", str(self.workdir / "state"), "--metrics-port", port],
                 env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                preexec_fn=None if self.cpus is None else self._pin,
             )  # fmt: skip
+
+    def _pin(self) -> None:
+        assert self.cpus is not None
+        os.sched_setaffinity(0, self.cpus)
 
     def scrape(self) -> Scrape | None:
         """The metrics now, or None while the worker is not serving them yet."""
@@ -229,11 +258,12 @@ def cameras(clip: Path, count: int, keyint_s: float) -> Iterator[tuple[RtspServe
 
 @contextmanager
 def live_worker(
-    api: tuple[str, str], cams: list[dict], extra: dict | None = None
+    api: tuple[str, str], cams: list[dict], extra: dict | None = None, cpus: set[int] | None = None
 ) -> Iterator[LiveWorker]:
-    """`streetwatch run` on `cams`, with `extra` top-level settings (e.g. `rules`)."""
+    """`streetwatch run` on `cams`, with `extra` top-level settings (e.g. `rules`), on `cpus`
+    (default every core)."""
     with tempfile.TemporaryDirectory(prefix="sw-live-") as tmp:
-        worker = LiveWorker(Path(tmp), *api, cams, extra)
+        worker = LiveWorker(Path(tmp), *api, cams, extra, cpus)
         worker.start()
         try:
             yield worker

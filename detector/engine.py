@@ -31,6 +31,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from detector import providers as eps
 from detector.letterbox import Letterboxer, Placement
 from detector.postprocess import decode
 from detector.types import Detections
@@ -44,7 +45,7 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0))
 
 
-def _session(path: Path, intra_op_threads: int) -> ort.InferenceSession:
+def _session(path: Path, intra_op_threads: int, providers: list[str]) -> ort.InferenceSession:
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL  # a YOLO graph is one chain
@@ -54,7 +55,7 @@ def _session(path: Path, intra_op_threads: int) -> ort.InferenceSession:
     opts.intra_op_num_threads = intra_op_threads
     model = onnx.load(str(path))
     source: str | bytes = model.SerializeToString() if faster_dfl(model) else str(path)
-    return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(source, opts, providers=providers)
 
 
 class Engine:
@@ -74,6 +75,7 @@ class Engine:
         rect: bool = False,
         parallel_runs: int | None = None,
         cores: int | None = None,
+        providers: Sequence[eps.Provider] = ("auto",),
     ) -> None:
         """model: a registry name ("default"), a model directory, or an Ultralytics .onnx.
 
@@ -88,6 +90,9 @@ class Engine:
         a lone frame).
         cores: how many cores the engine may use, default all this process may run on (a
         Ray task is given its share: one engine per core, not every engine on every core).
+        providers: ONNX Runtime execution providers by short name, in the order wanted
+        (detector.providers; the CPU always comes last). On an accelerator a batch is one
+        run (parallel_runs defaults to 1): the device takes it whole.
         """
         if parallel_runs is not None and parallel_runs < 1:
             raise ValueError(f"parallel_runs must be >= 1, got {parallel_runs}")
@@ -103,8 +108,12 @@ class Engine:
         self.rect = rect and input_size is None and self.manifest.dynamic_hw
         self._class_ids = self._class_filter(classes)
         cores = cores or available_cores()
-        self.parallel_runs = parallel_runs or cores
-        self._session = _session(self.model_path, max(1, cores // self.parallel_runs))
+        chosen, missing = eps.choose(providers, ort.get_available_providers())
+        self.parallel_runs = parallel_runs or (cores if chosen[0] == eps.CPU else 1)
+        self._session = _session(self.model_path, max(1, cores // self.parallel_runs), chosen)
+        eps.report(providers, chosen, missing, self._session.get_providers())
+        self.providers: list[str] = self._session.get_providers()
+        """What the session runs on, first choice first (ONNX Runtime's names)."""
         inp = self._session.get_inputs()[0]
         self._input_name = inp.name
         # Ultralytics exports have a fixed batch of 1 unless exported with dynamic=True.

@@ -22,6 +22,7 @@ from api.contract import IncidentType, Location
 from api.contract.codes import DEFAULT_CODES, CodeTable
 from api.contract.suppression_rules import Schedule
 from detector.ground import CalibrationError, GroundCalibration
+from detector.providers import Provider
 from detector.rules import DEFAULT_RULES, RuleParams
 from detector.static_objects import StaticParams
 
@@ -238,6 +239,14 @@ class DetectorConfig(Strict):
         "runs every batch as one run on all cores: the lowest latency per frame, for a lone "
         "camera sampled faster than one core keeps up with",
     )
+    providers: tuple[Provider, ...] = Field(
+        default=("auto",),
+        min_length=1,
+        description="ONNX Runtime execution providers in the order wanted: cpu, cuda, "
+        "tensorrt, openvino; auto: every accelerator this onnxruntime has (TensorRT, CUDA, "
+        "OpenVINO). The CPU always comes last; what runs, and why not what was asked, is "
+        "logged once. On an accelerator parallel_runs defaults to 1",
+    )
 
 
 class ShadowConfig(Strict):
@@ -246,6 +255,28 @@ class ShadowConfig(Strict):
     model: str = Field(min_length=1, description="registry name of the candidate model")
     cameras: list[Identifier] | None = Field(
         default=None, description="the cameras it runs on (default: every camera)"
+    )
+
+
+Decode = Literal["cpu", "auto", "cuda", "vaapi", "qsv", "videotoolbox"]
+"""Where cameras are decoded (streams.sources.hwdecode)."""
+
+
+class WorkerConfig(Strict):
+    """How `streetwatch run` uses the host (read at start: a change takes a restart)."""
+
+    processes: int | None = Field(
+        default=None,
+        ge=1,
+        description="worker processes, each over its stable share of the cameras with its own "
+        "state sub-directory (`run --processes` overrides it); default one per core as long "
+        "as each gets 32 cameras, 1 for a fleet worker; 1 runs everything in one process",
+    )
+    decode: Decode = Field(
+        default="cpu",
+        description="where cameras are decoded: cpu; cuda, vaapi, qsv or videotoolbox (FFmpeg's "
+        "hardware decoding); auto: the first of those that opens. Tried once at start; "
+        "without it the worker decodes on the CPU and says why",
     )
 
 
@@ -276,6 +307,9 @@ class Config(Strict):
     )
     api: ApiConfig | None = Field(
         default=None, description="where to post cases; needed by `run` and `score --post`"
+    )
+    worker: WorkerConfig = Field(
+        default_factory=WorkerConfig, description="how `streetwatch run` spreads over the host"
     )
     cameras: list[CameraConfig] = Field(
         default_factory=list,

@@ -137,6 +137,17 @@ def test_outbox_list_without_state_is_a_clear_error(tmp_path, capsys):
     assert "no outbox at" in capsys.readouterr().err
 
 
+def test_outbox_list_of_a_worker_of_several_processes_names_theirs(tmp_path, capsys):
+    state = tmp_path / "state"
+    for i in range(2):
+        Outbox(state / f"process-{i}" / "outbox.sqlite3").close()
+    assert main(["outbox", "list", "--state-dir", str(state)]) == 2
+    said = capsys.readouterr().err
+    assert f"one per process, --state-dir {state}/process-0 or {state}/process-1" in said
+    assert main(["outbox", "list", "--state-dir", str(state / "process-1")]) == 0
+    assert "0 pending, 0 dead" in capsys.readouterr().out
+
+
 def test_an_unexpected_answer_is_retried_not_fatal(tmp_path, outbox):
     """A 2xx that is no receipt (a proxy's page) leaves the item queued with its error,
     instead of ending the delivery thread."""

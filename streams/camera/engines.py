@@ -15,7 +15,7 @@ from models.manifest import COCO_LOOK_ALIKES
 from streams.config import Config
 
 # The detector settings an engine is built with: any change means another engine.
-ENGINE_SETTINGS = ("conf_threshold", "iou_threshold", "rect", "parallel_runs")
+ENGINE_SETTINGS = ("conf_threshold", "iou_threshold", "rect", "parallel_runs", "providers")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +34,7 @@ def engine_for(config: Config, model: str | None = None, cores: int | None = Non
         rect=config.detector.rect,
         parallel_runs=config.detector.parallel_runs,
         cores=cores,
+        providers=config.detector.providers,
     )
 
 
@@ -58,15 +59,18 @@ def load(config: Config, model: str | None = None, cores: int | None = None) -> 
 class Engines:
     """Engines kept by model, engine settings and cores, so a reloaded config or the next Ray
     task reuses what is loaded; labels always follow the config asked with (its rules may
-    have changed while the engine did not)."""
+    have changed while the engine did not). `cores`: what engines asked for without their
+    own run on (default all this process may use)."""
 
-    def __init__(self) -> None:
+    def __init__(self, cores: int | None = None) -> None:
+        self.cores = cores
         self._engines: dict[tuple[str, tuple[object, ...], int | None], Engine] = {}
 
     def get(self, config: Config, model: str | None = None, cores: int | None = None) -> Loaded:
         """The engine for `model` under `config`, loaded once; a model that does not load
         raises (ModelError) and leaves nothing behind."""
         name = model or config.model
+        cores = cores or self.cores
         key = (name, tuple(getattr(config.detector, k) for k in ENGINE_SETTINGS), cores)
         engine = self._engines.get(key)
         if engine is None:

@@ -28,15 +28,21 @@ Detect = Callable[[Engine, list[np.ndarray]], list[Detections]]
 
 class ModelSet:
     def __init__(
-        self, config: Config, cameras: Iterable[CameraConfig], previous: ModelSet | None = None
+        self,
+        config: Config,
+        cameras: Iterable[CameraConfig],
+        previous: ModelSet | None = None,
+        cores: int | None = None,
     ) -> None:
         """Loads what `cameras` need; engines of `previous` with unchanged settings are kept.
-        A model that does not load raises (ModelError), leaving `previous` as it was."""
+        A model that does not load raises (ModelError), leaving `previous` as it was.
+        cores: what the engines run on (default all this process may use); a ModelSet made
+        from `previous` keeps its cores."""
         cameras = list(cameras)
         self.config = config
         self.settings = tuple(getattr(config.detector, k) for k in ENGINE_SETTINGS)
         names = sorted({config.model} | {n for c in cameras for n in config.models_of(c)})
-        self.engines = previous.engines if previous is not None else Engines()
+        self.engines = previous.engines if previous is not None else Engines(cores)
         self.loaded: dict[str, Loaded] = {name: self.engines.get(config, name) for name in names}
         self.engines.keep(self.loaded.values())
         for name, loaded in self.loaded.items():

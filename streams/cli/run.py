@@ -6,11 +6,16 @@ import argparse
 import logging
 import os
 import socket
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from streams.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err
 from streams.config import ConfigError
+
+if TYPE_CHECKING:
+    from streams.live.worker import Shard
 
 log = logging.getLogger("streetwatch.run")
 
@@ -33,13 +38,25 @@ def seconds(text: str) -> float:
     return value
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run",
         help="watch the config's RTSP cameras and post cases to the intake API",
-        description="Runs every live camera of the config (or of this shard) in one process, "
-        "with one batched inference loop. SIGHUP or editing the config reloads cameras; "
-        "SIGTERM stops cleanly, handing open incidents to the outbox first.",
+        description="Runs every live camera of the config (or of this shard) with batched "
+        "inference, in one process or spread over several (--processes). SIGHUP or editing "
+        "the config reloads cameras; SIGTERM stops cleanly, handing open incidents to the "
+        "outbox first.",
     )
     p.add_argument("--config", required=True, type=Path, help="YAML configuration file")
     p.add_argument("--shard", default="0/1", help="I/N: run the cameras of shard I of N")
@@ -72,6 +89,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--health-port", type=int, help="serve GET /healthz on this port")
     p.add_argument("--health-host", default="127.0.0.1", help="address for the health port")
+    p.add_argument(
+        "--processes",
+        type=positive_int,
+        help="worker processes on this host, each over its share of the cameras, with its "
+        "state in STATE_DIR/process-I (default: the config's worker.processes, else one per "
+        "core as long as each gets 32 cameras; 1 for --fleet); 1: everything in one process",
+    )
+    p.add_argument(
+        "--inference-cores",
+        type=positive_int,
+        help="cores each process's inference spreads over (default: all it may run on, "
+        "divided by --processes)",
+    )
     p.set_defaults(func=run)
 
     p = sub.add_parser("outbox", help="list or retry what waits for the intake API")
@@ -84,17 +114,35 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from api.client.outbox import OutboxError
+    from detector.engine import available_cores
     from models.errors import ModelError
-    from streams.live.worker import Shard, Worker
+    from streams.live.supervisor import default_processes, stranded_outboxes
+    from streams.live.worker import Shard, Worker, runnable
 
     try:
         shard = Shard.parse(args.shard)
         if args.fleet and shard.count != 1:
             raise ValueError("--fleet assigns cameras itself: no --shard with it")
+        config, _ = runnable(args.config, fleet=args.fleet)
+        cameras = None if args.fleet else sum(shard.owns(c.id) for c in config.cameras)
+        processes = (
+            args.processes
+            or config.worker.processes
+            or default_processes(available_cores(), cameras)
+        )
         state_name = f"fleet-{args.worker_id}" if args.fleet else args.shard
+        state_dir = args.state_dir or default_state_dir(state_name)
+        for stranded in stranded_outboxes(state_dir, processes):
+            log.error(
+                "%s, left by a run with another number of processes: run with that number "
+                "until it is empty",
+                stranded,
+            )
+        if processes > 1:
+            return supervise(args, shard, processes, state_dir)
         worker = Worker(
             args.config,
-            args.state_dir or default_state_dir(state_name),
+            state_dir,
             shard,
             metrics_port=args.metrics_port,
             metrics_host=args.metrics_host,
@@ -104,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
             fleet_id=args.worker_id if args.fleet else None,
             health_port=args.health_port,
             health_host=args.health_host,
+            inference_cores=args.inference_cores,
         )
     except (ConfigError, ValueError) as exc:
         err(str(exc))
@@ -120,6 +169,43 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def supervise(args: argparse.Namespace, shard: Shard, processes: int, state_dir: Path) -> int:
+    """`run` over `processes` children (streams/live/supervisor.py): child I runs shard
+    (S + N*I)/(N*P) of shard S/N, which is the cameras of S/N split P ways by the same stable
+    hash, or is fleet member `<worker-id>.<I>`; each with its state in STATE_DIR/process-I."""
+    from detector.engine import available_cores
+    from streams.live.supervisor import Supervisor, cores_per_process, state_of
+
+    cores = args.inference_cores or cores_per_process(available_cores(), processes)
+
+    def command(index: int, metrics_port: int, health_port: int) -> list[str]:
+        argv = [sys.executable, "-m", "streams.cli", *(["-v"] if args.verbose else []), "run"]
+        argv += ["--config", str(args.config), "--processes", "1"]
+        argv += ["--state-dir", str(state_of(state_dir, index))]
+        argv += ["--metrics-port", str(metrics_port), "--health-port", str(health_port)]
+        argv += ["--open-timeout", str(args.open_timeout), "--read-timeout", str(args.read_timeout)]
+        argv += ["--freeze-after", str(args.freeze_after), "--inference-cores", str(cores)]
+        if args.fleet:
+            return [*argv, "--fleet", "--worker-id", f"{args.worker_id}.{index}"]
+        return [*argv, "--shard", f"{shard.index + shard.count * index}/{shard.count * processes}"]
+
+    supervisor = Supervisor(
+        processes,
+        command,
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
+        health_port=args.health_port,
+        health_host=args.health_host,
+    )
+    supervisor.install_signal_handlers()
+    try:
+        code = supervisor.run()
+    except OSError as exc:  # e.g. the metrics port is taken
+        err(str(exc))
+        return EXIT_FAILED
+    return EXIT_OK if code == 0 else EXIT_FAILED
+
+
 def _when(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
@@ -130,7 +216,11 @@ def outbox(args: argparse.Namespace) -> int:
     state = args.state_dir or default_state_dir(args.shard)
     path = state / OUTBOX_FILE
     if not path.exists():
-        err(f"no outbox at {path}")
+        per_process = sorted(str(p.parent) for p in state.glob(f"process-*/{OUTBOX_FILE}"))
+        if per_process:  # a worker of several processes (run --processes)
+            err(f"no outbox at {path}: one per process, --state-dir {' or '.join(per_process)}")
+        else:
+            err(f"no outbox at {path}")
         return EXIT_USAGE
     try:
         box = Outbox(path)

@@ -18,5 +18,6 @@ __all__ = [
     "shadow",
     "shedding",
     "sinks",
+    "supervisor",
     "worker",
 ]

@@ -39,6 +39,7 @@ from streams.live.live_events import BatchSettled
 from streams.live.metrics import WorkerMetrics
 from streams.live.shedding import LoadShedder
 from streams.live.sinks import Sinks
+from streams.sources.hwdecode import hardware_decoding
 from streams.sources.rtsp import RtspSource
 from streams.sources.sampling import Sampling
 
@@ -73,6 +74,22 @@ class Shard:
         return int.from_bytes(digest[:8], "big") % self.count == self.index
 
 
+def runnable(config_path: Path, fleet: bool, api_key: str | None = None) -> tuple[Config, str]:
+    """The config, if `streetwatch run` can run it, and the API key; else ConfigError."""
+    config = load_config(config_path)
+    if config.api is None:
+        raise ConfigError(str(config_path), ["api: required by `streetwatch run`"])
+    if not config.cameras and not fleet:
+        raise ConfigError(str(config_path), ["cameras: required unless `run --fleet`"])
+    key_env, key = find_api_key(config)
+    key = api_key or key
+    if not key:
+        raise ConfigError(
+            str(config_path), [f"api.key_env: environment variable {key_env} is not set"]
+        )
+    return config, key
+
+
 def _stream_of(camera: CameraConfig) -> tuple[object, ...]:
     """What a camera's streams depend on: changing it restarts them."""
     return camera.source, camera.sample, camera.record_source
@@ -102,27 +119,24 @@ class Worker:
         fleet_id: str | None = None,
         health_port: int | None = None,
         health_host: str = "127.0.0.1",
+        inference_cores: int | None = None,
     ) -> None:
         """fleet_id: take the cameras from the intake API as this fleet worker (the config's
-        own `cameras` are then ignored) instead of from the config file."""
+        own `cameras` are then ignored) instead of from the config file. inference_cores: the
+        cores inference spreads over (default all this process may run on; a supervisor
+        gives each of its children a share, streams/live/supervisor.py)."""
         self.config_path = config_path
-        self.config = load_config(config_path)
-        if self.config.api is None:
-            raise ConfigError(str(config_path), ["api: required by `streetwatch run`"])
-        if not self.config.cameras and not fleet_id:
-            raise ConfigError(str(config_path), ["cameras: required unless `run --fleet`"])
+        self.config, key = runnable(config_path, fleet=fleet_id is not None, api_key=api_key)
         self.shard = shard
+        hwaccel, decoding = hardware_decoding(self.config.worker.decode)
+        fell_back = hwaccel is None and self.config.worker.decode != "cpu"
+        log.log(logging.WARNING if fell_back else logging.INFO, decoding)
         self.source_options = {
             "open_timeout_s": open_timeout_s,
             "read_timeout_s": read_timeout_s,
             "freeze_after_s": freeze_after_s,
+            "hwaccel": hwaccel,
         }
-        key_env, key = find_api_key(self.config)
-        key = api_key or key
-        if not key:
-            raise ConfigError(
-                str(config_path), [f"api.key_env: environment variable {key_env} is not set"]
-            )
         self.state_dir = state_dir
         self.metrics = WorkerMetrics(
             lambda: [(c.source, c.runtime.gate) for c in self.cameras.values()]
@@ -141,7 +155,7 @@ class Worker:
         self.health_port = health_port
         self.health_host = health_host
         self._loop_at = time.monotonic()
-        self.models = ModelSet(self.config, self._live(self.config))
+        self.models = ModelSet(self.config, self._live(self.config), cores=inference_cores)
         self.sinks.shadow.replace(self.config)
         self.cameras: dict[str, LiveCamera] = {}
         # Batches in inference, oldest first: one per parallel run, so a lone camera's next
@@ -438,9 +452,10 @@ class Worker:
         if not config.cameras and self.fleet is None:
             log.error("reload refused, keeping the running configuration: no cameras")
             return
-        if config.api != self.config.api:
-            log.warning("reload: api changed; that takes a restart to apply")
-            config = config.model_copy(update={"api": self.config.api})
+        for kept in ("api", "worker"):
+            if getattr(config, kept) != getattr(self.config, kept):
+                log.warning("reload: %s changed; that takes a restart to apply", kept)
+                config = config.model_copy(update={kept: getattr(self.config, kept)})
         live = self._live(config)
         needed = {config.model} | {n for c in live for n in config.models_of(c)}
         settings_changed = any(

@@ -1,10 +1,10 @@
 """Where frames come from: video files and their keyframe spans (`files`), live RTSP
 cameras with reconnects and freeze detection (`rtsp`, `health`), what a camera samples and
-when (`sampling`), recordings named by camera and start time (`recordings`), and decoding
-ahead of inference (`prefetch`).
+when (`sampling`), decoding on hardware where there is some (`hwdecode`), recordings named
+by camera and start time (`recordings`), and decoding ahead of inference (`prefetch`).
 
 May import `streams.config`, `detector`, `api.contract`, `api.client.backoff`; never
 `streams.camera`, `streams.live`, `streams.offline` or `streams.cli`.
 """
 
-__all__ = ["files", "health", "prefetch", "recordings", "rtsp", "sampling"]
+__all__ = ["files", "health", "hwdecode", "prefetch", "recordings", "rtsp", "sampling"]

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 import av
 import av.error
 import numpy as np
+from av.codec.hwaccel import HWAccel
 
 from api.client.backoff import Backoff
 from detector.types import Frame
@@ -110,8 +111,11 @@ class RtspSource:
         freeze_after_s: float = 60.0,
         on_health: HealthCallback | None = None,
         plan: SamplePlan | None = None,
+        hwaccel: HWAccel | None = None,
     ) -> None:
+        """hwaccel: decode on this device (streams.sources.hwdecode), else on the CPU."""
         self.camera_id = camera_id
+        self.hwaccel = hwaccel
         self.url = url
         self.sampling = sampling
         self.open_timeout_s = open_timeout_s
@@ -251,6 +255,7 @@ class RtspSource:
                 self.url,
                 options={**FFMPEG_OPTIONS, "timeout": read_timeout_us},
                 timeout=(self.open_timeout_s / 2, None),  # no callback while reading
+                hwaccel=self.hwaccel,
             )
         except av.error.InvalidDataError as exc:
             # FFmpeg says "invalid data" both for a garbage reply and for no reply at all.

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -58,9 +58,11 @@ def street(parked_clip) -> Iterator[RtspServer]:
 class Worker:
     """`streetwatch run` in a subprocess, with its metrics endpoint."""
 
-    def __init__(self, config: Path, state: Path, key: str) -> None:
-        self.config, self.state, self.key = config, state, key
+    def __init__(self, config: Path, state: Path, key: str, args: Sequence[str] = ()) -> None:
+        """args: more options of `run` (e.g. --processes)."""
+        self.config, self.state, self.key, self.args = config, state, key, list(args)
         self.metrics_port = free_port()
+        self.health_port = free_port()
         self.process: subprocess.Popen[str] | None = None
         self.log: list[str] = []
 
@@ -74,7 +76,8 @@ class Worker:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "run", "--config", str(self.config),
              "--state-dir", str(self.state), "--metrics-port", str(self.metrics_port),
-             "--open-timeout", "4", "--read-timeout", str(READ_TIMEOUT_S)],
+             "--health-port", str(self.health_port),
+             "--open-timeout", "4", "--read-timeout", str(READ_TIMEOUT_S), *self.args],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
         threading.Thread(target=self._drain, args=(self.process,), daemon=True).start()
@@ -86,16 +89,20 @@ class Worker:
 
     def metric(self, name: str, **labels: str) -> float:
         """The sum of the samples called `name` whose labels include `labels`; 0 if none."""
+        return sum(self.series(name, **labels))
+
+    def series(self, name: str, **labels: str) -> list[float]:
+        """The values of the samples called `name` whose labels include `labels`."""
         try:
             text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2).text
         except httpx.HTTPError:
-            return 0.0
-        return sum(
+            return []
+        return [
             s.value
             for family in text_string_to_metric_families(text)
             for s in family.samples
             if s.name == name and labels.items() <= s.labels.items()
-        )
+        ]
 
     def signal(self, signum: int) -> int:
         assert self.process is not None
@@ -106,8 +113,12 @@ class Worker:
         if self.process and self.process.poll() is None:
             self.signal(signal.SIGKILL)
 
-    def pending(self) -> int:
-        box = Outbox(self.state / "outbox.sqlite3")
+    def health(self) -> httpx.Response:
+        return httpx.get(f"http://127.0.0.1:{self.health_port}/healthz", timeout=5)
+
+    def pending(self, state: Path | None = None) -> int:
+        """Items waiting in the outbox of `state` (default the worker's state directory)."""
+        box = Outbox((state or self.state) / "outbox.sqlite3")
         try:
             return box.counts()["outbox"]
         finally:
@@ -149,8 +160,8 @@ def cases(server: RunningServer, key: str) -> list[dict]:
 def worker_factory(tmp_path, default_model) -> Iterator[Callable[..., Worker]]:
     started: list[Worker] = []
 
-    def make(config: Path, key: str, state: Path | None = None) -> Worker:
-        worker = Worker(config, state or tmp_path / "state", key)
+    def make(config: Path, key: str, state: Path | None = None, args: Sequence[str] = ()) -> Worker:
+        worker = Worker(config, state or tmp_path / "state", key, args)
         worker.start()
         started.append(worker)
         return worker

@@ -7,6 +7,13 @@ import pytest
 from streams.cli import main
 
 
+def test_a_config_asking_for_no_processes_is_refused(tmp_path, capsys) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("api: {url: 'http://127.0.0.1:9'}\nworker: {processes: 0}\n")
+    assert main(["run", "--config", str(config), "--fleet"]) == 2
+    assert "worker.processes: Input should be greater than or equal to 1" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("flag", "value", "says"),
     [
@@ -14,9 +21,12 @@ from streams.cli import main
         ("--read-timeout", "-5", "must be more than 0 seconds, got -5"),
         ("--open-timeout", "nan", "must be more than 0 seconds, got nan"),
         ("--open-timeout", "ten", "'ten' is not a number of seconds"),
+        ("--processes", "0", "must be at least 1, got 0"),
+        ("--processes", "two", "'two' is not a whole number"),
+        ("--inference-cores", "-1", "must be at least 1, got -1"),
     ],
 )
-def test_timeouts_must_be_positive_seconds(flag, value, says, tmp_path, capsys) -> None:
+def test_timeouts_and_counts_must_be_positive(flag, value, says, tmp_path, capsys) -> None:
     with pytest.raises(SystemExit) as exit_:
         main(["run", "--config", str(tmp_path / "config.yaml"), flag, value])
     assert exit_.value.code == 2
