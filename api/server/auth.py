@@ -25,9 +25,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from api.server.clock import now_in
 from api.server.context import get_context
 from api.server.problems import Problem
-from api.server.tables import ApiKey, utcnow
+from api.server.tables import ApiKey
 
 
 class Scope(StrEnum):
@@ -109,7 +110,7 @@ def create_key(
         namespace=namespace,
         cameras=sorted(set(cameras)) if cameras is not None else None,
         department=department,
-        created_at=utcnow(),
+        created_at=now_in(session),
     )
     session.add(record)
     return record, key

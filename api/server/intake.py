@@ -24,13 +24,14 @@ from api.contract import (
 from api.contract.codes import CodeTable
 from api.server.auth import Principal
 from api.server.changes import record
+from api.server.clock import now_in
 from api.server.evidence import Upload, attach
 from api.server.grid import locate
 from api.server.merge import Sighting, find_match
 from api.server.problems import Problem
 from api.server.settings import Settings
 from api.server.storage import EvidenceStore
-from api.server.tables import Case, Report, utcnow
+from api.server.tables import Case, Report
 
 
 def fingerprint(report: CaseReport, uploads: Sequence[Upload]) -> str:
@@ -210,7 +211,7 @@ def ingest(
         )
         return 200, receipt(known.case, known)
 
-    now = utcnow()
+    now = now_in(session)
     loc, pos = new.location, new.position
     sighting = Sighting(
         type=new.type,

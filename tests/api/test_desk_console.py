@@ -89,7 +89,7 @@ def test_the_map_draws_cells_cameras_and_open_cases_with_the_city_tiles(
     case = api.dispatch.get(f"/v1/cases/{here}").json()
     deadline = case["deadline"]
     assert deadline is not None and not case["overdue"]
-    api.server.app.state.ctx.clock = lambda: datetime.fromisoformat(deadline) + timedelta(hours=1)
+    api.server.app.state.ctx.clock.move_to(datetime.fromisoformat(deadline) + timedelta(hours=1))
     html = browser.get("/console/map").text
     assert re.findall(r'class="case overdue" data-case="([^"]+)"', html) == [here]
     assert 'id="map-overdue"' in html

@@ -84,7 +84,7 @@ def test_dispatch_records_department_and_deadline_then_overdue_once(
 
     assert api.dispatch.get("/v1/cases", params={"overdue": True}).json()["items"] == []
     # The deadline passes on the server's clock: no waiting for it.
-    api.server.app.state.ctx.clock = lambda: expected + timedelta(minutes=1)
+    api.server.app.state.ctx.clock.move_to(expected + timedelta(minutes=1))
     overdue = _until(
         lambda: [c for c in all_changes(api.dispatch, page=50) if c["kind"] == "overdue"]
     )
@@ -97,7 +97,7 @@ def test_dispatch_records_department_and_deadline_then_overdue_once(
     assert api.dispatch.get("/v1/cases", params={"overdue": False}).json()["items"] == []
     # Once: further passes of the watch announce nothing more.
     ctx = api.server.app.state.ctx
-    assert check_deadlines(ctx.db, ctx.clock, ctx.metrics) == []
+    assert check_deadlines(ctx.db, ctx.metrics) == []
     assert sum(c["kind"] == "overdue" for c in all_changes(api.dispatch, page=50)) == 1
     metrics = httpx.get(f"{api.url}/metrics").text
     assert 'streetwatch_cases_overdue{department="城管东中队"} 1.0' in metrics
@@ -195,7 +195,7 @@ def test_the_case_page_shows_department_deadline_and_overdue(
         out = _move(api.dispatch, case_id, "dispatched")
         page = browser.get(f"/console/cases/{case_id}").text
         assert "城管东中队</td>" in page and "处置时限" in page and "超期" not in page
-        api.server.app.state.ctx.clock = lambda: _at(out["deadline"]) + timedelta(seconds=1)
+        api.server.app.state.ctx.clock.move_to(_at(out["deadline"]) + timedelta(seconds=1))
         page = browser.get(f"/console/cases/{case_id}").text
         assert '<span class="badge overdue">超期</span>' in page
         queue = browser.get("/console", params={"status": "dispatched"}).text

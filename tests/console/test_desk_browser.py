@@ -300,7 +300,7 @@ def test_dispatch_desk_end_to_end(
         assert page.inner_text("#department") == DEPARTMENT
 
         # -- the deadline passes on the server's clock: overdue, announced once ------------
-        server.app.state.ctx.clock = lambda: deadline + timedelta(minutes=5)
+        server.app.state.ctx.clock.move_to(deadline + timedelta(minutes=5))
         wait_until(
             lambda: any(h["kind"] == "overdue" for h in api.case(a_id)["history"]),
             20,

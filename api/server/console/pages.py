@@ -654,7 +654,7 @@ def edit_suppression(request: Request, suppression_id: str, posted: PostedForm) 
 @router.get("/stats", response_class=HTMLResponse)
 def stats_page(request: Request) -> Response:
     user = reader(request)  # a key without the scope: the app's _Forbidden handler answers
-    period = stats.period_of(request.query_params, TZ)
+    period = stats.period_of(request.query_params, TZ, request.app.state.ctx.clock())
     with request.app.state.ctx.db.read() as session:
         table = stats.compute(session, period, TZ)
     t = Translator(lang_of(request))
@@ -675,7 +675,7 @@ def stats_page(request: Request) -> Response:
 @router.get("/stats.csv")
 def stats_csv(request: Request) -> Response:
     reader(request)
-    period = stats.period_of(request.query_params, TZ)
+    period = stats.period_of(request.query_params, TZ, request.app.state.ctx.clock())
     with request.app.state.ctx.db.read() as session:
         table = stats.compute(session, period, TZ)
     name = f"streetwatch-stats-{period.group}-{period.since}-{period.until}.csv"

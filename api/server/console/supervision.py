@@ -156,8 +156,10 @@ def reviewer_charts(rows: list[reviewer_stats.ReviewerRow], t: Translator) -> di
     }
 
 
-def _period(params: Mapping[str, str]) -> tuple[stats.Period, str, datetime, datetime]:
-    period = stats.period_of(params, TZ)
+def _period(
+    params: Mapping[str, str], now: datetime
+) -> tuple[stats.Period, str, datetime, datetime]:
+    period = stats.period_of(params, TZ, now)
     by = params.get("by", "department")
     start, end = period.bounds(TZ)
     return period, by if by in BY else "department", start, end
@@ -173,7 +175,7 @@ def _query(period: stats.Period, by: str) -> str:
 def supervision_page(request: Request) -> Response:
     user = reader(request)  # a key without the scope: the app's _Forbidden handler answers
     ctx = request.app.state.ctx
-    period, by, start, end = _period(request.query_params)
+    period, by, start, end = _period(request.query_params, request.app.state.ctx.clock())
     t = Translator(lang_of(request))
     now = ctx.clock()
     with ctx.db.read() as session:
@@ -220,7 +222,7 @@ def supervision_page(request: Request) -> Response:
 def supervision_csv(request: Request) -> Response:
     reader(request)
     ctx = request.app.state.ctx
-    period, by, start, end = _period(request.query_params)
+    period, by, start, end = _period(request.query_params, request.app.state.ctx.clock())
     with ctx.db.read() as session:
         if by == "reviewer":
             body = reviewer_stats.to_csv(reviewer_stats.reviewer_statistics(session, start, end))
