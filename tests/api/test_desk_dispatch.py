@@ -202,3 +202,33 @@ def test_the_case_page_shows_department_deadline_and_overdue(
         assert '<span class="badge overdue">超期</span>' in queue and "城管东中队" in queue
     finally:
         browser.close()
+
+
+def test_every_time_the_desk_records_is_on_the_servers_clock(api: Api, photos: list[bytes]) -> None:
+    """Past the deadline on the server's clock, a resolution is late: its time, the case's
+    `resolved_at` and 按期处置 all say so; a case dispatched then starts its deadline then."""
+    load_desk(api)
+    late = placed_case(api, photos)
+    prompt = placed_case(api, photos, camera="cam-3", at=(30.2720, 120.1580), photo_offset=5)
+    for case_id in (late, prompt):
+        _move(api.dispatch, case_id, "accepted")
+    out = _move(api.dispatch, late, "dispatched", urgency="urgent")
+    deadline = _at(out["deadline"])
+    moved = deadline + timedelta(minutes=10)
+    api.server.app.state.ctx.clock.move_to(moved)
+
+    resolved = _move(api.dispatch, late, "resolved", note="已处理")
+    assert _at(resolved["resolved_at"]) >= moved and _at(resolved["updated_at"]) >= moved
+    resolution = api.dispatch.get(f"/v1/cases/{late}").json()["history"][-1]
+    assert resolution["to_status"] == "resolved" and _at(resolution["at"]) >= moved
+    # Dispatched now: its deadline runs from the server's now, and it is resolved in time.
+    again = _move(api.dispatch, prompt, "dispatched", urgency="urgent")
+    assert _at(again["dispatched_at"]) >= moved
+    assert _at(again["deadline"]) == _at(again["dispatched_at"]) + timedelta(hours=1)
+    _move(api.dispatch, prompt, "resolved")
+
+    [row] = api.dispatch.get("/v1/desk/stats").json()["rows"]
+    assert (row["key"], row["dispatched"], row["resolved"]) == ("城管东中队", 2, 2)
+    assert row["resolved_on_time"] == 1 and row["on_time_rate"] == 0.5
+    to_resolve = row["times"]["to_resolve"]
+    assert to_resolve["n"] == 2 and to_resolve["p90_s"] > timedelta(hours=1).total_seconds()
