@@ -40,6 +40,21 @@ class Scope(StrEnum):
     department = "department"  # a department (处置单位): its dispatched cases, resolving them
 
 
+KEY_ACTOR = "key:"
+# Changes made in the console were recorded as "console:<key name>" before the console
+# named its user as API callers name the person acting: by name alone.
+_PREFIXES = (KEY_ACTOR, "console:")
+
+
+def person(actor: str) -> str:
+    """The person a change's actor names, without the prefix a key's name is recorded with:
+    one name for a person whether they acted in the console or through the API."""
+    for prefix in _PREFIXES:
+        if actor.startswith(prefix):
+            return actor.removeprefix(prefix)
+    return actor
+
+
 @dataclass(frozen=True)
 class Principal:
     key_id: str
@@ -51,7 +66,10 @@ class Principal:
 
     @property
     def actor(self) -> str:
-        return f"key:{self.name}"
+        """Who a change made with the key names when the caller names no one (a worker's
+        reports, a box corrected through the API); the console names its user by the key's
+        name, as API callers name the person acting in a transition."""
+        return f"{KEY_ACTOR}{self.name}"
 
     def may_report_for(self, camera_id: str | None) -> bool:
         if self.cameras is None:

@@ -21,6 +21,7 @@ from api.server.changes import record
 from api.server.clock import now_in
 from api.server.db import Database
 from api.server.metrics import Metrics
+from api.server.notes import system_note
 from api.server.problems import Problem
 from api.server.routing import Urgency
 from api.server.schemas import TransitionIn
@@ -125,7 +126,9 @@ def announce_overdue(session: Session, now: datetime) -> list[str]:
             principal=SYSTEM,
             actor="system",
             from_status=case.status,
-            note=f"{case.department} passed its deadline {case.deadline.isoformat()}",
+            **system_note(
+                "overdue", department=str(case.department), deadline=case.deadline.isoformat()
+            ),
             department=case.department,
             deadline=case.deadline.isoformat(),
         )

@@ -28,6 +28,7 @@ from api.server.clock import now_in
 from api.server.evidence import Upload, attach
 from api.server.grid import locate
 from api.server.merge import Sighting, find_match
+from api.server.notes import system_note
 from api.server.problems import Problem
 from api.server.settings import Settings
 from api.server.storage import EvidenceStore
@@ -278,21 +279,22 @@ def ingest(
         session, store, written, case, pairs, report_id=new.id, camera_id=new.camera_id
     )
     refresh(case)
-    note = (
-        None if kind == "created" else f"absorbed report {new.id} ({new.camera_id or new.source})"
-    )
+    extra: dict[str, Any] = {}
     if superseded:
-        note = f"{note}; it supersedes {', '.join(r.id for r in superseded)}"
-        extra = {"superseded": [r.id for r in superseded]}
-    else:
-        extra = {}
+        extra["superseded"] = [r.id for r in superseded]
+    if kind != "created":
+        args = {"report": new.id, "source": new.camera_id or new.source}
+        if superseded:
+            args["superseded"] = ", ".join(r.id for r in superseded)
+        extra |= system_note(
+            "absorbed_report_superseding" if superseded else "absorbed_report", **args
+        )
     record(
         session,
         case,
         kind,
         principal=principal,
         from_status=case.status,
-        note=note,
         report_id=new.id,
         camera_id=new.camera_id,
         evidence=evidence,

@@ -29,7 +29,7 @@ from sqlalchemy import and_, func, or_, select
 from api.contract import CaseStatus, IncidentType
 from api.contract.suppression_rules import DEFAULT_TZ, RejectReason, Schedule, SuppressionOptions
 from api.server import routing
-from api.server.auth import Scope
+from api.server.auth import Scope, person
 from api.server.boxes import BoxIn, annotated_response, set_reviewed_box
 from api.server.camera_health import cameras as camera_list
 from api.server.camera_health import thumbnail_response
@@ -98,6 +98,8 @@ def local(ts: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
 
 
 env.filters["local"] = local
+env.filters["person"] = person
+env.globals["local"] = local  # for Translator.note
 env.filters["pct"] = lambda v: "—" if v is None else f"{v * 100:.0f}%"
 
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -471,7 +473,8 @@ def _transition_body(user: User, action: str, form: dict[str, str]) -> Transitio
     to, _ = ACTIONS[action]
     values: dict[str, Any] = {
         "to": to,
-        "actor": f"console:{user.principal.name}",
+        # The person is the key's holder, named as an API caller names them (`actor`).
+        "actor": user.principal.name,
         "note": form.get("note") or None,
         "expected_status": form.get("expected") or None,
     }
@@ -505,8 +508,7 @@ def correct_box(request: Request, case_id: str, posted: PostedForm) -> Response:
         body = BoxIn(bbox=[float(p) for p in parts])
         with request.app.state.ctx.db.write() as session:
             case, _ = resolve(session, case_id[:128])
-            actor = f"console:{user.principal.name}"
-            set_reviewed_box(session, case, body.bbox, user.principal, actor)
+            set_reviewed_box(session, case, body.bbox, user.principal, user.principal.name)
             case_id = case.id
         message = "✓ " + t("box_saved")
     except Problem as exc:
