@@ -605,7 +605,7 @@ def thumbnail(request: Request, camera_id: str) -> Response:
 def cameras_page(request: Request) -> Response:
     user = reader(request)  # a key without the scope: the app's _Forbidden handler answers
     with request.app.state.ctx.db.read() as session:
-        items = camera_list(session)
+        items = camera_list(session, request.app.state.ctx.clock())
     return render(request, "cameras.html", user, page="cameras", cameras=items)
 
 
