@@ -23,7 +23,6 @@ from api.server.routes.fleet import last_heartbeat
 from api.server.secrets import load_server_key
 from api.server.settings import Settings
 from api.server.storage import EvidenceStore
-from api.server.tables import utcnow
 from api.server.webhooks import Dispatcher, seal_plaintext_secrets
 
 log = logging.getLogger(__name__)
@@ -106,7 +105,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
 
         while not stop.is_set():
             try:
-                await asyncio.to_thread(check_deadlines, db, lambda: ctx.clock(), ctx.metrics)
+                await asyncio.to_thread(check_deadlines, db, ctx.metrics)
             except Exception:
                 log.exception("checking deadlines failed; trying again later")
             with contextlib.suppress(TimeoutError):
@@ -114,7 +113,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        ctx.started_at = utcnow()
+        ctx.started_at = ctx.clock()
         ctx.fleet_heard_at = await asyncio.to_thread(last_heartbeat, db)
         await asyncio.to_thread(seal_plaintext_secrets, db, server_key)
         dispatcher = Dispatcher(db, settings, ctx.metrics, server_key)

@@ -25,9 +25,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from api.server.clock import now_in
 from api.server.context import get_context
 from api.server.problems import Problem
-from api.server.tables import ApiKey, utcnow
+from api.server.tables import ApiKey
 
 
 class Scope(StrEnum):
@@ -38,6 +39,21 @@ class Scope(StrEnum):
     fleet = "fleet"  # a fleet worker: heartbeat, receive its cameras, hand over their state
     department = "department"  # a department (处置单位): its dispatched cases, resolving them
     review = "review"  # the review console with de-identified evidence only: no originals
+
+
+KEY_ACTOR = "key:"
+# Changes made in the console were recorded as "console:<key name>" before the console
+# named its user as API callers name the person acting: by name alone.
+_PREFIXES = (KEY_ACTOR, "console:")
+
+
+def person(actor: str) -> str:
+    """The person a change's actor names, without the prefix a key's name is recorded with:
+    one name for a person whether they acted in the console or through the API."""
+    for prefix in _PREFIXES:
+        if actor.startswith(prefix):
+            return actor.removeprefix(prefix)
+    return actor
 
 
 @dataclass(frozen=True)
@@ -51,7 +67,10 @@ class Principal:
 
     @property
     def actor(self) -> str:
-        return f"key:{self.name}"
+        """Who a change made with the key names when the caller names no one (a worker's
+        reports, a box corrected through the API); the console names its user by the key's
+        name, as API callers name the person acting in a transition."""
+        return f"{KEY_ACTOR}{self.name}"
 
     def may_report_for(self, camera_id: str | None) -> bool:
         if self.cameras is None:
@@ -110,7 +129,7 @@ def create_key(
         namespace=namespace,
         cameras=sorted(set(cameras)) if cameras is not None else None,
         department=department,
-        created_at=utcnow(),
+        created_at=now_in(session),
     )
     session.add(record)
     return record, key

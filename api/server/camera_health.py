@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from api.server.context import Context
 from api.server.evidence import EVIDENCE_HEADERS
 from api.server.problems import Problem
-from api.server.tables import CameraHealth, Case, Report, utcnow
+from api.server.tables import CameraHealth, Case, Report
 
 # A camera whose worker has said nothing for this long is shown as `silent`: the worker (or
 # its link to the API) is down, and the last state reported may no longer hold.
@@ -43,9 +43,8 @@ class CameraList(BaseModel):
     items: list[CameraOut]
 
 
-def cameras(session, now: datetime | None = None) -> list[CameraOut]:  # type: ignore[no-untyped-def]
+def cameras(session, now: datetime) -> list[CameraOut]:  # type: ignore[no-untyped-def]
     """Every camera known from health reports or from reports of cases."""
-    now = now or utcnow()
     day_ago = now - timedelta(days=1)
     recent = dict(
         session.execute(

@@ -9,9 +9,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.server.auth import Principal
+from api.server.clock import now_in
 from api.server.schemas import EVENT_TYPES
 from api.server.serialize import case_out
-from api.server.tables import Case, Change, Webhook, WebhookDelivery, utcnow
+from api.server.tables import Case, Change, Webhook, WebhookDelivery
 
 
 def record(
@@ -25,7 +26,7 @@ def record(
     note: str | None = None,
     **details: Any,
 ) -> Change:
-    now = utcnow()
+    now = now_in(session)
     case.updated_at = now
     session.flush()  # give a new case its seq before the change points at it
     change = Change(
@@ -38,7 +39,7 @@ def record(
         from_status=from_status,
         to_status=case.status,
         note=note,
-        data={**details, "case": case_out(case).model_dump(mode="json")},
+        data={**details, "case": case_out(case, now).model_dump(mode="json")},
     )
     session.add(change)
     session.flush()
@@ -69,7 +70,7 @@ def record_endpoint_event(session: Session, hook: Webhook, kind: str, **details:
         case_seq=None,
         case_id=None,
         kind=kind,
-        at=utcnow(),
+        at=now_in(session),
         actor="system",
         api_key_id=None,
         from_status=None,

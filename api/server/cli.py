@@ -235,7 +235,8 @@ def keys_list(args: argparse.Namespace) -> int:
 
 
 def keys_revoke(args: argparse.Namespace) -> int:
-    from api.server.tables import ApiKey, utcnow
+    from api.server.clock import now_in
+    from api.server.tables import ApiKey
 
     db = _database(args)
     with db.write() as session:
@@ -243,7 +244,7 @@ def keys_revoke(args: argparse.Namespace) -> int:
         if record is None:
             print(f"No key {args.key_id}", file=sys.stderr)
             return 1
-        record.revoked_at = record.revoked_at or utcnow()
+        record.revoked_at = record.revoked_at or now_in(session)
     db.dispose()
     print(f"Revoked key {args.key_id}.")
     return 0

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
 
+from api.server.clock import Clock, wall
 from api.server.db import Database
 from api.server.metrics import Metrics
 from api.server.settings import Settings
 from api.server.storage import EvidenceStore
-from api.server.tables import utcnow
 
 
 @dataclass
@@ -25,11 +24,13 @@ class Context:
     server_key: bytes
     # When this process began serving, and the last fleet heartbeat any API process had
     # taken then: fleet liveness does not count the time between (api/server/routes/fleet.py).
-    started_at: datetime = field(default_factory=utcnow)
+    started_at: datetime = field(default_factory=wall)
     fleet_heard_at: datetime | None = None
-    # What "now" is for deadlines (overdue): injectable, so a test passes a deadline
-    # without waiting for it.
-    clock: Callable[[], datetime] = utcnow
+
+    @property
+    def clock(self) -> Clock:
+        """The server's one clock (api/server/clock.py); the database carries it."""
+        return self.db.clock
 
 
 def get_context(request: Request) -> Context:

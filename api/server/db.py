@@ -19,6 +19,8 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.server.clock import Clock
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 _WRITE = "streetwatch_write"
 _PG_WRITE_LOCK = 0x5357_0001  # arbitrary, constant advisory-lock keys
@@ -70,15 +72,19 @@ def _sqlite_engine(url: str) -> Engine:
 
 
 class Database:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, clock: Clock | None = None) -> None:
         self.url = normalize_url(url)
+        # The server's "now" (api/server/clock.py), in every session as `now_in(session)`.
+        self.clock = clock or Clock()
         self.is_sqlite = make_url(self.url).get_backend_name() == "sqlite"
         self.engine = (
             _sqlite_engine(self.url)
             if self.is_sqlite
             else create_engine(self.url, pool_pre_ping=True, pool_size=10, max_overflow=20)
         )
-        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.sessions = sessionmaker(
+            self.engine, expire_on_commit=False, info={"clock": self.clock}
+        )
 
     def upgrade(self) -> None:
         """Bring the schema to the newest migration, under a lock: replicas starting together

@@ -8,7 +8,6 @@ table no longer covers is refused, as is a routing table that leaves a cell unro
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -19,12 +18,14 @@ from api.contract import CaseStatus
 from api.server import grid, routing
 from api.server.auth import Principal
 from api.server.changes import record
+from api.server.clock import now_in
 from api.server.db import Database
 from api.server.metrics import Metrics
+from api.server.notes import system_note
 from api.server.problems import Problem
 from api.server.routing import Urgency
 from api.server.schemas import TransitionIn
-from api.server.tables import Case, GridCell, utcnow
+from api.server.tables import Case, GridCell
 
 
 def import_grid(session: Session, document: Any, by: str) -> list[grid.Cell]:
@@ -75,7 +76,7 @@ def on_transition(
         case.department = routed_department(session, case)
         return {"proposed_department": case.department}
     if body.to == CaseStatus.resolved:
-        case.resolved_at = utcnow()
+        case.resolved_at = now_in(session)
         return {"department": case.department}
     if body.to != CaseStatus.dispatched:
         return {}
@@ -94,7 +95,7 @@ def on_transition(
     if current == CaseStatus.accepted or body.urgency is not None:
         # A first dispatch starts the clock; sent back after a failed check, the deadline
         # stands unless the dispatcher sets a new urgency.
-        now = utcnow()
+        now = now_in(session)
         case.urgency = (body.urgency or Urgency.normal).value
         case.dispatched_at = case.dispatched_at or now
         case.deadline = table.deadline(case.type, Urgency(case.urgency), now) if table else None
@@ -125,7 +126,9 @@ def announce_overdue(session: Session, now: datetime) -> list[str]:
             principal=SYSTEM,
             actor="system",
             from_status=case.status,
-            note=f"{case.department} passed its deadline {case.deadline.isoformat()}",
+            **system_note(
+                "overdue", department=str(case.department), deadline=case.deadline.isoformat()
+            ),
             department=case.department,
             deadline=case.deadline.isoformat(),
         )
@@ -143,10 +146,11 @@ def overdue_counts(session: Session, now: datetime) -> dict[str, int]:
     return {str(d): int(n) for d, n in rows}
 
 
-def check_deadlines(db: Database, clock: Callable[[], datetime], metrics: Metrics) -> list[str]:
-    """One pass of the overdue watch: announce what newly passed its deadline (taking the
-    write lock only when something did) and set the overdue gauges."""
-    now = clock()
+def check_deadlines(db: Database, metrics: Metrics) -> list[str]:
+    """One pass of the overdue watch: announce what newly passed its deadline on the
+    server's clock (taking the write lock only when something did) and set the overdue
+    gauges."""
+    now = db.clock()
     with db.read() as session:
         pending = session.scalar(select(func.count()).select_from(_due(now).subquery()))
     announced: list[str] = []

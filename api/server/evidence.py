@@ -16,11 +16,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.contract import EvidenceRef
+from api.server.clock import now_in
 from api.server.context import Context
 from api.server.images import ImageError, ImageInfo, check_image, inspect
 from api.server.problems import Problem
 from api.server.storage import EvidenceStore
-from api.server.tables import Case, CaseEvidence, Evidence, Report, utcnow
+from api.server.tables import Case, CaseEvidence, Evidence, Report
 from api.server.validation import Size, largest, on_image
 
 log = logging.getLogger(__name__)
@@ -238,7 +239,7 @@ def _store(session: Session, store: EvidenceStore, written: list[str], upload: U
                 sha256=upload.sha256,
                 size=len(upload.data),
                 content_type=upload.content_type,
-                created_at=utcnow(),
+                created_at=now_in(session),
                 width=upload.width,
                 height=upload.height,
             )

@@ -19,8 +19,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from api.contract import storable
+from api.server.clock import now_in
 from api.server.problems import Problem
-from api.server.tables import GridCell, utcnow
+from api.server.tables import GridCell
 
 Ring = np.ndarray  # (N, 2) float64 lon, lat; closed (first == last)
 _EPS = 1e-12
@@ -240,7 +241,7 @@ def load(session: Session) -> list[Cell]:
 def store(session: Session, cells: list[Cell], by: str) -> None:
     """Replace the stored grid with `cells` (in the caller's transaction)."""
     session.execute(delete(GridCell))
-    now = utcnow()
+    now = now_in(session)
     for c in cells:
         min_lon, min_lat, max_lon, max_lat = c.bounds
         session.add(

@@ -24,13 +24,15 @@ from api.contract import (
 from api.contract.codes import CodeTable
 from api.server.auth import Principal
 from api.server.changes import record
+from api.server.clock import now_in
 from api.server.evidence import Pair, Upload, attach
 from api.server.grid import locate
 from api.server.merge import Sighting, find_match
+from api.server.notes import system_note
 from api.server.problems import Problem
 from api.server.settings import Settings
 from api.server.storage import EvidenceStore
-from api.server.tables import Case, Report, utcnow
+from api.server.tables import Case, Report
 
 
 def fingerprint(report: CaseReport, uploads: Sequence[Upload]) -> str:
@@ -220,7 +222,7 @@ def ingest(
         )
         return 200, receipt(known.case, known)
 
-    now = utcnow()
+    now = now_in(session)
     loc, pos = new.location, new.position
     sighting = Sighting(
         type=new.type,
@@ -292,21 +294,22 @@ def ingest(
         session, store, written, case, pairs, report_id=new.id, camera_id=new.camera_id
     )
     refresh(case)
-    note = (
-        None if kind == "created" else f"absorbed report {new.id} ({new.camera_id or new.source})"
-    )
+    extra: dict[str, Any] = {}
     if superseded:
-        note = f"{note}; it supersedes {', '.join(r.id for r in superseded)}"
-        extra = {"superseded": [r.id for r in superseded]}
-    else:
-        extra = {}
+        extra["superseded"] = [r.id for r in superseded]
+    if kind != "created":
+        args = {"report": new.id, "source": new.camera_id or new.source}
+        if superseded:
+            args["superseded"] = ", ".join(r.id for r in superseded)
+        extra |= system_note(
+            "absorbed_report_superseding" if superseded else "absorbed_report", **args
+        )
     record(
         session,
         case,
         kind,
         principal=principal,
         from_status=case.status,
-        note=note,
         report_id=new.id,
         camera_id=new.camera_id,
         evidence=evidence,

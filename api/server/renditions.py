@@ -21,9 +21,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.server.auth import Principal
+from api.server.clock import now_in
 from api.server.secrets import sign_link
 from api.server.settings import Settings
-from api.server.tables import CaseEvidence, OriginalView, utcnow
+from api.server.tables import CaseEvidence, OriginalView
 
 # Evidence kinds that are never public, not even de-identified: a plate crop is the plate.
 NEVER_PUBLIC = frozenset({"plate"})
@@ -54,7 +55,7 @@ def audit(
     """Writes that a person was shown an original (`what`: the image or an annotated copy)."""
     session.add(
         OriginalView(
-            at=utcnow(),
+            at=now_in(session),
             actor=actor,
             api_key_id=principal.key_id,
             sha256=sha256,

@@ -37,7 +37,6 @@ from api.server.tables import (
     IdempotencyRecord,
     Report,
     WebhookDelivery,
-    utcnow,
 )
 
 log = logging.getLogger(__name__)
@@ -145,7 +144,7 @@ def prune(
     db: Database, settings: Settings, store: EvidenceStore, now: datetime | None = None
 ) -> Pruned:
     """Apply the retention policy once; returns what it removed."""
-    now = now or utcnow()
+    now = now or db.clock()
     out = Pruned()
     with db.write() as session:
         out.idempotency_records = expired_idempotency(session, settings, now)

@@ -2,7 +2,9 @@
 
 A decision is a status change made with a key (the system and the camera have none):
 accepted, rejected, duplicate, dispatched, resolved or closed, made in [since, until) when
-given, under the change's recorded actor. What became of it, read off the same histories:
+given, under the person the change's actor names (`auth.person`: a key's name without
+its prefix, so one person is one row whether they acted in the console or through the
+API). What became of it, read off the same histories:
 
     closed        the case is closed now                (for accepted, dispatched, resolved)
     not_verified  after the decision, the camera sent the case back not verified
@@ -24,6 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.contract import CaseStatus
+from api.server.auth import person
 from api.server.tables import Case, Change
 
 S = CaseStatus
@@ -103,7 +106,8 @@ def reviewer_statistics(
     rows: dict[str, ReviewerRow] = {}
     for seq, case_seq, actor, to_status, at in decisions:
         case = cases[case_seq]
-        row = rows.setdefault(actor, ReviewerRow(actor))
+        who = person(actor)
+        row = rows.setdefault(who, ReviewerRow(who))
         row.decisions[to_status] += 1
         out = row.outcomes[to_status]
         if to_status in REJECTIONS:

@@ -21,9 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy.orm import Session
 
 from api.contract import IncidentType, Short, Storable
+from api.server.clock import now_in
 from api.server.grid import Cell
 from api.server.problems import Problem
-from api.server.tables import DeskRouting, utcnow
+from api.server.tables import DeskRouting
 
 Department = Annotated[str, Field(min_length=1, max_length=200), Storable]
 
@@ -192,7 +193,7 @@ def store(session: Session, table: RoutingTable, by: str) -> None:
     row = session.get(DeskRouting, 1)
     document = table.model_dump(mode="json")
     if row is None:
-        session.add(DeskRouting(id=1, document=document, updated_at=utcnow(), updated_by=by))
+        session.add(DeskRouting(id=1, document=document, updated_at=now_in(session), updated_by=by))
     else:
-        row.document, row.updated_at, row.updated_by = document, utcnow(), by
+        row.document, row.updated_at, row.updated_by = document, now_in(session), by
     session.flush()

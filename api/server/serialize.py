@@ -6,11 +6,11 @@ from datetime import datetime
 
 from api.contract import CaseStatus, Location, Position
 from api.server.schemas import EVENT_TYPES, CaseOut, ChangeOut, EvidenceOut, RenditionOut
-from api.server.tables import Case, Change, utcnow
+from api.server.tables import Case, Change
 
 
-def case_out(case: Case, now: datetime | None = None) -> CaseOut:
-    """`now` decides `overdue` (the request's clock); default: the wall clock."""
+def case_out(case: Case, now: datetime) -> CaseOut:
+    """`now` (the server's clock) decides `overdue`."""
     sources = list(dict.fromkeys(r.camera_id or r.source for r in case.reports))
     return CaseOut(
         id=case.id,
@@ -67,10 +67,10 @@ def case_out(case: Case, now: datetime | None = None) -> CaseOut:
         urgency=case.urgency,
         dispatched_at=case.dispatched_at,
         deadline=case.deadline,
-        # Announced overdue (api/server/desk.py), or past the deadline on the request's clock.
+        # Announced overdue (api/server/desk.py), or past the deadline on the server's clock.
         overdue=case.status == CaseStatus.dispatched
         and case.deadline is not None
-        and (case.overdue_at is not None or case.deadline <= (now or utcnow())),
+        and (case.overdue_at is not None or case.deadline <= now),
         resolved_at=case.resolved_at,
         verification=case.verification,
         verified_at=case.verified_at,

@@ -17,10 +17,11 @@ from sqlalchemy.orm import Session
 from api.contract import CaseStatus, Id, IncidentType, Pixel
 from api.contract.suppression_rules import SUPPRESSING, RejectReason, Schedule, SuppressionRule
 from api.server.auth import Principal
+from api.server.clock import now_in
 from api.server.context import Context
 from api.server.problems import Problem
 from api.server.schemas import Name, Note, TransitionIn
-from api.server.tables import Case, Suppression, utcnow
+from api.server.tables import Case, Suppression
 
 
 def new_id() -> str:
@@ -63,7 +64,7 @@ def after_transition(
     if case.camera_id is None or not case.bbox or case.zone_id is None:
         return None  # an Open311 case: no camera site to suppress
     options = body.suppress
-    now = utcnow()
+    now = now_in(session)
     row = Suppression(
         id=new_id(),
         camera_id=case.camera_id,
@@ -158,7 +159,7 @@ def suppression_out(row: Suppression) -> SuppressionOut:
 
 def create(ctx: Context, body: SuppressionCreate) -> SuppressionOut:
     rule = SuppressionRule(id="new", **body.model_dump(exclude={"note", "actor"}))
-    now = utcnow()
+    now = ctx.clock()
     with ctx.db.write() as session:
         row = Suppression(
             id=new_id(),
@@ -196,5 +197,5 @@ def update(ctx: Context, suppression_id: str, body: SuppressionPatch) -> Suppres
             row.expires_at = body.expires_at
         if "schedule" in given:
             row.schedule = body.schedule.model_dump() if body.schedule else None
-        row.updated_at = utcnow()
+        row.updated_at = ctx.clock()
         return suppression_out(row)

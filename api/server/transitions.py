@@ -10,6 +10,7 @@ from api.server.auth import Principal
 from api.server.changes import record
 from api.server.intake import refresh
 from api.server.lifecycle import TRANSITIONS, allowed
+from api.server.notes import system_note
 from api.server.problems import Problem
 from api.server.schemas import TransitionIn
 from api.server.settings import Settings
@@ -71,8 +72,7 @@ def transition(
         principal=principal,
         actor=body.actor,
         from_status=target.status,
-        note=f"absorbed case {case.id}, marked its duplicate"
-        + (f": {body.note}" if body.note else ""),
+        **system_note("absorbed_case", said=body.note, case=case.id),
         merged_case=case.id,
         report_ids=report_ids,
         evidence=evidence,

@@ -87,8 +87,8 @@ class Faults:
             )
 
 
-def latest_allowed(skew_s: float) -> datetime:
-    return datetime.now(UTC) + timedelta(seconds=skew_s)
+def latest_allowed(now: datetime, skew_s: float) -> datetime:
+    return now + timedelta(seconds=skew_s)
 
 
 def _evidence(faults: Faults, refs: list[EvidenceRef], latest: datetime) -> None:
@@ -96,9 +96,12 @@ def _evidence(faults: Faults, refs: list[EvidenceRef], latest: datetime) -> None
         faults.time(["evidence", i, "captured_at"], ref.captured_at, latest)
 
 
-def check_report(report: CaseReport, skew_s: float, frame: Size | None = None) -> None:
-    """`frame`: the camera's frame size where known (see the module's docstring)."""
-    latest = latest_allowed(skew_s)
+def check_report(
+    report: CaseReport, now: datetime, skew_s: float, frame: Size | None = None
+) -> None:
+    """`now`: the server's clock; `frame`: the camera's frame size where known (see the
+    module's docstring)."""
+    latest = latest_allowed(now, skew_s)
     f = Faults("case")
     for name in ("first_seen", "confirmed_at", "last_seen", "cleared_at"):
         f.time([name], getattr(report, name), latest)
@@ -121,8 +124,8 @@ def check_site_box(field: str, bbox: Sequence[float], frame: Size | None, model:
     f.raise_any(model)
 
 
-def check_observation(observation: Observation, skew_s: float) -> None:
-    latest = latest_allowed(skew_s)
+def check_observation(observation: Observation, now: datetime, skew_s: float) -> None:
+    latest = latest_allowed(now, skew_s)
     f = Faults("observation")
     f.time(["last_seen"], observation.last_seen, latest)
     f.time(["cleared_at"], observation.cleared_at, latest)

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from api.contract import CaseStatus
 from api.server.changes import record
 from api.server.desk import SYSTEM
+from api.server.notes import system_note
 from api.server.settings import Settings
 from api.server.tables import Case
 
@@ -40,7 +41,7 @@ def after_sighting(session: Session, case: Case, settings: Settings) -> None:
             principal=SYSTEM,
             actor=CAMERA_ACTOR,
             from_status=status,
-            note=f"the camera saw the object gone at {case.cleared_at.isoformat()}",
+            **system_note("verified", cleared_at=case.cleared_at.isoformat()),
             department=case.department,
             evidence=cleared,
         )
@@ -62,8 +63,11 @@ def after_sighting(session: Session, case: Case, settings: Settings) -> None:
             principal=SYSTEM,
             actor=CAMERA_ACTOR,
             from_status=status,
-            note=f"not verified: the camera still saw the object at {case.last_seen.isoformat()}"
-            f", after it was resolved at {resolved.isoformat()}",
+            **system_note(
+                "not_verified",
+                last_seen=case.last_seen.isoformat(),
+                resolved_at=resolved.isoformat(),
+            ),
             department=case.department,
             verification="not_verified",
             evidence=[e.sha256 for e in latest],
@@ -85,7 +89,7 @@ def close_if_verified(session: Session, case: Case, settings: Settings) -> None:
         principal=SYSTEM,
         actor=CAMERA_ACTOR,
         from_status=CaseStatus.resolved,
-        note="closed: the camera verified the object gone",
+        **system_note("closed_verified"),
         department=case.department,
         verification="verified",
     )

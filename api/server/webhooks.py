@@ -42,6 +42,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from api.server import netpolicy
+from api.server.clock import now_in
 from api.server.db import Database
 from api.server.metrics import Metrics
 from api.server.renditions import DEIDENTIFIED, deidentified_data, media_url
@@ -49,7 +50,7 @@ from api.server.schemas import EVENT_TYPES
 from api.server.secrets import SecretError, open_sealed, seal
 from api.server.serialize import change_out
 from api.server.settings import Settings
-from api.server.tables import Change, Webhook, WebhookDelivery, utcnow
+from api.server.tables import Change, Webhook, WebhookDelivery
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ def disable(session: Session, hook: Webhook, reason: str) -> None:
 
     if not hook.active:
         return
-    now = utcnow()
+    now = now_in(session)
     hook.active = False
     hook.disabled_at, hook.disabled_reason = now, reason
     session.execute(
@@ -174,7 +175,7 @@ class Dispatcher:
 
     def _due(self) -> list[str]:
         """Endpoints with a delivery due now that no process holds a claim on."""
-        now = utcnow()
+        now = self.db.clock()
         with self.db.read() as session:  # polling must not take the write lock for nothing
             rows = session.execute(
                 select(WebhookDelivery.webhook_id)
@@ -196,7 +197,7 @@ class Dispatcher:
     def claim(self, webhook_id: str) -> _Job | None:
         """Claim the endpoint's oldest due delivery, or None when it has none (or another
         process holds one: an endpoint's deliveries go one at a time, in order)."""
-        now = utcnow()
+        now = self.db.clock()
         with self.db.write() as session:
             hook = session.get(Webhook, webhook_id)
             if hook is None or not hook.active:
@@ -294,7 +295,7 @@ class Dispatcher:
     def record(self, job: _Job, outcome: Outcome) -> str:
         """Log the attempt on the delivery and decide what follows; returns the outcome."""
         s = self.settings
-        now = utcnow()
+        now = self.db.clock()
         with self.db.write() as session:
             d = session.get_one(WebhookDelivery, job.delivery_id)
             if d.claim_token != job.token:

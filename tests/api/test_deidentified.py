@@ -13,14 +13,14 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 from sqlalchemy import update
 
 from api.server.settings import Settings
-from api.server.tables import Case, utcnow
+from api.server.tables import Case
 from models.dataset import ClassMap
 from streams.training.dataset import from_api
 from tests.api.helpers import Api, post, report
@@ -200,7 +200,9 @@ def test_prune_deletes_originals_on_schedule_and_keeps_renditions_and_the_case(
     assert prune()["originals"] == 0  # closed today: not yet
     with api.server.db.write() as session:
         session.execute(
-            update(Case).where(Case.id == done_id).values(updated_at=utcnow() - timedelta(days=4))
+            update(Case)
+            .where(Case.id == done_id)
+            .values(updated_at=datetime.now(UTC) - timedelta(days=4))
         )
     assert prune()["originals"] == 2
     assert prune()["originals"] == 0  # done once

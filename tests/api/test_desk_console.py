@@ -4,14 +4,17 @@ picker); the whole flow in a real browser is tests/console/test_desk_browser.py.
 from __future__ import annotations
 
 import csv
+import html
 import io
 import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 
+from api.contract.suppression_rules import DEFAULT_TZ
 from api.server.console import mapsvg
 from api.server.settings import Settings
 from tests.api.conftest import make_api
@@ -89,7 +92,7 @@ def test_the_map_draws_cells_cameras_and_open_cases_with_the_city_tiles(
     case = api.dispatch.get(f"/v1/cases/{here}").json()
     deadline = case["deadline"]
     assert deadline is not None and not case["overdue"]
-    api.server.app.state.ctx.clock = lambda: datetime.fromisoformat(deadline) + timedelta(hours=1)
+    api.server.app.state.ctx.clock.move_to(datetime.fromisoformat(deadline) + timedelta(hours=1))
     html = browser.get("/console/map").text
     assert re.findall(r'class="case overdue" data-case="([^"]+)"', html) == [here]
     assert 'id="map-overdue"' in html
@@ -161,3 +164,70 @@ def test_supervision_pages_and_csv_per_group_and_reviewer(
         )
     }
     assert again["李审核"]["rejected_re_reported"] == "1"
+
+
+def _history(page: str) -> list[list[str]]:
+    """The case page's history: each change's cells as text."""
+    table = re.search(r'<table class="plain-table" id="history">.*?</table>', page, re.S)
+    assert table is not None
+    return [
+        [
+            html.unescape(re.sub(r"<[^>]+>", "", c)).strip()
+            for c in re.findall(r"<td>(.*?)</td>", row, re.S)
+        ]
+        for row in re.findall(r"<tr>(<td>.*?)</tr>", table.group(0), re.S)
+    ]
+
+
+def test_one_name_per_person_and_the_servers_notes_in_the_readers_language(
+    desk_console: Api, photos: list[bytes]
+) -> None:
+    """A dispatcher who acts in the console and through the API with one key is one person
+    in 监督评价 and in the history; the overdue watch's note reads in Chinese (or English),
+    a person's own note as written, and the API keeps its English note."""
+    from api.server.desk import check_deadlines
+
+    api = desk_console
+    load_desk(api)
+    case_id = placed_case(api, photos)
+    key = api.server.create_key("dispatch", name="王调度")
+    browser, response = sign_in(api, key)
+    assert response.status_code == 303
+    token = csrf_of(browser.get("/console").text)
+    assert browser.post(f"/console/cases/{case_id}/accept", data={"csrf": token}).is_redirect
+    same = httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {key}"})
+    r = same.post(
+        f"/v1/cases/{case_id}/transitions",
+        json={"to": "dispatched", "note": "请尽快", "actor": "王调度"},
+    )
+    deadline = datetime.fromisoformat(r.raise_for_status().json()["deadline"])
+    ctx = api.server.app.state.ctx
+    ctx.clock.move_to(deadline + timedelta(minutes=1))
+    assert check_deadlines(ctx.db, ctx.metrics) == [case_id]
+    _move(same, case_id, "resolved", actor="王调度")
+
+    reviewers = {
+        r["reviewer"]: r
+        for r in csv.DictReader(
+            io.StringIO(browser.get("/console/supervision.csv?by=reviewer").text)
+        )
+    }
+    assert list(reviewers) == ["王调度"]
+    assert [reviewers["王调度"][d] for d in ("accepted", "dispatched", "resolved")] == ["1"] * 3
+
+    history = same.get(f"/v1/cases/{case_id}").json()["history"]
+    overdue = next(h for h in history if h["kind"] == "overdue")
+    assert overdue["note"] == f"城管东中队 passed its deadline {deadline.isoformat()}"
+    assert overdue["data"]["note_code"] == "overdue"
+    page = browser.get(f"/console/cases/{case_id}").text
+    shown = {cells[2]: cells for cells in _history(page)}  # by the change's kind
+    at = deadline.astimezone(ZoneInfo(DEFAULT_TZ)).strftime("%Y-%m-%d %H:%M:%S")
+    assert shown["超期"][4:] == ["系统", f"城管东中队 超过处置时限（{at}）"]
+    assert shown["状态变更"][4] == "王调度"
+    assert "passed its deadline" not in page and "key:" not in page and "console:" not in page
+    assert page.count(">王调度</td>") == 3 and "请尽快" in page
+    browser.cookies.set("sw_lang", "en")
+    english = {cells[2]: cells for cells in _history(browser.get(f"/console/cases/{case_id}").text)}
+    assert english["Overdue"][4:] == ["System", f"城管东中队 passed its deadline ({at})"]
+    same.close()
+    browser.close()

@@ -84,7 +84,7 @@ def test_dispatch_records_department_and_deadline_then_overdue_once(
 
     assert api.dispatch.get("/v1/cases", params={"overdue": True}).json()["items"] == []
     # The deadline passes on the server's clock: no waiting for it.
-    api.server.app.state.ctx.clock = lambda: expected + timedelta(minutes=1)
+    api.server.app.state.ctx.clock.move_to(expected + timedelta(minutes=1))
     overdue = _until(
         lambda: [c for c in all_changes(api.dispatch, page=50) if c["kind"] == "overdue"]
     )
@@ -97,7 +97,7 @@ def test_dispatch_records_department_and_deadline_then_overdue_once(
     assert api.dispatch.get("/v1/cases", params={"overdue": False}).json()["items"] == []
     # Once: further passes of the watch announce nothing more.
     ctx = api.server.app.state.ctx
-    assert check_deadlines(ctx.db, ctx.clock, ctx.metrics) == []
+    assert check_deadlines(ctx.db, ctx.metrics) == []
     assert sum(c["kind"] == "overdue" for c in all_changes(api.dispatch, page=50)) == 1
     metrics = httpx.get(f"{api.url}/metrics").text
     assert 'streetwatch_cases_overdue{department="城管东中队"} 1.0' in metrics
@@ -195,10 +195,40 @@ def test_the_case_page_shows_department_deadline_and_overdue(
         out = _move(api.dispatch, case_id, "dispatched")
         page = browser.get(f"/console/cases/{case_id}").text
         assert "城管东中队</td>" in page and "处置时限" in page and "超期" not in page
-        api.server.app.state.ctx.clock = lambda: _at(out["deadline"]) + timedelta(seconds=1)
+        api.server.app.state.ctx.clock.move_to(_at(out["deadline"]) + timedelta(seconds=1))
         page = browser.get(f"/console/cases/{case_id}").text
         assert '<span class="badge overdue">超期</span>' in page
         queue = browser.get("/console", params={"status": "dispatched"}).text
         assert '<span class="badge overdue">超期</span>' in queue and "城管东中队" in queue
     finally:
         browser.close()
+
+
+def test_every_time_the_desk_records_is_on_the_servers_clock(api: Api, photos: list[bytes]) -> None:
+    """Past the deadline on the server's clock, a resolution is late: its time, the case's
+    `resolved_at` and 按期处置 all say so; a case dispatched then starts its deadline then."""
+    load_desk(api)
+    late = placed_case(api, photos)
+    prompt = placed_case(api, photos, camera="cam-3", at=(30.2720, 120.1580), photo_offset=5)
+    for case_id in (late, prompt):
+        _move(api.dispatch, case_id, "accepted")
+    out = _move(api.dispatch, late, "dispatched", urgency="urgent")
+    deadline = _at(out["deadline"])
+    moved = deadline + timedelta(minutes=10)
+    api.server.app.state.ctx.clock.move_to(moved)
+
+    resolved = _move(api.dispatch, late, "resolved", note="已处理")
+    assert _at(resolved["resolved_at"]) >= moved and _at(resolved["updated_at"]) >= moved
+    resolution = api.dispatch.get(f"/v1/cases/{late}").json()["history"][-1]
+    assert resolution["to_status"] == "resolved" and _at(resolution["at"]) >= moved
+    # Dispatched now: its deadline runs from the server's now, and it is resolved in time.
+    again = _move(api.dispatch, prompt, "dispatched", urgency="urgent")
+    assert _at(again["dispatched_at"]) >= moved
+    assert _at(again["deadline"]) == _at(again["dispatched_at"]) + timedelta(hours=1)
+    _move(api.dispatch, prompt, "resolved")
+
+    [row] = api.dispatch.get("/v1/desk/stats").json()["rows"]
+    assert (row["key"], row["dispatched"], row["resolved"]) == ("城管东中队", 2, 2)
+    assert row["resolved_on_time"] == 1 and row["on_time_rate"] == 0.5
+    to_resolve = row["times"]["to_resolve"]
+    assert to_resolve["n"] == 2 and to_resolve["p90_s"] > timedelta(hours=1).total_seconds()

@@ -108,7 +108,7 @@ def test_statistics_equal_what_the_histories_give(api: Api, photos: list[bytes],
     _city(api, photos)
     now = datetime.fromisoformat(api.dispatch.get("/v1/cases").json()["items"][0]["created_at"])
     later = now + timedelta(days=30)  # every deadline has passed on the server's clock
-    api.server.app.state.ctx.clock = lambda: later
+    api.server.app.state.ctx.clock.move_to(later)
     ids = [c["id"] for c in api.dispatch.get("/v1/cases", params={"limit": 500}).json()["items"]]
     cases = [api.dispatch.get(f"/v1/cases/{i}").raise_for_status().json() for i in ids]
     expected = _expected(cases, by, later)
@@ -155,7 +155,7 @@ def test_the_citys_figures_by_department(sqlite_api: Api, photos: list[bytes]) -
     assert rows["市场监管所"]["accepted"] == 1 and rows["市场监管所"]["dispatched"] == 0
     assert rows["(none)"]["reported"] == 1 and rows["(none)"]["accepted"] == 0
     assert all(r["overdue_now"] == 0 for r in rows.values())  # nothing late yet
-    api.server.app.state.ctx.clock = lambda: datetime.now().astimezone() + timedelta(days=30)
+    api.server.app.state.ctx.clock.move_to(datetime.now().astimezone() + timedelta(days=30))
     rows = {r["key"]: r for r in api.dispatch.get("/v1/desk/stats").json()["rows"]}
     assert rows["交警东大队"]["overdue_now"] == 1 and rows["环卫东所"]["overdue_now"] == 1
     assert rows["城管东中队"]["overdue_now"] == 0

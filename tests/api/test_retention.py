@@ -16,8 +16,9 @@ from pydantic import ValidationError
 from sqlalchemy import update
 
 from api.client import outbox
+from api.server.clock import wall
 from api.server.settings import DELIVERED_KEEP_S, Settings
-from api.server.tables import Case, IdempotencyRecord, utcnow
+from api.server.tables import Case, IdempotencyRecord
 from tests.api.conftest import make_api
 from tests.api.helpers import FAR, Api, all_changes, count_cases, post, report
 from tests.support.testcam import wait_until
@@ -30,16 +31,14 @@ def _age_idempotency(api: Api, key: str, days: float) -> None:
         session.execute(
             update(IdempotencyRecord)
             .where(IdempotencyRecord.key == key)
-            .values(created_at=utcnow() - timedelta(days=days))
+            .values(created_at=wall() - timedelta(days=days))
         )
 
 
 def _age_case(api: Api, case_id: str, days: float) -> None:
     with api.server.db.write() as session:
         session.execute(
-            update(Case)
-            .where(Case.id == case_id)
-            .values(updated_at=utcnow() - timedelta(days=days))
+            update(Case).where(Case.id == case_id).values(updated_at=wall() - timedelta(days=days))
         )
 
 

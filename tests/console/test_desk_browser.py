@@ -4,13 +4,15 @@ with cases from real footage (`streetwatch score --post`, tests/console/scenes.p
 The city loads its grid (the CLI) and routing table (the admin API); a calibrated camera's
 bus is placed in a cell and routed to that cell's department; a dispatcher accepts it and
 dispatches it from the case page with the proposed department; the deadline passes on the
-server's injected clock (no waiting) and the case is overdue in the queue, on the map and in
-the statistics; the department resolves it with its own key while the camera still sees the
-bus, so it comes back not verified; the camera then reports the bay empty (a real
-`score --post` of footage where the bus drives off) and the case is verified; the department
-resolves it again and the dispatcher closes it with one key. The statistics the console
-shows equal those computed here from the API's case histories. Screenshots of every page
-land in the test's tmp dir (and $STREETWATCH_SCREENSHOTS).
+server's one clock (moved, no waiting) and the case is overdue in the queue, on the map and
+in the statistics; the department resolves it with its own key, late on that clock, while
+the camera still sees the bus, so it comes back not verified; the camera then reports the
+bay empty (a real `score --post` of footage where the bus drives off) and the case is
+verified; the department resolves it again and the dispatcher closes it with one key. The
+statistics the console shows (page and CSV) equal those computed here from the API's case
+histories: the late resolution is not on time (按期处置率 0%), each person is one row by
+name, and the server's own notes read in Chinese. Screenshots of every page land in the
+test's tmp dir (and $STREETWATCH_SCREENSHOTS).
 """
 
 from __future__ import annotations
@@ -195,16 +197,34 @@ COUNTS = ["reported", "accepted", "dispatched", "resolved", "resolved_on_time", 
           "overdue_now"]  # fmt: skip
 
 
+def on_time_rate(row: dict[str, int]) -> float | None:
+    """按期处置率: resolved on time / dispatched (api/server/desk_stats.py)."""
+    return round(row["resolved_on_time"] / row["dispatched"], 4) if row["dispatched"] else None
+
+
 def check_department_stats(page, url: str, api: Api) -> dict[str, dict[str, int]]:  # type: ignore[no-untyped-def]
+    """The page and its CSV give what the histories give: the counts and 按期处置率."""
     figures = department_figures([api.case(c["id"]) for c in api.cases()])
     page.goto(f"{url}/console/supervision?by=department")
     listed = page.eval_on_selector_all(
         "#supervision-table tr[data-key]", "rs => rs.map(r => r.dataset.key)"
     )
     assert sorted(listed) == sorted(figures)
+    response = page.request.get(f"{url}/console/supervision.csv?by=department")
+    assert response.ok
+    table = {r["department"]: r for r in csv.DictReader(io.StringIO(response.text()))}
+    assert sorted(table) == sorted(figures)
     for department, want in figures.items():
-        got = shown(page, f"#supervision-table tr[data-key='{department}']", COUNTS)
-        assert got == {c: want.get(c, 0) for c in COUNTS}, department
+        row = f"#supervision-table tr[data-key='{department}']"
+        assert shown(page, row, COUNTS) == {c: want.get(c, 0) for c in COUNTS}, department
+        assert {c: int(table[department][c]) for c in COUNTS} == {
+            c: want.get(c, 0) for c in COUNTS
+        }, department
+        rate = on_time_rate(want)
+        assert page.inner_text(f"{row} td[data-col='on_time_rate']") == (
+            "—" if rate is None else f"{rate * 100:.0f}%"
+        ), department
+        assert table[department]["on_time_rate"] == ("" if rate is None else str(rate))
     return figures
 
 
@@ -300,7 +320,7 @@ def test_dispatch_desk_end_to_end(
         assert page.inner_text("#department") == DEPARTMENT
 
         # -- the deadline passes on the server's clock: overdue, announced once ------------
-        server.app.state.ctx.clock = lambda: deadline + timedelta(minutes=5)
+        server.app.state.ctx.clock.move_to(deadline + timedelta(minutes=5))
         wait_until(
             lambda: any(h["kind"] == "overdue" for h in api.case(a_id)["history"]),
             20,
@@ -387,25 +407,31 @@ def test_dispatch_desk_end_to_end(
         assert department.http.get(f"/v1/desk/department/cases/{c1['id']}").status_code == 404
         resolve = f"/v1/desk/department/cases/{a_id}/resolve"
         department.http.post(resolve, json={"actor": "赵队员", "note": "已劝离"}).raise_for_status()
-        assert api.case(a_id)["status"] == "resolved"
+        resolved = api.case(a_id)
+        assert resolved["status"] == "resolved"
+        # Resolved past the deadline, on the one clock: late, whatever the wall clock says.
+        assert datetime.fromisoformat(resolved["resolved_at"]) > deadline
+        assert datetime.fromisoformat(resolved["history"][-1]["at"]) > deadline
         # The camera's next observation (as the live worker sends one for an open incident):
-        # the bus is still there after the resolution.
+        # the bus is still there after the resolution, now on the server's (moved) clock.
         with IntakeClient(url, ingest) as client:
             receipt = client.patch_case(
-                a["report_ids"][0], Observation(last_seen=datetime.now(UTC))
+                a["report_ids"][0], Observation(last_seen=server.app.state.ctx.clock())
             )
         assert receipt.status == "dispatched"
         back = api.case(a_id)
         assert (back["status"], back["verification"]) == ("dispatched", "not_verified")
         page.goto(f"{url}/console/cases/{a_id}")
         assert page.inner_text("#verification") == "核查未通过：摄像头仍可见"
-        assert "核查未通过" in page.inner_text("#history") or "not verified" in page.inner_text(
-            "#history"
-        )
+        # The server's notes in Chinese (by whom: 系统, 摄像头); the department's as written.
+        history = page.inner_text("#history")
+        assert f"{DEPARTMENT} 超过处置时限" in history and "核查未通过：处置于" in history
+        assert "已劝离" in history and "系统" in history and "摄像头" in history
+        assert "passed its deadline" not in history and "not verified" not in history
         screenshots(page, "case-not-verified")
 
         # -- the camera sees the bay empty: footage where the bus drives off, posted ------
-        later = datetime.now(UTC) - timedelta(seconds=40)
+        later = server.app.state.ctx.clock() - timedelta(seconds=40)
         gone = camera("cam-1", str(leaving), {"bay-a": BAY_A}, LAT, "510402001001",
                       start_time=_iso(later), calibration=CALIBRATION)  # fmt: skip
         score_post(tmp_path / "score-2", [gone], url, ingest, monkeypatch)
@@ -429,6 +455,11 @@ def test_dispatch_desk_end_to_end(
         # -- the statistics at the end, and per reviewer ----------------------------------
         figures = check_department_stats(page, url, api)
         assert figures[DEPARTMENT]["closed"] == 1 and figures[DEPARTMENT]["overdue_now"] == 0
+        # Resolved after its deadline: not on time, 按期处置率 0 (the page and CSV, above).
+        assert figures[DEPARTMENT]["resolved"] == 1
+        assert figures[DEPARTMENT]["resolved_on_time"] == 0
+        row = f"#supervision-table tr[data-key='{DEPARTMENT}']"
+        assert page.inner_text(f"{row} td[data-col='on_time_rate']") == "0%"
         screenshots(page, "supervision-departments")
         people = reviewer_figures([api.case(c["id"]) for c in api.cases()])
         page.goto(f"{url}/console/supervision?by=reviewer")
@@ -436,7 +467,9 @@ def test_dispatch_desk_end_to_end(
             "#reviewer-table tr[data-reviewer]", "rs => rs.map(r => r.dataset.reviewer)"
         )
         assert sorted(listed) == sorted(people)
-        assert people["console:张调度"]["accepted"] == 1 and people["console:张调度"]["closed"] == 1
+        # One name per person, without prefixes, whether they acted in the console or the API.
+        assert not [p for p in listed if ":" in p]
+        assert people["张调度"]["accepted"] == 1 and people["张调度"]["closed"] == 1
         assert people["赵队员"]["resolved"] == 2 and people["赵队员"]["resolved_not_verified"] == 1
         assert people["李审核"]["rejected"] == 1
         columns = page.eval_on_selector_all(

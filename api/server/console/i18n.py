@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from api.server.auth import person
+from api.server.notes import TIMES
+
 LANGS = ("zh-CN", "en")
 DEFAULT = "zh-CN"
 
@@ -297,6 +304,37 @@ KIND = {
     "overdue": ("超期", "Overdue"),
     "verified": ("摄像头核查", "Verified by the camera"),
 }
+# Who makes changes on the server's own (no key): the overdue watch, the camera's check.
+SERVER_ACTORS = {"system": ("系统", "System"), "camera": ("摄像头", "Camera")}
+# The server's own notes on changes, by their code (api/server/notes.py); `said` is a
+# person's words that went with one, shown as written.
+NOTES = {
+    "overdue": (
+        "{department} 超过处置时限（{deadline}）",
+        "{department} passed its deadline ({deadline})",
+    ),
+    "verified": (
+        "摄像头于 {cleared_at} 看到目标已消失",
+        "The camera saw the object gone at {cleared_at}",
+    ),
+    "not_verified": (
+        "核查未通过：处置于 {resolved_at}，摄像头在 {last_seen} 仍看到目标",
+        "Not verified: resolved at {resolved_at}, the camera still saw the object at {last_seen}",
+    ),
+    "closed_verified": (
+        "结案：摄像头核查目标已消失",
+        "Closed: the camera verified the object gone",
+    ),
+    "absorbed_case": (
+        "并入案件 {case}（标为其重复）",
+        "Absorbed case {case}, marked its duplicate",
+    ),
+    "absorbed_report": ("并入上报 {report}（{source}）", "Absorbed report {report} ({source})"),
+    "absorbed_report_superseding": (
+        "并入上报 {report}（{source}），取代 {superseded}",
+        "Absorbed report {report} ({source}); it supersedes {superseded}",
+    ),
+}
 MESSAGES = {
     "earlier-plate-cases": (
         "30 天内此车牌另有 {n} 起案件",
@@ -354,6 +392,28 @@ class Translator:
 
     def kind(self, key: str | None) -> str:
         return self._of(KIND, key)
+
+    def actor(self, actor: str, api_key_id: str | None) -> str:
+        """Who made a change: the server's own actors (no key) in the reader's language, a
+        person by name without the key prefix (`auth.person`)."""
+        if api_key_id is None:
+            return self._of(SERVER_ACTORS, actor)
+        return person(actor)
+
+    def note(
+        self, note: str | None, data: Mapping[str, Any], when: Callable[[datetime], str]
+    ) -> str:
+        """A change's note to show: a system note in the reader's language (its times
+        through `when`), a person's own as written."""
+        pair = NOTES.get(data.get("note_code") or "")
+        if pair is None:
+            return note or ""
+        args = dict(data.get("note_args") or {})
+        for name in TIMES & args.keys():
+            args[name] = when(datetime.fromisoformat(args[name]))
+        text = pair[self.i].format(**args)
+        said = args.get("said")
+        return f"{text}{'：' if self.i == 0 else ': '}{said}" if said else text
 
     def message(self, key: str, **values: str) -> str:
         pair = MESSAGES[key]

@@ -30,7 +30,7 @@ from sqlalchemy import and_, func, or_, select
 from api.contract import CaseStatus, IncidentType
 from api.contract.suppression_rules import DEFAULT_TZ, RejectReason, Schedule, SuppressionOptions
 from api.server import routing
-from api.server.auth import Scope
+from api.server.auth import Scope, person
 from api.server.boxes import BoxIn, annotated_response, set_reviewed_box
 from api.server.camera_health import cameras as camera_list
 from api.server.camera_health import thumbnail_response
@@ -107,6 +107,8 @@ def local(ts: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
 
 
 env.filters["local"] = local
+env.filters["person"] = person
+env.globals["local"] = local  # for Translator.note
 env.filters["pct"] = lambda v: "—" if v is None else f"{v * 100:.0f}%"
 
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -550,7 +552,8 @@ def _transition_body(user: User, action: str, form: dict[str, str]) -> Transitio
     to, _ = ACTIONS[action]
     values: dict[str, Any] = {
         "to": to,
-        "actor": f"console:{user.principal.name}",
+        # The person is the key's holder, named as an API caller names them (`actor`).
+        "actor": user.principal.name,
         "note": form.get("note") or None,
         "expected_status": form.get("expected") or None,
     }
@@ -584,8 +587,7 @@ def correct_box(request: Request, case_id: str, posted: PostedForm) -> Response:
         body = BoxIn(bbox=[float(p) for p in parts])
         with request.app.state.ctx.db.write() as session:
             case, _ = resolve(session, case_id[:128])
-            actor = f"console:{user.principal.name}"
-            set_reviewed_box(session, case, body.bbox, user.principal, actor)
+            set_reviewed_box(session, case, body.bbox, user.principal, user.principal.name)
             case_id = case.id
         message = "✓ " + t("box_saved")
     except Problem as exc:
@@ -723,7 +725,7 @@ def thumbnail(request: Request, camera_id: str) -> Response:
 def cameras_page(request: Request) -> Response:
     user = reader(request)  # a key without the scope: the app's _Forbidden handler answers
     with request.app.state.ctx.db.read() as session:
-        items = camera_list(session)
+        items = camera_list(session, request.app.state.ctx.clock())
     return render(request, "cameras.html", user, page="cameras", cameras=items)
 
 
@@ -786,7 +788,7 @@ def audit_page(request: Request) -> Response:
 @router.get("/stats", response_class=HTMLResponse)
 def stats_page(request: Request) -> Response:
     user = reader(request)  # a key without the scope: the app's _Forbidden handler answers
-    period = stats.period_of(request.query_params, TZ)
+    period = stats.period_of(request.query_params, TZ, request.app.state.ctx.clock())
     with request.app.state.ctx.db.read() as session:
         table = stats.compute(session, period, TZ)
     t = Translator(lang_of(request))
@@ -807,7 +809,7 @@ def stats_page(request: Request) -> Response:
 @router.get("/stats.csv")
 def stats_csv(request: Request) -> Response:
     reader(request)
-    period = stats.period_of(request.query_params, TZ)
+    period = stats.period_of(request.query_params, TZ, request.app.state.ctx.clock())
     with request.app.state.ctx.db.read() as session:
         table = stats.compute(session, period, TZ)
     name = f"streetwatch-stats-{period.group}-{period.since}-{period.until}.csv"

@@ -20,8 +20,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from api.server.auth import Principal, Scope, hash_key, principal_of
+from api.server.clock import wall
 from api.server.problems import Problem
-from api.server.tables import ApiKey, ConsoleSession, utcnow
+from api.server.tables import ApiKey, ConsoleSession
 
 COOKIE = "sw_session"
 LOGIN_COOKIE = "sw_login"
@@ -71,7 +72,7 @@ def sign_in(session: Session, key_id: str) -> tuple[str, ConsoleSession] | None:
     record = session.get(ApiKey, key_id)
     if record is None or record.revoked_at is not None or not may_sign_in(record):
         return None
-    now = utcnow()
+    now = wall()  # a session's life is the cookie's, on the browser's (wall) clock
     session.execute(delete(ConsoleSession).where(ConsoleSession.expires_at < now))
     token = secrets.token_urlsafe(32)
     row = ConsoleSession(
@@ -92,7 +93,7 @@ def current_user(request: Request) -> User:
         raise SignInRequired
     ctx = request.app.state.ctx
     token_hash = _token_hash(token)
-    now = utcnow()
+    now = wall()
     with ctx.db.read() as session:
         row = session.get(ConsoleSession, token_hash)
         record = session.get(ApiKey, row.api_key_id) if row else None

@@ -43,8 +43,9 @@ class Period:
         )
 
 
-def period_of(params: Mapping[str, str], tz: ZoneInfo) -> Period:
-    today = datetime.now(tz).date()
+def period_of(params: Mapping[str, str], tz: ZoneInfo, now: datetime) -> Period:
+    """`now`: the server's clock (the default period ends today)."""
+    today = now.astimezone(tz).date()
 
     def day(name: str, default: date) -> date:
         try:

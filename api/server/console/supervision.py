@@ -156,8 +156,10 @@ def reviewer_charts(rows: list[reviewer_stats.ReviewerRow], t: Translator) -> di
     }
 
 
-def _period(params: Mapping[str, str]) -> tuple[stats.Period, str, datetime, datetime]:
-    period = stats.period_of(params, TZ)
+def _period(
+    params: Mapping[str, str], now: datetime
+) -> tuple[stats.Period, str, datetime, datetime]:
+    period = stats.period_of(params, TZ, now)
     by = params.get("by", "department")
     start, end = period.bounds(TZ)
     return period, by if by in BY else "department", start, end
@@ -173,9 +175,9 @@ def _query(period: stats.Period, by: str) -> str:
 def supervision_page(request: Request) -> Response:
     user = reader(request)  # a key without the scope: the app's _Forbidden handler answers
     ctx = request.app.state.ctx
-    period, by, start, end = _period(request.query_params)
-    t = Translator(lang_of(request))
     now = ctx.clock()
+    period, by, start, end = _period(request.query_params, now)
+    t = Translator(lang_of(request))
     with ctx.db.read() as session:
         if by == "reviewer":
             reviewers = reviewer_stats.reviewer_statistics(session, start, end)
@@ -220,15 +222,14 @@ def supervision_page(request: Request) -> Response:
 def supervision_csv(request: Request) -> Response:
     reader(request)
     ctx = request.app.state.ctx
-    period, by, start, end = _period(request.query_params)
+    now = ctx.clock()
+    period, by, start, end = _period(request.query_params, now)
     with ctx.db.read() as session:
         if by == "reviewer":
             body = reviewer_stats.to_csv(reviewer_stats.reviewer_statistics(session, start, end))
         else:
             group = desk_stats.GroupBy(by)
-            body = desk_stats.to_csv(
-                group, desk_stats.statistics(session, group, ctx.clock(), start, end)
-            )
+            body = desk_stats.to_csv(group, desk_stats.statistics(session, group, now, start, end))
     name = f"streetwatch-supervision-{by}-{period.since}-{period.until}.csv"
     return Response(
         body,

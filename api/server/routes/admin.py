@@ -30,7 +30,7 @@ from api.server.schemas import (
     WebhookOut,
 )
 from api.server.secrets import seal
-from api.server.tables import ApiKey, Change, Webhook, WebhookDelivery, utcnow
+from api.server.tables import ApiKey, Change, Webhook, WebhookDelivery
 from api.server.validation import query_time
 from api.server.webhooks import disable, new_secret
 
@@ -102,7 +102,7 @@ def revoke_key(ctx: Ctx, _: Admin, key_id: RecordId) -> KeyOut:
         record = session.get(ApiKey, key_id)
         if record is None:
             raise Problem(404, f"No key {key_id}", kind="not-found")
-        record.revoked_at = record.revoked_at or utcnow()
+        record.revoked_at = record.revoked_at or ctx.clock()
         return _key_out(record)
 
 
@@ -170,7 +170,7 @@ def post_webhook(ctx: Ctx, _: Admin, body: WebhookCreate) -> WebhookCreated:
             event_types=body.event_types,
             evidence=body.evidence,
             active=True,
-            created_at=utcnow(),
+            created_at=ctx.clock(),
         )
         hook.secret = seal(ctx.server_key, secret, hook.id)
         session.add(hook)
@@ -231,7 +231,7 @@ def replay_delivery(
         d = session.get(WebhookDelivery, delivery_id)
         if d is None or d.webhook_id != hook.id:
             raise Problem(404, f"No delivery {delivery_id} of {webhook_id}", kind="not-found")
-        _requeue(d)
+        _requeue(d, ctx.clock())
         session.flush()
         return DeliveryOut.model_validate(d, from_attributes=True)
 
@@ -249,7 +249,7 @@ def replay_range(ctx: Ctx, _: Admin, webhook_id: RecordId, body: ReplayIn) -> Re
     with `include_delivered`, delivered ones too. At most 10,000 per request: repeat with a
     later `since` for more."""
     since = query_time(body.since, "since")
-    until = query_time(body.until, "until") if body.until is not None else utcnow()
+    until = query_time(body.until, "until") if body.until is not None else ctx.clock()
     if until < since:
         raise Problem(422, "until is before since", kind="invalid-body")
     with ctx.db.write() as session:
@@ -284,19 +284,19 @@ def replay_range(ctx: Ctx, _: Admin, webhook_id: RecordId, body: ReplayIn) -> Re
                         change_seq=change.seq,
                         status="pending",
                         attempts=0,
-                        next_attempt_at=utcnow(),
+                        next_attempt_at=ctx.clock(),
                     )
                 )
             elif d.status == "failed" or (d.status == "delivered" and body.include_delivered):
-                _requeue(d)
+                _requeue(d, ctx.clock())
             else:
                 continue
             queued += 1
         return ReplayOut(queued=queued)
 
 
-def _requeue(d: WebhookDelivery) -> None:
-    d.status, d.attempts, d.next_attempt_at = "pending", 0, utcnow()
+def _requeue(d: WebhookDelivery, now: datetime) -> None:
+    d.status, d.attempts, d.next_attempt_at = "pending", 0, now
     d.delivered_at = None
 
 

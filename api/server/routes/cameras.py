@@ -21,7 +21,7 @@ from api.server.forms import parse_json_field
 from api.server.images import ImageError, check_image
 from api.server.middleware import AuthFirstRoute
 from api.server.problems import Problem
-from api.server.tables import CameraHealth, utcnow
+from api.server.tables import CameraHealth
 
 router = APIRouter(route_class=AuthFirstRoute, prefix="/v1/cameras", tags=["cameras"])
 CameraId = Annotated[str, Path(min_length=1, max_length=128)]
@@ -61,7 +61,7 @@ def post_health(
             media_type = check_image(image, 4_000_000).media_type
         except ImageError as exc:
             raise Problem(422, f"The thumbnail is not an image: {exc}", kind="bad-image") from None
-    now = utcnow()
+    now = ctx.clock()
     with ctx.db.write() as session:
         row = session.get(CameraHealth, camera_id)
         if row is None:
@@ -84,7 +84,7 @@ def post_health(
 )  # fmt: skip
 def list_cameras(ctx: Ctx, _: Dispatch) -> CameraList:
     with ctx.db.read() as session:
-        return CameraList(items=cameras(session))
+        return CameraList(items=cameras(session, ctx.clock()))
 
 
 @router.get(

@@ -42,7 +42,7 @@ from api.server.problems import Problem
 from api.server.renditions import EvidenceView
 from api.server.schemas import CaseDetail, CaseOut, CasePage, TransitionIn
 from api.server.serialize import case_out, change_out
-from api.server.tables import Case, Change, IdempotencyRecord, Report, utcnow
+from api.server.tables import Case, Change, IdempotencyRecord, Report
 from api.server.transitions import transition
 from api.server.validation import check_observation, check_report, query_time, sequence
 from api.server.verification import after_sighting
@@ -131,7 +131,7 @@ def post_case(
     if frame is None:
         with ctx.db.read() as session:  # before the write lock: a read holds up no one
             frame = camera_frame(session, report.camera_id)
-    check_report(report, ctx.settings.max_clock_skew_s, frame)
+    check_report(report, ctx.clock(), ctx.settings.max_clock_skew_s, frame)
     pairs = match(report.evidence, uploads)
     request_print = fingerprint(report, uploads)
     # Files written by a failing request are removed before its transaction ends, while the
@@ -139,7 +139,7 @@ def post_case(
     with ctx.db.write() as session, staged(ctx.store) as written:
         previous = session.get(IdempotencyRecord, (principal.namespace, idempotency_key))
         ttl = timedelta(seconds=ctx.settings.idempotency_ttl_s)
-        if previous is not None and previous.created_at < utcnow() - ttl:
+        if previous is not None and previous.created_at < ctx.clock() - ttl:
             # Expired: a new request. A report sent again still finds its report by id.
             session.delete(previous)
             session.flush()
@@ -185,7 +185,7 @@ def post_case(
                 fingerprint=request_print,
                 status_code=status,
                 body=body,
-                created_at=utcnow(),
+                created_at=ctx.clock(),
             )
         )
     ctx.metrics.reports.labels("created" if status == 201 else "merged").inc()
@@ -220,7 +220,7 @@ def patch_case(
     reports is cleared when all of them are.
     """
     obs = parse_json_field(Observation, observation, "observation")
-    check_observation(obs, ctx.settings.max_clock_skew_s)
+    check_observation(obs, ctx.clock(), ctx.settings.max_clock_skew_s)
     pairs = match(obs.evidence, _uploads(ctx, evidence))
     with ctx.db.write() as session, staged(ctx.store) as written:
         case, reports = resolve_own(session, case_id, principal)
@@ -435,4 +435,4 @@ def put_box(ctx: Ctx, principal: Dispatch, case_id: CaseId, body: BoxIn) -> Case
     with ctx.db.write() as session:
         case, _reports = resolve(session, case_id)
         set_reviewed_box(session, case, body.bbox, principal)
-        return case_out(case)
+        return case_out(case, ctx.clock())

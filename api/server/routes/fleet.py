@@ -39,7 +39,7 @@ from api.server.context import Context, Ctx
 from api.server.db import Database
 from api.server.middleware import AuthFirstRoute
 from api.server.problems import Problem
-from api.server.tables import FleetCamera, FleetCameraState, FleetWorker, Report, utcnow
+from api.server.tables import FleetCamera, FleetCameraState, FleetWorker, Report
 
 router = APIRouter(route_class=AuthFirstRoute, prefix="/v1/fleet", tags=["fleet"])
 CameraId = Annotated[str, Path(min_length=1, max_length=128)]
@@ -119,7 +119,7 @@ def put_camera(
         raise Problem(422, f"The definition's id {given!r} is not {camera_id!r}", kind="invalid")
     if not isinstance(body.definition.get("source"), str):
         raise Problem(422, "The definition needs a `source` (an rtsp:// url)", kind="invalid")
-    now = utcnow()
+    now = ctx.clock()
     with ctx.db.write() as session:
         row = session.get(FleetCamera, camera_id)
         if row is None:
@@ -151,7 +151,7 @@ def delete_camera(ctx: Ctx, _: Admin, camera_id: CameraId) -> Response:
     response_model=FleetCameraList, responses=problems.responses(401, 403),
 )  # fmt: skip
 def list_cameras(ctx: Ctx, _: Admin) -> FleetCameraList:
-    now = utcnow()
+    now = ctx.clock()
     with ctx.db.read() as session:
         live = _live(session, ctx, now)
         saved = dict(
@@ -179,7 +179,7 @@ def list_cameras(ctx: Ctx, _: Admin) -> FleetCameraList:
     response_model=FleetWorkerList, responses=problems.responses(401, 403),
 )  # fmt: skip
 def list_workers(ctx: Ctx, _: Admin) -> FleetWorkerList:
-    now = utcnow()
+    now = ctx.clock()
     since = _since(ctx, now)
     with ctx.db.read() as session:
         rows = session.scalars(select(FleetWorker).order_by(FleetWorker.worker_id))
@@ -204,7 +204,7 @@ def list_workers(ctx: Ctx, _: Admin) -> FleetWorkerList:
     responses=problems.responses(400, 401, 403, 422),
 )
 def heartbeat(ctx: Ctx, _: Fleet, worker_id: WorkerId, body: Heartbeat) -> Assignment:
-    now = utcnow()
+    now = ctx.clock()
     ttl_s = ctx.settings.fleet_worker_ttl_s
     with ctx.db.write() as session:
         row = session.get(FleetWorker, worker_id)
@@ -254,7 +254,7 @@ def put_state(
     data = state.file.read(MAX_STATE_BYTES + 1)
     if len(data) > MAX_STATE_BYTES:
         raise Problem(413, "The camera state is over 32 MiB", kind="body-too-large")
-    now = utcnow()
+    now = ctx.clock()
     with ctx.db.write() as session:
         if session.get(FleetCamera, camera_id) is None:
             raise Problem(404, f"No fleet camera {camera_id}", kind="not-found")
@@ -312,7 +312,7 @@ def camera_reports(
     principal.check_camera(camera_id)
     if since is not None and since.tzinfo is None:
         raise Problem(422, "`since` needs a time zone", kind="invalid")
-    since = since or utcnow() - REPORTS_WINDOW
+    since = since or ctx.clock() - REPORTS_WINDOW
     with ctx.db.read() as session:
         rows = session.scalars(
             select(Report)

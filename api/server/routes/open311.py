@@ -44,7 +44,7 @@ from api.server.middleware import AuthFirstRoute
 from api.server.open311_format import XML_TYPE, document, respond_list, to_xml_object, wants_json
 from api.server.problems import Problem
 from api.server.renditions import media_url, public_sha
-from api.server.tables import Case, Change, utcnow
+from api.server.tables import Case, Change
 
 router = APIRouter(route_class=AuthFirstRoute, prefix="/open311/v2", tags=["open311"])
 SPEC = "http://wiki.open311.org/GeoReport_v2"
@@ -322,7 +322,7 @@ def _window(
     longest = timedelta(days=ctx.settings.open311_max_days)
     try:
         if start is None and end is None:
-            end = utcnow()
+            end = ctx.clock()
             start = end - default
         elif start is None:
             assert end is not None
@@ -455,7 +455,7 @@ def post_request(
         raise Problem(400, f"Unknown service_code {service_code}")
     if (lat is None or long is None) and not address_string:
         raise Problem(400, "A location is required: lat and long, or address_string")
-    now = utcnow()
+    now = ctx.clock()
     location = Location.model_validate({"lat": lat, "lon": long, "address": address_string})
     incoming = Incoming(
         id=f"open311_{secrets.token_hex(8)}",
