@@ -45,8 +45,9 @@ def thumbnail(frame: Frame, box: np.ndarray) -> EvidenceShot:
 
 
 class DwellStrip:
-    """The strip of one site. `before` fills while the site is a candidate; `after` holds
-    the later samples (grid index, shot), each also pending in its incident's evidence."""
+    """The strip of one site. `before` fills while the site is a candidate and goes to its
+    incident's evidence at confirmation; `after` holds the later samples (grid index, shot),
+    each also pending in the incident's evidence until the clearing writes it."""
 
     __slots__ = (
         "after",
@@ -75,11 +76,15 @@ class DwellStrip:
             self.next_before = due + 1
 
     def confirm(self, dwelt_s: float) -> list[EvidenceShot]:
-        """The site confirmed `dwelt_s` into its dwell: the samples so far, for the report."""
+        """The site confirmed `dwelt_s` into its dwell: the samples so far, for the report
+        (the strip holds them no longer)."""
         self.confirmed_dwelt = dwelt_s
-        return list(self.before)
+        shots, self.before = self.before, []
+        return shots
 
-    def offer_after(self, frame: Frame, box: np.ndarray, dwelt_s: float, incident: Incident):
+    def offer_after(
+        self, frame: Frame, box: np.ndarray, dwelt_s: float, incident: Incident
+    ) -> None:
         """A frame the confirmed site is seen on: a sample if one is due, appended to the
         incident's pending evidence; a sample dropped to thin the strip leaves it."""
         assert self.confirmed_dwelt is not None
