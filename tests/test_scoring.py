@@ -344,7 +344,8 @@ def test_post_sends_each_case_once_even_when_run_twice(
         ).json()["items"]
     assert len(listed) == 2
     # The first stay was cleared (first seen, confirmed, cleared); the second lasts to the end.
-    assert sorted(len(case["evidence"]) for case in listed) == [2, 3]
+    # Each with its dwell strip of 7 (test_dwell_strip_samples_the_dwell_in_time_order...).
+    assert sorted(len(case["evidence"]) for case in listed) == [2 + 7, 3 + 7]
 
 
 def test_post_while_the_api_is_down_loses_nothing_and_a_rerun_delivers(
