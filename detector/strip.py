@@ -75,6 +75,10 @@ class DwellStrip:
             self.before.append(thumbnail(frame, box))
             self.next_before = due + 1
 
+    def shots(self) -> list[EvidenceShot]:
+        """The thumbnails the strip holds now."""
+        return [*self.before, *(s for _, s in self.after)]
+
     def confirm(self, dwelt_s: float) -> list[EvidenceShot]:
         """The site confirmed `dwelt_s` into its dwell: the samples so far, for the report
         (the strip holds them no longer)."""

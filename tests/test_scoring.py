@@ -499,6 +499,34 @@ def test_dwell_strip_samples_the_dwell_in_time_order_with_the_box_on_the_bus(
         assert sum(e["kind"] == "dwell" for e in case["evidence"]) == 7
     assert ts(first["last_seen"]) == at(22.5) and ts(second["last_seen"]) == at(53.5)
 
+    # Each thumbnail has its de-identified rendition, the heads obscured where they are on
+    # the thumbnail: the confirming thumbnail changed where the confirmed frame's rendition
+    # changed (scaled down, give or take a JPEG block), and nowhere else.
+    for case in (first, second):
+        frame = next(e for e in case["evidence"] if e["kind"] == "confirmed")
+        thumb = next(
+            e
+            for e in case["evidence"]
+            if e["kind"] == "dwell" and e["captured_at"] == frame["captured_at"]
+        )
+        full = changed(frame)
+        assert full.any()  # vtest.avi's pedestrians
+        size = (thumb_w := 320, round(576 * thumb_w / 768))
+        near = cv2.dilate(
+            cv2.resize(full.astype(np.uint8), size, interpolation=cv2.INTER_AREA),
+            np.ones((17, 17), np.uint8),  # JPEG's 8-pixel blocks blur the edges
+        ).astype(bool)
+        small = changed(thumb)
+        assert small.any() and not (small & ~near).any()
+
+
+def changed(ev: dict) -> np.ndarray:
+    """Where an evidence image's de-identified rendition differs from it."""
+    original = cv2.imread(ev["path"]).astype(int)
+    rendition = cv2.imread(ev["deidentified"]["path"]).astype(int)
+    assert rendition.shape == original.shape
+    return np.abs(rendition - original).max(axis=2) > 40
+
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
