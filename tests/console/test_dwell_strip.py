@@ -102,8 +102,9 @@ def test_the_case_page_shows_each_reports_dwell_strip(
             assert captions == sorted(captions) and len(set(captions)) == len(captions)
             for i, e in enumerate(want):
                 thumb = thumbs.nth(i)
+                # A dispatch session is shown the original (each fetch audited for the case).
                 src = thumb.locator("img").get_attribute("src")
-                assert src == f"/console/evidence/{e['sha256']}"
+                assert src == f"/console/evidence/{e['sha256']}?case={case['id']}"
                 assert thumb.locator("img").evaluate("i => i.naturalWidth") == e["width"] == 320
                 rect = thumb.locator("svg.boxes rect.seen")
                 x1, y1, x2, y2 = e["boxes"][0]["bbox"]
@@ -117,13 +118,27 @@ def test_the_case_page_shows_each_reports_dwell_strip(
         path = screenshots(page, "strip-case")
         # A click opens the full image.
         e = expected[reports[0]][2]
+        href = f"/console/evidence/{e['sha256']}?case={case['id']}"
         with page.expect_navigation():
-            page.locator(f"#strips a[href='/console/evidence/{e['sha256']}']").click()
-        assert page.url.endswith(f"/console/evidence/{e['sha256']}")
+            page.locator(f"#strips a[href='{href}']").click()
+        assert page.url.endswith(href)
         body = page.evaluate(
             "async () => Array.from(new Uint8Array("
             "await (await fetch(location.href)).arrayBuffer()))"
         )
         assert hashlib.sha256(bytes(body)).hexdigest() == e["sha256"]
         assert path.exists()
+
+        # The de-identified view: every thumbnail is its rendition, the same size.
+        page.goto(f"{server.url}/console/cases/{case['id']}?view=deidentified")
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('#strips img')]"
+            ".every(i => i.complete && i.naturalWidth > 0)"
+        )
+        srcs = page.eval_on_selector_all("#strips img", "is => is.map(i => i.getAttribute('src'))")
+        renditions = [e["deidentified"]["sha256"] for rid in reports for e in expected[rid]]
+        assert srcs == [f"/console/evidence/{sha}" for sha in renditions]
+        widths = page.eval_on_selector_all("#strips img", "is => is.map(i => i.naturalWidth)")
+        assert set(widths) == {320}
+        screenshots(page, "strip-case-deidentified")
         page.close()
