@@ -262,6 +262,12 @@ class CameraPipeline:
         """Incidents confirmed and not yet cleared (still present at the end of a file)."""
         return [i for _, rule in self.rules for i in rule.open_incidents()]
 
+    def end(self) -> list[Incident]:
+        """The open incidents at the end of a file, their dwell strips complete."""
+        for _, rule in self.rules:
+            rule.end_strips()
+        return self.open_incidents()
+
     def snapshot(self, epoch_s: float) -> PipelineState:
         """Every open site (candidates and confirmed incidents) and the static stage's
         backgrounds, with absolute times, for `restore` in a restarted worker."""

@@ -382,13 +382,14 @@ class SiteRule:
                     events.append(IncidentEvent("confirmed", self._open(site, frame)))
             else:
                 if seen:
-                    site.strip.offer_after(frame, site.box, site.dwelt_s, incident)
+                    site.strip.offer_after(frame, site.box, site.dwelt_s)
                 incident.last_seen = site.last_seen
                 incident.box = site.box
                 incident.confidence, incident.class_name = self._summary(site)
                 if site.unseen_s >= p.clear_s - EPS:
                     incident.cleared_at = pts
                     self._clears = [*self._clears[-(MAX_CLEARS - 1) :], (site.box, pts)]
+                    incident.evidence += site.strip.take_after()
                     incident.evidence.append(EvidenceShot("cleared", pts, frame.image, site.box))
                     events.append(IncidentEvent("cleared", incident))
                     continue
@@ -427,6 +428,13 @@ class SiteRule:
 
     def open_incidents(self) -> list[Incident]:
         return [s.incident for s in self.sites if s.incident is not None]
+
+    def end_strips(self) -> None:
+        """The input ended with incidents open: their strips' later samples join their
+        evidence (`score`, at the end of a file)."""
+        for s in self.sites:
+            if s.incident is not None:
+                s.incident.evidence += s.strip.take_after()
 
     def drop_candidates_near(self, box: np.ndarray, class_id: int) -> None:
         """Forgets unconfirmed sites of `class_id` beside `box` (another rule took it)."""

@@ -9,7 +9,9 @@ as it was then (in the thumbnail's pixels):
 - `AFTER` (3) over the rest of the dwell, from confirmation until cleared, kept evenly
   spread without knowing how long that is: samples sit on a grid of `dwell_s / 4` steps
   after confirmation; when a fourth is due the grid's step doubles and the samples off the
-  new grid are dropped. They go with the clearing (or, in `score`, at the end of the video).
+  new grid are dropped. The strip holds them until the clearing takes them (or, in `score`,
+  the end of the video): the worker's observations in between never send one that a later
+  thinning drops.
 
 A sample is taken only from a frame the site is seen on, the first one at or past its grid
 point; dwell is observed time, as the rules measure it. Memory stays bounded: at most 8
@@ -22,7 +24,7 @@ import cv2
 import numpy as np
 
 from api.contract import DWELL_STRIP_MAX
-from detector.incidents import EvidenceShot, Incident
+from detector.incidents import EvidenceShot
 from detector.types import Frame
 
 BEFORE = 5
@@ -46,8 +48,8 @@ def thumbnail(frame: Frame, box: np.ndarray) -> EvidenceShot:
 
 class DwellStrip:
     """The strip of one site. `before` fills while the site is a candidate and goes to its
-    incident's evidence at confirmation; `after` holds the later samples (grid index, shot),
-    each also pending in the incident's evidence until the clearing writes it."""
+    incident's evidence at confirmation; `after` holds the later samples (grid index, shot)
+    until `take_after`."""
 
     __slots__ = (
         "after",
@@ -86,25 +88,25 @@ class DwellStrip:
         shots, self.before = self.before, []
         return shots
 
-    def offer_after(
-        self, frame: Frame, box: np.ndarray, dwelt_s: float, incident: Incident
-    ) -> None:
-        """A frame the confirmed site is seen on: a sample if one is due, appended to the
-        incident's pending evidence; a sample dropped to thin the strip leaves it."""
+    def take_after(self) -> list[EvidenceShot]:
+        """The later samples, for the incident's evidence (the clearing, the end of a file)."""
+        shots = [s for _, s in self.after]
+        self.after = []
+        return shots
+
+    def offer_after(self, frame: Frame, box: np.ndarray, dwelt_s: float) -> None:
+        """A frame the confirmed site is seen on: a sample if one is due (thinning the
+        strip when it is full)."""
         assert self.confirmed_dwelt is not None
         since = dwelt_s - self.confirmed_dwelt + EPS
         if int(since // self.after_step) < self.next_after:
             return
         while len(self.after) >= AFTER:
             self.after_step *= 2
-            dropped = {id(s) for k, s in self.after if k % 2}
             self.after = [(k // 2, s) for k, s in self.after if k % 2 == 0]
-            incident.evidence[:] = [s for s in incident.evidence if id(s) not in dropped]
             self.next_after = self.after[-1][0] + 1 if self.after else 1
         due = int(since // self.after_step)
         if due < self.next_after:
             return
-        shot = thumbnail(frame, box)
-        self.after.append((due, shot))
-        incident.evidence.append(shot)
+        self.after.append((due, thumbnail(frame, box)))
         self.next_after = due + 1

@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from api.contract import CaseReport, EvidenceBox, EvidenceRef
+from api.contract import CaseReport, EvidenceBox, EvidenceRef, Rendition
 from tests.api.helpers import (
     HERE,
     NEARBY,
@@ -41,11 +41,18 @@ def thumbnails(bus_jpg: Path) -> list[bytes]:
 
 
 def strip(
-    rid: str, thumbs: list[bytes], times: list[datetime]
+    rid: str, thumbs: list[bytes], times: list[datetime], renditions: list[bytes] | None = None
 ) -> tuple[list[EvidenceRef], list[tuple[str, bytes]]]:
     refs, files = [], []
-    for data, at in zip(thumbs, times, strict=True):
+    for i, (data, at) in enumerate(zip(thumbs, times, strict=True)):
         name = f"{rid}-dwell-{int(at.timestamp())}.jpg"
+        deid = None
+        if renditions is not None:
+            deid = Rendition(
+                path=f"/var/lib/streetwatch/evidence/{name}.deid.jpg",
+                sha256=hashlib.sha256(renditions[i]).hexdigest(),
+            )
+            files.append((f"{name}.deid.jpg", renditions[i]))
         refs.append(
             EvidenceRef(
                 kind="dwell",
@@ -53,6 +60,7 @@ def strip(
                 captured_at=at,
                 sha256=hashlib.sha256(data).hexdigest(),
                 boxes=[EvidenceBox(bbox=BOX, label="stall", confidence=0.8)],
+                deidentified=deid,
             )
         )
         files.append((name, data))
@@ -60,11 +68,15 @@ def strip(
 
 
 def with_strip(
-    photos: list[bytes], thumbs: list[bytes], times: list[datetime], **kw
+    photos: list[bytes],
+    thumbs: list[bytes],
+    times: list[datetime],
+    renditions: list[bytes] | None = None,
+    **kw,
 ) -> tuple[CaseReport, list[tuple[str, bytes]]]:
     """A report (first seen T0, confirmed T0+60 s, last seen T0+120 s) with its strip."""
     case, files = report(photos, **kw)
-    refs, thumb_files = strip(case.id, thumbs, times)
+    refs, thumb_files = strip(case.id, thumbs, times, renditions)
     return case.model_copy(update={"evidence": [*case.evidence, *refs]}), files + thumb_files
 
 
@@ -112,9 +124,14 @@ def test_a_report_carries_its_strip_and_the_feed_names_it(
     assert [e["kind"] for e in observed["data"]["case"]["evidence"]].count("dwell") == 8
     assert "thinned" not in observed["data"]
 
-    # Open311 shows a frame of the incident, never a thumbnail.
-    [request] = api.dispatch.get(f"/open311/v2/requests/{out['id']}.json").json()
-    assert f"/v1/media/{case.evidence[0].sha256}?" in request["media_url"]
+    # Open311 shows a frame's rendition, never a thumbnail's: these frames have none, the
+    # thumbnails do, so the request has no media.
+    with_renditions, files = with_strip(
+        photos, thumbnails[10:15], before, renditions=thumbnails[15:20]
+    )
+    receipt = post(api.ingest, with_renditions, files).json()
+    [request] = api.dispatch.get(f"/open311/v2/requests/{receipt['case_id']}.json").json()
+    assert request["media_url"] is None
 
 
 def test_the_strip_stays_bounded_over_updates(
