@@ -3,7 +3,8 @@ incident events, the same live and offline.
 
 Owns the engine (`engine`: batched ONNX Runtime, with `letterbox` and `postprocess`), the
 motion gate (`motion`), the per-camera stages (`stages`, `tracker`, `static_objects`), zones
-and site rules (`zones`, `rules`, `geometry`), incident state (`incidents`), several models
+and site rules (`zones`, `rules`, `geometry`), incident state (`incidents`) and each site's
+dwell strip of thumbnails (`strip`), several models
 on one camera (`model_mix`), the pipeline that strings them together (`pipeline`), the data
 that flows through it (`types`), ground calibration (`ground`), the plate reader (`plates`),
 de-identified evidence (`deidentify`), and measuring a model (`evaluation`, `calibration`).
@@ -29,6 +30,7 @@ __all__ = [
     "rules",
     "stages",
     "static_objects",
+    "strip",
     "tracker",
     "types",
     "zones",

@@ -10,13 +10,14 @@ from typing import Literal
 import numpy as np
 
 # `plate`: the rectified plate crop of a parking incident's best plate read (detector.plates).
-EvidenceKind = Literal["first_seen", "confirmed", "cleared", "plate"]
+EvidenceKind = Literal["first_seen", "confirmed", "cleared", "plate", "dwell"]
 
 
 @dataclass(slots=True)
 class EvidenceShot:
-    """A frame kept as evidence, with the box to draw on it (None: nothing to draw, the
-    image is the object itself, as a plate crop is). Encoded only when reported.
+    """A frame kept as evidence (for `dwell`, a thumbnail of it: detector/strip.py), with
+    the box to draw on it in the image's pixels (None: nothing to draw, the image is the
+    object itself, as a plate crop is). Encoded only when reported.
 
     `people`: the person boxes (N x 4 xyxy) the model found on that frame, whose heads its
     de-identified rendition obscures; the pipeline sets them on the sample the shot is taken.

@@ -192,15 +192,20 @@ class CameraPipeline:
         return events
 
     def _note_people(self, frame: Frame, found: Detections, events: list[IncidentEvent]) -> None:
-        """Gives the shots taken on this sample (a new site's first shot, a confirmed or
-        cleared incident's) the sample's person boxes, for their de-identified renditions."""
-        shots = [s.first_shot for _, rule in self.rules for s in rule.sites]
+        """Gives the shots taken on this sample (a new site's first shot, its dwell strip's
+        thumbnails, a confirmed or cleared incident's) the sample's person boxes, for their
+        de-identified renditions: in the shot's pixels (a thumbnail's are scaled)."""
+        sites = [s for _, rule in self.rules for s in rule.sites]
+        shots = [s.first_shot for s in sites] + [t for s in sites for t in s.strip.shots()]
         shots += [shot for e in events for shot in e.incident.evidence]
         taken = [s for s in shots if s.people is None and s.pts == frame.pts]
         if taken:
             people = found.boxes[np.isin(found.class_ids, self.person_ids)].copy()
+            h, w = frame.image.shape[:2]
             for shot in taken:
-                shot.people = people
+                sh, sw = shot.image.shape[:2]
+                scale = np.array([sw / w, sh / h, sw / w, sh / h], np.float32)
+                shot.people = people if (sh, sw) == (h, w) else people * scale
 
     def _settle(self, zone: Zone, rule: SiteRule, events: list[IncidentEvent]) -> None:
         """A static object one rule confirmed is no candidate of another rule of the zone:
@@ -256,6 +261,12 @@ class CameraPipeline:
     def open_incidents(self) -> list[Incident]:
         """Incidents confirmed and not yet cleared (still present at the end of a file)."""
         return [i for _, rule in self.rules for i in rule.open_incidents()]
+
+    def end(self) -> list[Incident]:
+        """The open incidents at the end of a file, their dwell strips complete."""
+        for _, rule in self.rules:
+            rule.end_strips()
+        return self.open_incidents()
 
     def snapshot(self, epoch_s: float) -> PipelineState:
         """Every open site (candidates and confirmed incidents) and the static stage's

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.contract import IncidentType
 from detector.geometry import box_iou, greedy_match
 from detector.incidents import EvidenceShot, Incident, IncidentEvent, incident_id
+from detector.strip import DwellStrip
 from detector.types import Detections, Frame
 from detector.zones import Zone
 
@@ -97,6 +98,7 @@ class _Site:
     first_seen: float
     last_seen: float
     first_shot: EvidenceShot
+    strip: DwellStrip
     dwelt_s: float = 0.0  # observed time since the site was first seen
     unseen_s: float = 0.0  # observed time since the site was last seen
     class_scores: dict[int, float] = field(default_factory=dict)
@@ -291,6 +293,7 @@ class SiteRule:
                 first_seen=first,
                 last_seen=pts,
                 first_shot=EvidenceShot("first_seen", pts, frame.image, box),
+                strip=DwellStrip(p.dwell_s),
                 dwelt_s=pts - first,
             )
             self._observe(site, q, di, dets, pts, attended)
@@ -369,18 +372,24 @@ class SiteRule:
         kept: list[_Site] = []
         for site in self.sites:
             incident = site.incident
+            seen = site.last_seen == pts
             if incident is None:
                 if site.unseen_s > p.occlusion_s + EPS:
                     continue  # gone before it dwelt long enough
+                if seen:
+                    site.strip.offer(frame, site.box, site.dwelt_s)
                 if site.unseen_s == 0.0 and site.dwelt_s >= p.dwell_s - EPS and self._verdict(site):
                     events.append(IncidentEvent("confirmed", self._open(site, frame)))
             else:
+                if seen:
+                    site.strip.offer_after(frame, site.box, site.dwelt_s)
                 incident.last_seen = site.last_seen
                 incident.box = site.box
                 incident.confidence, incident.class_name = self._summary(site)
                 if site.unseen_s >= p.clear_s - EPS:
                     incident.cleared_at = pts
                     self._clears = [*self._clears[-(MAX_CLEARS - 1) :], (site.box, pts)]
+                    incident.evidence += site.strip.take_after()
                     incident.evidence.append(EvidenceShot("cleared", pts, frame.image, site.box))
                     events.append(IncidentEvent("cleared", incident))
                     continue
@@ -409,12 +418,23 @@ class SiteRule:
             first_seen=site.first_seen,
             confirmed_at=frame.pts,
             last_seen=site.last_seen,
-            evidence=[site.first_shot, EvidenceShot("confirmed", frame.pts, frame.image, site.box)],
+            evidence=[
+                site.first_shot,
+                EvidenceShot("confirmed", frame.pts, frame.image, site.box),
+                *site.strip.confirm(site.dwelt_s),
+            ],
         )
         return site.incident
 
     def open_incidents(self) -> list[Incident]:
         return [s.incident for s in self.sites if s.incident is not None]
+
+    def end_strips(self) -> None:
+        """The input ended with incidents open: their strips' later samples join their
+        evidence (`score`, at the end of a file)."""
+        for s in self.sites:
+            if s.incident is not None:
+                s.incident.evidence += s.strip.take_after()
 
     def drop_candidates_near(self, box: np.ndarray, class_id: int) -> None:
         """Forgets unconfirmed sites of `class_id` beside `box` (another rule took it)."""
@@ -498,6 +518,7 @@ def restore_site(
             box,
             None if people is None else np.asarray(people, np.float32).reshape(-1, 4),
         ),
+        strip=DwellStrip(rule.spec.params.dwell_s),
         dwelt_s=state["dwelt_s"],
         unseen_s=state["unseen_s"],
         class_scores=scores,
@@ -518,4 +539,6 @@ def restore_site(
             confirmed_at=i["confirmed_at"] - epoch_s,
             last_seen=site.last_seen,
         )
+        # Its strip's first part went with its report; the rest starts again from here.
+        site.strip.confirm(site.dwelt_s)
     return site

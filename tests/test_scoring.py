@@ -187,7 +187,7 @@ def test_real_footage_parked_van_is_one_case_and_pedestrians_none(
     x1, y1, x2, y2 = case["bbox"]
     assert 630 < x1 < x2 < 740 and 30 < y1 < y2 < 110
     # Evidence: decodable JPEGs whose hashes match the report, the box and label as metadata.
-    assert {e["kind"] for e in case["evidence"]} == {"first_seen", "confirmed"}
+    assert {e["kind"] for e in case["evidence"]} == {"first_seen", "confirmed", "dwell"}
     for ev in case["evidence"]:
         data = Path(ev["path"]).read_bytes()
         assert hashlib.sha256(data).hexdigest() == ev["sha256"]
@@ -235,7 +235,7 @@ def test_scene_cases(default_model, clips, tmp_path, capsys):
     assert at(42) <= ts(second["confirmed_at"]) <= at(43.5)
     assert second["cleared_at"] is None
     assert first["id"] != second["id"]
-    assert {e["kind"] for e in first["evidence"]} == {"first_seen", "confirmed", "cleared"}
+    assert {e["kind"] for e in first["evidence"]} == {"first_seen", "confirmed", "cleared", "dwell"}
 
     # Driving through, people standing still: nothing.
     assert cases_of(cases, "cam-drive") == []
@@ -344,7 +344,8 @@ def test_post_sends_each_case_once_even_when_run_twice(
         ).json()["items"]
     assert len(listed) == 2
     # The first stay was cleared (first seen, confirmed, cleared); the second lasts to the end.
-    assert sorted(len(case["evidence"]) for case in listed) == [2, 3]
+    # Each with its dwell strip of 7 (test_dwell_strip_samples_the_dwell_in_time_order...).
+    assert sorted(len(case["evidence"]) for case in listed) == [2 + 7, 3 + 7]
 
 
 def test_post_while_the_api_is_down_loses_nothing_and_a_rerun_delivers(
@@ -446,3 +447,89 @@ def test_uncalibrated_cameras_send_no_position(default_model, vtest_avi, tmp_pat
     cam = camera("cam-001", vtest_avi, [("no-parking-east", VAN_ZONE, ["illegal_parking"])])
     _, cases, _ = score(tmp_path, [cam], capsys)
     assert [c["position"] for c in cases] == [None]
+
+
+def test_dwell_strip_samples_the_dwell_in_time_order_with_the_box_on_the_bus(
+    default_model, clips, bus_sprite, tmp_path, capsys
+):
+    """The strip (detector/strip.py) of the bus that parks twice: dwell 10 s, so the first
+    five thumbnails sit a quarter dwell (2.5 s) apart from first seen to confirmation; then
+    samples on a 2.5 s grid after confirmation, thinned to an even spread as it goes on."""
+    road = [("bay", BAY, ["illegal_parking"])]
+    code, cases, printed = score(tmp_path, [camera("cam-twice", clips["park_twice"], road)], capsys)
+    assert code == 0, printed
+    first, second = cases
+    h, w = bus_sprite.shape[:2]
+    bus = np.array([PARK_AT[0], PARK_AT[1], PARK_AT[0] + w, PARK_AT[1] + h], float)
+    scale = 320 / 768  # the scenes are vtest.avi's 768 x 576
+    for case in (first, second):
+        strip = [e for e in case["evidence"] if e["kind"] == "dwell"]
+        times = [ts(e["captured_at"]) for e in strip]
+        assert times == sorted(times)
+        first_seen, confirmed = ts(case["first_seen"]), ts(case["confirmed_at"])
+        before = [t for t in times if t <= confirmed]
+        # Dwell 0, 2.5, 5, 7.5 and 10 s (the 2 fps samples fall on each).
+        assert [(t - first_seen).total_seconds() for t in before] == [0, 2.5, 5, 7.5, 10]
+        assert before[-1] == confirmed
+        end = ts(case["cleared_at"] or case["last_seen"])
+        assert all(first_seen <= t <= end for t in times)
+        for ev in strip:
+            thumb = cv2.imread(ev["path"])
+            assert thumb.shape == (round(576 * scale), 320, 3)
+            (box,) = ev["boxes"]
+            assert box["label"] == case["class_name"] == "bus"
+            seen = np.array(box["bbox"])
+            assert iou(seen, bus * scale) > 0.8, (ev["captured_at"], seen, bus * scale)
+            # The thumbnail is the frame, unaltered: the bus sprite scaled, no box drawn in.
+            x1, y1, x2, y2 = (bus * scale).round().astype(int)
+            sprite = cv2.resize(bus_sprite, (x2 - x1, y2 - y1), interpolation=cv2.INTER_AREA)
+            assert np.abs(thumb[y1:y2, x1:x2].astype(int) - sprite).mean() < 12
+    # Both stay over 10 s past confirmation (the first until it drives off, last seen at
+    # 22.5 s; the second until the video ends at 53.5 s): samples at 2.5, 5 and 7.5 s on the
+    # 2.5 s grid, then the fourth due (at 10 s) doubles the grid to 5 s, which keeps 5 s and
+    # adds 10 s. Seven thumbnails each.
+    for case in (first, second):
+        confirmed = ts(case["confirmed_at"])
+        later = [
+            (ts(e["captured_at"]) - confirmed).total_seconds()
+            for e in case["evidence"]
+            if e["kind"] == "dwell" and ts(e["captured_at"]) > confirmed
+        ]
+        assert later == [5, 10]
+        assert sum(e["kind"] == "dwell" for e in case["evidence"]) == 7
+    assert ts(first["last_seen"]) == at(22.5) and ts(second["last_seen"]) == at(53.5)
+
+    # Each thumbnail has its de-identified rendition, the heads obscured where they are on
+    # the thumbnail: the confirming thumbnail changed where the confirmed frame's rendition
+    # changed (scaled down, give or take a JPEG block), and nowhere else.
+    for case in (first, second):
+        frame = next(e for e in case["evidence"] if e["kind"] == "confirmed")
+        thumb = next(
+            e
+            for e in case["evidence"]
+            if e["kind"] == "dwell" and e["captured_at"] == frame["captured_at"]
+        )
+        full = changed(frame)
+        assert full.any()  # vtest.avi's pedestrians
+        size = (thumb_w := 320, round(576 * thumb_w / 768))
+        near = cv2.dilate(
+            cv2.resize(full.astype(np.uint8), size, interpolation=cv2.INTER_AREA),
+            np.ones((17, 17), np.uint8),  # JPEG's 8-pixel blocks blur the edges
+        ).astype(bool)
+        small = changed(thumb)
+        assert small.any() and not (small & ~near).any()
+
+
+def changed(ev: dict) -> np.ndarray:
+    """Where an evidence image's de-identified rendition differs from it."""
+    original = cv2.imread(ev["path"]).astype(int)
+    rendition = cv2.imread(ev["deidentified"]["path"]).astype(int)
+    assert rendition.shape == original.shape
+    return np.abs(rendition - original).max(axis=2) > 40
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)

@@ -9,6 +9,8 @@ nothing heavier than pydantic, numpy and OpenCV.
 
 from api.contract.annotate import annotate, annotate_jpeg
 from api.contract.cases import (
+    DWELL_STRIP_MAX,
+    DWELL_THUMB_MAX_SIDE,
     Address,
     CaseReceipt,
     CaseReport,
@@ -46,6 +48,8 @@ from api.contract.suppression_rules import (
 __all__ = [
     "DEFAULT_CODES",
     "DEFAULT_TZ",
+    "DWELL_STRIP_MAX",
+    "DWELL_THUMB_MAX_SIDE",
     "SUPPRESSING",
     "Address",
     "AssignedCamera",

@@ -116,16 +116,22 @@ class Rendition(BaseModel):
         return _basename(self.path)
 
 
+# A report's dwell strip: at most this many thumbnails sampled over the dwell (kind `dwell`).
+DWELL_STRIP_MAX = 8
+# A dwell thumbnail is small: neither side of its image may exceed this (pixels).
+DWELL_THUMB_MAX_SIDE = 640
+
+
 class EvidenceRef(BaseModel):
     """One evidence image. `path` is where the worker wrote it; the API keys it by sha256.
 
-    The image is the unaltered frame; `boxes` say what was seen on it; `deidentified` is its
-    rendition, when the worker made one."""
+    The image is the unaltered frame (for `dwell`, a thumbnail of it); `boxes` say what was
+    seen on it, in its own pixels; `deidentified` is its rendition, when the worker made one."""
 
     model_config = ConfigDict(extra="forbid")
 
     # `plate`: the rectified crop of a parking incident's plate, the best read of its vote.
-    kind: Literal["first_seen", "confirmed", "cleared", "observation", "plate"]
+    kind: Literal["first_seen", "confirmed", "cleared", "observation", "plate", "dwell"]
     path: FilePath
     captured_at: AwareDatetime
     sha256: Sha256
@@ -147,6 +153,16 @@ class EvidenceRef(BaseModel):
         if self.deidentified is not None:
             files[self.deidentified.filename] = self.deidentified.path
         return files
+
+
+def strip_bounded(evidence: list[EvidenceRef]) -> list[EvidenceRef]:
+    """A report carries at most one strip's worth of dwell thumbnails."""
+    if (n := sum(e.kind == "dwell" for e in evidence)) > DWELL_STRIP_MAX:
+        raise ValueError(f"{n} dwell thumbnails: a report's strip holds at most {DWELL_STRIP_MAX}")
+    return evidence
+
+
+Evidence = Annotated[list[EvidenceRef], Field(max_length=64), AfterValidator(strip_bounded)]
 
 
 class CaseReport(BaseModel):
@@ -171,7 +187,7 @@ class CaseReport(BaseModel):
     position: Position | None = Field(
         default=None, description="The object's own place, from the camera's calibration"
     )
-    evidence: Annotated[list[EvidenceRef], Field(max_length=64)] = Field(default_factory=list)
+    evidence: Evidence = Field(default_factory=list)
     plate: Plate | None = Field(
         default=None,
         description="illegal_parking: the vehicle's licence plate, voted over the dwell; "
@@ -216,7 +232,7 @@ class Observation(BaseModel):
 
     last_seen: AwareDatetime | None = None
     cleared_at: AwareDatetime | None = None
-    evidence: Annotated[list[EvidenceRef], Field(max_length=64)] = Field(default_factory=list)
+    evidence: Evidence = Field(default_factory=list)
     plate: Plate | None = Field(default=None, description="the plate as the vote has it now")
     plate_confidence: Share | None = None
 

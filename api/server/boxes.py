@@ -38,7 +38,12 @@ def set_reviewed_box(
     it replaced (the last correction, else the worker's); refused unless it is a box on the
     case's evidence images."""
     x1, y1, x2, y2 = bbox
-    sizes = {(e.image.width, e.image.height) for e in case.evidence if e.image.width}
+    # Dwell thumbnails aside: a box is in pixels of the frames.
+    sizes = {
+        (e.image.width, e.image.height)
+        for e in case.evidence
+        if e.image.width and e.kind != "dwell"
+    }
     if not sizes:
         raise Problem(409, f"Case {case.id} has no evidence image to correct a box on")
     w = min(s[0] for s in sizes)
@@ -75,7 +80,8 @@ def annotated_response(
         boxes = [EvidenceBox.model_validate(b) for b in link.boxes or []]
         caption = f"{link.camera_id or case.camera_id}/{case.zone_id} "
         caption += f"{link.captured_at.isoformat(timespec='seconds')} {link.kind}"
-        reviewed = case.reviewed_bbox
+        # The reviewer's box is in pixels of the frames, not of a dwell thumbnail.
+        reviewed = case.reviewed_bbox if link.kind != "dwell" else None
         case_name = case.id
     path = ctx.store.path(shown)
     if not path.is_file():

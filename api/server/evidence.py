@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
 from fastapi.responses import FileResponse
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from api.contract import EvidenceRef
+from api.contract import DWELL_STRIP_MAX, DWELL_THUMB_MAX_SIDE, EvidenceRef
 from api.server.clock import now_in
 from api.server.context import Context
 from api.server.images import ImageError, ImageInfo, check_image, inspect
@@ -115,6 +116,7 @@ def match(refs: Sequence[EvidenceRef], uploads: Sequence[Upload]) -> list[Pair]:
     for ref in refs:
         upload = _matching(uploaded, ref.filename, ref.sha256)
         _check_boxes(ref, upload)
+        _check_thumbnail(ref, upload)
         rendition = None
         if ref.deidentified is not None:
             rendition = _matching(uploaded, ref.deidentified.filename, ref.deidentified.sha256)
@@ -140,6 +142,17 @@ def _matching(uploaded: dict[str, Upload], name: str, sha256: str) -> Upload:
     return upload
 
 
+def _check_thumbnail(ref: EvidenceRef, upload: Upload) -> None:
+    """A dwell strip is a row of small frames: a whole frame sent as one is refused."""
+    if ref.kind == "dwell" and max(upload.width, upload.height) > DWELL_THUMB_MAX_SIDE:
+        raise Problem(
+            422,
+            f"Evidence '{ref.filename}' is a dwell thumbnail of {upload.width}x{upload.height}: "
+            f"neither side may exceed {DWELL_THUMB_MAX_SIDE} pixels",
+            kind="invalid-evidence",
+        )
+
+
 def _check_boxes(ref: EvidenceRef, upload: Upload) -> None:
     """Boxes must be boxes on this image (a pixel of rounding allowed at the edges)."""
     for i, box in enumerate(ref.boxes):
@@ -152,9 +165,11 @@ def _check_boxes(ref: EvidenceRef, upload: Upload) -> None:
             )
 
 
-def frame_of(uploads: Sequence[Upload]) -> Size | None:
-    """The frame a request's evidence shows: its largest image (the others may be crops)."""
-    return largest([(u.width, u.height) for u in uploads])
+def frame_of(uploads: Sequence[Upload], refs: Sequence[EvidenceRef]) -> Size | None:
+    """The frame a request's evidence shows: its largest image (the others may be crops),
+    dwell thumbnails aside (a request of thumbnails only shows no frame)."""
+    thumbnails = {r.filename for r in refs if r.kind == "dwell"}
+    return largest([(u.width, u.height) for u in uploads if u.filename not in thumbnails])
 
 
 def camera_frame(session: Session, camera_id: str) -> Size | None:
@@ -165,7 +180,11 @@ def camera_frame(session: Session, camera_id: str) -> Size | None:
     width, height = session.execute(
         select(func.max(Evidence.width), func.max(Evidence.height))
         .join(CaseEvidence, CaseEvidence.sha256 == Evidence.sha256)
-        .where(CaseEvidence.case_seq.in_(cases), CaseEvidence.camera_id == camera_id)
+        .where(
+            CaseEvidence.case_seq.in_(cases),
+            CaseEvidence.camera_id == camera_id,
+            CaseEvidence.kind != "dwell",  # thumbnails, not the frame
+        )
     ).one()
     return (width, height) if width and height else None
 
@@ -247,6 +266,52 @@ def _store(session: Session, store: EvidenceStore, written: list[str], upload: U
         session.flush()  # the row must exist before a case links to it
     elif record.width is None:  # stored before sizes were kept
         record.width, record.height = upload.width, upload.height
+
+
+def thin_strips(session: Session, store: EvidenceStore, case: Case) -> list[str]:
+    """Keeps each report's dwell strip within `DWELL_STRIP_MAX` thumbnails however often it
+    is sent: beyond that, the ones evenly spread over its time (the first and the last among
+    them) stay and the rest are unlinked, their images (and renditions) deleted when no case
+    links them.
+    Returns the unlinked hashes. A worker sends at most one strip per report (its first part
+    with the report, the rest with the clearing), so this only bounds what others send."""
+    strips: dict[str | None, list[CaseEvidence]] = defaultdict(list)
+    for link in case.evidence:
+        if link.kind == "dwell":
+            strips[link.report_id].append(link)
+    dropped: list[str] = []
+    images: set[str] = set()  # the unlinked thumbnails and their renditions
+    for links in strips.values():
+        if len(links) <= DWELL_STRIP_MAX:
+            continue
+        links.sort(key=lambda e: (e.captured_at, e.sha256))
+        last = len(links) - 1
+        keep = {round(i * last / (DWELL_STRIP_MAX - 1)) for i in range(DWELL_STRIP_MAX)}
+        for i, link in enumerate(links):
+            if i not in keep:
+                case.evidence.remove(link)
+                session.delete(link)
+                dropped.append(link.sha256)
+                images |= {link.sha256, link.rendition_sha256} - {None}
+    if not dropped:
+        return []
+    session.flush()
+    still = set(
+        session.scalars(select(CaseEvidence.sha256).where(CaseEvidence.sha256.in_(images)))
+    ) | set(
+        session.scalars(
+            select(CaseEvidence.rendition_sha256).where(CaseEvidence.rendition_sha256.in_(images))
+        )
+    )
+    orphans = sorted(images - still)
+    if orphans:
+        session.execute(delete(Evidence).where(Evidence.sha256.in_(orphans)))
+        session.flush()
+        # As retention does: removed while the write lock is held, so no request can link
+        # one of them meanwhile; a failed commit after this leaves rows that read as 404.
+        for sha in orphans:
+            store.remove(sha)
+    return dropped
 
 
 # Evidence is shown as an image and nothing else: no sniffing, no scripts, no document.

@@ -25,7 +25,7 @@ from api.contract.codes import CodeTable
 from api.server.auth import Principal
 from api.server.changes import record
 from api.server.clock import now_in
-from api.server.evidence import Pair, Upload, attach
+from api.server.evidence import Pair, Upload, attach, thin_strips
 from api.server.grid import locate
 from api.server.merge import Sighting, find_match
 from api.server.notes import system_note
@@ -293,8 +293,9 @@ def ingest(
     evidence = attach(
         session, store, written, case, pairs, report_id=new.id, camera_id=new.camera_id
     )
+    evidence, thinned = _thin(session, store, case, evidence)
     refresh(case)
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {"thinned": thinned} if thinned else {}
     if superseded:
         extra["superseded"] = [r.id for r in superseded]
     if kind != "created":
@@ -365,7 +366,8 @@ def observe(
         report_id=one.id if one else None,
         camera_id=one.camera_id if one else None,
     )
-    if not (changed or evidence):
+    evidence, thinned = _thin(session, store, case, evidence)
+    if not (changed or evidence or thinned):
         return False
     refresh(case)
     record(
@@ -378,8 +380,17 @@ def observe(
         evidence=evidence,
         last_seen=last_seen.isoformat() if last_seen else None,
         cleared_at=cleared_at.isoformat() if cleared_at else None,
+        **({"thinned": thinned} if thinned else {}),
     )
     return True
+
+
+def _thin(
+    session: Session, store: EvidenceStore, case: Case, added: list[str]
+) -> tuple[list[str], list[str]]:
+    """Bounds the case's dwell strips (`thin_strips`): (what stays of `added`, what went)."""
+    thinned = thin_strips(session, store, case)
+    return [sha for sha in added if sha not in thinned], thinned
 
 
 def resolve(session: Session, id_: str) -> tuple[Case, list[Report]]:

@@ -114,6 +114,13 @@ def check_report(
             f.add(["cleared_at"], "is before first_seen")
     f.site_box(["bbox"], report.bbox, frame)
     _evidence(f, report.evidence, latest)
+    if not f.errors:
+        for i, ref in enumerate(report.evidence):
+            if ref.kind == "dwell" and not report.first_seen <= ref.captured_at <= report.last_seen:
+                f.add(
+                    ["evidence", i, "captured_at"],
+                    "a dwell thumbnail is taken between first_seen and last_seen",
+                )
     f.raise_any("report")
 
 

@@ -1,5 +1,6 @@
-"""Evidence images: the incident's unaltered frames as JPEGs, content-hashed, with the site
-box and label as metadata (`EvidenceRef.boxes`): drawn when shown, never into the evidence.
+"""Evidence images: the incident's unaltered frames as JPEGs (its dwell strip's thumbnails,
+detector/strip.py, among them), content-hashed, with the site box and label as metadata
+(`EvidenceRef.boxes`): drawn when shown, never into the evidence.
 
 Beside each original, a de-identified rendition (`EvidenceRef.deidentified`): the same frame
 with the heads of the people the model found on it, and the plates the plate detector finds,
@@ -93,6 +94,8 @@ class EvidenceWriter:
             if shot.kind == "plate":
                 # A better read later is another file: never overwrite one the outbox sends.
                 name = f"{incident.id}-plate-{digest[:12]}.jpg"
+            elif shot.kind == "dwell":  # a strip has several: named by their media time
+                name = f"{incident.id}-dwell-{round(shot.pts * 1000):012d}.jpg"
             path = self.directory / name
             write_atomic(path, data)
             if self.previews:

@@ -3,7 +3,8 @@ stream as `record_source` (Frigate's `record` role). It is received only while t
 rules follow something (a candidate or open site: when an incident may be confirmed or
 cleared), keyframes only, and the event's own evidence shot (confirmed, cleared) is then the
 main stream's keyframe of the same moment, the box scaled from the detection stream's pixels.
-Shots from earlier moments (first seen) stay as the detection stream saw them.
+Shots from earlier moments (first seen) and the dwell strip's thumbnails stay as the detection
+stream saw them.
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ class RecordStream:
             return
         shots = event.incident.evidence
         for i, shot in enumerate(shots):
-            if shot.pts == frame.pts and shot.box is not None:  # a plate crop stays as read
+            # A plate crop stays as read, a dwell thumbnail stays one.
+            if shot.pts == frame.pts and shot.box is not None and shot.kind != "dwell":
                 shots[i] = scaled_shot(shot, main.image)
                 self.upgraded += 1
 

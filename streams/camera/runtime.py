@@ -152,6 +152,10 @@ class CameraRuntime:
     def open_incidents(self) -> list[Incident]:
         return self.pipeline.open_incidents() if self.pipeline is not None else []
 
+    def end(self) -> list[Incident]:
+        """The input ended: the open incidents, their dwell strips complete (`score`)."""
+        return self.pipeline.end() if self.pipeline is not None else []
+
     def snapshot(self) -> PipelineState:
         assert self.pipeline is not None and self.epoch is not None
         return self.pipeline.snapshot(self.epoch.timestamp())

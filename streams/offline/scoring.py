@@ -113,7 +113,7 @@ def score_camera(
             result.frames += 1
             if on_frame is not None:
                 on_frame(frame)
-        for incident in runtime.open_incidents():
+        for incident in runtime.end():
             report(incident)  # still there when the video ends: cleared_at stays null
         result.cases = sorted(reports.values(), key=lambda r: (r.first_seen, r.id))
         result.gated = runtime.gate.skipped if runtime.gate else 0

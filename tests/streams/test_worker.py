@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -428,3 +429,74 @@ def test_reload_applies_rules_and_zones_in_place_and_pauses_nobody(
         assert worker.signal(signal.SIGTERM) == 0
         # Each camera's one confirmation reached the API once, and nothing else did.
         assert sum(c["report_count"] for c in cases(server, key)) == 2
+
+
+def test_the_live_worker_delivers_the_dwell_strip(street, empty_clip, worker_factory, tmp_path):
+    """A live camera's strip (detector/strip.py): five thumbnails from first seen to
+    confirmation go with the report, the later ones with the clearing; each 320 pixels wide
+    with the bus's box in its own pixels."""
+    with run_server(Settings(data_dir=tmp_path / "api")) as server:
+        key = server.create_key("ingest", "dispatch")
+        config = write_config(tmp_path / "config.yaml", server.url, {"cam-1": street.url("cam")})
+        worker = worker_factory(config, key)
+        wait_until(lambda: cases(server, key), 90, "the parked bus reported")
+        (case,) = cases(server, key)
+        first_seen, confirmed = (
+            datetime.fromisoformat(case[k]) for k in ("first_seen", "confirmed_at")
+        )
+        strip = dwell_strip(case)
+        # Dwell 4 s: at 0, 1, 2, 3 and 4 s of observed dwell, the first sample at or past each.
+        times = [datetime.fromisoformat(e["captured_at"]) for e in strip]
+        assert len(times) == 5
+        assert times[0] == first_seen and times[-1] == confirmed
+        offsets = [(t - first_seen).total_seconds() for t in times]
+        assert all(k <= s < k + 0.6 for k, s in enumerate(offsets)), offsets
+        sent_first = strip
+
+        # Parked on for more than twice the dwell, then gone: the rest of the strip comes
+        # with the clearing.
+        before = worker.metric("streetwatch_samples_processed_total", camera="cam-1")
+        wait_until(
+            lambda: (
+                worker.metric("streetwatch_samples_processed_total", camera="cam-1")
+                > before + 2 * RULES["illegal_parking"]["dwell_s"] * 2
+            ),
+            40,
+            "samples for twice the dwell after confirmation",
+        )
+        street.stop()
+        street.mounts = {"cam": empty_clip}
+        street.restart()
+        wait_until(lambda: cases(server, key)[0]["cleared_at"], 90, "the case cleared once empty")
+        wait_until(lambda: worker.pending() == 0, 30, "the outbox to drain")
+        (case,) = cases(server, key)
+        strip = dwell_strip(case)
+        later = [datetime.fromisoformat(e["captured_at"]) for e in strip[5:]]
+        assert [e["sha256"] for e in strip[:5]] == [e["sha256"] for e in sent_first]
+        # Kept evenly spread over the dwell after confirmation: two or three of them (never
+        # more than the strip's 8 in all) on a grid of 1 s after confirmation, doubled each
+        # time a fourth fell due; each the first sample (2 a second) at or past its point.
+        assert 2 <= len(later) <= 3, later
+        assert later[-1] <= datetime.fromisoformat(case["last_seen"])
+        offsets = [(t - confirmed).total_seconds() for t in later]
+        assert any(
+            all(i * step <= s <= i * step + 1.0 for i, s in enumerate(offsets, 1))
+            for step in (1, 2, 4, 8, 16)
+        ), offsets
+        for e in strip:
+            assert (e["width"], e["height"]) == (320, 240)
+            assert e["report_id"] == case["report_ids"][0]
+            (box,) = e["boxes"]
+            x1, y1, x2, y2 = box["bbox"]
+            # The bus parked at (420, 300), 300 pixels wide, in the 768 x 576 frame.
+            scale = 320 / 768
+            assert abs(x1 - 420 * scale) < 10 and abs(x2 - 720 * scale) < 10, box
+            assert y1 > 280 * scale and y2 < 576 * scale
+        assert worker.signal(signal.SIGTERM) == 0
+
+
+def dwell_strip(case: dict) -> list[dict]:
+    return sorted(
+        (e for e in case["evidence"] if e["kind"] == "dwell"),
+        key=lambda e: datetime.fromisoformat(e["captured_at"]),
+    )

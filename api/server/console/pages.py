@@ -37,6 +37,7 @@ from api.server.camera_health import thumbnail_response
 from api.server.console import sessions, stats
 from api.server.console.i18n import DEFAULT, LANGS, Translator
 from api.server.console.sessions import SignInRequired, User, check_csrf, current_user
+from api.server.console.strip import strips_of
 from api.server.console.throttle import Throttle
 from api.server.desk import routed_department
 from api.server.evidence import image_response
@@ -487,7 +488,7 @@ def case_page(request: Request, case_id: str) -> Response:
     for e in out.evidence:
         if e.kind in kinds and kinds[e.kind] is None:
             kinds[e.kind] = e
-    extra = [e for e in out.evidence if e not in kinds.values()]
+    extra = [e for e in out.evidence if e not in kinds.values() and e.kind != "dwell"]
     if kinds["cleared"] is None and out.cleared_at is None:
         del kinds["cleared"]  # still there: no empty "cleared" panel
     view = evidence_view(request, user)
@@ -511,6 +512,7 @@ def case_page(request: Request, case_id: str) -> Response:
         ),
         shots=kinds,
         extra_shots=extra,
+        strips=strips_of(out, reports),
         prev_id=prev_id,
         next_id=next_id,
         position=(pos + 1 if pos is not None else None, len(ids)),

@@ -127,7 +127,7 @@ def post_case(
     principal.check_camera(report.camera_id)
     uploads = _uploads(ctx, evidence)
     # The site box must lie on the camera's frame: the evidence's, else the stored one's.
-    frame = frame_of(uploads)
+    frame = frame_of(uploads, report.evidence)
     if frame is None:
         with ctx.db.read() as session:  # before the write lock: a read holds up no one
             frame = camera_frame(session, report.camera_id)

@@ -264,8 +264,9 @@ def _request_out(
     ctx: Context, case: Case, notes: dict[int, str | None], public: bool
 ) -> ServiceRequest:
     code = ctx.settings.codes.get(case.event_code)
-    # Only a de-identified rendition is public; a case without one has no media.
-    media = next((sha for e in case.evidence if (sha := public_sha(e))), None)
+    # Only a de-identified rendition of a frame is public (never a dwell thumbnail); a case
+    # without one has no media.
+    media = next((sha for e in case.evidence if e.kind != "dwell" and (sha := public_sha(e))), None)
     return ServiceRequest(
         service_request_id=case.id,
         status="closed" if CaseStatus(case.status) in OPEN311_CLOSED else "open",
