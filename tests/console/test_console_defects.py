@@ -44,13 +44,22 @@ def _post(http: httpx.Client, camera: str, photos: list[bytes], at: tuple[float,
     refs, files = [], []
     for i, data in enumerate(photos):
         name = f"{rid}-{i}.jpg"
+        # A worker sends each image with its de-identified rendition (same size); lists and
+        # pickers show renditions only, so the picker's picture needs one.
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        ok, blurred = cv2.imencode(".jpg", cv2.GaussianBlur(image, (15, 15), 0))
+        assert ok
+        deid, deid_name = blurred.tobytes(), f"{rid}-{i}.deid.jpg"
         files.append(("evidence", (name, data, "image/jpeg")))
+        files.append(("evidence", (deid_name, deid, "image/jpeg")))
         refs.append({
             "kind": "first_seen" if i == 0 else "confirmed",
             "path": f"/evidence/{name}",
             "captured_at": (start + timedelta(seconds=30 * i)).isoformat(),
             "sha256": hashlib.sha256(data).hexdigest(),
             "boxes": [{"bbox": [40.0, 60.0, 300.0, 400.0], "label": "bus", "confidence": 0.9}],
+            "deidentified": {"path": f"/evidence/{deid_name}",
+                             "sha256": hashlib.sha256(deid).hexdigest()},
         })  # fmt: skip
     body = {
         "id": rid, "type": "illegal_parking", "event_code": "09009", "camera_id": camera,
