@@ -50,7 +50,10 @@ EXPLAIN_MARGIN = 0.15
 LIGHT_CELL = 8
 LIGHT_MEDIAN = 9
 LIGHT_FLOOR = 4.0  # 8-bit levels added to both sides of a light ratio: black stays finite
+MIN_PEAK = 0.1  # phase correlation's peak below which a half of the frame says nothing
 MIN_SHIFT = 0.5  # analysis pixels: a smaller sway is left to the comparison's one-pixel slack
+DAYLIGHT_LEVEL = 100.0  # mean grey level of a daylit street: `threshold` applies from here up
+MIN_THRESHOLD = 8.0  # 8-bit levels: the lowest the threshold falls in the dark
 HOLD = 0.6  # share of the threshold at which a pixel with evidence still differs
 MISSES = 2  # samples in a row matching the background before a pixel's evidence falls
 RELIT_CORRELATION = 0.8  # grey levels correlating this well with the background's: relit
@@ -255,10 +258,18 @@ class StaticObjectStage:
         if self._window is None or self._window.shape != (half[1], mid):
             self._window = cv2.createHanningWindow((mid, half[1]), cv2.CV_32F)
         right = slice(mid, 2 * mid)
-        (lx, ly), _ = cv2.phaseCorrelate(then[:, :mid], now[:, :mid], self._window)
-        (rx, ry), _ = cv2.phaseCorrelate(then[:, right], now[:, right], self._window)
-        dx, dy = (lx + rx), (ly + ry)  # the halves' mean, in analysis pixels (half size x 2)
-        angle = (ry - ly) / mid  # radians: the right half moved down as much as the left up
+        (lx, ly), left_peak = cv2.phaseCorrelate(then[:, :mid], now[:, :mid], self._window)
+        (rx, ry), right_peak = cv2.phaseCorrelate(then[:, right], now[:, right], self._window)
+        # A weak peak is a crowd or rain, not the scene moving: that half does not vote; two
+        # halves sliding apart sideways are no sway either (a roll moves them up and down).
+        if min(left_peak, right_peak) >= MIN_PEAK and abs(lx - rx) <= 1.0:
+            dx, dy = lx + rx, ly + ry  # the halves' mean, in analysis pixels (half size x 2)
+            angle = (ry - ly) / mid  # radians: the right half moved down as the left moved up
+        elif max(left_peak, right_peak) >= MIN_PEAK:
+            x, y = (lx, ly) if left_peak >= right_peak else (rx, ry)
+            dx, dy, angle = 2 * x, 2 * y, 0.0
+        else:
+            return small, now
         if math.hypot(dx, dy) > limit or abs(angle) * w / 2 > limit:
             return small, now  # not a sway: the scene-change test judges it
         if math.hypot(dx, dy) < MIN_SHIFT and abs(angle) * w / 2 < MIN_SHIFT:
@@ -312,8 +323,11 @@ class StaticObjectStage:
         lit = cv2.multiply(self.long, gain)
         np.minimum(lit, 255.0, out=lit)
 
-        # Sensor noise (half-size medians: about half the analysis size's) raises the bar.
-        threshold = max(p.threshold, p.noise_factor * 2.0 * self.noise)
+        # Contrast falls with the light (at dusk, at night): the bar falls with the scene's
+        # brightness below daylight's, never under the sensor's noise (half-size medians:
+        # about half the analysis size's) nor `MIN_THRESHOLD`.
+        light = min(1.0, float(half.mean()) / DAYLIGHT_LEVEL)
+        threshold = max(p.threshold * light, p.noise_factor * 2.0 * self.noise, MIN_THRESHOLD)
         d_long = _difference_near(small, lit)
         d_short = _difference(small, self.short)
         fg_short = d_short > threshold
@@ -326,9 +340,15 @@ class StaticObjectStage:
             return Detections.empty()
         if share > p.scene_change / 3:
             # Much of the picture differs from the long-term background, not enough for a
-            # lighting step: a moved camera shows in its edges no longer lining up.
-            correlation = _correlation(_edges(_gray(small)), _edges(_gray(lit)))
-            if correlation < p.moved_correlation:
+            # lighting step: a moved camera shows in its edges no longer lining up, in the
+            # frame and in the short-term background, which settles on a new view within
+            # seconds while a crowd or rain only passes through it.
+            then = _edges(_gray(lit))
+            correlation = _correlation(_edges(_gray(small)), then)
+            if (
+                correlation < p.moved_correlation
+                and _correlation(_edges(_gray(self.short)), then) < p.moved_correlation
+            ):
                 self._reseed(small, pts, share, correlation)
                 return Detections.empty()
 
@@ -336,6 +356,7 @@ class StaticObjectStage:
         # the pixel has matched the long-term background for `MISSES` samples in a row (one
         # noisy sample neither resets it nor its start time).
         static = fg_long & ~fg_short
+        self._passing = fg_short
         ev = self.evidence
         ev[static] += dt
         np.minimum(ev, 2 * p.static_after_s, out=ev)
@@ -353,9 +374,15 @@ class StaticObjectStage:
         cv2.accumulateWeighted(small, self.long, a_long, mask=(ev == 0).astype(np.uint8))
 
         self._remember_explained(found, pts)
+        # What lies under someone who stays (a vendor) is theirs while they are there: what is
+        # left when they go is dated from then, not from when they came.
+        self.since[(self.explained_until > pts + 1.0) & fg_long] = pts
         # What a stationary detection explains is reported apart, as `occluded`: it may keep
         # a confirmed object seen while someone stands in front of it, never start one.
         static_px = ev >= p.static_after_s
+        if static_px.any():
+            self._forget_crumbs(small, gain, static_px)
+            static_px = ev >= p.static_after_s
         explained = self.explained_until >= pts
         parts = []
         for mask, occluded in ((static_px & ~explained, False), (static_px & explained, True)):
@@ -435,8 +462,8 @@ class StaticObjectStage:
         p = self.params
         # Speckle (noise, rain, a leaf) goes first, so it neither counts nor joins real
         # objects across the frame; then the object's own gaps close.
-        mask8 = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
-        mask8 = cv2.morphologyEx(mask8, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
+        opened = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+        mask8 = cv2.morphologyEx(opened, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
         # Parts a little apart are one object (a heap a passer-by's box cut in two): grouped
         # on a dilated mask, measured on their own pixels.
         joined = cv2.dilate(mask8, np.ones((2 * JOIN_PX + 1, 2 * JOIN_PX + 1), np.uint8))
@@ -479,13 +506,10 @@ class StaticObjectStage:
         # Relit test on its pixels: the background's own texture, brighter or darker (a
         # light's pool, a shadow's edge the light model has not caught up with), is no object.
         relit = _relit(gray_now[ys, xs], gray_bg[ys, xs], owners, n)
-        for i in np.flatnonzero(((now < then) | relit) & keep) + 1:
-            region = labels == i
-            # The background behind it, learnt at once (in the model's own light).
-            self.long[region] = small[region] / gain[region]
-            self.evidence[region] = 0.0
-            self.since[region] = np.nan
-        keep &= ~((now < then) | relit)
+        learn = ((now < then) | relit) & keep
+        if learn.any():
+            self._learn(small, gain, np.isin(labels, np.flatnonzero(learn) + 1))
+        keep &= ~learn
         if not keep.any():
             return Detections.empty()
 
@@ -499,6 +523,30 @@ class StaticObjectStage:
             np.full(k, self.label_id, np.int32),
             {"since": np.minimum(since, pts).astype(np.float64)},
         )
+
+    def _forget_crumbs(self, small: np.ndarray, gain: np.ndarray, static: np.ndarray) -> None:
+        """Static speckle and specks smaller than the smallest object, static for long (their
+        evidence full), are the background's: a ghost too small to judge, what a drift left.
+        Frozen out of the background they would pile up, and join a real object later."""
+        p = self.params
+        settled = self.evidence >= 2 * p.static_after_s - 1e-3
+        kernel = np.ones((3, 3), np.uint8)
+        opened = cv2.morphologyEx(static.astype(np.uint8), cv2.MORPH_OPEN, kernel)
+        _, labels, stats, _ = cv2.connectedComponentsWithStats(opened, connectivity=8)
+        h, w = static.shape
+        specks = stats[:, cv2.CC_STAT_AREA] < p.min_area * 0.25 * h * w
+        specks[0] = False  # the background label
+        crumbs = (static & (opened == 0)) | specks[labels]
+        self._learn(small, gain, crumbs & settled)
+
+    def _learn(self, small: np.ndarray, gain: np.ndarray, region: np.ndarray) -> None:
+        """The background behind `region`, learnt at once (in the model's own light), where
+        nothing passes in front of it now: a passer-by is not learnt with it."""
+        region = region & ~self._passing
+        if region.any():
+            self.long[region] = small[region] / gain[region]
+            self.evidence[region] = 0.0
+            self.since[region] = np.nan
 
     def _min_area(self, boxes: np.ndarray, ground_y: np.ndarray) -> np.ndarray:
         """Smallest area in source pixels per object: the zone's own, else perspective."""
