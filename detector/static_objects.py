@@ -323,11 +323,13 @@ class StaticObjectStage:
         lit = cv2.multiply(self.long, gain)
         np.minimum(lit, 255.0, out=lit)
 
-        # Contrast falls with the light (at dusk, at night): the bar falls with the scene's
-        # brightness below daylight's, never under the sensor's noise (half-size medians:
-        # about half the analysis size's) nor `MIN_THRESHOLD`.
-        light = min(1.0, float(half.mean()) / DAYLIGHT_LEVEL)
-        threshold = max(p.threshold * light, p.noise_factor * 2.0 * self.noise, MIN_THRESHOLD)
+        # Contrast falls with the light (at dusk, at night, in the shade): the bar falls with
+        # the background's brightness below daylight's, pixel by pixel, never under the
+        # sensor's noise (half-size medians: about half the analysis size's) nor
+        # `MIN_THRESHOLD`; a bright or clipped (saturated) part keeps the full bar.
+        floor = max(p.noise_factor * 2.0 * self.noise, MIN_THRESHOLD)
+        threshold = np.maximum(_gray(lit) * (p.threshold / DAYLIGHT_LEVEL), floor)
+        np.minimum(threshold, max(p.threshold, floor), out=threshold)
         d_long = _difference_near(small, lit)
         d_short = _difference(small, self.short)
         fg_short = d_short > threshold

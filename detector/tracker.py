@@ -30,6 +30,7 @@ class Track:
     # and stops again stays anew there; a passer-by never stays).
     spot: np.ndarray | None = None
     spot_since: float = 0.0
+    away: int = 0  # observations in a row away from the spot (one is a box merged or cut)
 
 
 class Tracker:
@@ -97,8 +98,16 @@ class Tracker:
         return ids
 
     def _follow_spot(self, track: Track, pts: float) -> None:
-        if track.spot is None or _drift(track.spot, track.box) > self.stay_move * _size(track.spot):
+        """Moves the track's spot once it has been seen away from it twice in a row: a box
+        that swells for one frame (someone passing in front, merged with it) is no move."""
+        if track.spot is None:
             track.spot, track.spot_since = track.box.copy(), pts
+        elif _drift(track.spot, track.box) <= self.stay_move * _size(track.spot):
+            track.away = 0
+        else:
+            track.away += 1
+            if track.away >= 2:
+                track.spot, track.spot_since, track.away = track.box.copy(), pts, 0
 
     def stays(self, ids: np.ndarray, pts: float) -> np.ndarray:
         """How long each tracked detection has stayed about its current spot (seconds)."""

@@ -147,7 +147,6 @@ def test_car_outside_the_zone_is_ignored():
     assert events == []
 
 
-
 @pytest.mark.parametrize(
     "box",
     [
@@ -165,6 +164,7 @@ def test_a_point_just_outside_a_zone_edge_is_outside():
     zone = Zone("z", np.array([[0, 0], [100, 0], [100, 100], [0, 100]], np.float32), frozenset())
     points = np.array([[50, 100], [100, 50], [50, 101], [101, 50], [0, 0], [50, 50]], np.float32)
     assert zone.contains(points).tolist() == [True, True, False, False, True, True]
+
 
 UMBRELLA = (300.0, 100.0, 380.0, 180.0)
 VENDOR = (385.0, 80.0, 420.0, 190.0)  # standing beside the umbrella
