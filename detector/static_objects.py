@@ -69,6 +69,8 @@ LIGHT_CELL = 8
 LIGHT_MEDIAN = 9
 LIGHT_FLOOR = 4.0  # 8-bit levels added to both sides of a light ratio: black stays finite
 MIN_PEAK = 0.1  # phase correlation's peak below which a half of the frame says nothing
+SWAY_MEMORY_S = 60.0  # how long after a registered sway the comparison keeps its slack
+NOISE_EVERY = 8  # samples between measurements of the noise
 MIN_SHIFT = 0.5  # analysis pixels: a smaller sway is left to the comparison's one-pixel slack
 DAYLIGHT_LEVEL = 100.0  # mean grey level of a daylit street: `threshold` applies from here up
 MIN_THRESHOLD = 8.0  # 8-bit levels: the lowest the threshold falls in the dark
@@ -177,10 +179,12 @@ def _difference(image: np.ndarray, background: np.ndarray) -> np.ndarray:
 def _difference_near(image: np.ndarray, background: np.ndarray) -> np.ndarray:
     """As `_difference`, but from the nearest value the background takes within a pixel: what
     registration leaves of a sway (a fraction of a pixel, a roll's corners) does not differ."""
+    # In 8 bits, where OpenCV's morphology is fastest and subtraction stops at zero.
+    image8, background8 = cv2.convertScaleAbs(image), cv2.convertScaleAbs(background)
     kernel = np.ones((3, 3), np.uint8)
-    below = cv2.subtract(cv2.erode(background, kernel), image)
-    above = cv2.subtract(image, cv2.dilate(background, kernel))
-    return _channel_max(cv2.max(cv2.max(below, above), 0.0))
+    below = cv2.subtract(cv2.erode(background8, kernel), image8)
+    above = cv2.subtract(image8, cv2.dilate(background8, kernel))
+    return _channel_max(cv2.max(below, above))
 
 
 def _correlation(a: np.ndarray, b: np.ndarray) -> float:
@@ -238,6 +242,8 @@ class StaticObjectStage:
         self._shape: tuple[int, int] | None = None
         self._window: np.ndarray | None = None
         self._last_half: np.ndarray | None = None
+        self._swayed_at = -math.inf  # when registration last moved a frame back
+        self._samples = 0
 
     # -- models ------------------------------------------------------------------------
 
@@ -293,6 +299,7 @@ class StaticObjectStage:
         if math.hypot(dx, dy) < MIN_SHIFT and abs(angle) * w / 2 < MIN_SHIFT:
             return small, now
         self.shift = (dx, dy)
+        self._swayed_at = self._last_pts if self._last_pts is not None else 0.0
         c, s = math.cos(angle), math.sin(angle)
         cx, cy = w / 2, h / 2
         # The inverse of a roll by `angle` about the centre followed by the shift.
@@ -309,9 +316,10 @@ class StaticObjectStage:
         """The camera's noise: the median difference between this sample's half-size grey and
         the last one's, brought to the same mean level (robust to what moves, blind to the
         light's drift), followed slowly."""
+        self._samples += 1
         last, self._last_half = self._last_half, now
-        if last is None or last.shape != now.shape:
-            return
+        if last is None or last.shape != now.shape or self._samples % NOISE_EVERY > 1:
+            return  # measured on two samples in a row every NOISE_EVERY: it changes slowly
         gain = (float(now.mean()) + 1.0) / (float(last.mean()) + 1.0)
         # Two samples' noise in the difference: sqrt(2) of one's.
         sigma = 1.4826 * float(np.median(cv2.absdiff(now, last * gain))) / math.sqrt(2)
@@ -348,7 +356,10 @@ class StaticObjectStage:
         floor = max(p.noise_factor * 2.0 * self.noise, MIN_THRESHOLD)
         threshold = np.maximum(_gray(lit) * (p.threshold / DAYLIGHT_LEVEL), floor)
         np.minimum(threshold, max(p.threshold, floor), out=threshold)
-        d_long = _difference_near(small, lit)
+        # The pixel of slack only while the camera sways (a still camera has no residue to
+        # forgive, and the slack costs a third of the stage).
+        swaying = pts - self._swayed_at <= SWAY_MEMORY_S
+        d_long = _difference_near(small, lit) if swaying else _difference(small, lit)
         d_short = _difference(small, self.short)
         fg_short = d_short > threshold
         # A pixel with evidence keeps differing down to part of the threshold: one noisy
