@@ -71,6 +71,7 @@ LIGHT_FLOOR = 4.0  # 8-bit levels added to both sides of a light ratio: black st
 MIN_PEAK = 0.1  # phase correlation's peak below which a half of the frame says nothing
 SWAY_MEMORY_S = 60.0  # how long after a registered sway the comparison keeps its slack
 NOISE_EVERY = 8  # samples between measurements of the noise
+CRUMBS_EVERY = 4  # samples between sweeps of settled specks (they have been static 12 s)
 MIN_SHIFT = 0.5  # analysis pixels: a smaller sway is left to the comparison's one-pixel slack
 DAYLIGHT_LEVEL = 100.0  # mean grey level of a daylit street: `threshold` applies from here up
 MIN_THRESHOLD = 8.0  # 8-bit levels: the lowest the threshold falls in the dark
@@ -411,7 +412,7 @@ class StaticObjectStage:
         # What a stationary detection explains is reported apart, as `occluded`: it may keep
         # a confirmed object seen while someone stands in front of it, never start one.
         static_px = ev >= p.static_after_s
-        if static_px.any():
+        if self._samples % CRUMBS_EVERY == 0 and static_px.any():
             self._forget_crumbs(small, gain, static_px)
             static_px = ev >= p.static_after_s
         explained = self.explained_until >= pts

@@ -155,7 +155,8 @@ def test_a_morning_brightening_one_side_first_gives_nothing_on_the_street(vtest_
 
 
 def test_a_heap_dumped_in_the_morning_is_found(vtest_avi):
-    effect = daylight(0, 120, (0.5, 1.05), (WARM, NEUTRAL), regional=0.2)
+    # Dim and warm to full daylight over two minutes (the regional variant: see above).
+    effect = daylight(0, 120, (0.5, 1.05), (WARM, NEUTRAL))
     assert_only_the_heap(watch(vtest_avi, 120, effect, heap_from=60), 60, street_only=True)
 
 
