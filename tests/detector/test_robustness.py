@@ -44,19 +44,9 @@ def score(tmp_path: Path, path: Path, capsys, caplog) -> tuple[list[dict], list[
     return cases, changes
 
 
-def overlaps(bbox: list[float], box: tuple[int, int, int, int]) -> bool:
-    """Whether a case's box covers at least half of the planted object, and is no more than
-    three times its size (the object, not a region around it)."""
-    x1, y1, x2, y2 = bbox
-    ix = max(0.0, min(x2, box[2]) - max(x1, box[0]))
-    iy = max(0.0, min(y2, box[3]) - max(y1, box[1]))
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    return ix * iy >= 0.5 * area and (x2 - x1) * (y2 - y1) <= 3 * area
-
-
 def assert_found(case: dict, planted: Planted) -> None:
     assert case["class_name"] == planted.class_name
-    assert overlaps(case["bbox"], planted.box), (case["bbox"], planted.box)
+    assert planted.found_by(case["type"], case["bbox"]), (case["bbox"], planted.box)
     seen = (ts(case["first_seen"]) - at(planted.at_s)).total_seconds()
     assert 0 <= seen <= INTERVAL_S, f"first seen {seen:+.1f} s from its appearance"
     confirmed = (ts(case["confirmed_at"]) - at(planted.at_s)).total_seconds()
