@@ -147,6 +147,25 @@ def test_car_outside_the_zone_is_ignored():
     assert events == []
 
 
+
+@pytest.mark.parametrize(
+    "box",
+    [
+        (100.0, 400.0, 200.0, 480.0),  # standing on the bottom edge
+        (560.0, 300.0, 640.0, 380.0),  # cut by the right edge: its ground point is on it
+        (600.0, 400.0, 640.0, 480.0),  # in the bottom right corner
+    ],
+)
+def test_a_car_on_the_frame_border_is_inside_a_zone_drawn_to_it(box):
+    events, _ = run(make_pipeline(), lambda t: dets(("car", box)), 30)
+    assert [(e.kind, e.incident.type) for e in events] == [("confirmed", "illegal_parking")]
+
+
+def test_a_point_just_outside_a_zone_edge_is_outside():
+    zone = Zone("z", np.array([[0, 0], [100, 0], [100, 100], [0, 100]], np.float32), frozenset())
+    points = np.array([[50, 100], [100, 50], [50, 101], [101, 50], [0, 0], [50, 50]], np.float32)
+    assert zone.contains(points).tolist() == [True, True, False, False, True, True]
+
 UMBRELLA = (300.0, 100.0, 380.0, 180.0)
 VENDOR = (385.0, 80.0, 420.0, 190.0)  # standing beside the umbrella
 
