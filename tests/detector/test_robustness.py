@@ -19,7 +19,7 @@ from tests.test_scoring import START, at, main_score, ts
 
 SCENES = nuisance.short_scenes()
 INTERVAL_S = 1 / nuisance.FPS  # the sampling interval: 2 fps, fixed
-MOVED = re.compile(r"scene change \((\w+)\) at ([\d.]+) s")
+SCENE_CHANGE = re.compile(r"scene change \((\w+)\) at ([\d.]+) s")
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,9 @@ def score(tmp_path: Path, path: Path, capsys, caplog) -> tuple[list[dict], list[
     with caplog.at_level(logging.INFO, logger="detector.pipeline"):
         code, cases, printed = main_score(tmp_path, [camera], RULES, capsys)
     assert code == 0, printed
-    changes = [(kind, float(s)) for kind, s in MOVED.findall(caplog.text)]
+    changes = [(kind, float(s)) for kind, s in SCENE_CHANGE.findall(caplog.text)]
+    counted = re.search(r"(\d+) scene changes", printed)
+    assert (int(counted.group(1)) if counted else 0) == len(changes), (printed, changes)
     return cases, changes
 
 
