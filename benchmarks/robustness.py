@@ -153,6 +153,7 @@ class Outcome:
     reseeds: int = 0  # scene changes of any kind (each re-seeds the backgrounds)
     found: list[tuple[Planted, float, float] | None] = field(default_factory=list)
     moved_found: bool | None = None  # a re-aimed scene's camera move, reported in time
+    mistaken: list[str | None] = field(default_factory=list)  # a missed one's case type
 
 
 def judge(scene: Scene, cases: list[CaseReport], events: list[SceneEvent]) -> Outcome:
@@ -171,7 +172,13 @@ def judge(scene: Scene, cases: list[CaseReport], events: list[SceneEvent]) -> Ou
         )
         if match is None:
             out.found.append(None)
+            # What it was taken for, if anything: a stall reported as garbage, say.
+            other = next(
+                (str(c.type) for c in left if planted.found_by(planted.type, list(c.bbox))), None
+            )
+            out.mistaken.append(other)
             continue
+        out.mistaken.append(None)
         left.remove(match)
         assert match.confirmed_at is not None
         out.found.append(
@@ -213,7 +220,12 @@ def _false(o: Outcome) -> str:
 def _found(o: Outcome) -> str:
     if o.moved_found is not None:
         return "moved: reported" if o.moved_found else "moved: **missed**"
-    parts = ["**missed**" if f is None else f"+{f[1]:.1f} / +{f[2]:.1f}" for f in o.found]
+    parts = [
+        f"{f[1]:+.1f} / {f[2]:+.1f}"
+        if f is not None
+        else "**missed**" + (f" (as {as_})" if as_ else "")
+        for f, as_ in zip(o.found, o.mistaken, strict=True)
+    ]
     return "; ".join(parts) or "-"
 
 
