@@ -50,7 +50,7 @@ def assert_found(case: dict, planted: Planted) -> None:
     assert case["class_name"] == planted.class_name
     assert planted.found_by(case["type"], case["bbox"]), (case["bbox"], planted.box)
     seen = (ts(case["first_seen"]) - at(planted.at_s)).total_seconds()
-    assert 0 <= seen <= INTERVAL_S, f"first seen {seen:+.1f} s from its appearance"
+    assert abs(seen) <= INTERVAL_S, f"first seen {seen:+.1f} s from its appearance"
     confirmed = (ts(case["confirmed_at"]) - at(planted.at_s)).total_seconds()
     dwell = RULES[planted.type]["dwell_s"]
     assert abs(confirmed - dwell) <= 2 * INTERVAL_S, f"confirmed {confirmed:.1f} s after"
