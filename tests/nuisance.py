@@ -70,15 +70,23 @@ class Planted:
     class_name: str = "static object"
 
     def found_by(self, case_type: str, bbox: list[float]) -> bool:
-        """Whether a case of this type covers at least half of the object and is no more than
-        four times its size (the object, or a stall with its vendor, not a region around it)."""
+        """Whether a case of this type is this object: half of the smaller of its box and the
+        object's, and a quarter of the object, lie in both (a photo's object can be smaller
+        than its picture; a sliver of its edge is not it), and its box is no more than four
+        times the object's (the object, or a stall with its vendor, not a region around it)."""
         x1, y1, x2, y2 = bbox
         bx1, by1, bx2, by2 = self.box
         ix = max(0.0, min(x2, bx2) - max(x1, bx1))
         iy = max(0.0, min(y2, by2) - max(y1, by1))
         area = (bx2 - bx1) * (by2 - by1)
-        small = (x2 - x1) * (y2 - y1) <= 4 * area
-        return case_type == self.type and ix * iy >= 0.5 * area and small
+        size = (x2 - x1) * (y2 - y1)
+        both = ix * iy
+        return (
+            case_type == self.type
+            and both >= 0.5 * min(area, size)
+            and both >= 0.25 * area
+            and size <= 4 * area
+        )
 
 
 @cache

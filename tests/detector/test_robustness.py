@@ -19,6 +19,7 @@ from tests.test_scoring import START, at, main_score, ts
 
 SCENES = nuisance.short_scenes()
 INTERVAL_S = 1 / nuisance.FPS  # the sampling interval: 2 fps, fixed
+MOVED_WITHIN_S = 10.0
 SCENE_CHANGE = re.compile(r"scene change \((\w+)\) at ([\d.]+) s")
 
 
@@ -85,4 +86,5 @@ def test_a_reaimed_camera_is_one_scene_change_and_no_object(build, tmp_path, cap
     assert cases == [], cases
     assert [k for k, _ in changes] == ["moved"], changes
     ((_, when),) = changes
-    assert abs(when - scene.moved_at) <= INTERVAL_S
+    # Told from a sway by lasting: a few seconds' wait is allowed, never a report before.
+    assert 0 <= when - scene.moved_at <= MOVED_WITHIN_S
