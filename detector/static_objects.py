@@ -7,19 +7,37 @@ media time, so it finds garbage and stalls whatever classes the model has:
 - a *short-term* background absorbs anything that stops moving within seconds; a *long-term*
   one takes many minutes, and is frozen wherever static evidence is accumulating, so a heap
   that stays is never absorbed while it is there;
+- the frame is first registered onto the long-term background: a sway of the camera (a pole
+  in the wind, up to `shake` of the width, a roll under a degree) found by phase correlation
+  of each half of the frame is warped away, and the comparison allows a pixel of slack;
+- the long-term background is compared as it looks in today's light: a per-channel ratio
+  field, measured each sample between the short-term and the long-term backgrounds on a
+  coarse grid and median-filtered (objects, people, cars change a few cells; daylight, clouds
+  and shadows whole neighbourhoods), so slow drift neither creates objects nor hides them and
+  frozen pixels follow their neighbours' light. It is measured afresh, never folded into the
+  model, so its errors cannot feed on themselves;
 - a pixel that differs from the long-term background but not from the short-term one is
-  *static*: its evidence grows with observed time; a pixel that matches the long-term
-  background again loses its evidence quickly; one that differs from both (someone walking in
-  front) keeps it, so passers-by do not reset an object;
-- regions with enough evidence, less what a stationary detection (a standing person, a parked
-  vehicle, an umbrella) explains, become static objects: connected components filtered by
-  size, with the time they first differed from the background;
+  *static*: its evidence grows with observed time; one that differs from both (someone walking
+  in front) keeps it, so passers-by do not reset an object; one that has matched the long-term
+  background two samples in a row loses it quickly, so one noisy sample neither resets a
+  pixel's evidence nor its start time. The threshold falls with the background's brightness
+  (contrast falls with the light), never below the camera's measured noise, and a pixel with
+  evidence keeps differing down to part of it;
+- regions with enough evidence, less what a detection of someone who stays (a standing or
+  sitting person, a parked vehicle, an umbrella) explains, become static objects: speckle
+  opened away, connected components filtered by size and fill, dated by the median time their
+  pixels first differed; static specks too small for any object are learnt into the
+  background, so they neither freeze there nor join a real object later;
 - a *ghost* (the road reappearing where a parked car stood) has its edges in the background,
-  not in the frame: it is absorbed into the background at once and never reported;
-- a scene-wide change (a lighting step, auto-exposure, a day/night switch, rain, a moved
-  camera) shows as a large share of the frame differing: both models re-seed. A lighting change
-  keeps the frame's structure (its edges correlate with the background's) and keeps confirmed
-  objects; a moved camera does not, and is reported as `scene_changed`.
+  not in the frame, and a *relit* region (a light's pool, a shadow's edge) has the
+  background's own texture: both are learnt into the background at once (where nobody passes
+  in front) and never reported;
+- a scene-wide change (a lighting step, auto-exposure, a day/night switch, a moved camera)
+  shows as a large share of the frame differing: both models re-seed. A lighting change keeps
+  the frame's structure (its edges correlate with the background's) and keeps confirmed
+  objects; a moved camera does not, and is reported as `scene_changed`; so is a camera whose
+  frame and short-term background both stop lining up with the long-term background while a
+  smaller share differs (a crowd or rain passing leaves the short-term background in line).
 """
 
 from __future__ import annotations
@@ -323,11 +341,13 @@ class StaticObjectStage:
         lit = cv2.multiply(self.long, gain)
         np.minimum(lit, 255.0, out=lit)
 
-        # Contrast falls with the light (at dusk, at night): the bar falls with the scene's
-        # brightness below daylight's, never under the sensor's noise (half-size medians:
-        # about half the analysis size's) nor `MIN_THRESHOLD`.
-        light = min(1.0, float(half.mean()) / DAYLIGHT_LEVEL)
-        threshold = max(p.threshold * light, p.noise_factor * 2.0 * self.noise, MIN_THRESHOLD)
+        # Contrast falls with the light (at dusk, at night, in the shade): the bar falls with
+        # the background's brightness below daylight's, pixel by pixel, never under the
+        # sensor's noise (half-size medians: about half the analysis size's) nor
+        # `MIN_THRESHOLD`; a bright or clipped (saturated) part keeps the full bar.
+        floor = max(p.noise_factor * 2.0 * self.noise, MIN_THRESHOLD)
+        threshold = np.maximum(_gray(lit) * (p.threshold / DAYLIGHT_LEVEL), floor)
+        np.minimum(threshold, max(p.threshold, floor), out=threshold)
         d_long = _difference_near(small, lit)
         d_short = _difference(small, self.short)
         fg_short = d_short > threshold

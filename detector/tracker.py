@@ -14,6 +14,10 @@ import numpy as np
 from detector.geometry import box_iou, greedy_match
 from detector.types import Detections
 
+# A track missed in the samples before, for longer than this, starts staying anew when found
+# again (a passer-by taken for an earlier one); a briefly hidden vendor still stays.
+STAY_GAP_S = 3.0
+
 
 @dataclass(slots=True)
 class Track:
@@ -30,6 +34,7 @@ class Track:
     # and stops again stays anew there; a passer-by never stays).
     spot: np.ndarray | None = None
     spot_since: float = 0.0
+    away: int = 0  # observations in a row away from the spot (one is a box merged or cut)
 
 
 class Tracker:
@@ -46,10 +51,12 @@ class Tracker:
         self.match_iou = match_iou
         self.tracks: list[Track] = []
         self._next_id = 1
+        self._last_pts = float("-inf")  # of the last update
 
     def update(self, detections: Detections, pts: float) -> np.ndarray:
         """Associates detections with tracks; returns the track id of each detection."""
         self.tracks = [t for t in self.tracks if pts - t.last_seen <= self.max_age_s]
+        previous, self._last_pts = self._last_pts, pts
         ids = np.zeros(len(detections), np.int64)
         unmatched_tracks = list(range(len(self.tracks)))
         high = np.flatnonzero(detections.scores >= self.high_score)
@@ -71,7 +78,9 @@ class Tracker:
                     track = self.tracks[unmatched_tracks[ti]]
                     det = int(pool[di])
                     track.box = detections.boxes[det].copy()
-                    self._follow_spot(track, pts)
+                    # Unseen in the samples between, for a while: who it was is not sure.
+                    lost = track.last_seen < previous and pts - track.last_seen > STAY_GAP_S
+                    self._follow_spot(track, pts, lost)
                     track.score = float(detections.scores[det])
                     track.last_seen = pts
                     track.hits += 1
@@ -96,9 +105,18 @@ class Tracker:
                 ids[det] = track.id
         return ids
 
-    def _follow_spot(self, track: Track, pts: float) -> None:
-        if track.spot is None or _drift(track.spot, track.box) > self.stay_move * _size(track.spot):
-            track.spot, track.spot_since = track.box.copy(), pts
+    def _follow_spot(self, track: Track, pts: float, lost: bool) -> None:
+        """Moves the track's spot once it has been seen away from it twice in a row: a box
+        that swells for one frame (someone passing in front, merged with it) is no move.
+        A track found again after it was lost stays anew."""
+        if track.spot is None or lost:
+            track.spot, track.spot_since, track.away = track.box.copy(), pts, 0
+        elif _drift(track.spot, track.box) <= self.stay_move * _size(track.spot):
+            track.away = 0
+        else:
+            track.away += 1
+            if track.away >= 2:
+                track.spot, track.spot_since, track.away = track.box.copy(), pts, 0
 
     def stays(self, ids: np.ndarray, pts: float) -> np.ndarray:
         """How long each tracked detection has stayed about its current spot (seconds)."""

@@ -147,7 +147,6 @@ def test_car_outside_the_zone_is_ignored():
     assert events == []
 
 
-
 @pytest.mark.parametrize(
     "box",
     [
@@ -165,6 +164,7 @@ def test_a_point_just_outside_a_zone_edge_is_outside():
     zone = Zone("z", np.array([[0, 0], [100, 0], [100, 100], [0, 100]], np.float32), frozenset())
     points = np.array([[50, 100], [100, 50], [50, 101], [101, 50], [0, 0], [50, 50]], np.float32)
     assert zone.contains(points).tolist() == [True, True, False, False, True, True]
+
 
 UMBRELLA = (300.0, 100.0, 380.0, 180.0)
 VENDOR = (385.0, 80.0, 420.0, 190.0)  # standing beside the umbrella
@@ -188,6 +188,28 @@ def test_people_standing_still_and_benches_never_make_a_stall():
         60,
     )
     assert events == []
+
+
+def passer_by(t: float) -> tuple[str, tuple[float, float, float, float]]:
+    """A new passer-by every 6 s, each strolling past the umbrella at 6 px/s: slow enough to
+    stand almost still for a few seconds, never staying."""
+    x = 385.0 + 6.0 * (t % 6.0)
+    return "person", (x, 80.0, x + 35.0, 190.0)
+
+
+def test_passers_by_strolling_past_never_make_a_stall():
+    events, _ = run(make_pipeline(), lambda t: dets(("umbrella", UMBRELLA), passer_by(t)), 60)
+    assert events == []
+
+
+def test_a_vendor_who_stays_makes_a_stall_though_hidden_a_moment():
+    def timeline(t: float) -> Detections:
+        if 12.0 <= t < 14.0:  # someone passes in front: the model does not see the vendor
+            return dets(("umbrella", UMBRELLA))
+        return dets(("umbrella", UMBRELLA), ("person", VENDOR))
+
+    events, _ = run(make_pipeline(), timeline, 40)
+    assert [(e.kind, e.incident.type) for e in events] == [("confirmed", "street_stall")]
 
 
 def test_a_camera_outage_neither_confirms_nor_clears():
