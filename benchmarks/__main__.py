@@ -95,6 +95,9 @@ def main() -> None:
     parser.add_argument(
         "--scene", action="append", help="robustness: run only this scene (repeatable)"
     )
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="robustness: scenes scored at once, one process each"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     chosen = args.only or DEFAULT_SECTIONS
@@ -153,7 +156,7 @@ def main() -> None:
         elif name == "shadow":
             blocks = {name: shadow.run(clip, args.runs)}
         elif name == "robustness":
-            blocks = {name: robustness.run(args.baseline, args.scene)}
+            blocks = {name: robustness.run(args.baseline, args.scene, args.jobs)}
         elif name == "sampling":
             clips = {"1080p": clip, "640x360": build_clip(args.seconds, SUBSTREAM_SIZE)}
             with live.intake() as api_server:
@@ -176,7 +179,10 @@ def main() -> None:
             command = "`python -m benchmarks --only scenarios`"
         elif name == "robustness":
             scenes = "".join(f" --scene {s}" for s in args.scene or ())
-            command = f"`python -m benchmarks --only robustness --baseline {args.baseline}{scenes}`"
+            command = (
+                f"`python -m benchmarks --only robustness --baseline {args.baseline}"
+                f"{scenes} --jobs {args.jobs}`"
+            )
         elif name in ("capacity", "substream", "sampling", "lone"):
             cameras = f" --cameras {args.cameras}" if args.cameras else ""
             cameras += " --adaptive" if args.adaptive and name != "sampling" else ""
