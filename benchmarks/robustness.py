@@ -2,19 +2,22 @@
 
 tests/nuisance.py's long scenes (real footage, real photos; daylight drifting half an hour
 each way, clouds, a building's shadow, shake, a lighting step, IR and high-ISO night, low
-bitrate, a tree, people standing and sitting, a vendor, a crowd, rain, a re-aimed camera),
-each with an object dumped partway through, one zone over the street checking all three types.
-Each scene is inferred once by the default model at a fixed 2 fps (the detections are cached
-beside the video, keyed by the model's sha256) and then scored twice by `score_camera` (the code
-`streetwatch score` runs) on those same detections: with the static-object stage of a fixed
-git revision (the baseline: today's before issue #23), loaded with `git show` into a temporary
-module and plugged into the same pipeline, and with the current one.
+bitrate, a tree, people standing and sitting, a crowd, rain, a re-aimed camera), each with a
+vendor, a heap and a bus arriving partway through, one zone over the street checking all
+three types. Each scene is inferred once by the default model at a fixed 2 fps (the
+detections are kept beside the video, keyed by the model's sha256) and scored by
+`score_camera` (the code `streetwatch score` runs) on those same detections twice: with the
+per-frame modules the stage decides with (geometry, tracker, static_objects, stages, rules)
+as they were at a fixed git revision (the baseline: today's before issue #23), loaded with
+`git show` into modules of their own and swapped into the current pipeline while it runs,
+and with the current ones. The baseline's cases are kept too (a fixed revision on fixed
+detections), so a re-run after a change to the stage replays the current stage alone.
 
-Counted: every case that is not a planted object (right type, covering it) is a false alarm,
-per camera-hour of the scenes; every `moved` scene change outside a re-aimed scene is a false
-`scene_changed`; a planted object is found when its case is confirmed, and its delays are from
-when it appeared to the case's first seen and confirmed times (media seconds; the dwell is
-20 s).
+Counted: every case that is not a planted object (right type, lying on it) is a false
+alarm, per camera-hour of the scenes; every `moved` scene change but a re-aimed scene's
+report of its move is a false `scene_changed`; a planted object is found when its case is
+confirmed, and its delays are from when it appeared to the case's first seen and confirmed
+times (media seconds; the dwell is 20 s).
 """
 
 from __future__ import annotations
