@@ -17,6 +17,7 @@ from benchmarks import (
     failover,
     inference,
     live,
+    robustness,
     scenarios,
     shadow,
     soak,
@@ -38,6 +39,7 @@ SECTIONS = (
     "failover",
     "scenarios",
     "shadow",
+    "robustness",
 )
 # The soak is an hour of wall time for one memory figure, so it runs only when asked for: a
 # shorter run cannot tell a leak from the one-frame steps of candidate sites opening.
@@ -53,6 +55,7 @@ OWN_HOW = (
     "failover",
     "scenarios",
     "shadow",
+    "robustness",
 )  # sections that say their own machine and input
 
 
@@ -84,10 +87,21 @@ def main() -> None:
     parser.add_argument(
         "--fleet-cameras", type=int, default=6, help="failover: loopback cameras in the fleet"
     )
+    parser.add_argument(
+        "--baseline",
+        default=robustness.BASELINE,
+        help="robustness: the git revision whose static-object stage is set beside the current",
+    )
+    parser.add_argument(
+        "--scene", action="append", help="robustness: run only this scene (repeatable)"
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="robustness: scenes scored at once, one process each"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     chosen = args.only or DEFAULT_SECTIONS
-    if set(chosen) - {"api", "batch", "failover", "shadow"}:
+    if set(chosen) - {"api", "batch", "failover", "shadow", "robustness"}:
         inference.ensure_int8()  # every section but api runs the int8 model
     clip = build_clip(args.seconds)
     how = (
@@ -141,6 +155,8 @@ def main() -> None:
             blocks = {name: scenarios.run()}
         elif name == "shadow":
             blocks = {name: shadow.run(clip, args.runs)}
+        elif name == "robustness":
+            blocks = {name: robustness.run(args.baseline, args.scene, args.jobs)}
         elif name == "sampling":
             clips = {"1080p": clip, "640x360": build_clip(args.seconds, SUBSTREAM_SIZE)}
             with live.intake() as api_server:
@@ -161,6 +177,12 @@ def main() -> None:
             command = f"`python -m benchmarks --only api --runs {args.runs}`"
         elif name == "scenarios":
             command = "`python -m benchmarks --only scenarios`"
+        elif name == "robustness":
+            scenes = "".join(f" --scene {s}" for s in args.scene or ())
+            command = (
+                f"`python -m benchmarks --only robustness --baseline {args.baseline}"
+                f"{scenes} --jobs {args.jobs}`"
+            )
         elif name in ("capacity", "substream", "sampling", "lone"):
             cameras = f" --cameras {args.cameras}" if args.cameras else ""
             cameras += " --adaptive" if args.adaptive and name != "sampling" else ""
