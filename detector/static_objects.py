@@ -37,7 +37,8 @@ media time, so it finds garbage and stalls whatever classes the model has:
   the frame's structure (its edges correlate with the background's) and keeps confirmed
   objects; a moved camera does not, and is reported as `scene_changed`; so is a camera whose
   frame and short-term background both stop lining up with the long-term background while a
-  smaller share differs (a crowd or rain passing leaves the short-term background in line).
+  smaller share differs (a crowd or rain passing leaves the short-term background in line),
+  or at once when most of the frame differs and its edges line up at less than half the bar.
 """
 
 from __future__ import annotations
@@ -377,7 +378,10 @@ class StaticObjectStage:
             # seconds while a crowd or rain only passes through it.
             then = _edges(_gray(lit))
             correlation = _correlation(_edges(_gray(small)), then)
-            if (
+            # (Edges lining up at less than half the bar over most of the frame are no crowd:
+            # a move, at once.)
+            sweeping = share > 2 * p.scene_change / 3 and correlation < p.moved_correlation / 2
+            if sweeping or (
                 correlation < p.moved_correlation
                 and _correlation(_edges(_gray(self.short)), then) < p.moved_correlation
             ):
