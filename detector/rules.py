@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.contract import IncidentType
 from detector.geometry import box_iou, greedy_match
 from detector.incidents import EvidenceShot, Incident, IncidentEvent, incident_id
+from detector.stages import STAYS_AFTER_S
 from detector.types import Detections, Frame
 from detector.zones import Zone
 
@@ -54,7 +55,7 @@ class RuleParams(BaseModel):
         default=0.5,
         ge=0,
         le=1,
-        description="stand-in rules: share of sightings with a stationary person beside the "
+        description="stand-in rules: share of sightings with a person staying beside the "
         "object at or above which it is attended (a stall), below which unattended (garbage)",
     )
     group_gap: float | None = Field(
@@ -132,7 +133,7 @@ class RuleSpec:
     """One incident type's rule as applied to one camera's labels: which class ids feed it.
 
     `class_ids` raise the incident on their own (a trained model's classes); stand-ins need a
-    verdict from the stationary people beside them over the dwell: `attended_ids` only when
+    verdict from the people staying beside them over the dwell: `attended_ids` only when
     attended (an umbrella is a stall when someone stays with it), `unattended_ids` only when
     not (a static object nobody stays with is garbage, one a vendor stays with is a stall).
     """
@@ -234,7 +235,10 @@ class SiteRule:
         boxes = dets.boxes[q]
         attended = np.zeros(len(q), bool)
         if self.spec.attendant_ids and len(q):
-            people = self._attendants[dets.class_ids] & dets.extra("stationary", False)
+            # Only people who stay attend (a vendor standing, sitting, moving about their
+            # goods), never the passers-by.
+            staying = dets.extra("stay_s", 0.0) >= STAYS_AFTER_S
+            people = self._attendants[dets.class_ids] & staying
             attended = _attended(boxes, dets.boxes[people])
         since = dets.extra("since", np.nan)[q]
 

@@ -190,6 +190,28 @@ def test_people_standing_still_and_benches_never_make_a_stall():
     assert events == []
 
 
+def passer_by(t: float) -> tuple[str, tuple[float, float, float, float]]:
+    """A new passer-by every 6 s, each strolling past the umbrella at 6 px/s: slow enough to
+    stand almost still for a few seconds, never staying."""
+    x = 385.0 + 6.0 * (t % 6.0)
+    return "person", (x, 80.0, x + 35.0, 190.0)
+
+
+def test_passers_by_strolling_past_never_make_a_stall():
+    events, _ = run(make_pipeline(), lambda t: dets(("umbrella", UMBRELLA), passer_by(t)), 60)
+    assert events == []
+
+
+def test_a_vendor_who_stays_makes_a_stall_though_hidden_a_moment():
+    def timeline(t: float) -> Detections:
+        if 12.0 <= t < 14.0:  # someone passes in front: the model does not see the vendor
+            return dets(("umbrella", UMBRELLA))
+        return dets(("umbrella", UMBRELLA), ("person", VENDOR))
+
+    events, _ = run(make_pipeline(), timeline, 40)
+    assert [(e.kind, e.incident.type) for e in events] == [("confirmed", "street_stall")]
+
+
 def test_a_camera_outage_neither_confirms_nor_clears():
     """Frames 60 s apart (camera down) count as MAX_GAP_S = 10 s of observed time."""
     pipeline = make_pipeline(illegal_parking=RuleParams(dwell_s=30, clear_s=15, occlusion_s=15))
