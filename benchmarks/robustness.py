@@ -382,8 +382,9 @@ def run(baseline: str = BASELINE, only: list[str] | None = None, jobs: int = 1) 
     return (
         f"{summary}\n\n{detail}\n\n"
         f"Scenes: tests/support/nuisance.py's `long_scenes()`, {FPS_NOTE} one zone (the frame "
-        "below y = 190, to its bottom edge) checking all three types; rules: dwell 20 s, clear 10 s "
-        f"for each type. Baseline: detector/{{{', '.join(STAGE_MODULES)}}}.py at {baseline}, "
+        "below y = 190, to its bottom edge) checking all three types; rules: dwell 20 s, "
+        "clear 10 s for each type. "
+        f"Baseline: detector/{{{', '.join(STAGE_MODULES)}}}.py at {baseline}, "
         "loaded from git into the current pipeline; now: the working tree's. Both score the "
         "same detections (the default model, YOLOv4-tiny fp32, inferred once per scene). "
         "Delays are media seconds from the object's appearance (first seen; confirmed "

@@ -1,8 +1,8 @@
 """The static-object stand-in under the nuisances of a street camera (issue #23): each of
 tests/support/nuisance.py's two-minute scenes of real footage, scored by `streetwatch score`
-with the default model, must give exactly the cases of what was planted in it, of the right type, dated
-from when it appeared, and no others; a camera in the wind is not a moved camera, a re-aimed
-one is."""
+with the default model, must give exactly the cases of what was planted in it, of the right
+type, dated from when it appeared, and no others; a camera in the wind is not a moved camera,
+a re-aimed one is."""
 
 from __future__ import annotations
 
