@@ -81,6 +81,10 @@ MISSES = 2  # samples in a row matching the background before a pixel's evidence
 RELIT_CORRELATION = 0.8  # grey levels correlating this well with the background's: relit
 RELIT_TEXTURE = 6.0  # 8-bit levels of standard deviation the background needs for that test
 MIN_FILL = 0.2  # an object covers at least this share of its box: speckle is not an object
+# A pixel has settled (is no longer moving) once the short-term background has taken up this
+# share of its difference from the long-term one: the same few seconds after an object lands
+# whatever its contrast, where a fixed bar keeps a contrasty object moving for longer.
+SETTLED = 0.4
 
 
 class StaticParams(BaseModel):
@@ -189,6 +193,11 @@ def _difference_near(image: np.ndarray, background: np.ndarray) -> np.ndarray:
     return _channel_max(cv2.max(below, above))
 
 
+def _half_gray(image: np.ndarray) -> np.ndarray:
+    h, w = image.shape[:2]
+    return cv2.resize(_gray(image), (max(w // 2, 2), max(h // 2, 2)), interpolation=cv2.INTER_AREA)
+
+
 def _correlation(a: np.ndarray, b: np.ndarray) -> float:
     a = a - a.mean()
     b = b - b.mean()
@@ -267,15 +276,15 @@ class StaticObjectStage:
         self.since = np.full(shape, np.nan, np.float32)
         self.misses = np.zeros(shape, np.uint8)
         self.explained_until = np.full(shape, -np.inf, np.float32)
+        self._last_gray = _gray(small)
 
     def _register(self, small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The frame moved back onto the background when the camera swayed by no more than
         `shake` (phase correlation of the two at half size, left and right halves apart so a
         roll shows too), and the frame's half-size grey (for the noise)."""
         h, w = small.shape[:2]
-        half = (max(w // 2, 2), max(h // 2, 2))
-        now = cv2.resize(_gray(small), half, interpolation=cv2.INTER_AREA)
-        then = cv2.resize(_gray(self.long), half, interpolation=cv2.INTER_AREA)
+        now, then = _half_gray(small), _half_gray(self.long)
+        half = (now.shape[1], now.shape[0])
         limit = self.params.shake * w
         self.shift = (0.0, 0.0)
         if limit <= 0 or half[0] < 16:
@@ -320,8 +329,12 @@ class StaticObjectStage:
         light's drift), followed slowly."""
         self._samples += 1
         last, self._last_half = self._last_half, now
-        if last is None or last.shape != now.shape or self._samples % NOISE_EVERY > 1:
+        if last is None or last.shape != now.shape:
+            return
+        if self.noise > 0.0 and self._samples % NOISE_EVERY > 1:
             return  # measured on two samples in a row every NOISE_EVERY: it changes slowly
+        # (From the first comparison on: a noisy camera's first samples, judged against a
+        # bar that does not know its noise yet, would differ all over, a scene change.)
         gain = (float(now.mean()) + 1.0) / (float(last.mean()) + 1.0)
         # Two samples' noise in the difference: sqrt(2) of one's.
         sigma = 1.4826 * float(np.median(cv2.absdiff(now, last * gain))) / math.sqrt(2)
@@ -337,6 +350,7 @@ class StaticObjectStage:
             self._scale = frame.width / small.shape[1], frame.height / small.shape[0]
             self._seed(small)
             self._last_pts = pts
+            self._last_half = _half_gray(small)
             return Detections.empty()
         last, self._last_pts = self._last_pts, pts
         dt = 0.0 if last is None else min(max(pts - last, 0.0), self.max_gap_s)
@@ -363,7 +377,9 @@ class StaticObjectStage:
         swaying = pts - self._swayed_at <= SWAY_MEMORY_S
         d_long = _difference_near(small, lit) if swaying else _difference(small, lit)
         d_short = _difference(small, self.short)
-        fg_short = d_short > threshold
+        # Moving: differing from the short-term background, by more than what it has not yet
+        # taken up of an object that landed a few seconds ago.
+        fg_short = (d_short > threshold) & (d_short > (1.0 - SETTLED) * d_long)
         # A pixel with evidence keeps differing down to part of the threshold: one noisy
         # sample of a dark object does not take it back to the background.
         fg_long = d_long > np.where(self.evidence > 0, HOLD * threshold, threshold)
@@ -391,9 +407,17 @@ class StaticObjectStage:
         # Evidence: grows while static, holds while something moves in front, falls fast once
         # the pixel has matched the long-term background for `MISSES` samples in a row (one
         # noisy sample neither resets it nor its start time).
-        static = fg_long & ~fg_short
+        # Static: differing from the long-term background, settled in the short-term one and
+        # held since the last sample (people streaming past can match a short-term background
+        # full of them, never for two samples running).
+        gray = _gray(small)
+        held = cv2.absdiff(gray, self._last_gray) <= threshold
+        self._last_gray = gray
+        static = fg_long & ~fg_short & held
         self._passing = fg_short
         ev = self.evidence
+        self.since[fg_long & np.isnan(self.since)] = pts
+        self._date(static & (ev == 0), d_long, d_short, pts)
         ev[static] += dt
         np.minimum(ev, 2 * p.static_after_s, out=ev)
         misses = self.misses
@@ -401,7 +425,6 @@ class StaticObjectStage:
         np.add(misses, 1, out=misses, where=~fg_long & (misses < 255))
         gone = misses >= MISSES
         ev[gone] = np.maximum(ev[gone] - 2 * dt, 0.0)
-        self.since[fg_long & np.isnan(self.since)] = pts
         self.since[gone & (ev == 0)] = np.nan
 
         a_short = 1.0 - math.exp(-dt / p.short_term_s)
@@ -449,6 +472,7 @@ class StaticObjectStage:
         self.since = (state["since"] - epoch_s).astype(np.float32)
         self.misses = np.zeros(self.evidence.shape, np.uint8)
         self.explained_until = np.full(self.evidence.shape, -np.inf, np.float32)
+        self._last_gray = _gray(self.short)
         self._shape = self.evidence.shape
         self._scale = (float(state["scale"][0]), float(state["scale"][1]))
 
@@ -469,6 +493,19 @@ class StaticObjectStage:
             self.evidence[keep] = self.params.static_after_s
             self.since[keep] = pts  # a candidate starts its dwell again
         self.events.append(SceneEvent(kind, pts, share, correlation))
+
+    def _date(self, start: np.ndarray, d_long: np.ndarray, d_short: np.ndarray, pts: float):
+        """Dates the pixels whose static evidence starts now from how much of their difference
+        the short-term background has taken up: it takes up `1 - exp(-t / short_term_s)` of a
+        change in `t` seconds, so the ratio of the two differences tells how long ago the
+        present look arrived, whatever its contrast and whatever differed there before (people
+        walking over the spot, what registration left of a sway). Never before the pixel
+        started differing."""
+        if not start.any():
+            return
+        ratio = d_long[start] / np.maximum(d_short[start], 1.0)
+        arrived = pts - self.params.short_term_s * np.log(np.maximum(ratio, 1.0))
+        self.since[start] = np.fmax(self.since[start], arrived)
 
     def _remember_explained(self, found: Detections, pts: float) -> None:
         """Marks pixels under detections of the explaining classes: now for every such
