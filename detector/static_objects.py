@@ -16,13 +16,15 @@ media time, so it finds garbage and stalls whatever classes the model has:
   and shadows whole neighbourhoods), so slow drift neither creates objects nor hides them and
   frozen pixels follow their neighbours' light. It is measured afresh, never folded into the
   model, so its errors cannot feed on themselves;
-- a pixel that differs from the long-term background but not from the short-term one is
-  *static*: its evidence grows with observed time; one that differs from both (someone walking
-  in front) keeps it, so passers-by do not reset an object; one that has matched the long-term
-  background two samples in a row loses it quickly, so one noisy sample neither resets a
-  pixel's evidence nor its start time. The threshold falls with the background's brightness
-  (contrast falls with the light), never below the camera's measured noise, and a pixel with
-  evidence keeps differing down to part of it;
+- a pixel that differs from the long-term background, has settled in the short-term one (it
+  has taken up `SETTLED` of the difference: the same seconds after an object lands whatever
+  its contrast) and has held its grey level since the last sample is *static*: its evidence
+  grows with observed time; one that differs from both (someone walking in front) keeps it, so
+  passers-by do not reset an object; one that has matched the long-term background two samples
+  in a row loses it quickly, so one noisy sample neither resets a pixel's evidence nor its
+  start time. The threshold falls with the background's brightness (contrast falls with the
+  light), never below the camera's noise, measured from the first two samples on, and a pixel
+  with evidence keeps differing down to part of it;
 - regions with enough evidence, less what a detection of someone who stays (a standing or
   sitting person, a parked vehicle, an umbrella) explains, become static objects: speckle
   opened away, connected components filtered by size and fill, dated by the median time their
@@ -417,7 +419,6 @@ class StaticObjectStage:
         self._passing = fg_short
         ev = self.evidence
         self.since[fg_long & np.isnan(self.since)] = pts
-        self._date(static & (ev == 0), d_long, d_short, pts)
         ev[static] += dt
         np.minimum(ev, 2 * p.static_after_s, out=ev)
         misses = self.misses
@@ -493,19 +494,6 @@ class StaticObjectStage:
             self.evidence[keep] = self.params.static_after_s
             self.since[keep] = pts  # a candidate starts its dwell again
         self.events.append(SceneEvent(kind, pts, share, correlation))
-
-    def _date(self, start: np.ndarray, d_long: np.ndarray, d_short: np.ndarray, pts: float):
-        """Dates the pixels whose static evidence starts now from how much of their difference
-        the short-term background has taken up: it takes up `1 - exp(-t / short_term_s)` of a
-        change in `t` seconds, so the ratio of the two differences tells how long ago the
-        present look arrived, whatever its contrast and whatever differed there before (people
-        walking over the spot, what registration left of a sway). Never before the pixel
-        started differing."""
-        if not start.any():
-            return
-        ratio = d_long[start] / np.maximum(d_short[start], 1.0)
-        arrived = pts - self.params.short_term_s * np.log(np.maximum(ratio, 1.0))
-        self.since[start] = np.fmax(self.since[start], arrived)
 
     def _remember_explained(self, found: Detections, pts: float) -> None:
         """Marks pixels under detections of the explaining classes: now for every such

@@ -21,6 +21,7 @@ import pytest
 from detector.static_objects import StaticObjectStage, StaticParams
 from detector.types import Detections, Frame
 from models.samples import OPENCV_DATA, sample_path
+from tests.support.nuisance import Night
 from tests.support.scenes import BUS_CROP, crop, paste, video_frames
 
 SAMPLE_S = 0.5  # 2 fps
@@ -222,6 +223,16 @@ def night(light: float, noise: float, seed: int = 0) -> Effect:
 
 def test_a_heap_at_night_on_an_ir_camera_is_found_on_time_every_sample(vtest_avi):
     assert_only_the_heap(watch(vtest_avi, 90, night(0.35, 8), heap_from=30), 30)
+
+
+def test_high_iso_noise_from_the_first_sample_on_is_neither_a_scene_change_nor_an_object(
+    vtest_avi,
+):
+    # A colour camera at high gain (blotchy colour noise, hot pixels) from its very first
+    # sample, before the stage has had two samples to measure the noise by.
+    seen = watch(vtest_avi, 60, Night(0.25, 14, ir=False, iso=True, seed=8))
+    assert seen.events == []
+    assert all(len(b) == 0 for b in seen.boxes), [b for b in seen.boxes if len(b)]
 
 
 def test_one_noisy_sample_neither_loses_the_heap_nor_its_date(vtest_avi):
