@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+import numpy as np
+
 from detector.tracker import Tracker
 from detector.types import Detections, Frame
 
@@ -20,6 +22,9 @@ STATIONARY_MOVE = 0.5
 # Someone who has stayed this long about one spot (`stay_s`) stays: a vendor with their goods,
 # someone sitting; one there for less is passing by, however slowly.
 STAYS_AFTER_S = 10.0
+# A detection scoring this (the tracker's high score) is someone; a weaker one may be a thing
+# the model half takes for a person (a pile of fruit, a sack), which then "stays" where it lies.
+SURE_SCORE = 0.5
 
 
 class Stage(Protocol):
@@ -47,6 +52,12 @@ class TrackingStage:
         )
         found.data["stay_s"] = self.tracker.stays(ids, frame.pts)
         return Detections.empty()
+
+
+def staying(found: Detections, after_s: float | np.ndarray = STAYS_AFTER_S) -> np.ndarray:
+    """Which detections are of someone who stays: sure enough to be someone, and about one
+    spot for `after_s` (per detection, or one for all)."""
+    return (found.extra("stay_s", 0.0) >= after_s) & (found.scores >= SURE_SCORE)
 
 
 # Values of the extras for rows whose stage did not set them.
