@@ -89,10 +89,11 @@ MAX_CLEARS = 16  # recent clearings remembered per rule
 # Sightings a stand-in site needs before the people beside it decide what it is.
 MIN_VERDICT_SIGHTINGS = 4
 # How a sighting shapes its site: `whole` is the object as seen now (its box becomes the
-# site's), `beside` a part next to it (a stall's table, the rest of a heap a person box cut
-# off: it widens the site's box), `hidden` what is seen only behind someone who stays (it
-# keeps the site seen, never moves it: a vendor beside their goods is not where the goods are).
-Part = Literal["whole", "beside", "hidden"]
+# site's), `part` some of it or something beside it (a stall's table, what is left of goods
+# someone stands in front of: it widens the site's box, never shrinks it), `hidden` what is
+# seen only behind someone who stays (it keeps the site seen, never moves it: a vendor
+# beside their goods is not where the goods are).
+Part = Literal["whole", "part", "hidden"]
 EPS = 1e-6  # observed time is a float sum: compare thresholds with a little slack
 
 
@@ -127,7 +128,7 @@ class _Site:
     ):
         if part == "hidden":
             box = self.box
-        elif part == "beside":
+        elif part == "part":
             box = _union(self.box, box)
         if self.sightings and self.last_seen == pts:
             # A second part of the site in the same frame (a stall's table beside its
@@ -275,14 +276,15 @@ class SiteRule:
         confirmed = [s for s in self.sites if s.incident is not None]
         candidates = [s for s in self.sites if s.incident is None]
 
-        # Confirmed sites stay occupied by anything qualifying that overlaps them; what is
-        # seen only behind someone standing in front keeps a confirmed site, no other, and
+        # Confirmed sites stay occupied by anything qualifying that overlaps them, and keep
+        # all of what was seen of them (people passing in front cut goods into parts); what
+        # is seen only behind someone standing in front keeps a confirmed site, no other, and
         # does not move it.
         occluded = dets.extra("occluded", False)[q]
         if confirmed and len(q):
             iou = box_iou(np.stack([s.box for s in confirmed]), boxes)
             for si, di in greedy_match(iou, OCCUPANCY_IOU):
-                part: Part = "hidden" if occluded[di] else "whole"
+                part: Part = "hidden" if occluded[di] else "part"
                 self._observe(confirmed[si], q, di, dets, pts, attended, part)
                 unmatched.discard(di)
             # Other overlapping boxes belong to the same site: never a second incident there.
@@ -309,7 +311,7 @@ class SiteRule:
             for site_index, ri in zip(*np.nonzero(near), strict=True):
                 if rest[ri] in unmatched:
                     site = self.sites[site_index]
-                    self._observe(site, q, rest[ri], dets, pts, attended, "beside")
+                    self._observe(site, q, rest[ri], dets, pts, attended, "part")
                     unmatched.discard(rest[ri])
 
         self._hold_occluded(confirmed, dets, pts, step)
