@@ -300,7 +300,8 @@ def cases(events) -> list[tuple[str, str, float]]:
 def test_goods_seen_in_parts_beside_their_vendor_are_one_stall():
     """How the static stage reports a vendor's goods from one sample to the next (as it did on
     tests/support/nuisance.py's vendor scene): whole; as the strip a sure detection standing
-    over them leaves and the rest behind it (occluded), one side and then the other; with the
+    over them leaves and the rest behind it (occluded), one side and then the other; less and
+    less of them as someone walks along in front, then their other end; with the
     vendor sitting beside them, static too and explained by his own box: merged with him
     (occluded), then less of him with them, then his seat alone (occluded) beside the goods.
     One stall, where the goods are: neither a strip nor the vendor's seat is a second site,
@@ -310,12 +311,17 @@ def test_goods_seen_in_parts_beside_their_vendor_are_one_stall():
     sitting = (403.0, 251.0, 429.0, 306.0)
 
     def timeline(t: float) -> Detections:
-        vendor = [("person", SELLER if t < 30 else sitting, 0.8)]
+        vendor = [("person", SELLER if t < 40 else sitting, 0.8)]
         goods = [(GOODS, 0.0, False)]
         if t < 6:
             static = []
-        elif t < 22 or 30 <= t < 40:
+        elif t < 22 or 30 <= t < 34 or 38 <= t < 40:
             static = goods
+        elif 34 <= t < 38:  # uncovered from one end as someone walks along in front
+            x1, x2 = {68: (348.0, 386.0), 69: (362.0, 386.0), 70: (372.0, 386.0)}.get(
+                round(t * FPS), (330.0, 342.0)
+            )
+            static = [((x1, 250.0, x2, 302.0), 0.0, False)]
         elif t < 30:  # someone stands over one side of the goods, then the other
             if round(t * FPS) % 2:
                 static = [(right, 0.0, False), ((330.0, 250.0, 376.0, 302.0), 0.0, True)]
