@@ -86,6 +86,8 @@ MAX_GAP_S = 10.0
 # Share of a confirmed site that people or vehicles must cover for it to count as occluded.
 OCCLUDED_SHARE = 0.3
 MAX_CLEARS = 16  # recent clearings remembered per rule
+# Share of a weak detection's box on an object beyond which it is the object, not beside it.
+ON_OBJECT = 0.5
 # Sightings a stand-in site needs before the people beside it decide what it is.
 MIN_VERDICT_SIGHTINGS = 4
 # How a sighting shapes its site: `whole` is the object as seen now (its box becomes the
@@ -185,11 +187,17 @@ def _stationary(anchors: np.ndarray, boxes: np.ndarray, max_move: float) -> np.n
 
 
 def _attended(
-    boxes: np.ndarray, attendants: np.ndarray, stay_s: np.ndarray, need_s: np.ndarray
+    boxes: np.ndarray,
+    attendants: np.ndarray,
+    stay_s: np.ndarray,
+    sure: np.ndarray,
+    need_s: np.ndarray,
 ) -> np.ndarray:
     """Whether someone stays beside each box: a ground point within about twice the wider
     of the two (object, person) to either side, and level with the object's base, of someone
-    who has stayed (`stay_s`, per attendant) the box's `need_s`."""
+    who has stayed (`stay_s`, per attendant) the box's `need_s`. A weak detection (not
+    `sure`) lying mostly on the object is the object (goods the model half takes for a
+    person), not someone beside it; a sure one may (a vendor sitting behind a cart)."""
     if len(attendants) == 0:
         return np.zeros(len(boxes), bool)
     w = boxes[:, 2:3] - boxes[:, 0:1]
@@ -201,7 +209,16 @@ def _attended(
     near_x = (gx >= boxes[:, 0:1] - reach) & (gx <= boxes[:, 2:3] + reach)
     near_y = (gy >= boxes[:, 1:2] - h) & (gy <= boxes[:, 3:4] + np.maximum(h, aw))
     stayed = stay_s[None] >= need_s[:, None]
-    return np.any(near_x & near_y & stayed, axis=1)
+    ix = np.minimum(boxes[:, 2:3], attendants[:, 2][None]) - np.maximum(
+        boxes[:, 0:1], attendants[:, 0][None]
+    )
+    iy = np.minimum(boxes[:, 3:4], attendants[:, 3][None]) - np.maximum(
+        boxes[:, 1:2], attendants[:, 1][None]
+    )
+    inside = np.clip(ix, 0, None) * np.clip(iy, 0, None)
+    area = np.maximum(aw * (attendants[:, 3] - attendants[:, 1])[None], 1.0)
+    apart = sure[None] | (inside < ON_OBJECT * area)
+    return np.any(near_x & near_y & stayed & apart, axis=1)
 
 
 def touching(sites: np.ndarray, boxes: np.ndarray, gap: float) -> np.ndarray:
@@ -261,16 +278,17 @@ class SiteRule:
         since = dets.extra("since", np.nan)[q]
         attended = np.zeros(len(q), bool)
         if self.spec.attendant_ids and len(q):
-            # Only someone sure who stays attends (a vendor standing, sitting, moving about
-            # their goods), never the passers-by, nor a weak "person" that is the goods
-            # themselves: there since the object came, or `STAYS_AFTER_S` for an object there
-            # longer (a vendor setting out goods attends them from the start; someone
-            # pausing beside an old heap does not).
+            # Only someone who stays attends (a vendor standing, sitting, moving about their
+            # goods), never the passers-by, nor a weak "person" that is the goods themselves:
+            # there since the object came, or `STAYS_AFTER_S` for an object there longer (a
+            # vendor setting out goods attends them from the start; someone pausing beside an
+            # old heap does not).
             need = np.clip(pts - since, STATIONARY_AFTER_S, STAYS_AFTER_S)
             need = np.where(np.isfinite(need), need, STAYS_AFTER_S)
-            people = self._attendants[dets.class_ids] & (dets.scores >= SURE_SCORE)
+            people = self._attendants[dets.class_ids]
             stay = dets.extra("stay_s", 0.0)[people]
-            attended = _attended(boxes, dets.boxes[people], stay, need)
+            sure = dets.scores[people] >= SURE_SCORE
+            attended = _attended(boxes, dets.boxes[people], stay, sure, need)
 
         unmatched = set(range(len(q)))
         confirmed = [s for s in self.sites if s.incident is not None]

@@ -397,3 +397,16 @@ def test_two_vendors_far_apart_are_two_stalls():
     events, still_open = run(pipeline, timeline, 40)
     assert cases(events) == [("confirmed", "street_stall", 20.0)] * 2
     assert sorted(i.box.tolist() for i in still_open) == sorted([list(GOODS), list(shifted(GOODS))])
+
+
+def test_a_vendor_the_model_sees_only_weakly_beside_the_goods_attends_them():
+    """A vendor scored 0.3-0.45 (small, half turned away, as zidane.jpg's man pasted 45 px
+    wide): beside the goods, not on them, so someone, and a stall."""
+    pipeline = stand_in_pipeline()
+
+    def timeline(t: float) -> Detections:
+        vendor = ("person", SELLER, 0.3 + 0.05 * (round(t * FPS) % 4))
+        return seen(pipeline, [vendor], [(GOODS, 0.0, False)] if t >= 6 else [])
+
+    events, _ = run(pipeline, timeline, 40)
+    assert cases(events) == [("confirmed", "street_stall", 20.0)]
