@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Protocol
 
-import numpy as np
-
 from detector.tracker import Tracker
 from detector.types import Detections, Frame
 
@@ -52,12 +50,6 @@ class TrackingStage:
         )
         found.data["stay_s"] = self.tracker.stays(ids, frame.pts)
         return Detections.empty()
-
-
-def staying(found: Detections, after_s: float | np.ndarray = STAYS_AFTER_S) -> np.ndarray:
-    """Which detections are of someone who stays: sure enough to be someone, and about one
-    spot for `after_s` (per detection, or one for all)."""
-    return (found.extra("stay_s", 0.0) >= after_s) & (found.scores >= SURE_SCORE)
 
 
 # Values of the extras for rows whose stage did not set them.

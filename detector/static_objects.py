@@ -23,7 +23,7 @@ media time, so it finds garbage and stalls whatever classes the model has:
   pixel's evidence nor its start time. The threshold falls with the background's brightness
   (contrast falls with the light), never below the camera's measured noise, and a pixel with
   evidence keeps differing down to part of it;
-- regions with enough evidence, less what a sure detection of someone who stays (a standing or
+- regions with enough evidence, less what a detection of someone who stays (a standing or
   sitting person, a parked vehicle, an umbrella) explains, become static objects: speckle
   opened away, connected components filtered by size and fill, dated by the median time their
   pixels first differed; static specks too small for any object are learnt into the
@@ -52,7 +52,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from detector.stages import SURE_SCORE, staying
+from detector.stages import STAYS_AFTER_S
 from detector.types import Detections, Frame
 from detector.zones import Zone
 
@@ -471,15 +471,13 @@ class StaticObjectStage:
         self.events.append(SceneEvent(kind, pts, share, correlation))
 
     def _remember_explained(self, found: Detections, pts: float) -> None:
-        """Marks pixels under sure detections of the explaining classes: now for every such
+        """Marks pixels under detections of the explaining classes: now for every such
         detection, for `memory_s` more for those that stay (a person the model misses now and
-        then stays a person; a slow passer-by explains where they were only while there). A
-        weak one explains nothing: it is as often the model half taking a pile of goods for a
-        person, and would hide the goods."""
+        then stays a person; a slow passer-by explains where they were only while there)."""
         if not len(found):
             return
-        explains = self._explain[found.class_ids] & (found.scores >= SURE_SCORE)
-        stationary = staying(found)
+        explains = self._explain[found.class_ids]
+        stationary = found.extra("stay_s", 0.0) >= STAYS_AFTER_S
         sx, sy = self._scale
         h, w = self._shape
         until = self.explained_until
