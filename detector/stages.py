@@ -20,6 +20,9 @@ STATIONARY_MOVE = 0.5
 # Someone who has stayed this long about one spot (`stay_s`) stays: a vendor with their goods,
 # someone sitting; one there for less is passing by, however slowly.
 STAYS_AFTER_S = 10.0
+# A detection scoring this (the tracker's high score) is someone; a weaker one may be a thing
+# the model half takes for a person (a pile of fruit, a sack), which then "stays" where it lies.
+SURE_SCORE = 0.5
 
 
 class Stage(Protocol):

@@ -30,7 +30,7 @@ class Track:
     last_seen: float
     hits: int = 1
     # Where and since when the object has stayed about one spot: moved on from whenever it
-    # wanders further than `stay_move` of its size (a vendor who walks round their goods
+    # wanders further than `stay_move` of its smaller side (a vendor who walks round their goods
     # and stops again stays anew there; a passer-by never stays).
     spot: np.ndarray | None = None
     spot_since: float = 0.0
@@ -119,10 +119,15 @@ class Tracker:
                 track.spot, track.spot_since, track.away = track.box.copy(), pts, 0
 
     def stays(self, ids: np.ndarray, pts: float) -> np.ndarray:
-        """How long each tracked detection has stayed about its current spot (seconds)."""
+        """How long each tracked detection has stayed about its current spot (seconds); none
+        while it is seen away from it (a vendor setting off round their goods is not staying
+        where they walk)."""
         by_id = {t.id: t for t in self.tracks}
         return np.array(
-            [pts - t.spot_since if (t := by_id.get(i)) is not None else 0.0 for i in ids.tolist()],
+            [
+                pts - t.spot_since if (t := by_id.get(i)) is not None and not t.away else 0.0
+                for i in ids.tolist()
+            ],
             np.float64,
         )
 
@@ -142,7 +147,9 @@ class Tracker:
 
 
 def _size(box: np.ndarray) -> float:
-    return max(float(box[2] - box[0]), float(box[3] - box[1]), 1.0)
+    """A box's smaller side: a standing person is as far from their spot after half a step
+    (half their width) as a car after half its width, whatever their height."""
+    return max(min(float(box[2] - box[0]), float(box[3] - box[1])), 1.0)
 
 
 def _drift(a: np.ndarray, b: np.ndarray) -> float:

@@ -160,6 +160,46 @@ def vendor_sprites(t0: float, t1: float, goods_at: tuple[int, int] = GOODS_AT) -
     return [goods, vendor, seated, passer]
 
 
+@cache
+def sweets() -> np.ndarray:
+    """A white tray of sweets (opencv-doc's smarties), 120 px wide: a vendor's cart or table."""
+    return crop(OPENCV_DATA / "smarties.png", (0, 180, 413, 356), 120)
+
+
+def cart_sprites(t0: float, t1: float, at: tuple[int, int] = GOODS_AT) -> list[Sprite]:
+    """A vendor's cart (a tray of sweets at `at`) and its vendor, who stands in front of its
+    middle, hiding it, then sits behind it."""
+    x, y = at
+    stand = man()
+    middle = (x + 42, y + sweets().shape[0] + 12 - stand.shape[0])
+    vendor = Sprite(stand).parked(t0, (t0 + t1) / 2, middle)
+    seated = Sprite(sitting_man()).parked((t0 + t1) / 2, t1, (x + 42, y - 20))
+    return [seated, Sprite(sweets()).parked(t0, t1, at), vendor]
+
+
+def vendor_left_sprites(t0: float, t1: float, at: tuple[int, int] = GOODS_AT) -> list[Sprite]:
+    """A cardboard box of goods at `at` and its vendor on their left (facing them), who
+    stands, sits, then walks across in front of them to their right and stays there."""
+    x, y = at
+    third = (t1 - t0) / 3
+    beside, right = (x - 45, y - 35), (x + 70, y - 25)
+    vendor = Sprite(cv2.flip(man(), 1)).parked(t0, t0 + third, beside)
+    vendor.moving(t0 + 2 * third, t0 + 2 * third + 6, beside, right)
+    vendor.parked(t0 + 2 * third + 6, t1, right)
+    seated = Sprite(cv2.flip(sitting_man(), 1)).parked(t0 + third, t0 + 2 * third, (x - 45, y))
+    return [Sprite(heap()).parked(t0, t1, at), vendor, seated]
+
+
+def pausing_sprites(t0: float, t1: float, pause: tuple[float, float]) -> list[Sprite]:
+    """A heap dumped on the walkway at `t0`, and a passer-by who walks up to it, stands
+    beside it over `pause` and walks on."""
+    x, y = HEAP_AT
+    beside = (x + 70, y - 30)
+    walker = Sprite(man()).moving(pause[0] - 6, pause[0], (x - 200, y - 30), beside)
+    walker.parked(*pause, beside).moving(pause[1], pause[1] + 6, beside, (x + 300, y - 20))
+    return [dumped(heap(), HEAP_AT, t0, t1), walker]
+
+
 # -- the street and its light ------------------------------------------------------------
 
 
@@ -574,6 +614,24 @@ def short_scenes() -> dict[str, Scene]:
             "vendor", "vendor", "stands, sits, walks, occluded", n,
             sprites=lambda: vendor_sprites(*vendor_t),
             planted=(Planted("street_stall", placed(goods, GOODS_AT), vendor_t[0]),),
+        ),
+        # A vendor on the other side of other goods, who crosses in front of them at the end.
+        Scene(
+            "vendor-left", "vendor", "box, vendor on the left, crosses", n,
+            sprites=lambda: vendor_left_sprites(*vendor_t),
+            planted=(Planted("street_stall", placed(heap(), GOODS_AT), vendor_t[0]),),
+        ),
+        # A cart the vendor stands in front of, cutting it in two, then sits behind.
+        Scene(
+            "cart", "vendor", "cart, vendor in front then behind", n,
+            sprites=lambda: cart_sprites(*vendor_t),
+            planted=(Planted("street_stall", placed(sweets(), GOODS_AT), vendor_t[0]),),
+        ),
+        # Someone stops beside a heap for 5 s on their way: it stays garbage.
+        Scene(
+            "pause", "people", "5 s beside a heap", n,
+            sprites=lambda: pausing_sprites(10, n + 1, (46, 51)),
+            planted=(Planted("garbage", placed(heap(), HEAP_AT), 10),),
         ),
         Scene(
             "bus-shake", "shake", "2 px, 0.4 deg", n,
