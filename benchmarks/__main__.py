@@ -18,6 +18,7 @@ from benchmarks import (
     inference,
     live,
     plates,
+    robustness,
     scenarios,
     shadow,
     soak,
@@ -42,6 +43,7 @@ SECTIONS = (
     "scenarios",
     "shadow",
     "plates",
+    "robustness",
 )
 # The soak is an hour of wall time for one memory figure, so it runs only when asked for: a
 # shorter run cannot tell a leak from the one-frame steps of candidate sites opening; the
@@ -60,6 +62,7 @@ OWN_HOW = (
     "failover",
     "scenarios",
     "shadow",
+    "robustness",
 )  # sections that say their own machine and input
 
 
@@ -91,10 +94,21 @@ def main() -> None:
     parser.add_argument(
         "--fleet-cameras", type=int, default=6, help="failover: loopback cameras in the fleet"
     )
+    parser.add_argument(
+        "--baseline",
+        default=robustness.BASELINE,
+        help="robustness: the git revision whose static-object stage is set beside the current",
+    )
+    parser.add_argument(
+        "--scene", action="append", help="robustness: run only this scene (repeatable)"
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="robustness: scenes scored at once, one process each"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     chosen = args.only or DEFAULT_SECTIONS
-    if set(chosen) - {"api", "api-lock", "batch", "failover", "shadow", "plates"}:
+    if set(chosen) - {"api", "api-lock", "batch", "failover", "shadow", "plates", "robustness"}:
         inference.ensure_int8()  # every section but api runs the int8 model
     clip = build_clip(args.seconds)
     how = (
@@ -155,6 +169,8 @@ def main() -> None:
             blocks = {name: shadow.run(clip, args.runs)}
         elif name == "plates":
             blocks = {name: plates.run(clip, args.runs)}
+        elif name == "robustness":
+            blocks = {name: robustness.run(args.baseline, args.scene, args.jobs)}
         elif name == "sampling":
             clips = {"1080p": clip, "640x360": build_clip(args.seconds, SUBSTREAM_SIZE)}
             with live.intake() as api_server:
@@ -175,6 +191,12 @@ def main() -> None:
             command = f"`python -m benchmarks --only api --runs {args.runs}`"
         elif name == "scenarios":
             command = "`python -m benchmarks --only scenarios`"
+        elif name == "robustness":
+            scenes = "".join(f" --scene {s}" for s in args.scene or ())
+            command = (
+                f"`python -m benchmarks --only robustness --baseline {args.baseline}"
+                f"{scenes} --jobs {args.jobs}`"
+            )
         elif name in ("capacity", "substream", "scaling", "sampling", "lone"):
             cameras = f" --cameras {args.cameras}" if args.cameras else ""
             cameras += " --adaptive" if args.adaptive and name != "sampling" else ""

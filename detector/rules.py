@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.contract import IncidentType
 from detector.geometry import box_iou, greedy_match
 from detector.incidents import EvidenceShot, Incident, IncidentEvent, incident_id
+from detector.stages import STATIONARY_AFTER_S, STAYS_AFTER_S, SURE_SCORE
 from detector.strip import DwellStrip
 from detector.types import Detections, Frame
 from detector.zones import Zone
@@ -55,7 +56,7 @@ class RuleParams(BaseModel):
         default=0.5,
         ge=0,
         le=1,
-        description="stand-in rules: share of sightings with a stationary person beside the "
+        description="stand-in rules: share of sightings with a person staying beside the "
         "object at or above which it is attended (a stall), below which unattended (garbage)",
     )
     group_gap: float | None = Field(
@@ -86,8 +87,16 @@ MAX_GAP_S = 10.0
 # Share of a confirmed site that people or vehicles must cover for it to count as occluded.
 OCCLUDED_SHARE = 0.3
 MAX_CLEARS = 16  # recent clearings remembered per rule
+# Share of a weak detection's box on an object beyond which it is the object, not beside it.
+ON_OBJECT = 0.5
 # Sightings a stand-in site needs before the people beside it decide what it is.
 MIN_VERDICT_SIGHTINGS = 4
+# How a sighting shapes its site: `whole` is the object as seen now (its box becomes the
+# site's), `part` some of it or something beside it (a stall's table, what is left of goods
+# someone stands in front of: it widens the site's box, never shrinks it), `hidden` what is
+# seen only behind someone who stays (it keeps the site seen, never moves it: a vendor
+# beside their goods is not where the goods are).
+Part = Literal["whole", "part", "hidden"]
 EPS = 1e-6  # observed time is a float sum: compare thresholds with a little slack
 
 
@@ -112,13 +121,23 @@ class _Site:
         """The class seen most (by summed score): what the site is reported as."""
         return max(self.class_scores, key=self.class_scores.__getitem__)
 
-    def observe(self, box: np.ndarray, score: float, class_id: int, pts: float, attended: bool):
+    def observe(
+        self,
+        box: np.ndarray,
+        score: float,
+        class_id: int,
+        pts: float,
+        attended: bool,
+        part: Part = "whole",
+    ):
+        if part == "hidden":
+            box = self.box
+        elif part == "part":
+            box = _union(self.box, box)
         if self.sightings and self.last_seen == pts:
             # A second part of the site in the same frame (a stall's table beside its
             # umbrella): the site is what they cover together, seen once.
-            self.box = np.concatenate(
-                [np.minimum(self.box[:2], box[:2]), np.maximum(self.box[2:], box[2:])]
-            )
+            self.box = _union(self.box, box)
             return
         self.box = box
         self.last_seen = pts
@@ -134,7 +153,7 @@ class RuleSpec:
     """One incident type's rule as applied to one camera's labels: which class ids feed it.
 
     `class_ids` raise the incident on their own (a trained model's classes); stand-ins need a
-    verdict from the stationary people beside them over the dwell: `attended_ids` only when
+    verdict from the people staying beside them over the dwell: `attended_ids` only when
     attended (an umbrella is a stall when someone stays with it), `unattended_ids` only when
     not (a static object nobody stays with is garbage, one a vendor stays with is a stall).
     """
@@ -154,6 +173,11 @@ class RuleSpec:
         return self.class_ids | self.attended_ids | self.unattended_ids
 
 
+def _union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The box around two boxes."""
+    return np.concatenate([np.minimum(a[:2], b[:2]), np.maximum(a[2:], b[2:])])
+
+
 def _stationary(anchors: np.ndarray, boxes: np.ndarray, max_move: float) -> np.ndarray:
     """IoU of boxes with site anchors, zero where the centre drifted more than allowed."""
     iou = box_iou(anchors, boxes)
@@ -164,9 +188,18 @@ def _stationary(anchors: np.ndarray, boxes: np.ndarray, max_move: float) -> np.n
     return np.where(drift <= max_move, iou, 0.0)
 
 
-def _attended(boxes: np.ndarray, attendants: np.ndarray) -> np.ndarray:
-    """Whether someone stands beside each box: a ground point within about twice the wider
-    of the two (object, person) to either side, and level with the object's base."""
+def _attended(
+    boxes: np.ndarray,
+    attendants: np.ndarray,
+    stay_s: np.ndarray,
+    sure: np.ndarray,
+    need_s: np.ndarray,
+) -> np.ndarray:
+    """Whether someone stays beside each box: a ground point within about twice the wider
+    of the two (object, person) to either side, and level with the object's base, of someone
+    who has stayed (`stay_s`, per attendant) the box's `need_s`. A weak detection (not
+    `sure`) lying mostly on the object is the object (goods the model half takes for a
+    person), not someone beside it; a sure one may (a vendor sitting behind a cart)."""
     if len(attendants) == 0:
         return np.zeros(len(boxes), bool)
     w = boxes[:, 2:3] - boxes[:, 0:1]
@@ -177,7 +210,17 @@ def _attended(boxes: np.ndarray, attendants: np.ndarray) -> np.ndarray:
     gy = attendants[:, 3][None]
     near_x = (gx >= boxes[:, 0:1] - reach) & (gx <= boxes[:, 2:3] + reach)
     near_y = (gy >= boxes[:, 1:2] - h) & (gy <= boxes[:, 3:4] + np.maximum(h, aw))
-    return np.any(near_x & near_y, axis=1)
+    stayed = stay_s[None] >= need_s[:, None]
+    ix = np.minimum(boxes[:, 2:3], attendants[:, 2][None]) - np.maximum(
+        boxes[:, 0:1], attendants[:, 0][None]
+    )
+    iy = np.minimum(boxes[:, 3:4], attendants[:, 3][None]) - np.maximum(
+        boxes[:, 1:2], attendants[:, 1][None]
+    )
+    inside = np.clip(ix, 0, None) * np.clip(iy, 0, None)
+    area = np.maximum(aw * (attendants[:, 3] - attendants[:, 1])[None], 1.0)
+    apart = sure[None] | (inside < ON_OBJECT * area)
+    return np.any(near_x & near_y & stayed & apart, axis=1)
 
 
 def touching(sites: np.ndarray, boxes: np.ndarray, gap: float) -> np.ndarray:
@@ -234,27 +277,38 @@ class SiteRule:
         qualifies = self._feeds[dets.class_ids] & (dets.scores >= p.min_confidence) & in_zone
         q = np.flatnonzero(qualifies)
         boxes = dets.boxes[q]
+        since = dets.extra("since", np.nan)[q]
         attended = np.zeros(len(q), bool)
         if self.spec.attendant_ids and len(q):
-            people = self._attendants[dets.class_ids] & dets.extra("stationary", False)
-            attended = _attended(boxes, dets.boxes[people])
-        since = dets.extra("since", np.nan)[q]
+            # Only someone who stays attends (a vendor standing, sitting, moving about their
+            # goods), never the passers-by, nor a weak "person" that is the goods themselves:
+            # there since the object came, or `STAYS_AFTER_S` for an object there longer (a
+            # vendor setting out goods attends them from the start; someone pausing beside an
+            # old heap does not).
+            need = np.clip(pts - since, STATIONARY_AFTER_S, STAYS_AFTER_S)
+            need = np.where(np.isfinite(need), need, STAYS_AFTER_S)
+            people = self._attendants[dets.class_ids]
+            stay = dets.extra("stay_s", 0.0)[people]
+            sure = dets.scores[people] >= SURE_SCORE
+            attended = _attended(boxes, dets.boxes[people], stay, sure, need)
 
         unmatched = set(range(len(q)))
         confirmed = [s for s in self.sites if s.incident is not None]
         candidates = [s for s in self.sites if s.incident is None]
 
-        # Confirmed sites stay occupied by anything qualifying that overlaps them.
+        # Confirmed sites stay occupied by anything qualifying that overlaps them, and keep
+        # all of what was seen of them (people passing in front cut goods into parts); what
+        # is seen only behind someone standing in front keeps a confirmed site, no other, and
+        # does not move it.
+        occluded = dets.extra("occluded", False)[q]
         if confirmed and len(q):
             iou = box_iou(np.stack([s.box for s in confirmed]), boxes)
             for si, di in greedy_match(iou, OCCUPANCY_IOU):
-                self._observe(confirmed[si], q, di, dets, pts, attended)
+                part: Part = "hidden" if occluded[di] else "part"
+                self._observe(confirmed[si], q, di, dets, pts, attended, part)
                 unmatched.discard(di)
             # Other overlapping boxes belong to the same site: never a second incident there.
             unmatched -= set(np.flatnonzero(iou.max(axis=0) >= OCCUPANCY_IOU).tolist())
-
-        # What is seen only behind someone standing in front keeps a confirmed site, no other.
-        occluded = dets.extra("occluded", False)[q]
         unmatched -= set(np.flatnonzero(occluded).tolist())
 
         # Candidates only continue with an object that has not moved away from its anchor;
@@ -276,7 +330,8 @@ class SiteRule:
             near = touching(np.stack([s.box for s in self.sites]), boxes[rest], p.group_gap)
             for site_index, ri in zip(*np.nonzero(near), strict=True):
                 if rest[ri] in unmatched:
-                    self._observe(self.sites[site_index], q, rest[ri], dets, pts, attended)
+                    site = self.sites[site_index]
+                    self._observe(site, q, rest[ri], dets, pts, attended, "part")
                     unmatched.discard(rest[ri])
 
         self._hold_occluded(confirmed, dets, pts, step)
@@ -355,7 +410,16 @@ class SiteRule:
             return not attended
         return True
 
-    def _observe(self, site: _Site, q, di: int, dets: Detections, pts: float, attended) -> None:
+    def _observe(
+        self,
+        site: _Site,
+        q,
+        di: int,
+        dets: Detections,
+        pts: float,
+        attended,
+        part: Part = "whole",
+    ) -> None:
         det = int(q[di])
         site.observe(
             dets.boxes[det].copy(),
@@ -363,6 +427,7 @@ class SiteRule:
             int(dets.class_ids[det]),
             pts,
             bool(attended[di]),
+            part,
         )
 
     def _advance(self, frame: Frame) -> list[IncidentEvent]:

@@ -17,6 +17,12 @@ from detector.types import Detections, Frame
 # how far (a share of its size) it may wander meanwhile.
 STATIONARY_AFTER_S = 3.0
 STATIONARY_MOVE = 0.5
+# Someone who has stayed this long about one spot (`stay_s`) stays: a vendor with their goods,
+# someone sitting; one there for less is passing by, however slowly.
+STAYS_AFTER_S = 10.0
+# A detection scoring this (the tracker's high score) is someone; a weaker one may be a thing
+# the model half takes for a person (a pile of fruit, a sack), which then "stays" where it lies.
+SURE_SCORE = 0.5
 
 
 class Stage(Protocol):
@@ -28,7 +34,8 @@ class Stage(Protocol):
 
 
 class TrackingStage:
-    """Track ids and whether each detection is stationary (`track_id`, `stationary`)."""
+    """Track ids, whether each detection is stationary (`track_id`, `stationary`) and how
+    long it has stayed about its current spot (`stay_s`)."""
 
     labels: tuple[str, ...] = ()
 
@@ -41,6 +48,7 @@ class TrackingStage:
         found.data["stationary"] = self.tracker.stationary(
             ids, frame.pts, STATIONARY_AFTER_S, STATIONARY_MOVE
         )
+        found.data["stay_s"] = self.tracker.stays(ids, frame.pts)
         return Detections.empty()
 
 
@@ -50,4 +58,5 @@ EXTRA_FILLS: dict[str, float | bool | int] = {
     "stationary": False,
     "since": float("nan"),
     "occluded": False,
+    "stay_s": 0.0,
 }
