@@ -17,6 +17,7 @@ nobody could see. Reported times stay media times.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
@@ -109,6 +110,9 @@ class _Site:
     first_shot: EvidenceShot
     strip: DwellStrip
     dwelt_s: float = 0.0  # observed time since the site was first seen
+    # Area of the static region whose first difference dates the site (inf: dated by its
+    # own sighting): a candidate's date follows a fuller region of it, see `SiteRule._redate`.
+    dated_area: float = math.inf
     unseen_s: float = 0.0  # observed time since the site was last seen
     class_scores: dict[int, float] = field(default_factory=dict)
     score_sum: float = 0.0
@@ -171,6 +175,10 @@ class RuleSpec:
     @property
     def feeds(self) -> frozenset[int]:
         return self.class_ids | self.attended_ids | self.unattended_ids
+
+
+def _area(box: np.ndarray) -> float:
+    return float((box[2] - box[0]) * (box[3] - box[1]))
 
 
 def _union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -292,6 +300,10 @@ class SiteRule:
             sure = dets.scores[people] >= SURE_SCORE
             attended = _attended(boxes, dets.boxes[people], stay, sure, need)
 
+        # Before any use of `since`: a site continued or opened now is dated no earlier than a
+        # clearing there.
+        self._clamp_to_clears(boxes, since)
+
         unmatched = set(range(len(q)))
         confirmed = [s for s in self.sites if s.incident is not None]
         candidates = [s for s in self.sites if s.incident is None]
@@ -321,6 +333,7 @@ class SiteRule:
             affinity = np.where(still, 1.0 + age[:, None], 0.0)
             for si, ri in greedy_match(affinity, 1.0):
                 self._observe(candidates[si], q, rest[ri], dets, pts, attended)
+                self._redate(candidates[si], boxes[rest[ri]], float(since[rest[ri]]))
                 unmatched.discard(rest[ri])
 
         # What lies beside a site (a stall's table next to its umbrella, the rest of a heap) is
@@ -335,7 +348,6 @@ class SiteRule:
                     unmatched.discard(rest[ri])
 
         self._hold_occluded(confirmed, dets, pts, step)
-        self._clamp_to_clears(boxes, since)
 
         for di in sorted(unmatched):
             box = boxes[di].copy()
@@ -350,11 +362,25 @@ class SiteRule:
                 first_shot=EvidenceShot("first_seen", pts, frame.image, box),
                 strip=DwellStrip(p.dwell_s),
                 dwelt_s=pts - first,
+                dated_area=_area(box) if np.isfinite(since[di]) else math.inf,
             )
             self._observe(site, q, di, dets, pts, attended)
             self.sites.append(site)
 
         return self._advance(frame)
+
+    @staticmethod
+    def _redate(site: _Site, box: np.ndarray, since: float) -> None:
+        """A candidate's first sight may be a partial region of its object, with pixels a
+        passer-by or the wind stirred just before it came: a fuller region of the same object
+        dates it better. Its first-seen (and dwell) follow that region's date; a confirmed
+        incident's dates never move."""
+        area = _area(box)
+        if not np.isfinite(since) or area <= site.dated_area:
+            return
+        site.dwelt_s += site.first_seen - since
+        site.first_seen = since
+        site.dated_area = area
 
     def _hold_occluded(self, confirmed: list[_Site], dets: Detections, pts: float, step: float):
         """A confirmed site not seen now but covered by someone standing in front (or a

@@ -35,7 +35,8 @@ class Stage(Protocol):
 
 class TrackingStage:
     """Track ids, whether each detection is stationary (`track_id`, `stationary`) and how
-    long it has stayed about its current spot (`stay_s`)."""
+    long it has stayed about its current spot (`stay_s`), and the best score its track was
+    ever seen with (`peak_score`)."""
 
     labels: tuple[str, ...] = ()
 
@@ -49,6 +50,7 @@ class TrackingStage:
             ids, frame.pts, STATIONARY_AFTER_S, STATIONARY_MOVE
         )
         found.data["stay_s"] = self.tracker.stays(ids, frame.pts)
+        found.data["peak_score"] = self.tracker.peaks(ids)
         return Detections.empty()
 
 
@@ -59,4 +61,5 @@ EXTRA_FILLS: dict[str, float | bool | int] = {
     "since": float("nan"),
     "occluded": False,
     "stay_s": 0.0,
+    "peak_score": 0.0,
 }

@@ -54,7 +54,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from detector.stages import STAYS_AFTER_S
+from detector.stages import STAYS_AFTER_S, SURE_SCORE
 from detector.types import Detections, Frame
 from detector.zones import Zone
 
@@ -501,7 +501,10 @@ class StaticObjectStage:
         then stays a person; a slow passer-by explains where they were only while there)."""
         if not len(found):
             return
-        explains = self._explain[found.class_ids]
+        # Someone the model saw surely once and weakly since (sitting, half hidden) is still
+        # someone; a thing it only ever half takes for a person (fruit in a dim warm light)
+        # explains nothing, or a heap of it never becomes an object.
+        explains = self._explain[found.class_ids] & (found.extra("peak_score", 1.0) >= SURE_SCORE)
         stationary = found.extra("stay_s", 0.0) >= STAYS_AFTER_S
         sx, sy = self._scale
         h, w = self._shape

@@ -35,6 +35,7 @@ class Track:
     spot: np.ndarray | None = None
     spot_since: float = 0.0
     away: int = 0  # observations in a row away from the spot (one is a box merged or cut)
+    peak: float = 0.0  # the best score it was seen with
 
 
 class Tracker:
@@ -82,6 +83,7 @@ class Tracker:
                     lost = track.last_seen < previous and pts - track.last_seen > STAY_GAP_S
                     self._follow_spot(track, pts, lost)
                     track.score = float(detections.scores[det])
+                    track.peak = max(track.peak, track.score)
                     track.last_seen = pts
                     track.hits += 1
                     ids[det] = track.id
@@ -95,6 +97,7 @@ class Tracker:
                     box=detections.boxes[det].copy(),
                     anchor=detections.boxes[det].copy(),
                     score=float(detections.scores[det]),
+                    peak=float(detections.scores[det]),
                     first_seen=pts,
                     last_seen=pts,
                     spot=detections.boxes[det].copy(),
@@ -129,6 +132,14 @@ class Tracker:
                 for i in ids.tolist()
             ],
             np.float64,
+        )
+
+    def peaks(self, ids: np.ndarray) -> np.ndarray:
+        """The best score each tracked detection's track was ever seen with."""
+        by_id = {t.id: t for t in self.tracks}
+        return np.array(
+            [t.peak if (t := by_id.get(i)) is not None else 0.0 for i in ids.tolist()],
+            np.float32,
         )
 
     def stationary(self, ids: np.ndarray, pts: float, min_s: float, max_move: float) -> np.ndarray:

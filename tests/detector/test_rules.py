@@ -424,3 +424,31 @@ def test_a_vendor_the_model_sees_only_weakly_beside_the_goods_attends_them():
 
     events, _ = run(pipeline, timeline, 40)
     assert cases(events) == [("confirmed", "street_stall", 20.0)]
+
+
+def test_a_heap_first_seen_in_part_is_dated_by_its_fuller_region():
+    """How the static stage reported the shake scene's heap (tests/support/nuisance.py): first
+    a part of it, with pixels a passer-by stirred a second before it landed, so dated too
+    early; then the whole heap, dated when it landed, with a sliver of sway residue beside it,
+    dated afresh each sample. The case is dated by the whole heap, not by its first part nor
+    the residue; once confirmed, its dates no longer move (the heap grown later)."""
+    pipeline = stand_in_pipeline()
+    part = (344.0, 262.0, 372.0, 290.0)  # the heap's middle
+    residue = (386.0, 262.0, 398.0, 290.0)  # touching its right edge
+    grown = (320.0, 245.0, 396.0, 306.0)
+
+    def timeline(t: float) -> Detections:
+        if t < 8:
+            static = []
+        elif t < 10:
+            static = [(part, 5.0, False)]
+        elif t < 30:
+            static = [(GOODS, 6.0, False), (residue, t, False)]
+        else:
+            static = [(grown, 29.0, False)]
+        return seen(pipeline, [], static)
+
+    events, still_open = run(pipeline, timeline, 40)
+    assert cases(events) == [("confirmed", "garbage", 26.0)]
+    (heap,) = still_open
+    assert heap.first_seen == 6.0
