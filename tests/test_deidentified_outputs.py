@@ -76,8 +76,9 @@ def test_score_post_gives_public_outputs_only_renditions(
             assert main(argv) == 0
 
             [case] = httpx.get(f"{server.url}/v1/cases", headers=dispatch).json()["items"]
-            evidence = case["evidence"]
-            assert {e["kind"] for e in evidence} == {"first_seen", "confirmed"}
+            assert {e["kind"] for e in case["evidence"]} == {"first_seen", "confirmed", "dwell"}
+            # The frames themselves; the dwell strip's thumbnails are checked in test_scoring.
+            evidence = [e for e in case["evidence"] if e["kind"] != "dwell"]
             originals, renditions = {}, {}
             for e in evidence:
                 assert e["deidentified"] is not None, e
@@ -123,7 +124,7 @@ def test_score_post_gives_public_outputs_only_renditions(
             _, _, body = public.received[0]
             assert not any(sha.encode() in body for sha in originals)
             shown = json.loads(body)["data"]["data"]["case"]["evidence"]
-            assert {e["sha256"] for e in shown} == set(renditions)
+            assert {e["sha256"] for e in shown if e["kind"] != "dwell"} == set(renditions)
             for e in shown:
                 fetched = httpx.get(
                     e["deidentified"]["media_url"].replace(settings.base_url, server.url)
@@ -133,7 +134,7 @@ def test_score_post_gives_public_outputs_only_renditions(
             internal.wait_for(1)
             _, _, body = internal.received[0]
             shown = json.loads(body)["data"]["data"]["case"]["evidence"]
-            assert {e["sha256"] for e in shown} == set(originals)
+            assert {e["sha256"] for e in shown if e["kind"] != "dwell"} == set(originals)
         # The same data served without public reads: the client is refused, with our reason.
         closed = settings.model_copy(update={"open311_public_reads": False})
         with run_server(closed) as server:

@@ -254,7 +254,8 @@ def test_export_from_score_output(default_model, vtest_avi, tmp_path, capsys):
     assert {c["id"] for c in manifest["cases"]} == {r["id"] for r in reports}
     assert manifest["images_per_split"] == {"train": 2, "val": 2}
     for report in reports:
-        for ev in report["evidence"]:
+        # The object's frames are the samples; the dwell strip's thumbnails are not exported.
+        for ev in (e for e in report["evidence"] if e["kind"] in ("first_seen", "confirmed")):
             (entry,) = [e for e in manifest["images"] if e["sha256"] == ev["sha256"]]
             label = (out / entry["file"].replace("images/", "labels/", 1)).with_suffix(".txt")
             ((cls, xyxy),) = read_labels(label.read_text(), entry["width"], entry["height"])
