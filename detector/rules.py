@@ -125,6 +125,14 @@ class _Site:
         """The class seen most (by summed score): what the site is reported as."""
         return max(self.class_scores, key=self.class_scores.__getitem__)
 
+    def absorb(self, other: _Site) -> None:
+        """Takes in another site of the same object: its box, and its earlier date."""
+        self.box = _union(self.box, other.box)
+        self.anchor = _union(self.anchor, other.anchor)
+        if other.first_seen < self.first_seen and self.incident is None:
+            self.dwelt_s += self.first_seen - other.first_seen
+            self.first_seen = other.first_seen
+
     def observe(
         self,
         box: np.ndarray,
@@ -304,6 +312,10 @@ class SiteRule:
         # clearing there.
         self._clamp_to_clears(boxes, since)
 
+        occluded = dets.extra("occluded", False)[q]
+        if p.group_gap is not None and occluded.any():
+            self._join_bridged(boxes[occluded], p.group_gap)
+
         unmatched = set(range(len(q)))
         confirmed = [s for s in self.sites if s.incident is not None]
         candidates = [s for s in self.sites if s.incident is None]
@@ -312,7 +324,6 @@ class SiteRule:
         # all of what was seen of them (people passing in front cut goods into parts); what
         # is seen only behind someone standing in front keeps a confirmed site, no other, and
         # does not move it.
-        occluded = dets.extra("occluded", False)[q]
         if confirmed and len(q):
             iou = box_iou(np.stack([s.box for s in confirmed]), boxes)
             for si, di in greedy_match(iou, OCCUPANCY_IOU):
@@ -368,6 +379,30 @@ class SiteRule:
             self.sites.append(site)
 
         return self._advance(frame)
+
+    def _join_bridged(self, hidden: np.ndarray, gap: float) -> None:
+        """Parts of one object that someone stands in front of (a cart whose vendor hides its
+        middle) are seen apart, each a site; what is seen behind that person touches both.
+        Sites one hidden region touches are one: the unconfirmed ones join the oldest, which
+        takes in their box. Two confirmed sites stay two (each is a case already)."""
+        if len(self.sites) < 2:
+            return
+        near = touching(np.stack([s.box for s in self.sites]), hidden, gap)
+        # Each site's keeper: itself, or the site it joined.
+        into = list(range(len(self.sites)))
+        for bridge in near.T:
+            held = sorted({into[i] for i in np.flatnonzero(bridge)})
+            if len(held) < 2:
+                continue
+            # The oldest keeps the site; a confirmed one always does (it is a case already).
+            keep = max(
+                held, key=lambda i: (self.sites[i].incident is not None, self.sites[i].dwelt_s)
+            )
+            for i in held:
+                if i != keep and self.sites[i].incident is None:
+                    self.sites[keep].absorb(self.sites[i])
+                    into = [keep if j == i else j for j in into]
+        self.sites = [s for i, s in enumerate(self.sites) if into[i] == i]
 
     @staticmethod
     def _redate(site: _Site, box: np.ndarray, since: float) -> None:

@@ -452,3 +452,31 @@ def test_a_heap_first_seen_in_part_is_dated_by_its_fuller_region():
     assert cases(events) == [("confirmed", "garbage", 26.0)]
     (heap,) = still_open
     assert heap.first_seen == 6.0
+
+
+def test_a_cart_its_vendor_stands_in_front_of_is_one_stall():
+    """How the static stage reported the cart scene (tests/support/nuisance.py): the vendor
+    stands in front of the cart's middle, so its two ends are seen apart, 48 px apart (each
+    further from the other than `group_gap` reaches), the right end half a second before the
+    left, and the middle only behind him (occluded); then he sits behind it and the whole
+    cart is seen. One stall, not one per end: what is seen behind him touches both ends."""
+    pipeline = stand_in_pipeline()
+    left, right = (331.0, 250.0, 367.0, 302.0), (415.0, 250.0, 451.0, 302.0)
+    middle = (379.0, 228.0, 417.0, 285.0)
+    whole = (329.0, 228.0, 451.0, 302.0)
+
+    def timeline(t: float) -> Detections:
+        if t < 40:
+            vendor = [("person", (379.0, 215.0, 417.0, 301.0), 0.8)]
+            ends = [(right, 5.5, False)] + ([(left, 6.0, False)] if t >= 9.5 else [])
+            static = [*ends, (middle, t, True)] if t >= 9 else []
+        else:
+            vendor = [("person", (403.0, 200.0, 429.0, 260.0), 0.8)]
+            static = [(whole, 6.0, False)]
+        return seen(pipeline, vendor, static)
+
+    events, still_open = run(pipeline, timeline, 60)
+    assert cases(events) == [("confirmed", "street_stall", 25.5)]
+    (stall,) = still_open
+    assert stall.first_seen == 5.5
+    assert stall.box.tolist() == list(whole)
