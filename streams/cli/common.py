@@ -16,3 +16,10 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 def err(message: str) -> None:
     """One line on stderr: what went wrong (and, where it helps, what to do)."""
     print(f"error: {message}", file=sys.stderr)
+
+
+def refused(exc: Exception, usage: type[Exception]) -> int:
+    """Says why work was refused or failed; its exit code: a usage error for `usage`, else
+    a failure."""
+    err(str(exc))
+    return EXIT_USAGE if isinstance(exc, usage) else EXIT_FAILED

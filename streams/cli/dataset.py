@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from streams.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err
+from streams.cli.common import EXIT_OK, refused
 from streams.config import DEFAULT_KEY_ENV, api_key
 from streams.training.dataset import (
     DatasetProgress,
@@ -57,12 +57,8 @@ def _export(args: argparse.Namespace) -> int:
         if args.api and not key:
             raise TrainingRequestError(f"--api needs a key with the dispatch scope in ${key_env}")
         manifest = export_dataset(request, Shown())
-    except TrainingRequestError as exc:
-        err(str(exc))
-        return EXIT_USAGE
-    except TrainingFailed as exc:
-        err(str(exc))
-        return EXIT_FAILED
+    except (TrainingRequestError, TrainingFailed) as exc:
+        return refused(exc, TrainingRequestError)
     print(f"wrote {len(manifest.images)} images from {len(manifest.cases)} cases:")
     _summary(args.out, manifest)
     return EXIT_OK
@@ -71,12 +67,8 @@ def _export(args: argparse.Namespace) -> int:
 def _import(args: argparse.Namespace) -> int:
     try:
         manifest = import_dataset(args.folder, args.out, Shown())
-    except TrainingRequestError as exc:
-        err(str(exc))
-        return EXIT_USAGE
-    except TrainingFailed as exc:
-        err(str(exc))
-        return EXIT_FAILED
+    except (TrainingRequestError, TrainingFailed) as exc:
+        return refused(exc, TrainingRequestError)
     print(f"imported {len(manifest.images)} images ({', '.join(manifest.names)}):")
     _summary(args.out, manifest)
     return EXIT_OK

@@ -8,7 +8,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from streams.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err
+from streams.cli.common import EXIT_FAILED, EXIT_OK, err, refused
 from streams.training.errors import TrainingFailed, TrainingRequestError
 from streams.training.flow import (
     CompareRequest,
@@ -100,12 +100,8 @@ def _train(args: argparse.Namespace) -> int:
             iou=args.iou,
         )
         result = train_and_register(request, Shown())
-    except TrainingRequestError as exc:
-        err(str(exc))
-        return EXIT_USAGE
-    except TrainingFailed as exc:
-        err(str(exc))
-        return EXIT_FAILED
+    except (TrainingRequestError, TrainingFailed) as exc:
+        return refused(exc, TrainingRequestError)
     _print_metrics(result.evaluations)
     return EXIT_OK if result.complete else EXIT_FAILED
 
@@ -115,12 +111,8 @@ def compare(args: argparse.Namespace) -> int:
         rows = compare_models(
             CompareRequest(args.a, args.b, args.data, args.scenario, args.conf, args.iou)
         )
-    except TrainingRequestError as exc:
-        err(str(exc))
-        return EXIT_USAGE
-    except TrainingFailed as exc:
-        err(str(exc))
-        return EXIT_FAILED
+    except (TrainingRequestError, TrainingFailed) as exc:
+        return refused(exc, TrainingRequestError)
     _print_metrics(rows)
     return EXIT_OK
 
