@@ -105,7 +105,27 @@ def detector_at(rev: str) -> dict[str, types.ModuleType]:
             old[name] = module
     finally:
         sys.modules.update({f"detector.{n}": m for n, m in current.items()})
+    _without_strips(old.get("rules"))
     return old
+
+
+class _NoStrip:
+    """The dwell strip of a site from before strips existed: no thumbnails."""
+
+    def shots(self) -> list:
+        return []
+
+
+def _without_strips(rules: types.ModuleType | None) -> None:
+    """Today's pipeline asks every site for its dwell strip (issue #27) and every rule to end
+    them; an older rules module had neither, so it gets empty ones (the cases are the same)."""
+    if rules is None:
+        return
+    if not hasattr(rules._Site, "strip"):
+        rules._Site.strip = property(lambda _site: _NoStrip())
+    for rule in vars(rules).values():
+        if isinstance(rule, type) and hasattr(rule, "update") and not hasattr(rule, "end_strips"):
+            rule.end_strips = lambda _self: None
 
 
 @contextmanager
