@@ -18,6 +18,7 @@ from benchmarks import (
     inference,
     live,
     plates,
+    receive,
     robustness,
     scenarios,
     shadow,
@@ -33,6 +34,8 @@ SECTIONS = (
     "capacity",
     "substream",
     "scaling",
+    "receive",
+    "revisions",
     "sampling",
     "lone",
     "api",
@@ -48,13 +51,15 @@ SECTIONS = (
 # The soak is an hour of wall time for one memory figure, so it runs only when asked for: a
 # shorter run cannot tell a leak from the one-frame steps of candidate sites opening; the
 # scaling section is three capacity searches, so it too.
-DEFAULT_SECTIONS = tuple(name for name in SECTIONS if name not in ("soak", "scaling"))
+DEFAULT_SECTIONS = tuple(name for name in SECTIONS if name not in ("soak", "scaling", "revisions"))
 OWN_HOW = (
     "api",
     "api-lock",
     "capacity",
     "substream",
     "scaling",
+    "receive",
+    "revisions",
     "sampling",
     "lone",
     "soak",
@@ -88,6 +93,11 @@ def main() -> None:
         "--adaptive",
         action="store_true",
         help="capacity, substream: search with adaptive sampling on a quiet street instead",
+    )
+    parser.add_argument(
+        "--against",
+        default="HEAD~1",
+        help="revisions: the git revision whose worker is set beside this tree's",
     )
     parser.add_argument("--minutes", type=float, default=60, help="soak: length of the run")
     parser.add_argument("--kills", type=int, default=5, help="failover: workers killed")
@@ -159,6 +169,17 @@ def main() -> None:
         elif name == "scaling":
             body = capacity.scaling(clip, args.warmup, args.window)
             blocks = {name: f"{body}\n\n{live.describe(clip)}"}
+        elif name == "receive":
+            clips = {"1080p": clip, "640x360": build_clip(args.seconds, SUBSTREAM_SIZE)}
+            blocks = {name: receive.run(clips, args.window)}
+        elif name == "revisions":
+            clips = {"1080p": clip, "640x360": build_clip(args.seconds, SUBSTREAM_SIZE)}
+            with live.intake() as api_server:
+                body = capacity.revisions(
+                    clips, args.cameras or 64, api_server, args.against, args.runs,
+                    args.warmup, args.window,
+                )  # fmt: skip
+            blocks = {name: f"{body}\n\n{live.describe(clip)}"}
         elif name == "batch":
             blocks = {name: batch.run(args.seconds, args.runs)}
         elif name == "failover":
@@ -196,6 +217,17 @@ def main() -> None:
             command = (
                 f"`python -m benchmarks --only robustness --baseline {args.baseline}"
                 f"{scenes} --jobs {args.jobs}`"
+            )
+        elif name == "receive":
+            command = (
+                f"`python -m benchmarks --only receive --seconds {args.seconds:g} "
+                f"--window {args.window:g}`"
+            )
+        elif name == "revisions":
+            command = (
+                f"`python -m benchmarks --only revisions --against {args.against} --runs "
+                f"{args.runs} --cameras {args.cameras or 64} --seconds {args.seconds:g} "
+                f"--warmup {args.warmup:g} --window {args.window:g}`"
             )
         elif name in ("capacity", "substream", "scaling", "sampling", "lone"):
             cameras = f" --cameras {args.cameras}" if args.cameras else ""

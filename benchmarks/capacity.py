@@ -25,9 +25,11 @@ from pathlib import Path
 
 from benchmarks.common import (
     KEYINT_S,
+    ROOT,
     STAND_IN_OFF,
     STAND_IN_OFF_YAML,
     STATIC_BUDGET,
+    checkout,
     clip_size,
     table,
 )
@@ -160,9 +162,10 @@ def measure(
     extra: dict | None = None,
     mode: Mode = FIXED,
     cpus: set[int] | None = None,
+    code: Path = ROOT,
 ) -> Step:
     """One step: `count` cameras, a fresh server and worker (with `extra` settings, on
-    `cpus`, default every core)."""
+    `cpus`, default every core, run from the source tree `code`)."""
     with cameras(clip, count, KEYINT_S) as (server, urls):
         assert server.process is not None
         pgid = server.process.pid
@@ -171,7 +174,7 @@ def measure(
             camera_config(f"cam-{i:03d}", url, mode.sample, size, mode.top)
             for i, url in enumerate(urls)
         ]
-        with live_worker(api, configs, extra, cpus) as worker:
+        with live_worker(api, configs, extra, cpus, code) as worker:
             worker.wait_all_processing(count, timeout_s=60 + count)
             time.sleep(warmup_s)
             # Starting every camera at once is a burst the worker sheds; measure once over.
@@ -375,6 +378,57 @@ def sampling_costs(
     return (
         f"{table(header, rows)}\n\n{count} cameras per run. {_protocol(warmup_s, window_s)}"
         f"\n\n{receive_text}\n\n{lone_text}"
+    )
+
+
+def revisions(
+    clips: dict[str, Path],
+    count: int,
+    api: tuple[str, str],
+    rev: str,
+    runs: int,
+    warmup_s: float,
+    window_s: float,
+) -> str:
+    """Worker CPU per camera-second at `count` cameras on a quiet street (the recommended
+    settings), the worker of git revision `rev` and this tree's taking turns, per clip."""
+    trees = ((f"`{rev}`", checkout(rev)), ("now", ROOT))
+    header = [
+        "stream",
+        "worker",
+        "worker CPU ms per camera-second (median)",
+        "runs",
+        "processed of asked, min %",
+        "max lag s",
+        "now against it (median of per-run ratios)",
+    ]
+    rows = []
+    for label, clip in clips.items():
+        steps: dict[str, list[Step]] = {name: [] for name, _ in trees}
+        for i in range(runs):
+            for name, code in trees:
+                step = measure(clip, count, api, warmup_s, window_s, mode=QUIET, code=code)
+                steps[name].append(step)
+                print(f"revisions: {label} {name} run {i + 1}: {step.worker_ms:.1f} ms", flush=True)
+        then, now = (steps[name] for name, _ in trees)
+        ratio = statistics.median(n.worker_ms / t.worker_ms for t, n in zip(then, now, strict=True))
+        for name, _ in trees:
+            taken = steps[name]
+            rows.append(
+                [
+                    label,
+                    name,
+                    f"**{statistics.median(s.worker_ms for s in taken):.1f}**",
+                    " / ".join(f"{s.worker_ms:.1f}" for s in taken),
+                    f"{min(min(s.asked_pct) for s in taken):.0f}",
+                    f"{max(s.max_lag_s for s in taken):.2f}",
+                    f"{ratio:.2f}x" if name == "now" else "",
+                ]
+            )
+    return (
+        f"{table(header, rows)}\n\n{count} cameras per run, {QUIET.name}, the two workers "
+        f"taking turns ({runs} runs each); the other revision runs from `git archive`'s tree "
+        f"with this tree's benchmark, cameras and intake server. {_protocol(warmup_s, window_s)}"
     )
 
 

@@ -87,6 +87,23 @@ def build_clip(seconds: float, size: tuple[int, int] = CLIP_SIZE) -> Path:
     return path
 
 
+def checkout(rev: str) -> Path:
+    """The project's source tree at git revision `rev`, extracted once into the work dir (a
+    live section can run another revision's worker beside this one's)."""
+    sha = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--verify", f"{rev}^{{commit}}"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    tree = work_dir() / "revisions" / sha[:12]
+    if not (tree / "pyproject.toml").exists():
+        tree.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", sha], capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree
+
+
 def clip_size(clip: Path) -> tuple[int, int]:
     """(width, height) of a clip's video."""
     with av.open(str(clip)) as container:

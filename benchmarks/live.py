@@ -158,10 +158,13 @@ class LiveWorker:
         cameras: list[dict],
         extra: dict | None = None,
         cpus: set[int] | None = None,
+        code: Path = ROOT,
     ) -> None:
-        """cpus: the cores the worker (and its children) may run on, like `taskset -c`."""
+        """cpus: the cores the worker (and its children) may run on, like `taskset -c`.
+        code: the source tree the worker runs from (another revision's, common.checkout)."""
         self.workdir = workdir
         self.cpus = cpus
+        self.code = code
         self.config = workdir / "worker.yaml"
         settings = {**RECOMMENDED, **(extra or {}), "api": {"url": api_url}, "cameras": cameras}
         self.config.write_text(yaml.safe_dump(settings))
@@ -175,13 +178,13 @@ class LiveWorker:
         return self.process.pid
 
     def start(self) -> None:
-        env = os.environ | {"STREETWATCH_API_KEY": self.key, "PYTHONPATH": str(ROOT)}
+        env = os.environ | {"STREETWATCH_API_KEY": self.key, "PYTHONPATH": str(self.code)}
         port = self.metrics_url.rsplit(":", 1)[1].split("/")[0]
         with open(self.workdir / "worker.log", "wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "streams.cli", "run", "--config", str(self.config),
                  "--state-dir", str(self.workdir / "state"), "--metrics-port", port],
-                env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.code,
                 preexec_fn=None if self.cpus is None else self._pin,
             )  # fmt: skip
 
@@ -258,12 +261,16 @@ def cameras(clip: Path, count: int, keyint_s: float) -> Iterator[tuple[RtspServe
 
 @contextmanager
 def live_worker(
-    api: tuple[str, str], cams: list[dict], extra: dict | None = None, cpus: set[int] | None = None
+    api: tuple[str, str],
+    cams: list[dict],
+    extra: dict | None = None,
+    cpus: set[int] | None = None,
+    code: Path = ROOT,
 ) -> Iterator[LiveWorker]:
     """`streetwatch run` on `cams`, with `extra` top-level settings (e.g. `rules`), on `cpus`
-    (default every core)."""
+    (default every core), from the source tree `code` (default this one)."""
     with tempfile.TemporaryDirectory(prefix="sw-live-") as tmp:
-        worker = LiveWorker(Path(tmp), *api, cams, extra, cpus)
+        worker = LiveWorker(Path(tmp), *api, cams, extra, cpus, code)
         worker.start()
         try:
             yield worker

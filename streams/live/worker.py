@@ -18,7 +18,7 @@ import signal
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +49,10 @@ BATCH_BOUND_S = 0.5  # the longest a batch's inference may take (it sizes the ba
 MAX_BATCH = 64
 RELOAD_POLL_S = 2.0
 LOOP_STUCK_S = 60.0  # an inference loop that has not turned for this long is stuck
-POLL_S = 0.01  # how often an idle loop, or one waiting on inference, looks for new samples
+# The loop sleeps until a camera has a new sample or a batch is done (both set its wake-up
+# event); this bounds the sleep for what it does on a clock (reload checks, saves, a fleet's
+# new assignment, a camera that dribbles bytes reported dead from the loop's side).
+IDLE_WAKE_S = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,18 +169,22 @@ class Worker:
         self._frame_s: float | None = None  # inference seconds per frame, smoothed
         self.shedder = LoadShedder(self._sample_totals)
         self._stop = threading.Event()
+        # Set by every new sample and every finished batch. Before, an idle loop scanned every
+        # camera's mailbox on a 10 ms timer: 100 wake-ups and scans a second whatever came.
+        self._wake = threading.Event()
         self._reload = threading.Event()
         self._config_mtime = config_path.stat().st_mtime
 
     # -- lifecycle -----------------------------------------------------------------------
 
     def install_signal_handlers(self) -> None:
-        signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
-        signal.signal(signal.SIGINT, lambda *_: self._stop.set())
+        signal.signal(signal.SIGTERM, lambda *_: self.stop())
+        signal.signal(signal.SIGINT, lambda *_: self.stop())
         signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
 
     def run(self) -> None:
         if self.metrics_port is not None:
@@ -210,7 +217,7 @@ class Worker:
                         cam.save("changed")
                     self._update_outbox_metrics()
                 if not self.step():
-                    self._stop.wait(POLL_S)
+                    self._sleep()
         finally:
             self._shutdown()
             if health is not None:
@@ -247,9 +254,15 @@ class Worker:
             self._settle(self._inflight.popleft())
             return True
         if not submitted and self._inflight:
-            wait([self._inflight[0].future], timeout=POLL_S)
+            self._sleep()  # until the oldest batch is done or a sample comes
             return True
         return submitted
+
+    def _sleep(self) -> None:
+        """Waits for the wake-up event, then clears it before the next scan: a sample that
+        comes during the scan sets it again, so none waits for the timeout."""
+        self._wake.wait(IDLE_WAKE_S)
+        self._wake.clear()
 
     def _submit(self) -> bool:
         """Takes the newest unseen sample of up to `_max_batch()` cameras, starting after the
@@ -269,6 +282,7 @@ class Worker:
             return False
         gated = self.models.gate([(cam.config, f, cam.runtime.gate) for cam, f in samples])
         future = self._inference.submit(gated.infer, self._detect)
+        future.add_done_callback(lambda _: self._wake.set())
         self._inflight.append(_Batch(samples, gated, future))
         return True
 
@@ -331,6 +345,7 @@ class Worker:
             camera.source,
             sampling,
             on_health=self.sinks.bus.publish,
+            on_sample=self._wake.set,
             **self.source_options,
         )
 

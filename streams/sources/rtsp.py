@@ -38,7 +38,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import av
@@ -112,8 +112,11 @@ class RtspSource:
         on_health: HealthCallback | None = None,
         plan: SamplePlan | None = None,
         hwaccel: HWAccel | None = None,
+        on_sample: Callable[[], None] | None = None,
     ) -> None:
-        """hwaccel: decode on this device (streams.sources.hwdecode), else on the CPU."""
+        """hwaccel: decode on this device (streams.sources.hwdecode), else on the CPU.
+        on_sample: called on the decode thread each time a new sample is in the mailbox (a
+        worker's wake-up, so its loop sleeps until there is something to take)."""
         self.camera_id = camera_id
         self.hwaccel = hwaccel
         self.url = url
@@ -124,6 +127,7 @@ class RtspSource:
         self.backoff_reset_s = backoff_reset_s  # a connection up this long starts over
         self.dead_after_s = dead_after_s
         self.on_health = on_health
+        self.on_sample = on_sample
         self.stats = RtspStats()
         self.connected = False  # pictures are flowing on the current connection
         self.dead = False  # no picture for dead_after_s; cleared by the next picture
@@ -167,9 +171,9 @@ class RtspSource:
 
     def latest(self, timeout: float | None = None) -> Frame | None:
         """Takes the newest sample, waiting up to `timeout` for one; None if none came
-        (or the source stopped). Each sample is handed out once."""
+        (or the source stopped). Each sample is handed out once; `timeout=0` only looks."""
         with self._slot_lock:
-            if self._slot is None and not self._stopping.is_set():
+            if self._slot is None and timeout != 0 and not self._stopping.is_set():
                 self._slot_lock.wait(timeout)
             frame, self._slot = self._slot, None
         if frame is not None:
@@ -370,6 +374,8 @@ class RtspSource:
             self._slot = frame
             self._slot_lock.notify()
         self.stats.produced += 1
+        if self.on_sample is not None:
+            self.on_sample()
 
     def _watch_freeze(self, vframe: av.VideoFrame, now: float) -> None:
         width, height = SIGNATURE_SIZE
