@@ -180,7 +180,7 @@ def measure(
             # Starting every camera at once is a burst the worker sheds; measure once over.
             deadline = time.monotonic() + STEADY_WITHIN_S
             while (
-                worker.metrics().total("streetwatch_sample_stretch") > 1.0
+                worker.metrics().highest("streetwatch_sample_stretch") > 1.0
                 and time.monotonic() < deadline
             ):
                 time.sleep(SCRAPE_EVERY_S)
@@ -191,7 +191,7 @@ def measure(
                 time.sleep(SCRAPE_EVERY_S)
                 last = worker.metrics()
                 max_lag = max(max_lag, *last.per_camera("streetwatch_lag_seconds").values())
-                max_stretch = max(max_stretch, last.total("streetwatch_sample_stretch"))
+                max_stretch = max(max_stretch, last.highest("streetwatch_sample_stretch"))
             cpu_after = tree_cpu_seconds(worker.pid), group_cpu_seconds(pgid)
             time.sleep(SCRAPE_EVERY_S)
             after = worker.metrics()

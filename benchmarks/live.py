@@ -99,10 +99,13 @@ def describe(clip: Path) -> str:
 
 @dataclass(frozen=True)
 class Scrape:
-    """One read of the worker's /metrics: (metric, camera label or "") -> value."""
+    """One read of the worker's /metrics: (metric, camera label or "") -> value, summed over
+    the worker's processes, and each metric's highest series (a gauge such as the overload
+    stretch is per process: two processes at 1.0 are not a stretch of 2)."""
 
     at: float  # time.monotonic()
     values: dict[tuple[str, str], float]
+    peaks: dict[str, float]
 
     def per_camera(self, metric: str) -> dict[str, float]:
         return {cam: v for (name, cam), v in self.values.items() if name == metric and cam}
@@ -110,15 +113,21 @@ class Scrape:
     def total(self, metric: str) -> float:
         return sum(v for (name, _), v in self.values.items() if name == metric)
 
+    def highest(self, metric: str) -> float:
+        return self.peaks.get(metric, 0.0)
+
 
 def parse_metrics(text: str, at: float) -> Scrape:
-    """Samples summed per (sample name, camera label), e.g. ("streetwatch_frames_total", id)."""
+    """Samples summed per (sample name, camera label), e.g. ("streetwatch_frames_total", id),
+    and the highest sample of each name."""
     values: dict[tuple[str, str], float] = {}
+    peaks: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             key = (sample.name, sample.labels.get("camera", ""))
             values[key] = values.get(key, 0.0) + sample.value
-    return Scrape(at, values)
+            peaks[sample.name] = max(peaks.get(sample.name, sample.value), sample.value)
+    return Scrape(at, values, peaks)
 
 
 def camera_config(
