@@ -8,6 +8,9 @@ RTP depacketising, H.264 parsing and whatever crosses into Python.
 - PyAV: the worker's own `RtspSource`s in this process, their plans asking for no sample
   (capacity.receive_cost): FFmpeg's demuxer hands every packet to the camera's thread, which
   drops the non-key ones.
+- FFmpeg, a process per camera: `ffmpeg -i URL -c copy -bsf:v filter_units=remove_types=1
+  -f h264 pipe:1`, non-IDR slices dropped by a bitstream filter in C, the keyframes read from a
+  pipe by a thread of this process.
 - GStreamer, a process per camera: `gst-launch-1.0 rtspsrc ! rtph264depay ! h264parse !
   identity drop-buffer-flags=delta-unit ! fdsink`, the keyframes alone written to a pipe that a
   thread of this process reads, as a worker would.
@@ -25,6 +28,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import IO
 
 import av
 
@@ -54,23 +58,38 @@ def _pipeline(url: str, sink: list[str]) -> list[str]:
     ]
 
 
-def _drain(pipe, counted: list[int]) -> None:
-    """Reads a pipeline's keyframes as a worker's reader thread would, counting the bytes."""
+def _drain(pipe: IO[bytes], counted: list[int]) -> None:
+    """Reads a child's keyframes as a worker's reader thread would, counting the bytes."""
     while chunk := pipe.read(1 << 16):
         counted[0] += len(chunk)
 
 
-def _gst_cost(urls: list[str], window_s: float, one_process: bool) -> tuple[float, float]:
-    """CPU per camera-second of GStreamer keyframe-only receive (children and this process's
-    readers), and the keyframe bytes per camera-second that reached this process."""
-    to_pipe = ["video/x-h264,stream-format=byte-stream,alignment=au", "!", "fdsink", "fd=1"]
+def _gst(urls: list[str], one_process: bool) -> list[list[str]]:
+    """gst-launch command lines: one per camera writing its keyframes to stdout, or one for
+    every camera dropping them in a fakesink."""
     if one_process:
         args = ["gst-launch-1.0", "-q"]
         for url in urls:
             args += _pipeline(url, ["fakesink", "sync=false"])
-        commands = [args]
-    else:
-        commands = [["gst-launch-1.0", "-q", *_pipeline(url, to_pipe)] for url in urls]
+        return [args]
+    to_pipe = ["video/x-h264,stream-format=byte-stream,alignment=au", "!", "fdsink", "fd=1"]
+    return [["gst-launch-1.0", "-q", *_pipeline(url, to_pipe)] for url in urls]
+
+
+def _ffmpeg(urls: list[str]) -> list[list[str]]:
+    """An ffmpeg per camera, its bitstream filter dropping non-IDR slices (NAL type 1) inside
+    FFmpeg, the keyframes written to stdout."""
+    return [
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp", "-i", url,
+         "-map", "0:v", "-c", "copy", "-bsf:v", "filter_units=remove_types=1", "-f", "h264",
+         "pipe:1"]
+        for url in urls
+    ]  # fmt: skip
+
+
+def _children_cost(commands: list[list[str]], cameras_: int, window_s: float) -> float:
+    """CPU per camera-second of `commands` (receiving `cameras_` cameras) and of this
+    process's threads reading what they write."""
     procs = [
         subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) for cmd in commands
     ]
@@ -81,15 +100,15 @@ def _gst_cost(urls: list[str], window_s: float, one_process: bool) -> tuple[floa
             reader.start()
         time.sleep(SETTLE_S)
         if dead := [p.args for p in procs if p.poll() is not None]:
-            raise RuntimeError(f"gst-launch ended early: {dead[0]}")
+            raise RuntimeError(f"ended early: {' '.join(dead[0])}")
 
         def used() -> float:
             return cpu_seconds(os.getpid()) + sum(cpu_seconds(p.pid) for p in procs)
 
-        started, cpu, got = time.monotonic(), used(), counted[0]
+        started, cpu = time.monotonic(), used()
         time.sleep(window_s)
         seconds = time.monotonic() - started
-        spent, got = used() - cpu, counted[0] - got
+        spent = used() - cpu
     finally:
         for p in procs:
             p.terminate()
@@ -97,7 +116,7 @@ def _gst_cost(urls: list[str], window_s: float, one_process: bool) -> tuple[floa
             p.wait()
         for reader in readers:
             reader.join()
-    return spent / seconds * 1e3 / len(urls), got / seconds / len(urls)
+    return spent / seconds * 1e3 / cameras_
 
 
 def run(clips: dict[str, Path], window_s: float, counts: tuple[int, ...] = COUNTS) -> str:
@@ -106,38 +125,33 @@ def run(clips: dict[str, Path], window_s: float, counts: tuple[int, ...] = COUNT
     for label, clip in clips.items():
         for count in counts:
             pyav = receive_cost(clip, count, window_s)
-            with cameras(clip, count, KEYINT_S) as (_, urls):
-                apart, keyframe_bytes = _gst_cost(urls, window_s, one_process=False)
-            with cameras(clip, count, KEYINT_S) as (_, urls):
-                together, _ = _gst_cost(urls, window_s, one_process=True)
-            print(f"receive: {label} x{count}: {pyav:.2f} / {apart:.2f} / {together:.2f} ms")
+            others = []
+            for commands in (_ffmpeg, lambda u: _gst(u, False), lambda u: _gst(u, True)):
+                with cameras(clip, count, KEYINT_S) as (_, urls):
+                    others.append(_children_cost(commands(urls), count, window_s))
+            print(f"receive: {label} x{count}: {pyav:.2f} / {others} ms", flush=True)
             rows.append(
-                [
-                    label,
-                    count,
-                    f"**{pyav:.2f}**",
-                    f"{apart:.2f} ({apart / pyav:.2f}x)",
-                    f"{together:.2f} ({together / pyav:.2f}x)",
-                    f"{keyframe_bytes / 1e3:.0f}",
-                ]
+                [label, count, f"**{pyav:.2f}**"]
+                + [f"{ms:.2f} ({ms / pyav:.2f}x)" for ms in others]
             )
     header = [
         "stream",
         "cameras",
-        "PyAV, the worker's path: ms per camera-second",
-        "GStreamer, a process per camera, keyframes to Python (against PyAV)",
-        "GStreamer, one process, keyframes dropped (against PyAV)",
-        "keyframe kB per camera-second reaching Python (GStreamer)",
+        "PyAV in the worker (today): ms per camera-second",
+        "ffmpeg per camera, keyframes only to Python (against PyAV)",
+        "GStreamer per camera, keyframes only to Python (against PyAV)",
+        "GStreamer, one process for all, keyframes dropped (against PyAV)",
     ]
     load = " / ".join(f"{v:.1f}" for v in os.getloadavg())
     sizes = ", ".join(f"{label} {'x'.join(map(str, clip_size(c)))}" for label, c in clips.items())
     return (
         f"{table(header, rows)}\n\nEach cell: the cameras connected, {SETTLE_S:g} s to settle, "
         f"then {window_s:g} s measured; nothing decoded; CPU of the receiving processes (this "
-        f"one and its gst-launch children) per camera-second. GStreamer 1.22 (Debian 12), "
-        f"`rtspsrc {' '.join(RTSPSRC)}`; PyAV {av.__version__}.\n\nMachine: {machine()}; load "
-        f"average at start {load}. Input: the street clip ({sizes}, H.264, 25 fps, a keyframe "
-        f"every 2 s) from loopback RTSP cameras, `scripts/rtsp_server.py --passthrough`, niced "
-        f"+{SERVER_NICE}, each camera its own RTSP session over TCP on at most {MOUNTS} shared "
+        f"one, its reader threads and its children) per camera-second. GStreamer 1.22 and "
+        f"FFmpeg 5.1 (Debian 12), `rtspsrc {' '.join(RTSPSRC)}`; PyAV {av.__version__} (its "
+        f"own FFmpeg).\n\nMachine: {machine()}; load average at start {load}. Input: the "
+        f"street clip ({sizes}, H.264, 25 fps, a keyframe every 2 s) from loopback RTSP "
+        f"cameras, `scripts/rtsp_server.py --passthrough`, niced +{SERVER_NICE}, each camera "
+        f"its own RTSP session over TCP on at most {MOUNTS} shared "
         f"mounts."
     )
