@@ -239,7 +239,7 @@ def _largest(
         except RuntimeError as exc:
             # The loopback rig, not the worker, can fail under overload (GStreamer's RTSP
             # server has aborted on a slow client's backlog): the step is measured once more.
-            print(f"capacity: {count} cameras: the step failed ({exc}), measured again")
+            print(f"capacity: {count} cameras: failed ({str(exc).splitlines()[0]}); again")
             result = measure(clip, count, api, warmup_s, window_s, extra, mode, cpus)
         results.append(result)
         print(f"capacity: {count} cameras: {' | '.join(map(str, result.row()))}", flush=True)
