@@ -142,6 +142,11 @@ class Supervisor:
         self.health_port, self.health_host = health_port, health_host
         self._stop = threading.Event()
         self._hup = threading.Event()
+        # One client for every read of the children's endpoints: `httpx.get` builds a client,
+        # and with it an SSL context from the CA bundle, per call: 40% of the supervisor's
+        # CPU in a py-spy profile at 160 cameras scraped every second. Loopback only, so no
+        # proxy from the environment.
+        self.http = httpx.Client(timeout=SCRAPE_TIMEOUT_S, trust_env=False)
         self.registry = CollectorRegistry()
         self.restarts = Counter(
             "streetwatch_process_restarts",
@@ -185,6 +190,7 @@ class Supervisor:
             codes = [self._wait(child) for child in self.children]
             if health is not None:
                 health.shutdown()
+            self.http.close()
         return max(codes, default=0)
 
     # -- children ------------------------------------------------------------------------
@@ -249,9 +255,7 @@ class Supervisor:
             answer: dict[str, object] = {"status": "restarting"}
             if child.restart_at is None and child.process is not None:
                 try:
-                    answer = httpx.get(
-                        f"http://127.0.0.1:{child.health_port}/healthz", timeout=SCRAPE_TIMEOUT_S
-                    ).json()
+                    answer = self.http.get(f"http://127.0.0.1:{child.health_port}/healthz").json()
                 except (httpx.HTTPError, ValueError) as exc:
                     answer = {"status": "unreachable", "error": str(exc)}
             ok = ok and answer.get("status") == "ok"
@@ -273,8 +277,8 @@ class ChildrenCollector(Collector):
         merged: dict[str, Metric] = {}
         for child in self.supervisor.running():
             try:
-                text = httpx.get(
-                    f"http://127.0.0.1:{child.metrics_port}/metrics", timeout=SCRAPE_TIMEOUT_S
+                text = self.supervisor.http.get(
+                    f"http://127.0.0.1:{child.metrics_port}/metrics"
                 ).text
             except httpx.HTTPError as exc:
                 log.warning("supervisor: process %d's metrics unreadable (%s)", child.index, exc)
