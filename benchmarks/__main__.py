@@ -90,6 +90,12 @@ def main() -> None:
         help="capacity, substream: skip the search; measure the static stage's cost at N cameras",
     )
     parser.add_argument(
+        "--steps",
+        type=lambda text: tuple(int(n) for n in text.split(",")),
+        default=capacity.STEPS,
+        help="capacity, substream, scaling: camera counts to step through, e.g. 128,192,256",
+    )
+    parser.add_argument(
         "--adaptive",
         action="store_true",
         help="capacity, substream: search with adaptive sampling on a quiet street instead",
@@ -155,6 +161,7 @@ def main() -> None:
                 build_clip(args.seconds, SUBSTREAM_SIZE) if sub else clip,
                 args.warmup,
                 args.window,
+                steps=args.steps,
                 main_clip=clip if sub else None,
                 cameras=args.cameras,
                 runs=args.runs,
@@ -167,7 +174,7 @@ def main() -> None:
                 search if part == "search" else f"{name}-static": b for part, b in bodies.items()
             }
         elif name == "scaling":
-            body = capacity.scaling(clip, args.warmup, args.window)
+            body = capacity.scaling(clip, args.warmup, args.window, args.steps)
             blocks = {name: f"{body}\n\n{live.describe(clip)}"}
         elif name == "receive":
             clips = {"1080p": clip, "640x360": build_clip(args.seconds, SUBSTREAM_SIZE)}
@@ -232,6 +239,8 @@ def main() -> None:
         elif name in ("capacity", "substream", "scaling", "sampling", "lone"):
             cameras = f" --cameras {args.cameras}" if args.cameras else ""
             cameras += " --adaptive" if args.adaptive and name != "sampling" else ""
+            if args.steps != capacity.STEPS:
+                cameras += f" --steps {','.join(map(str, args.steps))}"
             command = (
                 f"`python -m benchmarks --only {name} --runs {args.runs} --seconds "
                 f"{args.seconds:g} --warmup {args.warmup:g} --window {args.window:g}{cameras}`"
