@@ -36,6 +36,7 @@ SECTIONS = (
     "scaling",
     "receive",
     "revisions",
+    "processes",
     "sampling",
     "lone",
     "api",
@@ -50,8 +51,11 @@ SECTIONS = (
 )
 # The soak is an hour of wall time for one memory figure, so it runs only when asked for: a
 # shorter run cannot tell a leak from the one-frame steps of candidate sites opening; the
-# scaling section is three capacity searches, so it too.
-DEFAULT_SECTIONS = tuple(name for name in SECTIONS if name not in ("soak", "scaling", "revisions"))
+# scaling section is three capacity searches, and revisions and processes compare settings a
+# change calls for, so they too.
+ON_REQUEST = ("soak", "scaling", "revisions", "processes")
+DEFAULT_SECTIONS = tuple(name for name in SECTIONS if name not in ON_REQUEST)
+PROCESS_COUNTS = (2, 4)  # processes: one per core on this 2-core host, and two per core
 OWN_HOW = (
     "api",
     "api-lock",
@@ -60,6 +64,7 @@ OWN_HOW = (
     "scaling",
     "receive",
     "revisions",
+    "processes",
     "sampling",
     "lone",
     "soak",
@@ -187,6 +192,16 @@ def main() -> None:
                     args.warmup, args.window,
                 )  # fmt: skip
             blocks = {name: f"{body}\n\n{live.describe(clip)}"}
+        elif name == "processes":
+            clips = {
+                "1080p": (clip, 128),
+                "640x360": (build_clip(args.seconds, SUBSTREAM_SIZE), 192),
+            }
+            with live.intake() as api_server:
+                body = capacity.processes_at(
+                    clips, api_server, PROCESS_COUNTS, args.runs, args.warmup, args.window
+                )
+            blocks = {name: f"{body}\n\n{live.describe(clip)}"}
         elif name == "batch":
             blocks = {name: batch.run(args.seconds, args.runs)}
         elif name == "failover":
@@ -236,7 +251,7 @@ def main() -> None:
                 f"{args.runs} --cameras {args.cameras or 64} --seconds {args.seconds:g} "
                 f"--warmup {args.warmup:g} --window {args.window:g}`"
             )
-        elif name in ("capacity", "substream", "scaling", "sampling", "lone"):
+        elif name in ("capacity", "substream", "scaling", "sampling", "lone", "processes"):
             cameras = f" --cameras {args.cameras}" if args.cameras else ""
             cameras += " --adaptive" if args.adaptive and name != "sampling" else ""
             if args.steps != capacity.STEPS:

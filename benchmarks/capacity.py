@@ -337,6 +337,57 @@ def scaling(clip: Path, warmup_s: float, window_s: float, steps: tuple[int, ...]
     )
 
 
+def processes_at(
+    clips: dict[str, tuple[Path, int]],
+    api: tuple[str, str],
+    counts: tuple[int, ...],
+    runs: int,
+    warmup_s: float,
+    window_s: float,
+) -> str:
+    """Per clip, at its camera count, the worker run as each number of processes in `counts`
+    (taking turns, `runs` rounds) on a quiet street: where one process per core stops and
+    more processes than cores would take over (the loop's lock shared with fewer cameras'
+    receive threads)."""
+    header = [
+        "stream",
+        "cameras",
+        "processes",
+        "verdict (runs)",
+        "worker CPU ms per camera-second",
+        "max lag s",
+        "max stretch",
+        "processed of asked, min %",
+    ]
+    rows = []
+    for label, (clip, count) in clips.items():
+        steps: dict[int, list[Step]] = {n: [] for n in counts}
+        for _ in range(runs):
+            for n in counts:
+                step = measure(
+                    clip, count, api, warmup_s, window_s, {"worker": {"processes": n}}, QUIET
+                )
+                steps[n].append(step)
+                print(f"processes: {label} x{count}, {n}: {' | '.join(map(str, step.row()))}")
+        for n, taken in steps.items():
+            rows.append(
+                [
+                    label,
+                    count,
+                    n,
+                    " / ".join("pass" if s.passed else "**fail**" for s in taken),
+                    " / ".join(f"{s.worker_ms:.1f}" for s in taken),
+                    " / ".join(f"{s.max_lag_s:.2f}" for s in taken),
+                    " / ".join(f"{s.max_stretch:.2f}" for s in taken),
+                    f"{min(min(s.asked_pct) for s in taken):.0f}",
+                ]
+            )
+    return (
+        f"{table(header, rows)}\n\n{QUIET.name}, each layout `worker: {{processes: N}}`, the "
+        f"layouts taking turns ({runs} rounds). {_protocol(warmup_s, window_s)}"
+    )
+
+
 def sampling_costs(
     clips: dict[str, Path], count: int, api: tuple[str, str], warmup_s: float, window_s: float
 ) -> str:
