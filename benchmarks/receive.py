@@ -1,5 +1,5 @@
-"""Section 4f: what receiving a camera costs, the worker's PyAV path against GStreamer
-pipelines whose non-key packets never reach Python (issue #26).
+"""Section 4g: what receiving a camera costs, the worker's PyAV path against FFmpeg and
+GStreamer processes whose non-key packets never reach Python (issue #26).
 
 Every path receives the same loopback cameras (live.cameras: RTSP over TCP, 25 fps, a
 keyframe every 2 s) and decodes nothing, so the figure is the receive path alone: RTSP,
