@@ -101,6 +101,11 @@ def main() -> None:
         help="capacity, substream, scaling: camera counts to step through, e.g. 128,192,256",
     )
     parser.add_argument(
+        "--without-pinned",
+        action="store_true",
+        help="scaling: leave out the one-core layout (continue the every-core searches)",
+    )
+    parser.add_argument(
         "--adaptive",
         action="store_true",
         help="capacity, substream: search with adaptive sampling on a quiet street instead",
@@ -179,7 +184,9 @@ def main() -> None:
                 search if part == "search" else f"{name}-static": b for part, b in bodies.items()
             }
         elif name == "scaling":
-            body = capacity.scaling(clip, args.warmup, args.window, args.steps)
+            body = capacity.scaling(
+                clip, args.warmup, args.window, args.steps, pinned=not args.without_pinned
+            )
             blocks = {name: f"{body}\n\n{live.describe(clip)}"}
         elif name == "receive":
             clips = {"1080p": clip, "640x360": build_clip(args.seconds, SUBSTREAM_SIZE)}
@@ -256,6 +263,7 @@ def main() -> None:
             cameras += " --adaptive" if args.adaptive and name != "sampling" else ""
             if args.steps != capacity.STEPS:
                 cameras += f" --steps {','.join(map(str, args.steps))}"
+            cameras += " --without-pinned" if args.without_pinned else ""
             command = (
                 f"`python -m benchmarks --only {name} --runs {args.runs} --seconds "
                 f"{args.seconds:g} --warmup {args.warmup:g} --window {args.window:g}{cameras}`"

@@ -309,12 +309,19 @@ def layouts() -> list[tuple[str, int, set[int] | None]]:
     ]
 
 
-def scaling(clip: Path, warmup_s: float, window_s: float, steps: tuple[int, ...] = STEPS) -> str:
-    """Section 4e: the capacity search of 4c for each layout, side by side in one run."""
+def scaling(
+    clip: Path,
+    warmup_s: float,
+    window_s: float,
+    steps: tuple[int, ...] = STEPS,
+    pinned: bool = True,
+) -> str:
+    """Section 4e: the capacity search of 4c for each layout, side by side in one run (without
+    the one-core layout if not `pinned`: the every-core searches continued past a step)."""
     rows: list[list[object]] = []
     first = 0
     with intake() as api:
-        for name, processes, cpus in layouts():
+        for name, processes, cpus in layouts()[0 if pinned else 1 :]:
             extra = {"worker": {"processes": processes}}
             results, best = _largest(clip, api, warmup_s, window_s, steps, FIXED, extra, cpus)
             first = first or best
