@@ -57,7 +57,7 @@ KEYFRAMES = Sampling(keyframes=True)
 AGREEMENT_FRAMES = 60
 MIN_SHARE_PCT = 95.0
 MAX_LAG_S = 2.0
-STEPS = (8, 16, 32, 64, 96, 128, 160, 192)  # past the aim of 128, to see the headroom
+STEPS = (8, 16, 32, 64, 96, 128, 160, 192, 256)  # past the aims (128 at 1080p, 256 sub-streams)
 BISECT_TO = 4
 SCRAPE_EVERY_S = 1.0
 STEADY_WITHIN_S = 60.0  # the most the warm-up is extended for the stretch to return to 1
