@@ -362,9 +362,12 @@ class SiteRule:
 
         # What lies beside a site (a stall's table next to its umbrella, the rest of a heap) is
         # part of it: it keeps the site seen and widens its box, and opens no site of its own.
+        # Beside a candidate is beside where it settled: specks each a little further along (a
+        # cloud's shadow edge crossing the grass) do not walk a candidate across the frame.
         rest = sorted(unmatched)
         if p.group_gap is not None and self.sites and rest:
-            near = touching(np.stack([s.box for s in self.sites]), boxes[rest], p.group_gap)
+            places = [s.box if s.incident is not None else s.anchor for s in self.sites]
+            near = touching(np.stack(places), boxes[rest], p.group_gap)
             for site_index, ri in zip(*np.nonzero(near), strict=True):
                 if rest[ri] in unmatched:
                     site = self.sites[site_index]

@@ -532,3 +532,20 @@ def test_a_heap_first_seen_as_a_speck_beside_it_is_dated_by_the_heap():
     assert cases(events) == [("confirmed", "garbage", 28.0)]
     (heap,) = still_open
     assert heap.first_seen == 8.0
+
+
+def test_specks_crossing_the_grass_one_after_another_are_no_garbage():
+    """How the static stage reported the edge of a cloud's shadow crossing the grass (the
+    clouds scene of benchmarks/robustness.py): a speck for a sample or two, then another a
+    little further along, and another, each touching the one before. Nothing stayed put:
+    no garbage, however long it goes on."""
+    pipeline = stand_in_pipeline()
+
+    def timeline(t: float) -> Detections:
+        step, phase = divmod(round(t * FPS), 12)  # a new speck every 6 s, seen for 1 s
+        x = 600.0 - 30.0 * step
+        static = [((x, 260.0, x + 26.0, 290.0), t - 0.5 * phase, False)] if phase < 2 else []
+        return seen(pipeline, [], static)
+
+    events, _ = run(pipeline, timeline, 60)
+    assert cases(events) == []
