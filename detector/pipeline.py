@@ -167,12 +167,22 @@ class CameraPipeline:
 
     def observe(self, frame: Frame, dets: Detections) -> Detections:
         """Every stage's observations of the frame, after the engine's detections."""
+        if self.static is not None:
+            self.static.followed = self._followed()
         parts = [dets]
         for stage in self.stages:
             added = stage.process(frame, dets)
             if len(added):
                 parts.append(added)
         return Detections.merge(parts, EXTRA_FILLS) if len(parts) > 1 else dets
+
+    def _followed(self) -> np.ndarray:
+        """Boxes of the sites the rules follow for what the model itself sees (a parked
+        vehicle, an umbrella), candidates and confirmed: the static stage leaves their pixels
+        to them while the model's detection of them comes and goes."""
+        sid = self.labels.static_id
+        boxes = [s.box for _, rule in self.rules for s in rule.sites if s.class_id != sid]
+        return np.stack(boxes).astype(np.float32) if boxes else np.zeros((0, 4), np.float32)
 
     def process(self, frame: Frame, dets: Detections) -> list[IncidentEvent]:
         found = self.observe(frame, dets)

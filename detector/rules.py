@@ -98,6 +98,9 @@ MIN_VERDICT_SIGHTINGS = 4
 # seen only behind someone who stays (it keeps the site seen, never moves it: a vendor
 # beside their goods is not where the goods are).
 Part = Literal["whole", "part", "hidden"]
+# A confirmed site grows to at most this many times its size when confirmed (more goods set
+# out, the rest of a heap seen): what would grow it more is something else beside it.
+SWELL = 2.0
 EPS = 1e-6  # observed time is a float sum: compare thresholds with a little slack
 
 
@@ -114,6 +117,7 @@ class _Site:
     # own sighting): a candidate's date follows a fuller region of it, see `SiteRule._redate`.
     dated_area: float = math.inf
     unseen_s: float = 0.0  # observed time since the site was last seen
+    confirmed_area: float = math.inf  # its box's area when confirmed
     class_scores: dict[int, float] = field(default_factory=dict)
     score_sum: float = 0.0
     sightings: int = 0
@@ -124,6 +128,11 @@ class _Site:
     def class_id(self) -> int:
         """The class seen most (by summed score): what the site is reported as."""
         return max(self.class_scores, key=self.class_scores.__getitem__)
+
+    def swells(self, box: np.ndarray) -> bool:
+        """Whether taking in `box` would make a confirmed site more than `SWELL` times its
+        size when confirmed: not more of the object, something else beside it."""
+        return _area(_union(self.box, box)) > SWELL * self.confirmed_area
 
     def absorb(self, other: _Site) -> None:
         """Takes in another site of the same object: its box, and its earlier date."""
@@ -142,6 +151,10 @@ class _Site:
         attended: bool,
         part: Part = "whole",
     ):
+        if part == "part" and self.swells(box):
+            # The confirmed object joined with something beside it (a bus parked next to a
+            # heap): it keeps the site seen, never swells it.
+            part = "hidden"
         if part == "hidden":
             box = self.box
         elif part == "part":
@@ -349,13 +362,20 @@ class SiteRule:
 
         # What lies beside a site (a stall's table next to its umbrella, the rest of a heap) is
         # part of it: it keeps the site seen and widens its box, and opens no site of its own.
+        # Beside a candidate is beside where it settled: specks each a little further along (a
+        # cloud's shadow edge crossing the grass) do not walk a candidate across the frame.
         rest = sorted(unmatched)
         if p.group_gap is not None and self.sites and rest:
-            near = touching(np.stack([s.box for s in self.sites]), boxes[rest], p.group_gap)
+            places = [s.box if s.incident is not None else s.anchor for s in self.sites]
+            near = touching(np.stack(places), boxes[rest], p.group_gap)
             for site_index, ri in zip(*np.nonzero(near), strict=True):
                 if rest[ri] in unmatched:
                     site = self.sites[site_index]
                     self._observe(site, q, rest[ri], dets, pts, attended, "part")
+                    if site.incident is None:
+                        # A candidate opened on a speck beside the object (a blocky encoder's
+                        # smear, a leaf) is dated by the fuller object, as when it continues.
+                        self._redate(site, boxes[rest[ri]], float(since[rest[ri]]))
                     unmatched.discard(rest[ri])
 
         self._hold_occluded(confirmed, dets, pts, step)
@@ -398,10 +418,15 @@ class SiteRule:
             keep = max(
                 held, key=lambda i: (self.sites[i].incident is not None, self.sites[i].dwelt_s)
             )
+            keeper = self.sites[keep]
             for i in held:
-                if i != keep and self.sites[i].incident is None:
-                    self.sites[keep].absorb(self.sites[i])
-                    into = [keep if j == i else j for j in into]
+                other = self.sites[i]
+                if i == keep or other.incident is not None:
+                    continue
+                if keeper.swells(other.box):
+                    continue  # something else beside a case already made
+                keeper.absorb(other)
+                into = [keep if j == i else j for j in into]
         self.sites = [s for i, s in enumerate(self.sites) if into[i] == i]
 
     @staticmethod
@@ -528,6 +553,7 @@ class SiteRule:
 
     def _open(self, site: _Site, frame: Frame) -> Incident:
         confidence, class_name = self._summary(site)
+        site.confirmed_area = _area(site.box)
         first_seen = self.epoch + timedelta(seconds=site.first_seen)
         id_ = incident_id(self.camera_id, self.zone.id, self.spec.type, first_seen)
         if id_ in {s.incident.id for s in self.sites if s.incident is not None}:
@@ -667,4 +693,5 @@ def restore_site(
         )
         # Its strip's first part went with its report; the rest starts again from here.
         site.strip.confirm(site.dwelt_s)
+        site.confirmed_area = _area(box)
     return site

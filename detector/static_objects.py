@@ -257,6 +257,10 @@ class StaticObjectStage:
         self._last_half: np.ndarray | None = None
         self._swayed_at = -math.inf  # when registration last moved a frame back
         self._samples = 0
+        # Boxes (source pixels) of what the rules follow for the model's own classes (a parked
+        # bus, an umbrella), set by the pipeline before each sample: they explain their pixels
+        # while the model, from one sample to the next, sees a bus, a truck, a car or nothing.
+        self.followed = np.zeros((0, 4), np.float32)
 
     # -- models ------------------------------------------------------------------------
 
@@ -499,7 +503,7 @@ class StaticObjectStage:
         """Marks pixels under detections of the explaining classes: now for every such
         detection, for `memory_s` more for those that stay (a person the model misses now and
         then stays a person; a slow passer-by explains where they were only while there)."""
-        if not len(found):
+        if not len(found) and not len(self.followed):
             return
         # Someone the model saw surely once and weakly since (sitting, half hidden) is still
         # someone; a thing it only ever half takes for a person (fruit in a dim warm light)
@@ -509,14 +513,16 @@ class StaticObjectStage:
         sx, sy = self._scale
         h, w = self._shape
         until = self.explained_until
-        for box, still in zip(found.boxes[explains], stationary[explains], strict=True):
+        boxes = np.concatenate([found.boxes[explains], self.followed])
+        still = np.concatenate([stationary[explains], np.zeros(len(self.followed), bool)])
+        for box, stays in zip(boxes, still, strict=True):
             mx, my = (box[2] - box[0]) * EXPLAIN_MARGIN, (box[3] - box[1]) * EXPLAIN_MARGIN
             x1 = max(0, int((box[0] - mx) / sx))
             y1 = max(0, int((box[1] - my) / sy))
             x2 = min(w, math.ceil((box[2] + mx) / sx) + 1)
             y2 = min(h, math.ceil((box[3] + my) / sy) + 1)
             region = until[y1:y2, x1:x2]
-            np.maximum(region, pts + (self.params.memory_s if still else 0.0) + 1e-3, out=region)
+            np.maximum(region, pts + (self.params.memory_s if stays else 0.0) + 1e-3, out=region)
 
     def _objects(
         self, small: np.ndarray, lit: np.ndarray, gain: np.ndarray, mask: np.ndarray, pts: float
