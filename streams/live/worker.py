@@ -178,8 +178,11 @@ class Worker:
     # -- lifecycle -----------------------------------------------------------------------
 
     def install_signal_handlers(self) -> None:
-        signal.signal(signal.SIGTERM, lambda *_: self.stop())
-        signal.signal(signal.SIGINT, lambda *_: self.stop())
+        # Only `_stop`, never the wake-up event: a handler runs on the main thread between
+        # two bytecodes, possibly while the loop holds the wake-up event's lock (a non-reentrant
+        # lock: setting it there would hang). The sleeping loop sees `_stop` within IDLE_WAKE_S.
+        signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
+        signal.signal(signal.SIGINT, lambda *_: self._stop.set())
         signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
 
     def stop(self) -> None:
