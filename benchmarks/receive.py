@@ -58,10 +58,10 @@ def _pipeline(url: str, sink: list[str]) -> list[str]:
     ]
 
 
-def _drain(pipe: IO[bytes], counted: list[int]) -> None:
-    """Reads a child's keyframes as a worker's reader thread would, counting the bytes."""
-    while chunk := pipe.read(1 << 16):
-        counted[0] += len(chunk)
+def _drain(pipe: IO[bytes]) -> None:
+    """Reads a child's keyframes as a worker's reader thread would (and drops them)."""
+    while pipe.read(1 << 16):
+        pass
 
 
 def _gst(urls: list[str], one_process: bool) -> list[list[str]]:
@@ -93,8 +93,7 @@ def _children_cost(commands: list[list[str]], cameras_: int, window_s: float) ->
     procs = [
         subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) for cmd in commands
     ]
-    counted = [0]
-    readers = [threading.Thread(target=_drain, args=(p.stdout, counted)) for p in procs]
+    readers = [threading.Thread(target=_drain, args=(p.stdout,)) for p in procs]
     try:
         for reader in readers:
             reader.start()
