@@ -37,6 +37,7 @@ SECTIONS = (
     "receive",
     "revisions",
     "processes",
+    "receivers",
     "sampling",
     "lone",
     "api",
@@ -53,7 +54,7 @@ SECTIONS = (
 # shorter run cannot tell a leak from the one-frame steps of candidate sites opening; the
 # scaling section is three capacity searches, and revisions and processes compare settings a
 # change calls for, so they too.
-ON_REQUEST = ("soak", "scaling", "revisions", "processes")
+ON_REQUEST = ("soak", "scaling", "revisions", "processes", "receivers")
 DEFAULT_SECTIONS = tuple(name for name in SECTIONS if name not in ON_REQUEST)
 PROCESS_COUNTS = (2, 4)  # processes: one per core on this 2-core host, and two per core
 OWN_HOW = (
@@ -65,6 +66,7 @@ OWN_HOW = (
     "receive",
     "revisions",
     "processes",
+    "receivers",
     "sampling",
     "lone",
     "soak",
@@ -94,6 +96,7 @@ def main() -> None:
         type=int,
         help="capacity, substream: skip the search; measure the static stage's cost at N cameras",
     )
+    parser.add_argument("--substreams", type=int, default=192, help="receivers: sub-stream cameras")
     parser.add_argument(
         "--steps",
         type=lambda text: tuple(int(n) for n in text.split(",")),
@@ -205,10 +208,24 @@ def main() -> None:
                 "640x360": (build_clip(args.seconds, SUBSTREAM_SIZE), 192),
             }
             with live.intake() as api_server:
-                body = capacity.processes_at(
-                    clips, api_server, PROCESS_COUNTS, args.runs, args.warmup, args.window
+                settings = {f"{n} processes": {"worker": {"processes": n}} for n in PROCESS_COUNTS}
+                body = capacity.settings_at(
+                    clips, api_server, settings, args.runs, args.warmup, args.window
                 )
             blocks = {name: f"{body}\n\n{live.describe(clip)}"}
+        elif name == "receivers":
+            clips = {
+                "1080p": (clip, args.cameras or 128),
+                "640x360": (build_clip(args.seconds, SUBSTREAM_SIZE), args.substreams),
+            }
+            settings = {
+                f"receive: {how}": {"worker": {"receive": how}} for how in ("pyav", "ffmpeg")
+            }
+            with live.intake() as api_server:
+                body = capacity.settings_at(
+                    clips, api_server, settings, args.runs, args.warmup, args.window
+                )
+            blocks = {f"{name}-{args.cameras or 128}": f"{body}\n\n{live.describe(clip)}"}
         elif name == "batch":
             blocks = {name: batch.run(args.seconds, args.runs)}
         elif name == "failover":
@@ -257,6 +274,12 @@ def main() -> None:
                 f"`python -m benchmarks --only revisions --against {args.against} --runs "
                 f"{args.runs} --cameras {args.cameras or 64} --seconds {args.seconds:g} "
                 f"--warmup {args.warmup:g} --window {args.window:g}`"
+            )
+        elif name == "receivers":
+            command = (
+                f"`python -m benchmarks --only receivers --runs {args.runs} --cameras "
+                f"{args.cameras or 128} --substreams {args.substreams} --seconds "
+                f"{args.seconds:g} --warmup {args.warmup:g} --window {args.window:g}`"
             )
         elif name in ("capacity", "substream", "scaling", "sampling", "lone", "processes"):
             cameras = f" --cameras {args.cameras}" if args.cameras else ""

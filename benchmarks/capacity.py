@@ -344,22 +344,20 @@ def scaling(
     )
 
 
-def processes_at(
+def settings_at(
     clips: dict[str, tuple[Path, int]],
     api: tuple[str, str],
-    counts: tuple[int, ...],
+    settings: dict[str, dict],
     runs: int,
     warmup_s: float,
     window_s: float,
 ) -> str:
-    """Per clip, at its camera count, the worker run as each number of processes in `counts`
-    (taking turns, `runs` rounds) on a quiet street: where one process per core stops and
-    more processes than cores would take over (the loop's lock shared with fewer cameras'
-    receive threads)."""
+    """Per clip, at its camera count, the worker run with each of `settings` (named config
+    additions, taking turns, `runs` rounds) on a quiet street."""
     header = [
         "stream",
         "cameras",
-        "processes",
+        "worker",
         "verdict (runs)",
         "worker CPU ms per camera-second",
         "max lag s",
@@ -368,20 +366,18 @@ def processes_at(
     ]
     rows = []
     for label, (clip, count) in clips.items():
-        steps: dict[int, list[Step]] = {n: [] for n in counts}
+        steps: dict[str, list[Step]] = {name: [] for name in settings}
         for _ in range(runs):
-            for n in counts:
-                step = measure(
-                    clip, count, api, warmup_s, window_s, {"worker": {"processes": n}}, QUIET
-                )
-                steps[n].append(step)
-                print(f"processes: {label} x{count}, {n}: {' | '.join(map(str, step.row()))}")
-        for n, taken in steps.items():
+            for name, extra in settings.items():
+                step = measure(clip, count, api, warmup_s, window_s, extra, QUIET)
+                steps[name].append(step)
+                print(f"settings: {label} x{count}, {name}: {' | '.join(map(str, step.row()))}")
+        for name, taken in steps.items():
             rows.append(
                 [
                     label,
                     count,
-                    n,
+                    name,
                     " / ".join("pass" if s.passed else "**fail**" for s in taken),
                     " / ".join(f"{s.worker_ms:.1f}" for s in taken),
                     " / ".join(f"{s.max_lag_s:.2f}" for s in taken),
@@ -389,9 +385,10 @@ def processes_at(
                     f"{min(min(s.asked_pct) for s in taken):.0f}",
                 ]
             )
+    settings_text = "; ".join(f"{name}: `{extra}`" for name, extra in settings.items())
     return (
-        f"{table(header, rows)}\n\n{QUIET.name}, each layout `worker: {{processes: N}}`, the "
-        f"layouts taking turns ({runs} rounds). {_protocol(warmup_s, window_s)}"
+        f"{table(header, rows)}\n\n{QUIET.name}, the workers ({settings_text}) taking turns "
+        f"({runs} rounds). {_protocol(warmup_s, window_s)}"
     )
 
 

@@ -44,9 +44,10 @@ def cpu_seconds(pid: int) -> float:
 
 
 def tree_cpu_seconds(pid: int) -> float:
-    """CPU time of a process and its live children: a worker run with --processes > 1 is a
-    supervisor whose children do the work."""
-    total = cpu_seconds(pid)
+    """CPU time of a process and every live descendant: a worker run with --processes > 1 is
+    a supervisor whose children do the work, and a worker receiving with ffmpeg has an ffmpeg
+    child per camera."""
+    stats: dict[int, tuple[int, float]] = {}  # pid -> (parent, CPU seconds)
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -54,8 +55,15 @@ def tree_cpu_seconds(pid: int) -> float:
             fields = (entry / "stat").read_text().rpartition(")")[2].split()
         except OSError:
             continue  # gone meanwhile
-        if int(fields[1]) == pid:
-            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS)
+    children: dict[int, list[int]] = {}
+    for child, (parent, _) in stats.items():
+        children.setdefault(parent, []).append(child)
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        total += stats.get(current, (0, 0.0))[1]
+        todo += children.get(current, [])
     return total
 
 

@@ -261,6 +261,9 @@ class ShadowConfig(Strict):
 Decode = Literal["cpu", "auto", "cuda", "vaapi", "qsv", "videotoolbox"]
 """Where cameras are decoded (streams.sources.hwdecode)."""
 
+Receive = Literal["pyav", "ffmpeg"]
+"""What receives a keyframe-sampled camera (streams.sources.rtsp, streams.sources.ffmpeg_rtsp)."""
+
 
 class WorkerConfig(Strict):
     """How `streetwatch run` uses the host (read at start: a change takes a restart)."""
@@ -277,6 +280,13 @@ class WorkerConfig(Strict):
         description="where cameras are decoded: cpu; cuda, vaapi, qsv or videotoolbox (FFmpeg's "
         "hardware decoding); auto: the first of those that opens. Tried once at start; "
         "without it the worker decodes on the CPU and says why",
+    )
+    receive: Receive = Field(
+        default="pyav",
+        description="what receives cameras sampled at keyframes (`sample: {keyframes: true}`): "
+        "pyav, in the worker's process; ffmpeg, an ffmpeg child per camera that passes only "
+        "keyframes to the worker (needs FFmpeg 5.0 or later on PATH; H.264 or H.265 cameras "
+        "that send IDR keyframes). Cameras sampled at an fps are always received by PyAV",
     )
 
 

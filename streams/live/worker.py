@@ -39,6 +39,7 @@ from streams.live.live_events import BatchSettled
 from streams.live.metrics import WorkerMetrics
 from streams.live.shedding import LoadShedder
 from streams.live.sinks import Sinks
+from streams.sources.ffmpeg_rtsp import FfmpegRtspSource, check_ffmpeg
 from streams.sources.hwdecode import hardware_decoding
 from streams.sources.rtsp import RtspSource
 from streams.sources.sampling import Sampling
@@ -134,6 +135,8 @@ class Worker:
         hwaccel, decoding = hardware_decoding(self.config.worker.decode)
         fell_back = hwaccel is None and self.config.worker.decode != "cpu"
         log.log(logging.WARNING if fell_back else logging.INFO, decoding)
+        if self.config.worker.receive == "ffmpeg":
+            log.info("keyframe-sampled cameras received by ffmpeg (%s)", check_ffmpeg())
         self.source_options = {
             "open_timeout_s": open_timeout_s,
             "read_timeout_s": read_timeout_s,
@@ -341,9 +344,14 @@ class Worker:
 
     # -- cameras and reload --------------------------------------------------------------
 
+    def _receiver(self, sampling: Sampling) -> type[RtspSource]:
+        """The config's receive path for a camera so sampled (ffmpeg passes keyframes only)."""
+        ffmpeg = self.config.worker.receive == "ffmpeg" and sampling.keyframes
+        return FfmpegRtspSource if ffmpeg else RtspSource
+
     def _make_source(self, camera: CameraConfig) -> RtspSource:
         sampling = sampling_for(camera)
-        return RtspSource(
+        return self._receiver(sampling)(
             camera.id,
             camera.source,
             sampling,
@@ -356,11 +364,12 @@ class Worker:
         url = camera.record_source
         if url is None:
             return None
+        sampling = Sampling(keyframes=True)
         return RecordStream(
-            lambda: RtspSource(
+            lambda: self._receiver(sampling)(
                 f"{camera.id}/record",
                 url,
-                Sampling(keyframes=True),
+                sampling,
                 **self.source_options,  # its health is logged, not the camera's to report
             )
         )

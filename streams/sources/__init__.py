@@ -1,5 +1,6 @@
 """Where frames come from: video files and their keyframe spans (`files`), live RTSP
-cameras with reconnects and freeze detection (`rtsp`, `health`), what a camera samples and
+cameras with reconnects and freeze detection (`rtsp`, `health`; `ffmpeg_rtsp` receives a
+keyframe-sampled one in an ffmpeg child), what a camera samples and
 when (`sampling`), decoding on hardware where there is some (`hwdecode`), recordings named
 by camera and start time (`recordings`), and decoding ahead of inference (`prefetch`).
 
@@ -7,4 +8,13 @@ May import `streams.config`, `detector`, `api.contract`, `api.client.backoff`; n
 `streams.camera`, `streams.live`, `streams.offline` or `streams.cli`.
 """
 
-__all__ = ["files", "health", "hwdecode", "prefetch", "recordings", "rtsp", "sampling"]
+__all__ = [
+    "ffmpeg_rtsp",
+    "files",
+    "health",
+    "hwdecode",
+    "prefetch",
+    "recordings",
+    "rtsp",
+    "sampling",
+]

@@ -1,5 +1,8 @@
 """RtspSource against real loopback RTSP cameras playing real footage; faults injected with
-signals (kill, SIGSTOP) and tiny misbehaving TCP servers. No mocks."""
+signals (kill, SIGSTOP) and tiny misbehaving TCP servers. No mocks.
+
+The tests of faults and health run on both receive paths (`receiver`): PyAV in the process,
+and an ffmpeg child passing keyframes (FfmpegRtspSource, keyframe sampling)."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from api.client.backoff import Backoff
+from streams.sources.ffmpeg_rtsp import FfmpegRtspSource
 from streams.sources.health import HealthEvent
 from streams.sources.rtsp import RtspSource
 from streams.sources.sampling import Sampling
@@ -55,9 +59,20 @@ class Events:
         return len(self.events)
 
 
-def camera(url: str, events: Events, **options: object) -> RtspSource:
+RECEIVERS = ["pyav", "ffmpeg"]
+
+
+@pytest.fixture(params=RECEIVERS)
+def receiver(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+def camera(url: str, events: Events, receiver: str = "pyav", **options: object) -> RtspSource:
     options = {"open_timeout_s": 4.0, "read_timeout_s": 2.0, "backoff": FAST_RETRY} | options
-    return RtspSource("cam", url, on_health=events, **options)  # type: ignore[arg-type]
+    if receiver == "pyav":
+        return RtspSource("cam", url, on_health=events, **options)  # type: ignore[arg-type]
+    sampling = options.pop("sampling", Sampling(keyframes=True))
+    return FfmpegRtspSource("cam", url, sampling, on_health=events, **options)  # type: ignore[arg-type]
 
 
 def wait_frame(source: RtspSource, timeout: float = 10.0):
@@ -80,12 +95,13 @@ def own_street(rtsp_server_deps: None, vtest_avi: Path) -> Iterator[RtspServer]:
         yield server
 
 
-def test_frames_arrive_with_monotonic_pts_and_wall_time(street: RtspServer) -> None:
+def test_frames_arrive_with_monotonic_pts_and_wall_time(receiver: str, street: RtspServer) -> None:
     events = Events()
     frames = []
-    for frame in camera(street.url("street"), events).frames():
+    wanted = 20 if receiver == "pyav" else 4  # every frame, or a keyframe a second
+    for frame in camera(street.url("street"), events, receiver).frames():
         frames.append(frame)
-        if len(frames) == 20:
+        if len(frames) == wanted:
             break
     assert [e.kind for e in events.events][:1] == ["connected"]
     assert all(f.image.shape == (240, 320, 3) for f in frames)
@@ -95,9 +111,13 @@ def test_frames_arrive_with_monotonic_pts_and_wall_time(street: RtspServer) -> N
     assert abs(frames[-1].wall_time - time.time()) < 2.0
 
 
-def test_keyframe_mode_decodes_about_one_frame_per_keyint(street: RtspServer) -> None:
+def test_keyframe_mode_decodes_about_one_frame_per_keyint(
+    receiver: str, street: RtspServer
+) -> None:
     events = Events()
-    with camera(street.url("street"), events, sampling=Sampling(keyframes=True)) as source:
+    with camera(
+        street.url("street"), events, receiver, sampling=Sampling(keyframes=True)
+    ) as source:
         wait_frame(source)
         before = source.stats.decoded
         time.sleep(4.0)  # four keyframe intervals at 10 fps, keyint 10
@@ -131,9 +151,11 @@ def test_slow_consumer_gets_the_latest_frame_and_stale_ones_are_dropped(
         assert stats.produced - stats.delivered - stats.dropped in (0, 1)  # 1: in the slot
 
 
-def test_reconnects_after_the_server_restarts_on_the_same_port(own_street: RtspServer) -> None:
+def test_reconnects_after_the_server_restarts_on_the_same_port(
+    receiver: str, own_street: RtspServer
+) -> None:
     events = Events()
-    with camera(own_street.url("street"), events) as source:
+    with camera(own_street.url("street"), events, receiver) as source:
         before = wait_frame(source)
         mark = events.mark()
         own_street.kill()
@@ -150,9 +172,11 @@ def test_reconnects_after_the_server_restarts_on_the_same_port(own_street: RtspS
     assert recovery_s < 1.0 + 4.0  # one capped backoff + one open
 
 
-def test_stalled_server_times_out_within_the_bound_and_recovers(own_street: RtspServer) -> None:
+def test_stalled_server_times_out_within_the_bound_and_recovers(
+    receiver: str, own_street: RtspServer
+) -> None:
     events = Events()
-    with camera(own_street.url("street"), events, read_timeout_s=2.0) as source:
+    with camera(own_street.url("street"), events, receiver, read_timeout_s=2.0) as source:
         wait_frame(source)
         mark = events.mark()
         own_street.freeze()
@@ -166,8 +190,10 @@ def test_stalled_server_times_out_within_the_bound_and_recovers(own_street: Rtsp
         wait_frame(source)
 
 
-def test_stop_returns_promptly_while_a_read_is_blocked(own_street: RtspServer) -> None:
-    source = camera(own_street.url("street"), Events(), read_timeout_s=2.0)
+def test_stop_returns_promptly_while_a_read_is_blocked(
+    receiver: str, own_street: RtspServer
+) -> None:
+    source = camera(own_street.url("street"), Events(), receiver, read_timeout_s=2.0)
     source.start()
     wait_frame(source)
     own_street.freeze()
@@ -178,12 +204,12 @@ def test_stop_returns_promptly_while_a_read_is_blocked(own_street: RtspServer) -
     own_street.thaw()
 
 
-def test_closed_port_reports_reconnecting_then_dead(rtsp_server_deps: None) -> None:
+def test_closed_port_reports_reconnecting_then_dead(receiver: str, rtsp_server_deps: None) -> None:
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     events = Events()
-    source = camera(f"rtsp://127.0.0.1:{port}/none", events, dead_after_s=1.5)
+    source = camera(f"rtsp://127.0.0.1:{port}/none", events, receiver, dead_after_s=1.5)
     with source:
         retry = events.wait_for("reconnecting", timeout=2.0)
         assert "refused" in retry.detail.lower()
@@ -255,12 +281,14 @@ class DribblingProxy:
         self.listener.close()
 
 
-def test_camera_dribbling_bytes_is_reported_dead_and_recovers(own_street: RtspServer) -> None:
+def test_camera_dribbling_bytes_is_reported_dead_and_recovers(
+    receiver: str, own_street: RtspServer
+) -> None:
     # A read that trickles never trips a per-read socket timeout; the camera must still be
     # reported dead on time (by whoever asks for its pictures) and come back once it flows.
     proxy = DribblingProxy(own_street.port)
     events = Events()
-    source = camera(f"rtsp://127.0.0.1:{proxy.port}/street", events, dead_after_s=3.0)
+    source = camera(f"rtsp://127.0.0.1:{proxy.port}/street", events, receiver, dead_after_s=3.0)
     try:
         source.start()
         wait_frame(source)
@@ -279,19 +307,21 @@ def test_camera_dribbling_bytes_is_reported_dead_and_recovers(own_street: RtspSe
         proxy.close()
 
 
-def test_camera_that_sends_garbage_reports_decode_error(rtsp_server_deps: None) -> None:
+def test_camera_that_sends_garbage_reports_decode_error(
+    receiver: str, rtsp_server_deps: None
+) -> None:
     listener, port = serve_tcp(b"\x00\xff\x13garbage\r\n" * 100)
     events = Events()
-    with listener, camera(f"rtsp://127.0.0.1:{port}/cam", events) as source:
+    with listener, camera(f"rtsp://127.0.0.1:{port}/cam", events, receiver) as source:
         error = events.wait_for("decode_error", timeout=3.0)
         assert "not a playable stream" in error.detail
         assert source.latest(0.1) is None
 
 
-def test_camera_that_never_answers_times_out_on_open(rtsp_server_deps: None) -> None:
+def test_camera_that_never_answers_times_out_on_open(receiver: str, rtsp_server_deps: None) -> None:
     listener, port = serve_tcp(None)
     events = Events()
-    with listener, camera(f"rtsp://127.0.0.1:{port}/cam", events, open_timeout_s=2.0):
+    with listener, camera(f"rtsp://127.0.0.1:{port}/cam", events, receiver, open_timeout_s=2.0):
         began = time.monotonic()
         retry = events.wait_for("reconnecting", timeout=2.0 + MARGIN_S)
         assert "no answer" in retry.detail
@@ -301,7 +331,7 @@ def test_camera_that_never_answers_times_out_on_open(rtsp_server_deps: None) -> 
 
 @pytest.mark.parametrize("kind", ["json", "audio"])
 def test_url_that_is_not_a_video_reports_decode_error(
-    rtsp_server_deps: None, tmp_path: Path, kind: str
+    receiver: str, rtsp_server_deps: None, tmp_path: Path, kind: str
 ) -> None:
     if kind == "json":
         url = tmp_path / "camera.json"
@@ -315,20 +345,20 @@ def test_url_that_is_not_a_video_reports_decode_error(
         )
         expected = "no video stream"
     events = Events()
-    with camera(str(url), events):
+    with camera(str(url), events, receiver):
         error = events.wait_for("decode_error", timeout=3.0)
     assert expected in error.detail
     assert "connected" not in events.kinds()
 
 
 def test_frozen_picture_is_reported_and_moving_street_is_not(
-    rtsp_server_deps: None, vtest_avi: Path, still_clip: Path
+    receiver: str, rtsp_server_deps: None, vtest_avi: Path, still_clip: Path
 ) -> None:
     still_events, street_events = Events(), Events()
     with (
         RtspServer({"still": still_clip, "street": vtest_avi}) as server,
-        camera(server.url("still"), still_events, freeze_after_s=2.0) as still,
-        camera(server.url("street"), street_events, freeze_after_s=2.0) as street,
+        camera(server.url("still"), still_events, receiver, freeze_after_s=2.0) as still,
+        camera(server.url("street"), street_events, receiver, freeze_after_s=2.0) as street,
     ):
         frozen = still_events.wait_for("frozen", timeout=10.0)
         assert "unchanged" in frozen.detail
@@ -339,12 +369,12 @@ def test_frozen_picture_is_reported_and_moving_street_is_not(
 
 
 def test_picture_that_moves_again_is_reported_unfrozen(
-    rtsp_server_deps: None, still_then_moving_clip: Path
+    receiver: str, rtsp_server_deps: None, still_then_moving_clip: Path
 ) -> None:
     events = Events()
     with (
-        RtspServer({"cam": still_then_moving_clip}) as server,
-        camera(server.url("cam"), events, freeze_after_s=2.0),
+        RtspServer({"cam": still_then_moving_clip}, keyint=10) as server,  # ffmpeg: 1 a second
+        camera(server.url("cam"), events, receiver, freeze_after_s=2.0),
     ):
         events.wait_for("frozen", timeout=8.0)
         events.wait_for("unfrozen", timeout=5.0)
