@@ -28,7 +28,6 @@ import logging
 import signal
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -140,8 +139,10 @@ class Supervisor:
         self.children = [Child(i) for i in range(processes)]
         self.metrics_port, self.metrics_host = metrics_port, metrics_host
         self.health_port, self.health_host = health_port, health_host
-        self._stop = threading.Event()
-        self._hup = threading.Event()
+        # Plain flags, not Events: a signal's handler runs on the main thread between two
+        # bytecodes, possibly while the loop holds an Event's non-reentrant lock (a hang).
+        self._stopping = False
+        self._hangup = False
         # One client for every read of the children's endpoints: `httpx.get` builds a client,
         # and with it an SSL context from the CA bundle, per call: 40% of the supervisor's
         # CPU in a py-spy profile at 160 cameras scraped every second. Loopback only, so no
@@ -161,12 +162,13 @@ class Supervisor:
         self.registry.register(ChildrenCollector(self))
 
     def install_signal_handlers(self) -> None:
-        signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
-        signal.signal(signal.SIGINT, lambda *_: self._stop.set())
-        signal.signal(signal.SIGHUP, lambda *_: self._hup.set())
+        signal.signal(signal.SIGTERM, lambda *_: self.stop())
+        signal.signal(signal.SIGINT, lambda *_: self.stop())
+        signal.signal(signal.SIGHUP, lambda *_: setattr(self, "_hangup", True))
 
     def stop(self) -> None:
-        self._stop.set()
+        """Any thread, or a signal's handler: the loop ends within POLL_S."""
+        self._stopping = True
 
     def run(self) -> int:
         """Runs the children until stopped; the exit code is the worst of their last exits."""
@@ -179,12 +181,13 @@ class Supervisor:
             for child in self.children:
                 self._start(child)
             log.info("supervisor: %d worker processes", len(self.children))
-            while not self._stop.wait(POLL_S):
-                if self._hup.is_set():
-                    self._hup.clear()
+            while not self._stopping:
+                if self._hangup:
+                    self._hangup = False
                     self._signal_all(signal.SIGHUP)
                 for child in self.children:
                     self._watch(child)
+                time.sleep(POLL_S)  # a signal's handler runs in it; the flag is read next
         finally:
             self._signal_all(signal.SIGTERM)
             codes = [self._wait(child) for child in self.children]

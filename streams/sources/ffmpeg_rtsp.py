@@ -102,7 +102,7 @@ class FfmpegRtspSource(RtspSource):
             options |= {**FFMPEG_OPTIONS, "timeout": str(round(self.read_timeout_s / 2 * 1e6))}
         inputs = [arg for key, value in options.items() for arg in (f"-{key}", value)]
         return [
-            check_ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error",
+            check_ffmpeg(), "-nostdin", "-nostats", "-hide_banner", "-loglevel", "error",
             *inputs, "-i", self.url,
             "-map", "0:v:0", "-c", "copy", "-bsf:v", FILTERS,
             "-f", "nut", "-flush_packets", "1", "pipe:1",
