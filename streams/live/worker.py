@@ -39,7 +39,7 @@ from streams.live.live_events import BatchSettled
 from streams.live.metrics import WorkerMetrics
 from streams.live.shedding import LoadShedder
 from streams.live.sinks import Sinks
-from streams.sources.ffmpeg_rtsp import FfmpegRtspSource, check_ffmpeg
+from streams.sources.ffmpeg_rtsp import FfmpegMissing, FfmpegRtspSource, check_ffmpeg
 from streams.sources.hwdecode import hardware_decoding
 from streams.sources.rtsp import RtspSource
 from streams.sources.sampling import Sampling
@@ -91,6 +91,11 @@ def runnable(config_path: Path, fleet: bool, api_key: str | None = None) -> tupl
         raise ConfigError(
             str(config_path), [f"api.key_env: environment variable {key_env} is not set"]
         )
+    if config.worker.receive == "ffmpeg":
+        try:
+            check_ffmpeg()
+        except FfmpegMissing as exc:
+            raise ConfigError(str(config_path), [str(exc)]) from exc
     return config, key
 
 

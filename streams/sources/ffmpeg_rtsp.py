@@ -50,7 +50,7 @@ PROBE_OPTIONS = {"probesize": "32", "analyzeduration": "0", "fpsprobesize": "0"}
 STDERR_TAIL = 4096  # bytes of ffmpeg's stderr read back for the reason a connection ended
 
 
-class FfmpegMissing(ValueError):
+class FfmpegMissing(RuntimeError):
     """`worker.receive: ffmpeg` on a host whose ffmpeg is absent or too old."""
 
 

@@ -126,19 +126,22 @@ class Worker:
             box.close()
 
 
-def write_config(path: Path, api_url: str, cameras: dict[str, str]) -> Path:
+def write_config(path: Path, api_url: str, cameras: dict[str, str], receive: str = "pyav") -> Path:
+    """receive: ffmpeg samples every keyframe (all that path passes), pyav 2 frames a second."""
+    sample = {"keyframes": True} if receive == "ffmpeg" else {"fps": 2}
     path.write_text(
         yaml.safe_dump(
             {
                 "model": "default",
                 "rules": RULES,
                 "api": {"url": api_url},
+                "worker": {"receive": receive},
                 "cameras": [
                     {
                         "id": cam_id,
                         "source": url,
                         "location": {"lat": 26.58, "lon": 101.72, "grid": "510402001001"},
-                        "sample": {"fps": 2},
+                        "sample": sample,
                         "zones": [{"id": "bay", "polygon": BAY, "checks": ["illegal_parking"]}],
                     }
                     for cam_id, url in cameras.items()
@@ -195,7 +198,10 @@ def junk_camera() -> tuple[int, threading.Event]:
     return server.getsockname()[1], stop
 
 
-def test_parked_vehicle_is_one_case_through_camera_faults(street, worker_factory, tmp_path):
+@pytest.mark.parametrize("receive", ["pyav", "ffmpeg"])
+def test_parked_vehicle_is_one_case_through_camera_faults(
+    street, worker_factory, tmp_path, receive
+):
     junk_port, junk_stop = junk_camera()
     with run_server(Settings(data_dir=tmp_path / "api")) as server:
         key = server.create_key("ingest", "dispatch")
@@ -207,6 +213,7 @@ def test_parked_vehicle_is_one_case_through_camera_faults(street, worker_factory
                 "cam-dead": f"rtsp://127.0.0.1:{free_port()}/nothing",
                 "cam-junk": f"rtsp://127.0.0.1:{junk_port}/stream",
             },
+            receive,
         )
         worker = worker_factory(config, key)
         wait_until(lambda: cases(server, key), 90, "the parked bus's case")
