@@ -201,7 +201,7 @@ def main() -> None:
                     clips, args.cameras or 64, api_server, args.against, args.runs,
                     args.warmup, args.window,
                 )  # fmt: skip
-            blocks = {name: f"{body}\n\n{live.describe(clip)}"}
+            blocks = {f"{name}-{args.cameras or 64}": f"{body}\n\n{live.describe(clip)}"}
         elif name == "processes":
             clips = {
                 "1080p": (clip, 128),
