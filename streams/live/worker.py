@@ -140,7 +140,8 @@ class Worker:
         hwaccel, decoding = hardware_decoding(self.config.worker.decode)
         fell_back = hwaccel is None and self.config.worker.decode != "cpu"
         log.log(logging.WARNING if fell_back else logging.INFO, decoding)
-        if self.config.worker.receive == "ffmpeg":
+        self.receive = self.config.worker.receive  # read at start, as all of `worker`
+        if self.receive == "ffmpeg":
             log.info("keyframe-sampled cameras received by ffmpeg (%s)", check_ffmpeg())
         self.source_options = {
             "open_timeout_s": open_timeout_s,
@@ -351,7 +352,7 @@ class Worker:
 
     def _receiver(self, sampling: Sampling) -> type[RtspSource]:
         """The config's receive path for a camera so sampled (ffmpeg passes keyframes only)."""
-        ffmpeg = self.config.worker.receive == "ffmpeg" and sampling.keyframes
+        ffmpeg = self.receive == "ffmpeg" and sampling.keyframes
         return FfmpegRtspSource if ffmpeg else RtspSource
 
     def _make_source(self, camera: CameraConfig) -> RtspSource:
