@@ -97,9 +97,9 @@ class FfmpegRtspSource(RtspSource):
     # -- decode thread -------------------------------------------------------------------
 
     def _command(self) -> list[str]:
-        options = {"analyzeduration": FFMPEG_OPTIONS["analyzeduration"]}
-        if self.url.startswith(("rtsp://", "rtsps://")):  # the CLI refuses them elsewhere
-            options |= {**FFMPEG_OPTIONS, "timeout": str(round(self.read_timeout_s / 2 * 1e6))}
+        rtsp = self.url.startswith(("rtsp://", "rtsps://"))  # the CLI refuses them elsewhere
+        probe = {"analyzeduration": FFMPEG_OPTIONS["analyzeduration"]}
+        options = self._input_options() if rtsp else probe
         inputs = [arg for key, value in options.items() for arg in (f"-{key}", value)]
         return [
             check_ffmpeg(), "-nostdin", "-nostats", "-hide_banner", "-loglevel", "error",
@@ -164,16 +164,12 @@ class FfmpegRtspSource(RtspSource):
             return _StreamLost(f"no answer within {self.open_timeout_s:g}s")
         if "matches no streams" in lower:
             return _StreamLost("no video stream", "decode_error")
-        if "invalid data" in lower and not self.connected and self._waited_out():
-            # FFmpeg says "invalid data" both for a garbage reply and for no reply at all.
-            return _StreamLost(f"no answer within {self.open_timeout_s:g}s")
+        if "invalid data" in lower and not self.connected:
+            # Its socket timeout is the budget of the call that was kept waiting, if any.
+            return self._invalid_data(said, self._spawned_at, self.read_timeout_s / 2)
         if "invalid data" in lower or "could not find codec" in lower:
             return _StreamLost(f"not a playable stream: {said}", "decode_error")
         return _StreamLost(f"cannot open: {said}" if said else otherwise)
-
-    def _waited_out(self) -> bool:
-        """The child lived about as long as its socket timeout: it was kept waiting."""
-        return time.monotonic() - self._spawned_at >= self.read_timeout_s / 2 * 0.9
 
     def _kill_child(self) -> None:
         """Ends the child (any thread); its pipe then ends for the decode thread."""

@@ -251,21 +251,28 @@ class RtspSource:
             self.dead = True
         self._health("dead", f"no picture for {self.dead_after_s:g}s")
 
+    def _input_options(self) -> dict[str, str]:
+        """FFmpeg's options for the camera, half the read budget per blocking read."""
+        return {**FFMPEG_OPTIONS, "timeout": str(round(self.read_timeout_s / 2 * 1e6))}
+
+    def _invalid_data(self, detail: str, began: float, budget_s: float) -> _StreamLost:
+        """FFmpeg says "invalid data" both for a garbage reply and for no reply at all: a
+        call (begun at `began`) that took about its whole budget was kept waiting."""
+        if time.monotonic() - began >= budget_s * 0.9:
+            return _StreamLost(f"no answer within {self.open_timeout_s:g}s")
+        return _StreamLost(f"not a playable stream: {detail}", "decode_error")
+
     def _open(self) -> av.container.InputContainer:
         began = time.monotonic()
         try:
-            read_timeout_us = str(round(self.read_timeout_s / 2 * 1e6))
             container = av.open(
                 self.url,
-                options={**FFMPEG_OPTIONS, "timeout": read_timeout_us},
+                options=self._input_options(),
                 timeout=(self.open_timeout_s / 2, None),  # no callback while reading
                 hwaccel=self.hwaccel,
             )
         except av.error.InvalidDataError as exc:
-            # FFmpeg says "invalid data" both for a garbage reply and for no reply at all.
-            if time.monotonic() - began >= self.open_timeout_s / 2 * 0.9:
-                raise _StreamLost(f"no answer within {self.open_timeout_s:g}s") from exc
-            raise _StreamLost(f"not a playable stream: {exc}", "decode_error") from exc
+            raise self._invalid_data(str(exc), began, self.open_timeout_s / 2) from exc
         except (av.error.ExitError, av.error.TimeoutError) as exc:
             raise _StreamLost(f"no answer within {self.open_timeout_s:g}s") from exc
         except (av.error.FFmpegError, OSError) as exc:
