@@ -6,6 +6,7 @@ and an ffmpeg child passing keyframes (FfmpegRtspSource, keyframe sampling)."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import threading
@@ -21,6 +22,7 @@ from streams.sources.ffmpeg_rtsp import FfmpegRtspSource
 from streams.sources.health import HealthEvent
 from streams.sources.rtsp import RtspSource
 from streams.sources.sampling import Sampling
+from tests.support.children import receiving
 from tests.support.testcam import RtspServer
 
 FAST_RETRY = Backoff(initial_s=0.2, max_s=1.0)
@@ -109,6 +111,14 @@ def test_frames_arrive_with_monotonic_pts_and_wall_time(receiver: str, street: R
     assert all(b.index > a.index for a, b in pairwise(frames))
     assert all(b.wall_time >= a.wall_time for a, b in pairwise(frames))
     assert abs(frames[-1].wall_time - time.time()) < 2.0
+
+
+def test_the_ffmpeg_receiver_runs_one_ffmpeg_child_and_ends_it_at_stop(street: RtspServer) -> None:
+    url = street.url("street")
+    with camera(url, Events(), "ffmpeg") as source:
+        wait_frame(source)
+        assert receiving(os.getpid(), url) == 1  # not PyAV in this process
+    assert receiving(os.getpid(), url) == 0
 
 
 def test_keyframe_mode_decodes_about_one_frame_per_keyint(

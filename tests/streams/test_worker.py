@@ -26,6 +26,7 @@ from api.client.outbox import Outbox
 from api.server.settings import Settings
 from models.cache import HOME_ENV, home
 from tests.support.api import RunningServer, run_server
+from tests.support.children import receiving
 from tests.support.scenes import BUS_CROP, Sprite, crop, render, video_frames
 from tests.support.testcam import RtspServer, free_port, wait_until
 
@@ -217,6 +218,8 @@ def test_parked_vehicle_is_one_case_through_camera_faults(
         )
         worker = worker_factory(config, key)
         wait_until(lambda: cases(server, key), 90, "the parked bus's case")
+        assert worker.process is not None
+        assert receiving(worker.process.pid, street.url("cam")) == (receive == "ffmpeg")
 
         # The broken cameras report health events; the good one is unaffected.
         wait_until(
