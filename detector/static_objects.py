@@ -87,6 +87,10 @@ MIN_FILL = 0.2  # an object covers at least this share of its box: speckle is no
 # share of its difference from the long-term one: the same few seconds after an object lands
 # whatever its contrast, where a fixed bar keeps a contrasty object moving for longer.
 SETTLED = 0.4
+# Samples over which a noisy camera's long-term background is first averaged plainly (each
+# sample its share) rather than at its slow rate: seeded from one noisy frame it would carry
+# that frame's noise for half an hour, and the averaged comparison needs it quiet.
+QUIET_SEED_SAMPLES = 100
 
 
 class StaticParams(BaseModel):
@@ -283,6 +287,11 @@ class StaticObjectStage:
         self.misses = np.zeros(shape, np.uint8)
         self.explained_until = np.full(shape, -np.inf, np.float32)
         self._last_gray = _gray(small)
+        # Samples the long-term background has taken in since its seed, up to
+        # QUIET_SEED_SAMPLES: how much of one frame's noise it still carries.
+        self._averaged = 1
+        self._run_since = np.full(shape, np.nan, np.float32)
+        self._run_misses = np.zeros(shape, np.uint8)
 
     def _register(self, small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The frame moved back onto the background when the camera swayed by no more than
@@ -376,8 +385,9 @@ class StaticObjectStage:
         # sensor's noise (half-size medians: about half the analysis size's) nor
         # `MIN_THRESHOLD`; a bright or clipped (saturated) part keeps the full bar.
         floor = max(p.noise_factor * 2.0 * self.noise, MIN_THRESHOLD)
-        threshold = np.maximum(_gray(lit) * (p.threshold / DAYLIGHT_LEVEL), floor)
-        np.minimum(threshold, max(p.threshold, floor), out=threshold)
+        by_light = _gray(lit) * (p.threshold / DAYLIGHT_LEVEL)
+        threshold = _bar(by_light, floor, p.threshold)
+        a_short = 1.0 - math.exp(-dt / p.short_term_s)
         # The pixel of slack only while the camera sways (a still camera has no residue to
         # forgive, and the slack costs a third of the stage).
         swaying = pts - self._swayed_at <= SWAY_MEMORY_S
@@ -409,6 +419,17 @@ class StaticObjectStage:
             ):
                 self._reseed(small, pts, share, correlation)
                 return Detections.empty()
+        quiet_floor = max(
+            p.noise_factor * 2.0 * self.noise * self._averaging(a_short), MIN_THRESHOLD
+        )
+        # Noise-limited: the camera's noise, not the light, sets the bar over most of the
+        # picture (night, IR, high ISO).
+        noisy = floor > max(float(by_light.mean()), MIN_THRESHOLD)
+        averaged = noisy and quiet_floor < floor
+        if averaged:
+            fg_long |= self._differs_averaged(
+                small, lit, d_long, _bar(by_light, quiet_floor, p.threshold), pts
+            )
 
         # Evidence: grows while static, holds while something moves in front, falls fast once
         # the pixel has matched the long-term background for `MISSES` samples in a row (one
@@ -422,7 +443,14 @@ class StaticObjectStage:
         static = fg_long & ~fg_short & held
         self._passing = fg_short
         ev = self.evidence
-        self.since[fg_long & np.isnan(self.since)] = pts
+        new = fg_long & np.isnan(self.since)
+        # Dated from when the frame first differed at the averaged comparison's bar, where
+        # that comparison found it: the short-term background takes seconds to follow.
+        if averaged:
+            runs = self._run_since[new]
+            self.since[new] = np.where(np.isnan(runs), pts, runs)
+        else:
+            self.since[new] = pts
         ev[static] += dt
         np.minimum(ev, 2 * p.static_after_s, out=ev)
         misses = self.misses
@@ -432,10 +460,19 @@ class StaticObjectStage:
         ev[gone] = np.maximum(ev[gone] - 2 * dt, 0.0)
         self.since[gone & (ev == 0)] = np.nan
 
-        a_short = 1.0 - math.exp(-dt / p.short_term_s)
         a_long = 1.0 - math.exp(-dt / p.long_term_s)
         cv2.accumulateWeighted(small, self.short, a_short)
-        cv2.accumulateWeighted(small, self.long, a_long, mask=(ev == 0).astype(np.uint8))
+        learning = ev == 0
+        if self._averaged < QUIET_SEED_SAMPLES:
+            self._averaged += 1
+        if noisy and self._averaged < QUIET_SEED_SAMPLES:
+            # Averaged plainly where nothing differs (people passing are not averaged in).
+            plain = learning & ~fg_long & ~fg_short
+            learning &= ~plain
+            cv2.accumulateWeighted(
+                small, self.long, max(a_long, 1.0 / self._averaged), mask=plain.astype(np.uint8)
+            )
+        cv2.accumulateWeighted(small, self.long, a_long, mask=learning.astype(np.uint8))
 
         self._remember_explained(found, pts)
         # What lies under someone who stays (a vendor) is theirs while they are there: what is
@@ -456,6 +493,28 @@ class StaticObjectStage:
         if len(parts) == 2:
             return Detections.merge(parts, {})
         return parts[0] if parts else Detections.empty()
+
+    def _averaging(self, a_short: float) -> float:
+        """How much of one frame's noise is left in the difference between the short-term
+        background (an average of the last seconds) and the long-term one."""
+        return math.sqrt(a_short / (2.0 - a_short) + 1.0 / self._averaged)
+
+    def _differs_averaged(
+        self, small: np.ndarray, lit: np.ndarray, d_long: np.ndarray, bar: np.ndarray, pts: float
+    ) -> np.ndarray:
+        """Where a camera's noise sets the bar (night, IR, high ISO), pixels whose short-term
+        background differs from the long-term one by the bar of its averaged noise, while the
+        frame differs by it too: a dim heap under noise that hides it in every single frame.
+        Follows, per pixel, since when the frame has differed by that bar (one sample
+        matching forgiven), to date what this comparison finds."""
+        held = np.where(self.evidence > 0, HOLD * bar, bar)
+        now = d_long > held
+        runs, misses = self._run_since, self._run_misses
+        misses[now] = 0
+        np.add(misses, 1, out=misses, where=~now & (misses < 255))
+        runs[now & np.isnan(runs)] = pts
+        runs[misses >= MISSES] = np.nan
+        return now & (_difference(self.short, lit) > held)
 
     def snapshot(self, epoch_s: float) -> dict[str, np.ndarray] | None:
         """The backgrounds and evidence, so a restarted worker does not learn a heap that is
@@ -478,6 +537,9 @@ class StaticObjectStage:
         self.misses = np.zeros(self.evidence.shape, np.uint8)
         self.explained_until = np.full(self.evidence.shape, -np.inf, np.float32)
         self._last_gray = _gray(self.short)
+        self._averaged = QUIET_SEED_SAMPLES
+        self._run_since = np.full(self.evidence.shape, np.nan, np.float32)
+        self._run_misses = np.zeros(self.evidence.shape, np.uint8)
         self._shape = self.evidence.shape
         self._scale = (float(state["scale"][0]), float(state["scale"][1]))
 
@@ -627,6 +689,13 @@ class StaticObjectStage:
             if zone.min_object_area is not None:
                 default = np.where(zone.contains(ground), zone.min_object_area, default)
         return default
+
+
+def _bar(by_light: np.ndarray, floor: float, daylight: float) -> np.ndarray:
+    """Per pixel, the difference that counts: `by_light` (the bar falling with the light),
+    never under `floor` (the noise's); a bright part keeps the daylight bar."""
+    bar = np.maximum(by_light, floor)
+    return np.minimum(bar, max(daylight, floor), out=bar)
 
 
 def _relit(now: np.ndarray, then: np.ndarray, owners: np.ndarray, n: int) -> np.ndarray:

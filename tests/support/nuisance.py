@@ -599,6 +599,9 @@ def short_scenes() -> dict[str, Scene]:
         # The heap comes before the wind; the confirmed case must last through it.
         _heap_scene("shake", "shake", "3 px, 0.6 deg", n, 15, [Shake(3, 0.6, seed=1)]),
         _heap_scene("night", "night", "IR, x0.25, noise 10", n, 50, [Night(0.25, 10, seed=2)]),
+        # High gain in a third of the light: the heap hides under any single frame's noise.
+        _heap_scene("high-iso", "night", "colour, x0.3, noise 10, ISO blotches", n, 50,
+                    [Night(0.3, 10, ir=False, iso=True, seed=9)]),
         _heap_scene("compressed", "compression", "40 kbit/s", n, 50, bitrate_kbps=40),
         _heap_scene("tree", "vegetation", "tree.avi", n, 50, tree=True),
         _heap_scene("crowd-rain", "crowd", "2 crowds, 250 drops", n, 50,
