@@ -1,4 +1,4 @@
-"""Section 11: the static-object stand-in under a street camera's nuisances (issue #23).
+"""Section 12: the static-object stand-in under a street camera's nuisances (issue #23).
 
 tests/support/nuisance.py's long scenes (real footage, real photos; daylight drifting half an hour
 each way, clouds, a building's shadow, shake, a lighting step, IR and high-ISO night, low
