@@ -25,6 +25,12 @@ media time, so it finds garbage and stalls whatever classes the model has:
   start time. The threshold falls with the background's brightness (contrast falls with the
   light), never below the camera's noise, measured from the first two samples on, and a pixel
   with evidence keeps differing down to part of it;
+- where that noise, not the light, sets the bar over most of the picture (night, IR, high
+  ISO), the short-term background (an average) is compared with the long-term one too, at the
+  bar of the noise left in their averages, while the frame differs by that bar as well: a dim
+  object that one frame's noise hides is found, dated from when the frame first differed by
+  it. The long-term background is first averaged plainly (`QUIET_SEED_SAMPLES`) where nothing
+  differs, so it does not carry its seed frame's noise for half an hour;
 - regions with enough evidence, less what a detection of someone who stays (a standing or
   sitting person, a parked vehicle, an umbrella) explains, become static objects: speckle
   opened away, connected components filtered by size and fill, dated by the median time their
@@ -290,6 +296,7 @@ class StaticObjectStage:
         # Samples the long-term background has taken in since its seed, up to
         # QUIET_SEED_SAMPLES: how much of one frame's noise it still carries.
         self._averaged = 1
+        self._runs_from: float | None = None  # when the runs below were last followed
         self._run_since = np.full(shape, np.nan, np.float32)
         self._run_misses = np.zeros(shape, np.uint8)
 
@@ -429,7 +436,7 @@ class StaticObjectStage:
         averaged = noisy and quiet_floor < floor
         if averaged:
             bar = _bar(by_light, quiet_floor, p.threshold)
-            fg_long |= self._differs_averaged(lit, d_long, bar * hold, pts)
+            fg_long |= self._differs_averaged(lit, d_long, bar * hold, pts, last)
 
         # Evidence: grows while static, holds while something moves in front, falls fast once
         # the pixel has matched the long-term background for `MISSES` samples in a row (one
@@ -500,15 +507,22 @@ class StaticObjectStage:
         return math.sqrt(a_short / (2.0 - a_short) + 1.0 / self._averaged)
 
     def _differs_averaged(
-        self, lit: np.ndarray, d_long: np.ndarray, bar: np.ndarray, pts: float
+        self, lit: np.ndarray, d_long: np.ndarray, bar: np.ndarray, pts: float, last: float | None
     ) -> np.ndarray:
         """Where a camera's noise sets the bar (night, IR, high ISO), pixels whose short-term
         background differs from the long-term one by `bar` (for the noise left in their
         averages), while the frame differs by it too: a dim heap under noise that hides it in
         every single frame. Follows, per pixel, since when the frame has differed by that
-        bar (one sample matching forgiven), to date what this comparison finds."""
+        bar (one sample matching forgiven), to date what this comparison finds; `last` is the
+        previous sample's time."""
         now = d_long > bar
         runs, misses = self._run_since, self._run_misses
+        if self._runs_from is None or self._runs_from != last:
+            # Not followed on the last sample (the light, not the noise, set the bar): they
+            # start afresh, not from a run that ended unseen.
+            runs.fill(np.nan)
+            misses.fill(0)
+        self._runs_from = pts
         # (Saturating uint8 addition and masked copies: a third of boolean indexing's time.)
         np.multiply(cv2.add(misses, 1), ~now, out=misses)
         np.copyto(runs, np.float32(pts), where=now & np.isnan(runs))
@@ -537,6 +551,7 @@ class StaticObjectStage:
         self.explained_until = np.full(self.evidence.shape, -np.inf, np.float32)
         self._last_gray = _gray(self.short)
         self._averaged = QUIET_SEED_SAMPLES
+        self._runs_from = None
         self._run_since = np.full(self.evidence.shape, np.nan, np.float32)
         self._run_misses = np.zeros(self.evidence.shape, np.uint8)
         self._shape = self.evidence.shape

@@ -698,9 +698,10 @@ def _each(seconds: float) -> dict:
 
 def long_scenes() -> list[Scene]:
     """The benchmark's scenes: each nuisance at one to three strengths, half an hour of
-    drifting daylight each way, the others three to five minutes; a vendor, a heap and a bus
-    arrive partway through each (after minutes of the nuisance alone), so one scene gives
-    both its false alarms and its recall."""
+    drifting daylight each way and of night on two kinds of camera, the others three to five
+    minutes; objects (a vendor, a heap and a bus; heaps and litter on the long ones) arrive
+    partway through each, after minutes of the nuisance alone, so one scene gives both its
+    false alarms and its recall."""
     m = 60.0
     scenes = [
         Scene("street", "none", "-", 3 * m, **_each(3 * m)),
@@ -738,6 +739,14 @@ def long_scenes() -> list[Scene]:
               effects=(Night(0.2, 12, seed=7),), **_each(3 * m)),
         Scene("high-iso", "night", "colour, x0.25, noise 14, ISO blotches", 3 * m,
               effects=(Night(0.25, 14, ir=False, iso=True, seed=8),), **_each(3 * m)),
+        # Half an hour of night each way, for the false alarms a noise-limited camera gives
+        # over time: pedestrians the whole time, a heap and litter dumped late.
+        Scene("ir-night-long", "night", "IR, x0.3, noise 9, 30 min", 30 * m,
+              effects=(Night(0.3, 9, seed=9),),
+              **_positives(30 * m, (14 * m, HEAP_AT), (24 * m, LITTER_AT))),
+        Scene("high-iso-long", "night", "colour, x0.3, noise 10, ISO blotches, 30 min", 30 * m,
+              effects=(Night(0.3, 10, ir=False, iso=True, seed=10),),
+              **_positives(30 * m, (12 * m, HEAP_AT), (22 * m, LITTER_AT))),
         *(
             Scene(f"bitrate-{kbps}k", "compression", f"{kbps} kbit/s at 2 fps", 3 * m,
                   bitrate_kbps=kbps, **_each(3 * m))
