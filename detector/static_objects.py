@@ -427,13 +427,14 @@ class StaticObjectStage:
             ):
                 self._reseed(small, pts, share, correlation)
                 return Detections.empty()
-        quiet_floor = max(
-            p.noise_factor * 2.0 * self.noise * self._averaging(a_short), MIN_THRESHOLD
-        )
         # Noise-limited: the camera's noise, not the light, sets the bar over most of the
         # picture (night, IR, high ISO).
         noisy = floor > max(float(by_light.mean()), MIN_THRESHOLD)
-        averaged = noisy and quiet_floor < floor
+        quiet_floor = floor
+        if noisy:
+            averaging = self._averaging(a_short)
+            quiet_floor = max(p.noise_factor * 2.0 * self.noise * averaging, MIN_THRESHOLD)
+        averaged = quiet_floor < floor
         if averaged:
             bar = _bar(by_light, quiet_floor, p.threshold)
             fg_long |= self._differs_averaged(lit, d_long, bar * hold, pts, last)
