@@ -6,7 +6,8 @@ process on the same samples, runs interleaved (ABAB), so a shared machine's load
 640x360 as samples 0.5 s apart, with no detections, by day and at night (a colour camera at
 high gain in a third of the light, where the noise sets the stage's bar); prints the medians
 and their ratio. Set against the default model's inference, the ratio carries RESULTS section
-2's figure over.
+2's figure over. It also runs this tree's stage on one OpenCV thread, as the live worker runs it
+(streams/live/worker.py), against OpenCV's default pool.
 """
 
 from __future__ import annotations
@@ -65,14 +66,19 @@ def main(commit: str) -> None:
     lights = {"day": day, "night": [night(f, i * 0.5) for i, f in enumerate(day)]}
     for (light, frames), size in product(lights.items(), ((1920, 1080), (640, 360))):
         images = [cv2.resize(f, size) for f in frames]
-        a, b = [], []
+        a, b, one = [], [], []
+        pool = cv2.getNumThreads()
         for _ in range(RUNS):
             a.append(_cpu_ms(*before, images))
             b.append(_cpu_ms(StaticObjectStage, StaticParams, images))
-        ma, mb = statistics.median(a), statistics.median(b)
+            cv2.setNumThreads(1)
+            one.append(_cpu_ms(StaticObjectStage, StaticParams, images))
+            cv2.setNumThreads(pool)
+        ma, mb, m1 = (statistics.median(x) for x in (a, b, one))
         print(
             f"{light}, {size[0]}x{size[1]}: {commit} {ma:.2f} ms CPU/sample, "
-            f"this tree {mb:.2f} ms, ratio {mb / ma:.2f}"
+            f"this tree {mb:.2f} ms, ratio {mb / ma:.2f}; this tree on one OpenCV thread "
+            f"{m1:.2f} ms, {m1 / mb:.2f}x its {pool}-thread pool's"
         )
 
 

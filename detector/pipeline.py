@@ -278,9 +278,9 @@ class CameraPipeline:
             rule.end_strips()
         return self.open_incidents()
 
-    def snapshot(self, epoch_s: float) -> PipelineState:
-        """Every open site (candidates and confirmed incidents) and the static stage's
-        backgrounds, with absolute times, for `restore` in a restarted worker."""
+    def snapshot(self, epoch_s: float, static: bool = True) -> PipelineState:
+        """Every open site (candidates and confirmed incidents) and, if `static`, the static
+        stage's backgrounds, with absolute times, for `restore` in a restarted worker."""
         sites: dict[str, list[dict]] = {}
         shots: dict[str, np.ndarray] = {}
         for zone, rule in self.rules:
@@ -289,8 +289,8 @@ class CameraPipeline:
             for n, site in enumerate(rule.sites):
                 sites[key].append(site_state(site, epoch_s, self.labels.names))
                 shots[f"{key}|{n}"] = site.first_shot.image
-        static = self.static.snapshot(epoch_s) if self.static is not None else None
-        return PipelineState(sites, shots, static)
+        stage = self.static if static else None
+        return PipelineState(sites, shots, stage.snapshot(epoch_s) if stage is not None else None)
 
     def restore(self, state: PipelineState, epoch_s: float) -> int:
         """Continues the saved sites under this pipeline's epoch; sites of zones or types no

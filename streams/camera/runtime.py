@@ -156,9 +156,9 @@ class CameraRuntime:
         """The input ended: the open incidents, their dwell strips complete (`score`)."""
         return self.pipeline.end() if self.pipeline is not None else []
 
-    def snapshot(self) -> PipelineState:
+    def snapshot(self, static: bool = True) -> PipelineState:
         assert self.pipeline is not None and self.epoch is not None
-        return self.pipeline.snapshot(self.epoch.timestamp())
+        return self.pipeline.snapshot(self.epoch.timestamp(), static)
 
     def restore(self, state: PipelineState) -> int:
         """Continues saved sites (a restarted worker); returns how many."""

@@ -6,7 +6,9 @@ first-seen frames as JPEGs, and the static stage's backgrounds (`static.npz`). W
 atomically: at once with each incident event and at a clean stop (`save`), and every few
 seconds for cameras whose state changed (`save_soon`: on a writer thread, so the loop never
 waits for the disk's fsyncs; a newer state replaces a pending older one). A `kill -9` loses
-at most the last interval, which the restarted worker observes again.
+at most the last interval, which the restarted worker observes again. A state may leave the
+backgrounds out (`keeps_static`): the ones on disk then stand (streams/live/live_camera.py
+writes them less often than the sites: they change slowly and are most of the bytes).
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ class CameraState:
     reports: dict[str, CaseReport] = field(default_factory=dict)  # open incidents, by id
     evidence: dict[str, list[EvidenceRef]] = field(default_factory=dict)
     saved_at: float = field(default_factory=time.time)
+    # The pipeline's backgrounds are left out: the ones on disk stand (else, with none,
+    # there are none: the camera has no static stage).
+    keeps_static: bool = False
 
 
 def _present(refs: list[dict]) -> list[dict]:
@@ -138,6 +143,8 @@ class SiteStore:
             buffer = io.BytesIO()
             np.savez(buffer, **state.pipeline.static)
             write_atomic(folder / "static.npz", buffer.getvalue())
+        elif not state.keeps_static:
+            (folder / "static.npz").unlink(missing_ok=True)
         document = {
             "format": FORMAT,
             "camera_id": camera_id,

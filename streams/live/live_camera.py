@@ -53,6 +53,11 @@ from streams.sources.rtsp import RtspSource
 log = logging.getLogger(__name__)
 
 OBSERVE_EVERY_S = 60.0  # how often an open incident's last_seen goes to the API
+# How often the static stage's backgrounds go to disk with a camera's changed state (always
+# with an incident event and at a stop). They change slowly (the long-term one over half an
+# hour) and are nearly a megabyte, saved with every sample they were most of a camera's disk
+# writes and of the writer thread's CPU; a restarted worker observes the rest again.
+STATIC_SAVE_EVERY_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +99,7 @@ class LiveCamera:
         self.evidence: dict[str, list[EvidenceRef]] = {}  # each open incident's evidence
         self.observed_at: dict[str, float] = {}  # when each open incident was last observed
         self.unsaved = False  # its state changed since it was last saved
+        self._static_saved_at = -float("inf")  # monotonic
 
     @property
     def id(self) -> str:
@@ -286,21 +292,28 @@ class LiveCamera:
 
     # -- saved state ---------------------------------------------------------------------
 
-    def state(self) -> CameraState:
-        """The camera's state as saved and handed over; it counts as saved from now."""
+    def state(self, static: bool = True) -> CameraState:
+        """The camera's state as saved and handed over (without the static stage's
+        backgrounds unless `static`); it counts as saved from now."""
         self.unsaved = False
         return CameraState(
-            self.runtime.snapshot(),
+            self.runtime.snapshot(static),
             dict(self.reports),
             {i: list(self.evidence.get(i, [])) for i in self.reports},
+            keeps_static=not static,
         )
 
     def save(self, why: SaveWhy) -> None:
         """Publishes the state to save once the camera has started: after an incident event
-        or as it stops, always; now and then (`changed`), only if it changed since."""
+        or as it stops, always, whole; now and then (`changed`), only if it changed since,
+        with the backgrounds every STATIC_SAVE_EVERY_S."""
         if not self.runtime.started or (why == "changed" and not self.unsaved):
             return
-        self.bus.publish(SitesChanged(self.id, self.state(), why))
+        now = time.monotonic()
+        static = why != "changed" or now - self._static_saved_at >= STATIC_SAVE_EVERY_S
+        if static:
+            self._static_saved_at = now
+        self.bus.publish(SitesChanged(self.id, self.state(static), why))
 
 
 class Backlog:

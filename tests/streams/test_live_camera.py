@@ -15,9 +15,16 @@ import yaml
 from streams.camera.engines import engine_for, labels_of
 from streams.camera.evidence import EvidenceWriter
 from streams.camera.runtime import CameraRuntime, sampling_for
+from streams.camera.site_store import SiteStore
 from streams.config import load_config
 from streams.live.live_camera import Backlog, CameraContext, LiveCamera
-from streams.live.live_events import Bus, IncidentCleared, IncidentConfirmed, SampleSettled
+from streams.live.live_events import (
+    Bus,
+    IncidentCleared,
+    IncidentConfirmed,
+    SampleSettled,
+    SitesChanged,
+)
 from streams.live.metrics import WorkerMetrics
 from streams.live.sinks import Sinks
 from streams.sources.files import FileSource
@@ -132,3 +139,58 @@ def test_a_failing_sink_is_logged_the_others_hear_every_event_and_a_refused_disk
     # Stopped with nothing open: its saved state says so.
     saved = sinks.sites.load("cam")
     assert saved is not None and saved.reports == {} and saved.evidence == {}
+
+
+def test_the_static_backgrounds_are_saved_with_the_sites_every_30_s_and_at_a_stop(
+    parked_then_gone_clip, default_model, tmp_path
+):
+    """A camera's sites go to disk every few seconds while they change; the static stage's
+    backgrounds (most of the bytes, changing over minutes) only every STATIC_SAVE_EVERY_S,
+    and whole with an incident event or at a stop."""
+    config_path = tmp_path / "worker.yaml"
+    zone = {"id": "bay", "polygon": BAY, "checks": ["illegal_parking", "garbage"]}
+    config_path.write_text(
+        yaml.safe_dump(
+            {
+                "model": "default",
+                "api": {"url": "http://127.0.0.1:9"},  # never called: nothing is started
+                "cameras": [{"id": "cam", "source": "rtsp://127.0.0.1:9/cam", "zones": [zone]}],
+            }
+        )
+    )
+    config = load_config(config_path)
+    camera_config = config.cameras[0]
+    engine = engine_for(config)
+    saved: list[SitesChanged] = []
+    bus = Bus()
+    bus.subscribe(SitesChanged, saved.append)
+    evidence_dir = tmp_path / "state" / "evidence"
+    sinks = Sinks.wire(
+        config, tmp_path / "state", "key", WorkerMetrics(lambda: []), evidence_dir, bus
+    )
+    context = CameraContext(
+        sinks.bus, sinks.feedback, EvidenceWriter(evidence_dir), sinks.sites, Backlog()
+    )
+    sampling = sampling_for(camera_config)
+    runtime = CameraRuntime(camera_config, config, labels_of(engine, config))
+    source = RtspSource("cam", camera_config.source, sampling)  # never opened
+    camera = LiveCamera(camera_config, source, runtime, context)
+    try:
+        for n, frame in enumerate(FileSource("cam", str(parked_then_gone_clip), sampling).frames()):
+            camera.settle(frame, engine.detect([frame.image])[0], now=1.8e9 + frame.pts)
+            camera.save("changed")
+            if n == 3:
+                break
+        camera.retire()
+    finally:
+        sinks.sites.close()
+        sinks.outbox.close()
+    periodic = [e.state for e in saved if e.why == "changed"]
+    assert len(periodic) == 4
+    first, *later = periodic
+    assert first.pipeline.static is not None and not first.keeps_static
+    assert all(s.pipeline.static is None and s.keeps_static for s in later)
+    stop = saved[-1]
+    assert stop.why == "stop" and stop.state.pipeline.static is not None
+    loaded = SiteStore(tmp_path / "state" / "sites").load("cam")
+    assert loaded is not None and loaded.pipeline.static is not None

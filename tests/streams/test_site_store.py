@@ -33,6 +33,29 @@ def test_save_soon_writes_behind_and_close_flushes(tmp_path: Path) -> None:
     assert int(loaded.pipeline.static["short"][0, 0, 0]) == 19
 
 
+def test_a_state_without_backgrounds_keeps_the_saved_ones_only_when_it_says_so(
+    tmp_path: Path,
+) -> None:
+    """The live camera saves its sites every few seconds and the backgrounds less often: a
+    state that leaves them out keeps the ones on disk; one with none (no static stage any
+    more) drops them."""
+    store = SiteStore(tmp_path)
+    store.save("cam-1", state(7))
+    sites_only = CameraState(PipelineState({"street|parking": []}, {}, None), saved_at=T0 + 8)
+    sites_only.keeps_static = True
+    store.save("cam-1", sites_only)
+    loaded = store.load("cam-1")
+    assert loaded is not None and loaded.saved_at == T0 + 8
+    assert loaded.pipeline.static is not None
+    assert int(loaded.pipeline.static["short"][0, 0, 0]) == 7
+    store.save(
+        "cam-1", CameraState(PipelineState({"street|parking": []}, {}, None), saved_at=T0 + 9)
+    )
+    loaded = store.load("cam-1")
+    assert loaded is not None and loaded.saved_at == T0 + 9
+    assert loaded.pipeline.static is None
+
+
 def test_newest_state_wins_between_saves_now_and_saves_soon(tmp_path: Path) -> None:
     store = SiteStore(tmp_path)
     for n in range(60):
