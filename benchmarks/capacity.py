@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.common import (
@@ -76,6 +76,9 @@ class Step:
     asked_pct: list[float]  # per camera, processed of the samples its plan took
     max_stretch: float  # the worker's overload factor, highest scrape
     adaptive: bool
+    # Worker CPU per camera-second (ms) by its threads' role, from its own metrics (empty
+    # for a revision without them); its processes' children (ffmpeg receivers) are not in it.
+    roles_ms: dict[str, float] = field(default_factory=dict)
 
     @property
     def worker_ms(self) -> float:
@@ -216,6 +219,10 @@ def measure(
         ],
         max_stretch=max_stretch,
         adaptive=mode.sample.get("adaptive", True) is not False,
+        roles_ms={
+            role: (cpu - first.thread_cpu_s.get(role, 0.0)) / seconds / count * 1e3
+            for role, cpu in last.thread_cpu_s.items()
+        },
     )
 
 
@@ -404,6 +411,7 @@ def sampling_costs(
         "processed of asked, min %",
         "max lag s",
         "max stretch",
+        "of which receive / inference / loop / the rest",
     ]
     rows = []
     for label, clip in clips.items():
@@ -420,6 +428,7 @@ def sampling_costs(
                     f"{min(step.asked_pct):.0f}",
                     f"{step.max_lag_s:.2f}",
                     f"{step.max_stretch:.2f}",
+                    _by_role(step),
                 ]
             )
     main_clip = next(iter(clips.values()))
@@ -436,10 +445,24 @@ def sampling_costs(
         f"the Python loop over packets; no keyframe decoded: {count} sources in one process, "
         f"their plans idle): {receive_ms:.2f} ms of CPU per camera-second."
     )
+    roles_text = (
+        "Receive, inference, loop: the worker's CPU by what its threads do, from its own "
+        "`streetwatch_thread_cpu_seconds_total` (a camera's receiving and decoding thread; "
+        "the batches' inference; the loop's scheduling and each sample's tracking, static "
+        "stage and rules); the rest is the writers, the metrics and health servers and "
+        "threads Python did not start."
+    )
     return (
         f"{table(header, rows)}\n\n{count} cameras per run. {_protocol(warmup_s, window_s)}"
-        f"\n\n{receive_text}\n\n{lone_text}"
+        f"\n\n{roles_text}\n\n{receive_text}\n\n{lone_text}"
     )
+
+
+def _by_role(step: Step) -> str:
+    """The worker's CPU per camera-second by its threads' role (streams/live/metrics.py)."""
+    named = [step.roles_ms.get(role, 0.0) for role in ("receive", "inference", "loop")]
+    rest = sum(step.roles_ms.values()) - sum(named)
+    return " / ".join(f"{ms:.1f}" for ms in (*named, rest))
 
 
 def revisions(

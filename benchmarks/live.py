@@ -114,6 +114,7 @@ class Scrape:
     at: float  # time.monotonic()
     values: dict[tuple[str, str], float]
     peaks: dict[str, float]
+    thread_cpu_s: dict[str, float]  # the worker's CPU by its threads' role (metrics.ROLES)
 
     def per_camera(self, metric: str) -> dict[str, float]:
         return {cam: v for (name, cam), v in self.values.items() if name == metric and cam}
@@ -130,12 +131,16 @@ def parse_metrics(text: str, at: float) -> Scrape:
     and the highest sample of each name."""
     values: dict[tuple[str, str], float] = {}
     peaks: dict[str, float] = {}
+    roles: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             key = (sample.name, sample.labels.get("camera", ""))
             values[key] = values.get(key, 0.0) + sample.value
             peaks[sample.name] = max(peaks.get(sample.name, sample.value), sample.value)
-    return Scrape(at, values, peaks)
+            if sample.name == "streetwatch_thread_cpu_seconds_total":
+                role = sample.labels["role"]
+                roles[role] = roles.get(role, 0.0) + sample.value
+    return Scrape(at, values, peaks, roles)
 
 
 def camera_config(

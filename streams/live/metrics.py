@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import threading
+from collections import Counter as Tally
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -13,6 +16,71 @@ from streams.sources.rtsp import RtspSource
 
 CameraParts = Callable[[], list[tuple[RtspSource, MotionGate | None]]]
 """Each camera's source and motion gate (None where gating is off), read at scrape time."""
+
+# A thread's role, by the start of its name: the worker's threads are named after their
+# camera, batch or job. Threads Python did not start (a library's own) are "native".
+ROLES = (
+    ("rtsp-", "receive"),  # a camera's receiving and decoding (streams/sources/rtsp.py)
+    ("batch", "inference"),  # the worker's batches (streams/live/worker.py)
+    ("infer", "inference"),  # an engine's parallel runs (detector/engine.py)
+    ("MainThread", "loop"),  # scheduling, each sample's tracking, static stage and rules
+)
+TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
+def thread_role(name: str | None) -> str:
+    if name is None:
+        return "native"
+    return next((role for prefix, role in ROLES if name.startswith(prefix)), "other")
+
+
+def _thread_cpu_s(tid: int) -> float | None:
+    """The thread's user and system CPU seconds from /proc, None once it has ended."""
+    try:
+        with open(f"/proc/self/task/{tid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / TICKS_PER_S
+
+
+class ThreadCpuCollector(Collector):
+    """This process's CPU by what its threads do (`ROLES`), read from /proc at scrape time:
+    whether receiving, inference or the loop bounds a worker, on any deployment (Linux).
+    A thread that ends keeps what it used in its role's total, as last scraped."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # scrapes may overlap
+        self._seen: dict[int, tuple[str, float]] = {}  # thread id -> (role, CPU seconds)
+        self._ended: Tally[str] = Tally()
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        names = {t.native_id: t.name for t in threading.enumerate()}
+        try:
+            tids = [int(tid) for tid in os.listdir("/proc/self/task")]
+        except OSError:  # not Linux: nothing to say
+            return
+        with self._lock:
+            now = {}
+            for tid in tids:
+                if (cpu := _thread_cpu_s(tid)) is not None:
+                    now[tid] = (thread_role(names.get(tid)), cpu)
+            for tid, (role, cpu) in self._seen.items():
+                # Ended, or its id taken by a new thread since (it used less, or does other work).
+                if tid not in now or now[tid][1] < cpu or now[tid][0] != role:
+                    self._ended[role] += cpu
+            self._seen = now
+            totals = Tally(self._ended)
+            for role, cpu in now.values():
+                totals[role] += cpu
+        family = CounterMetricFamily(
+            "streetwatch_thread_cpu_seconds",
+            "CPU of this process's threads by role: receive, inference, loop, other, native",
+            labels=["role"],
+        )
+        for role, cpu in sorted(totals.items()):
+            family.add_metric([role], cpu)
+        yield family
 
 
 class CameraCollector(Collector):
@@ -130,6 +198,7 @@ class WorkerMetrics:
         )
         self.stretch.set(1.0)
         r.register(CameraCollector(cameras))
+        r.register(ThreadCpuCollector())
 
     def forget_camera(self, camera_id: str) -> None:
         """Drops a removed camera's series, so they don't linger until the worker restarts."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 from prometheus_client import generate_latest
@@ -68,3 +70,41 @@ def test_sampling_metrics_follow_each_cameras_plan() -> None:
     assert samples[("streetwatch_sample_interval_seconds", "cam-a")] == 6.0
     assert samples[("streetwatch_groups_undecoded_total", "cam-a")] == 1
     assert samples[("streetwatch_sample_stretch", None)] == 1.25
+
+
+def _thread_cpu(metrics: WorkerMetrics) -> dict[str, float]:
+    text = generate_latest(metrics.registry).decode()
+    return {
+        s.labels["role"]: s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "streetwatch_thread_cpu_seconds_total"
+    }
+
+
+def test_cpu_is_told_by_thread_role_and_an_ended_thread_keeps_its_share() -> None:
+    """A camera's receiving thread burns CPU: it shows under `receive` (not the loop), and
+    stays counted after the thread ends, so the counter never goes back."""
+    metrics = WorkerMetrics(lambda: [])
+    busy_s = 0.3
+    running, done = threading.Event(), threading.Event()
+
+    def burn() -> None:
+        started = time.thread_time()
+        running.set()
+        while time.thread_time() - started < busy_s:
+            pass
+        done.wait(10)
+
+    thread = threading.Thread(target=burn, name="rtsp-cam-x")
+    before = _thread_cpu(metrics)
+    thread.start()
+    running.wait(10)
+    time.sleep(busy_s + 0.2)  # it has burnt its share and waits
+    during = _thread_cpu(metrics)
+    done.set()
+    thread.join()
+    after = _thread_cpu(metrics)
+    assert during["receive"] - before.get("receive", 0.0) >= busy_s * 0.8
+    assert after["receive"] >= during["receive"]
+    assert during["loop"] - before["loop"] < busy_s / 2  # this (main) thread only waited
