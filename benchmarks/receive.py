@@ -131,15 +131,16 @@ IDR, STAP_A, FU_A = 5, 24, 28  # H.264 NAL unit types (RFC 6184)
 
 
 def _request(sock: socket.socket, method: str, url: str, cseq: int, extra: str = "") -> str:
-    """One RTSP request and its reply's head (the loopback server's replies carry no body
-    but DESCRIBE's SDP, read by the caller)."""
+    """One RTSP request and its reply, head and body (DESCRIBE's SDP). A mount already
+    playing for other clients may send this one's packets ahead of PLAY's reply: what comes
+    before the reply is dropped (the first packets: a measurement loses nothing by it)."""
     sock.sendall(f"{method} {url} RTSP/1.0\r\nCSeq: {cseq}\r\n{extra}\r\n".encode())
     reply = b""
-    while b"\r\n\r\n" not in reply:
+    while (start := reply.find(b"RTSP/1.0 ")) < 0 or b"\r\n\r\n" not in reply[start:]:
         if not (chunk := sock.recv(4096)):
             raise ConnectionError(f"{method} {url}: the camera closed the connection")
         reply += chunk
-    head, _, body = reply.partition(b"\r\n\r\n")
+    head, _, body = reply[start:].partition(b"\r\n\r\n")
     text = head.decode(errors="replace")
     if not text.startswith("RTSP/1.0 200"):
         raise ConnectionError(f"{method} {url}: {text.splitlines()[0]}")
@@ -165,8 +166,18 @@ def _keyframe_payload(buffer: bytearray, start: int, end: int) -> bool:
 
 
 def _chunked(url: str, stop: threading.Event, keyframes: list[int]) -> None:
-    """Receives one camera until `stop`, a `recv` taking all the socket holds, and counts
-    its keyframes' RTP packets in `keyframes` (a one-item tally)."""
+    """Receives one camera until `stop`, connecting again while the loaded loopback server
+    is slow to answer (as the worker's sources do), and counts its keyframes' RTP packets
+    in `keyframes` (a one-item tally)."""
+    while not stop.is_set():
+        try:
+            _receive_chunked(url, stop, keyframes)
+        except OSError:  # refused, timed out, reset (ConnectionError included)
+            stop.wait(0.5)
+
+
+def _receive_chunked(url: str, stop: threading.Event, keyframes: list[int]) -> None:
+    """One connection: a `recv` takes all the socket holds."""
     parts = urlsplit(url)
     with socket.create_connection((parts.hostname, parts.port or 554), timeout=10) as sock:
         described = _request(sock, "DESCRIBE", url, 1, "Accept: application/sdp\r\n")
@@ -218,9 +229,14 @@ def _chunked_cost(urls: list[str], window_s: float) -> float:
     try:
         for thread in threads:
             thread.start()
+        deadline = time.monotonic() + 30.0
+        while (silent := [u for u, tally in zip(urls, tallies, strict=True) if not tally[0]]) and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.5)
+        if silent:
+            raise RuntimeError(f"no keyframe received from {silent[0]} within 30 s")
         time.sleep(SETTLE_S)
-        if silent := [url for url, tally in zip(urls, tallies, strict=True) if not tally[0]]:
-            raise RuntimeError(f"no keyframe received from {silent[0]}")
         started, cpu = time.monotonic(), cpu_seconds(os.getpid())
         time.sleep(window_s)
         spent = cpu_seconds(os.getpid()) - cpu
