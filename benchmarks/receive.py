@@ -146,7 +146,9 @@ def _request(sock: socket.socket, method: str, url: str, cseq: int, extra: str =
         raise ConnectionError(f"{method} {url}: {text.splitlines()[0]}")
     if length := re.search(r"Content-Length: *(\d+)", text, re.I):
         while len(body) < int(length.group(1)):
-            body += sock.recv(4096)
+            if not (chunk := sock.recv(4096)):
+                raise ConnectionError(f"{method} {url}: the reply ended early")
+            body += chunk
     return f"{text}\r\n\r\n{body.decode(errors='replace')}"
 
 
@@ -155,7 +157,7 @@ def _keyframe_payload(buffer: bytearray, start: int, end: int) -> bool:
     a keyframe-only receiver would keep and assemble."""
     first = buffer[start]
     header = start + 12 + 4 * (first & 0x0F)
-    if first & 0x10:  # an extension header
+    if first & 0x10 and header + 4 <= end:  # an extension header
         header += 4 + 4 * ((buffer[header + 2] << 8) | buffer[header + 3])
     if header + 1 >= end:
         return False
