@@ -55,11 +55,12 @@ class ThreadCpuCollector(Collector):
         self._ended: Tally[str] = Tally()
 
     def collect(self) -> Iterator[CounterMetricFamily]:
-        names = {t.native_id: t.name for t in threading.enumerate()}
         try:
             tids = [int(tid) for tid in os.listdir("/proc/self/task")]
         except OSError:  # not Linux: nothing to say
             return
+        # Names after ids: a thread started in between is named, not taken for a native one.
+        names = {t.native_id: t.name for t in threading.enumerate()}
         with self._lock:
             now = {}
             for tid in tids:
