@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -245,3 +246,42 @@ def test_dead_letters_are_capped_oldest_first_with_their_evidence(tmp_path):
     assert box.dropped == 1
     assert not files[0].exists() and files[1].exists() and files[2].exists()
     box.close()
+
+
+def test_a_cameras_reports_come_from_every_table_with_their_latest_observations(tmp_path):
+    """What a restarted worker asks for a camera: its posts queued, dead or delivered, each
+    with the `last_seen` and `cleared_at` its observations carry; an outbox written before
+    the delivered log kept bodies opens and gains the columns."""
+    path = tmp_path / "outbox.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE delivered (idempotency_key TEXT PRIMARY KEY, case_id TEXT,"
+        " delivered_at REAL NOT NULL);"
+    )
+    old.execute("INSERT INTO delivered VALUES ('inc-old', 'case-1', ?)", (time.time(),))
+    old.commit()
+    old.close()
+
+    with run_server(Settings(data_dir=tmp_path / "api")) as server:
+        key = server.create_key("ingest")
+        box = Outbox(path)
+        try:
+            other = report("inc-other", []).model_copy(update={"camera_id": "cam-2"})
+            for item in (report("inc-sent", []), report("inc-waits", []), other):
+                box.enqueue_report(item)
+            later = T0 + timedelta(seconds=300)
+            box.enqueue_observation("inc-sent", Observation(last_seen=later))
+            box.enqueue_observation("inc-sent", Observation(last_seen=later, cleared_at=later))
+            with IntakeClient(server.url, key) as client:
+                # inc-sent's post, then its two observations: the rest waits behind.
+                for _ in range(3):
+                    (sent,) = [i for i in box.due() if i.incident_id == "inc-sent"]
+                    assert box.deliver(client, sent, None)
+            assert [i.incident_id for i in box.pending()] == ["inc-waits", "inc-other"]
+            reports = box.reports("cam-1")
+        finally:
+            box.close()
+    assert sorted(reports) == ["inc-sent", "inc-waits"]
+    assert reports["inc-sent"].last_seen == reports["inc-sent"].cleared_at == later
+    assert reports["inc-waits"].cleared_at is None
+    assert reports["inc-waits"].last_seen == T0 + timedelta(seconds=120)

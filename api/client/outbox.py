@@ -61,7 +61,10 @@ CREATE TABLE IF NOT EXISTS dead_letter (
 CREATE TABLE IF NOT EXISTS delivered (
     idempotency_key TEXT PRIMARY KEY,
     case_id TEXT,
-    delivered_at REAL NOT NULL
+    delivered_at REAL NOT NULL,
+    incident_id TEXT,
+    kind TEXT,
+    body TEXT
 );
 CREATE INDEX IF NOT EXISTS delivered_at ON delivered (delivered_at);
 """
@@ -116,9 +119,23 @@ class Outbox:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(SCHEMA)
+            self._add_delivered_bodies()
             self._forget_delivered()
         except (sqlite3.Error, OSError) as exc:
             raise OutboxError(f"cannot open outbox {path}: {exc}") from exc
+
+    def _add_delivered_bodies(self) -> None:
+        """An outbox from before the delivered log kept what it delivered gains the columns
+        (its older rows keep only their keys)."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(delivered)")}
+        for column in ("incident_id", "kind", "body"):
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE delivered ADD COLUMN {column} TEXT")
+        # A worker asks it for each camera it starts (`reports`).
+        self._db.execute(
+            "CREATE INDEX IF NOT EXISTS delivered_camera ON delivered"
+            " (json_extract(body, '$.camera_id')) WHERE kind = 'post'"
+        )
 
     def close(self) -> None:
         with self._lock:
@@ -217,8 +234,15 @@ class Outbox:
         with self._transaction():
             self._db.execute("DELETE FROM outbox WHERE id = ?", (item.id,))
             self._db.execute(
-                "INSERT OR REPLACE INTO delivered VALUES (?, ?, ?)",
-                (item.idempotency_key, receipt.case_id, time.time()),
+                "INSERT OR REPLACE INTO delivered VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    item.idempotency_key,
+                    receipt.case_id,
+                    time.time(),
+                    item.incident_id,
+                    item.kind,
+                    item.body,
+                ),
             )
         if evidence_dir is not None:
             for ref in payload.evidence:
@@ -310,6 +334,45 @@ class Outbox:
         if delivered:
             self._forget_delivered()
         return delivered
+
+    # -- what a camera reported ----------------------------------------------------------
+
+    def reports(self, camera_id: str) -> dict[str, CaseReport]:
+        """The camera's reports this outbox holds, queued, dead or delivered (for the week it
+        remembers deliveries), by incident id, each with the `last_seen` and `cleared_at` of
+        its observations: what a restarted worker's saved sites may be a step behind. Raises
+        OutboxError if the outbox cannot be read."""
+        try:
+            with self._lock:
+                posts = self._bodies(
+                    "kind = 'post' AND json_extract(body, '$.camera_id') = ?", [camera_id]
+                )
+                ids = sorted({incident_id for incident_id, _ in posts})
+                marks = ", ".join("?" * len(ids))
+                patches = self._bodies(f"kind = 'patch' AND incident_id IN ({marks})", ids)
+            reports = {i: CaseReport.model_validate_json(body) for i, body in posts}
+            for incident_id, body in patches:
+                report = reports[incident_id]
+                seen = Observation.model_validate_json(body)
+                reports[incident_id] = report.model_copy(
+                    update={
+                        "last_seen": max(report.last_seen, seen.last_seen or report.last_seen),
+                        "cleared_at": report.cleared_at or seen.cleared_at,
+                    }
+                )
+        except (sqlite3.Error, ValueError) as exc:
+            raise OutboxError(f"cannot read {camera_id}'s reports from {self.path}: {exc}") from exc
+        return reports
+
+    def _bodies(self, where: str, params: list[str]) -> list[tuple[str, str]]:
+        """(incident id, body) of the items delivered, dead and queued, in that order."""
+        return [
+            row
+            for table in ("delivered", "dead_letter", "outbox")
+            for row in self._db.execute(
+                f"SELECT incident_id, body FROM {table} WHERE {where}", params
+            )
+        ]
 
     # -- inspection and repair -----------------------------------------------------------
 

@@ -6,9 +6,12 @@ first-seen frames as JPEGs, and the static stage's backgrounds (`static.npz`). W
 atomically: at once with each incident event and at a clean stop (`save`), and every few
 seconds for cameras whose state changed (`save_soon`: on a writer thread, so the loop never
 waits for the disk's fsyncs; a newer state replaces a pending older one). A `kill -9` loses
-at most the last interval, which the restarted worker observes again. A state may leave the
-backgrounds out (`keeps_static`): the ones on disk then stand (streams/live/live_camera.py
-writes them less often than the sites: they change slowly and are most of the bytes).
+at most the last interval, which the restarted worker observes again; one right after an
+incident event went to the outbox, before the sites were saved, leaves them a step behind
+the outbox, which the restarted camera catches up with (streams/camera/reconcile.py). A
+state may leave the backgrounds out (`keeps_static`): the ones on disk then stand
+(streams/live/live_camera.py writes them less often than the sites: they change slowly and
+are most of the bytes).
 """
 
 from __future__ import annotations

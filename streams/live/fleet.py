@@ -2,15 +2,14 @@
 
 A thread heartbeats every `heartbeat_s` with the cameras the worker runs; the answer is the
 cameras it should run. Before the worker starts a camera new to it, the thread fetches the
-camera's open sites as the previous worker handed them over (into the worker's SiteStore,
-where the worker resumes them), and the reports this key holds for the camera, which the
-worker reconciles that state with (`reconcile`); before the heartbeat that says a camera no
-longer runs here, it hands that camera's sites over. A camera's sites are handed over at
-once after each incident event (confirmed, cleared), and every `state_every_s` otherwise,
-so a worker that dies loses at most that much of a dwell (plus the worker's save interval),
-which its successor observes again. Without an answer for the fleet's TTL it stops every
-camera: a worker cut off from the API must not go on watching what the others have taken
-over.
+camera's open sites as the previous worker handed them over (into the worker's SiteStore, where
+the worker resumes them), and the reports this key holds for the camera, which the worker
+reconciles that state with (streams/camera/reconcile.py); before the heartbeat that says a
+camera no longer runs here, it hands that camera's sites over. A camera's sites are handed over
+at once after each incident event (confirmed, cleared), and every `state_every_s` otherwise, so
+a worker that dies loses at most that much of a dwell (plus the worker's save interval), which
+its successor observes again. Without an answer for the fleet's TTL it stops every camera: a
+worker cut off from the API must not go on watching what the others have taken over.
 """
 
 from __future__ import annotations
@@ -19,21 +18,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 
-import numpy as np
 from pydantic import ValidationError
 
 from api.client import IntakeClient, IntakeError
-from api.contract import CaseReport
 from api.contract.fleet import Assignment, ReportedIncident
-from streams.camera.site_store import CameraState, SiteStore
+from streams.camera.site_store import SiteStore
 from streams.config import CameraConfig
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TTL_S = 10.0  # until the API says its own
-SAME_MOMENT_S = 0.002  # a site's first sighting restored on another worker, to the ms
 
 
 class FleetCameras:
@@ -234,72 +229,3 @@ class FleetCameras:
                 )
         if not cameras:
             self._definitions = {}
-
-
-def reconcile(
-    camera_id: str, state: CameraState, reported: list[ReportedIncident]
-) -> tuple[list[CaseReport], list[CaseReport]]:
-    """Brings a camera's handed-over state up to what the API holds of its reports, which may
-    be newer: the previous worker may have died between its report (or clearing) reaching the
-    API and handing that over, or between handing a confirmation over and delivering it.
-
-    In place: a site still in its dwell whose incident the API holds open continues as that
-    incident, reported (its clearing will be sent); a site whose incident the API holds
-    cleared is dropped. Returns (to post, to clear): reported incidents of the state the API
-    does not hold (their reports never left the dead worker), and incidents the API holds
-    open, confirmed before the state was taken, whose site the state no longer has (the dead
-    worker cleared them; its clearing is lost) with `cleared_at` the state's time."""
-    held = {r.report.id: r.report for r in reported if r.report.camera_id == camera_id}
-    pipeline = state.pipeline
-    seen: set[str] = set()
-    for key, sites in pipeline.sites.items():
-        zone_id, _, type_ = key.partition("|")
-        kept: list[tuple[dict, np.ndarray | None]] = []
-        for n, site in enumerate(sites):
-            incident = site.get("incident")
-            report = held.get(incident["id"]) if incident else None
-            if incident is None:
-                report = next(
-                    (
-                        r
-                        for r in held.values()
-                        if r.zone_id == zone_id
-                        and r.type == type_
-                        and abs(r.first_seen.timestamp() - site["first_seen"]) <= SAME_MOMENT_S
-                    ),
-                    None,
-                )
-            if report is not None:
-                seen.add(report.id)
-                if report.cleared_at is not None:  # cleared already: the site is over
-                    state.reports.pop(report.id, None)
-                    state.evidence.pop(report.id, None)
-                    continue
-                if incident is None:
-                    log.info(
-                        "fleet: camera %s: %s continues as reported (the API holds it)",
-                        camera_id,
-                        report.id,
-                    )
-                    site["incident"] = {
-                        "id": report.id,
-                        "class_name": report.class_name,
-                        "confidence": report.confidence,
-                        "confirmed_at": report.confirmed_at.timestamp(),
-                    }
-                    state.reports[report.id] = report
-            kept.append((site, pipeline.shots.get(f"{key}|{n}")))
-        for n in range(len(sites)):  # shots go by the site's position: re-keyed
-            pipeline.shots.pop(f"{key}|{n}", None)
-        sites[:] = [site for site, _ in kept]
-        pipeline.shots.update(
-            {f"{key}|{n}": shot for n, (_, shot) in enumerate(kept) if shot is not None}
-        )
-    to_post = [r for i, r in state.reports.items() if i not in held]
-    gone_by = datetime.fromtimestamp(state.saved_at, UTC)  # the state has no site then
-    to_clear = [
-        r.model_copy(update={"cleared_at": max(r.last_seen, gone_by)})
-        for i, r in held.items()
-        if i not in seen and r.cleared_at is None and r.confirmed_at.timestamp() < state.saved_at
-    ]
-    return to_post, to_clear

@@ -24,17 +24,18 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from api.client.outbox import OutboxError
+from api.client.outbox import Outbox, OutboxError
 from api.contract import CaseReport, EvidenceRef, Observation
 from detector.incidents import Incident, IncidentEvent
 from detector.types import Detections, Frame
 from streams.camera.evidence import EvidenceWriter
+from streams.camera.reconcile import adopt, reconcile
 from streams.camera.record import RecordStream
 from streams.camera.runtime import CameraRuntime
 from streams.camera.site_store import CameraState, SiteStore
 from streams.camera.suppressions import Feedback
 from streams.config import CameraConfig
-from streams.live.fleet import FleetCameras, reconcile
+from streams.live.fleet import FleetCameras
 from streams.live.live_events import (
     Bus,
     CameraStopped,
@@ -64,14 +65,16 @@ STATIC_SAVE_EVERY_S = 30.0
 class CameraContext:
     """What a worker's cameras share: the bus they publish on, the feedback that holds back
     what reviewers suppressed, the evidence directory, the site store they resume from (the
-    site sink writes it), the backlog of events the disk refused, and for a fleet worker
-    the fleet, which tells what the API holds of a camera taken over."""
+    site sink writes it), the backlog of events the disk refused, the outbox (what a camera
+    reported, which its saved sites may be a step behind), and for a fleet worker the fleet,
+    which tells what the API holds of a camera taken over."""
 
     bus: Bus
     feedback: Feedback
     evidence: EvidenceWriter
     sites: SiteStore
     backlog: Backlog
+    outbox: Outbox
     fleet: FleetCameras | None = None
 
 
@@ -113,8 +116,9 @@ class LiveCamera:
     def _begin(self, frame: Frame, now: float) -> None:
         """Starts the runtime at the first frame and continues the sites a previous run of
         this worker (or, in a fleet, the camera's previous worker) left open: the same
-        incidents under the same ids, reported once. Handed-over state is first reconciled
-        with what the API holds."""
+        incidents under the same ids, reported once. The state is first brought up to what
+        the outbox holds (a worker killed between queueing an incident event and saving the
+        sites), or, handed over, to what the API holds (streams/camera/reconcile.py)."""
         self.runtime.start_live(frame, now)
         state = self.context.sites.load(self.id)
         if state is None:
@@ -123,6 +127,11 @@ class LiveCamera:
         reported = fleet.reported(self.id) if fleet is not None else None
         if reported is not None:
             self._inherit(*reconcile(self.id, state, reported))
+        else:
+            try:
+                adopt(self.id, state, self.context.outbox.reports(self.id), "its outbox")
+            except OutboxError as exc:
+                log.error("camera %s: %s; its saved sites resume as saved", self.id, exc)
         restored = self.runtime.restore(state.pipeline)
         self.reports.update(state.reports)
         now_m = time.monotonic()

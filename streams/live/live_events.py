@@ -74,7 +74,7 @@ SaveWhy = Literal["incident", "stop", "changed"]
 @dataclass(frozen=True, slots=True)
 class InheritedReports:
     """What a fleet camera's previous worker queued and never delivered, found as the camera
-    is taken over (streams.live.fleet.reconcile): its reports (without their evidence, which
+    is taken over (streams.camera.reconcile): its reports (without their evidence, which
     stayed on that worker's disk) and its clearings, by incident id."""
 
     camera_id: str

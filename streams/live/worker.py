@@ -163,7 +163,13 @@ class Worker:
         # Where the cameras come from: the config file, or the API's fleet assignment.
         self.fleet = self.sinks.fleet
         self.context = CameraContext(
-            self.sinks.bus, self.sinks.feedback, evidence, self.sinks.sites, Backlog(), self.fleet
+            self.sinks.bus,
+            self.sinks.feedback,
+            evidence,
+            self.sinks.sites,
+            Backlog(),
+            self.sinks.outbox,
+            self.fleet,
         )
         self.health_port = health_port
         self.health_host = health_host

@@ -559,8 +559,8 @@ def test_handed_over_state_is_reconciled_with_what_the_api_holds(tmp_path):
     from api.contract.fleet import ReportedIncident
     from detector.incidents import incident_id
     from detector.pipeline import PipelineState
+    from streams.camera.reconcile import reconcile
     from streams.camera.site_store import CameraState, SiteStore
-    from streams.live.fleet import reconcile
 
     t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
 

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
+from api.client import IntakeClient
+from api.server.settings import Settings
 from streams.camera.engines import engine_for, labels_of
 from streams.camera.evidence import EvidenceWriter
 from streams.camera.runtime import CameraRuntime, sampling_for
@@ -29,6 +33,7 @@ from streams.live.metrics import WorkerMetrics
 from streams.live.sinks import Sinks
 from streams.sources.files import FileSource
 from streams.sources.rtsp import RtspSource
+from tests.support.api import run_server
 from tests.support.scenes import BUS_CROP, Sprite, crop, render, video_frames
 
 BAY = [[380, 380], [767, 380], [767, 560], [380, 560]]
@@ -41,6 +46,12 @@ def parked_then_gone_clip(tmp_path_factory, bus_jpg, vtest_avi) -> Path:
     return render(
         tmp_path_factory.mktemp("live") / "parked.mp4", video_frames(vtest_avi), 16, 10, [bus]
     )
+
+
+def cases(url: str, key: str) -> list[dict]:
+    response = httpx.get(f"{url}/v1/cases", headers={"Authorization": f"Bearer {key}"})
+    response.raise_for_status()
+    return response.json()["items"]
 
 
 def test_a_failing_sink_is_logged_the_others_hear_every_event_and_a_refused_disk_loses_nothing(
@@ -86,7 +97,12 @@ def test_a_failing_sink_is_logged_the_others_hear_every_event_and_a_refused_disk
     metrics = WorkerMetrics(lambda: [])
     sinks = Sinks.wire(config, state, "key", metrics, evidence_dir, bus)
     context = CameraContext(
-        sinks.bus, sinks.feedback, EvidenceWriter(evidence_dir), sinks.sites, Backlog()
+        sinks.bus,
+        sinks.feedback,
+        EvidenceWriter(evidence_dir),
+        sinks.sites,
+        Backlog(),
+        sinks.outbox,
     )
     sampling = sampling_for(camera_config)
     runtime = CameraRuntime(camera_config, config, labels_of(engine, config))
@@ -169,7 +185,12 @@ def test_the_static_backgrounds_are_saved_with_the_sites_every_30_s_and_at_a_sto
         config, tmp_path / "state", "key", WorkerMetrics(lambda: []), evidence_dir, bus
     )
     context = CameraContext(
-        sinks.bus, sinks.feedback, EvidenceWriter(evidence_dir), sinks.sites, Backlog()
+        sinks.bus,
+        sinks.feedback,
+        EvidenceWriter(evidence_dir),
+        sinks.sites,
+        Backlog(),
+        sinks.outbox,
     )
     sampling = sampling_for(camera_config)
     runtime = CameraRuntime(camera_config, config, labels_of(engine, config))
@@ -194,3 +215,109 @@ def test_the_static_backgrounds_are_saved_with_the_sites_every_30_s_and_at_a_sto
     assert stop.why == "stop" and stop.state.pipeline.static is not None
     loaded = SiteStore(tmp_path / "state" / "sites").load("cam")
     assert loaded is not None and loaded.pipeline.static is not None
+
+
+@pytest.mark.parametrize("delivered", [False, True], ids=["queued", "delivered"])
+def test_a_worker_killed_between_queueing_a_confirmation_and_saving_its_sites_reports_once(
+    parked_then_gone_clip, default_model, tmp_path, caplog, delivered
+):
+    """The sites are saved right after the outbox takes the confirmation: a `kill -9` in
+    between leaves sites a step behind (the site still in its dwell) beside the report,
+    queued or already delivered. The restarted camera continues that site as the reported
+    incident instead of confirming it again, and its clearing reaches the API: one case, one
+    report, cleared."""
+    with run_server(Settings(data_dir=tmp_path / "api")) as server:
+        key = server.create_key("ingest", "dispatch")
+        config_path = tmp_path / "worker.yaml"
+        config_path.write_text(
+            yaml.safe_dump(
+                {
+                    "model": "default",
+                    "rules": {"illegal_parking": {"dwell_s": 2, "clear_s": 3, "occlusion_s": 1}},
+                    "detector": {"motion_gate": False},
+                    "api": {"url": server.url},
+                    "cameras": [
+                        {
+                            "id": "cam",
+                            "source": "rtsp://127.0.0.1:9/cam",
+                            "sample": {"fps": 2},
+                            "zones": [{"id": "bay", "polygon": BAY, "checks": ["illegal_parking"]}],
+                        }
+                    ],
+                }
+            )
+        )
+        config = load_config(config_path)
+        engine = engine_for(config)
+        state_dir = tmp_path / "state"
+        evidence_dir = state_dir / "evidence"
+        frames = list(
+            FileSource("cam", str(parked_then_gone_clip), sampling_for(config.cameras[0])).frames()
+        )
+        start = time.time() - 60  # the footage played a minute ago
+
+        def worker(bus: Bus) -> tuple[Sinks, LiveCamera]:
+            sinks = Sinks.wire(config, state_dir, key, WorkerMetrics(lambda: []), evidence_dir, bus)
+            context = CameraContext(
+                sinks.bus,
+                sinks.feedback,
+                EvidenceWriter(evidence_dir),
+                sinks.sites,
+                Backlog(),
+                sinks.outbox,
+            )
+            camera_config = config.cameras[0]
+            runtime = CameraRuntime(camera_config, config, labels_of(engine, config))
+            source = RtspSource("cam", camera_config.source, sampling_for(camera_config))
+            return sinks, LiveCamera(camera_config, source, runtime, context)
+
+        def deliver(sinks: Sinks) -> None:
+            with IntakeClient(server.url, key) as client:  # an incident's items go in turn
+                while sinks.outbox.run_once(client, evidence_dir):
+                    pass
+            assert sinks.outbox.counts()["outbox"] == 0
+
+        # The first run, up to its confirmation; then its sites as they were one sample
+        # before (the save that never happened), and the kill: nothing stops cleanly.
+        sinks, camera = worker(Bus())
+        try:
+            for n, frame in enumerate(frames):
+                before = camera.state() if camera.runtime.started else None
+                camera.settle(frame, engine.detect([frame.image])[0], now=start + frame.pts)
+                if sinks.outbox.counts()["outbox"]:
+                    rest = frames[n + 1 :]
+                    break
+            else:
+                pytest.fail("the parked bus was never confirmed")
+            (post,) = sinks.outbox.pending()
+            assert before is not None
+            sinks.sites.save("cam", before)
+            if delivered:
+                deliver(sinks)
+        finally:
+            sinks.sites.close()
+            sinks.outbox.close()
+        assert len(cases(server.url, key)) == (1 if delivered else 0)
+
+        # The restarted worker plays the rest of the footage: the bus leaves.
+        confirmations: list[IncidentConfirmed] = []
+        bus = Bus()
+        bus.subscribe(IncidentConfirmed, confirmations.append)
+        caplog.set_level(logging.INFO)
+        sinks, camera = worker(bus)
+        try:
+            for frame in rest:
+                camera.settle(frame, engine.detect([frame.image])[0], now=start + frame.pts)
+            camera.retire()
+            assert "resumed 1 open sites (1 reported incidents)" in caplog.text
+            assert f"{post.incident_id} continues as reported (its outbox holds it)" in caplog.text
+            assert confirmations == []
+            pending = sinks.outbox.pending()
+            assert [i.kind for i in pending] == (["patch"] if delivered else ["post", "patch"])
+            assert {i.incident_id for i in pending} == {post.incident_id}
+            deliver(sinks)
+        finally:
+            sinks.sites.close()
+            sinks.outbox.close()
+        (case,) = cases(server.url, key)
+        assert case["report_count"] == 1 and case["cleared_at"] is not None
