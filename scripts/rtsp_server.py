@@ -6,13 +6,16 @@ Run by the system Python (it needs GStreamer's `gi` bindings):
     /usr/bin/python3 scripts/rtsp_server.py --port 8554 --mount cam1=/path/to/video.avi
 
 Each mount decodes its file with ffmpeg (any codec ffmpeg reads, e.g. the msmpeg4 of
-opencv-doc's vtest.avi, which GStreamer alone cannot decode), scales it to --width x
---height at --fps, and GStreamer re-encodes it with x264 (zerolatency, a keyframe every
---keyint frames). With --passthrough, each file must already be H.264 and is served as it is
-(ffmpeg copies it, paced in real time; nothing is decoded or encoded), so many 1080p cameras
-cost the machine little; --stagger spreads the mounts' starts over that many seconds, so their
-keyframes do not all arrive at once. Files loop forever unless --once. Prints one line
-"READY rtsp://127.0.0.1:PORT/MOUNT ..." once listening. SIGTERM/SIGINT stop it cleanly;
+opencv-doc's vtest.avi, which GStreamer alone cannot decode), scales it to --width x --height
+at --fps, and GStreamer re-encodes it with x264 (zerolatency, a keyframe every --keyint frames;
+--codec h265: x265, the parameter sets only in the SDP and the stream's first keyframe, as many
+H.265 cameras send them). With --passthrough, each file must already be H.264 and is served as
+it is (ffmpeg copies it, paced in real time; nothing is decoded or encoded), so many 1080p
+cameras cost the machine little; --stagger spreads the mounts' starts over that many seconds,
+so their keyframes do not all arrive at once. Files loop forever unless --once. --auth
+USER:PASSWORD asks clients for those credentials (--auth-method basic or digest);
+--session-timeout S ends a session that long without a keepalive. Prints one
+line "READY rtsp://127.0.0.1:PORT/MOUNT ..." once listening. SIGTERM/SIGINT stop it cleanly;
 the launcher in tests/support/testcam.py also SIGKILLs and SIGSTOPs its process group.
 """
 
@@ -28,8 +31,9 @@ from pathlib import Path
 import gi
 
 gi.require_version("Gst", "1.0")
+gi.require_version("GstRtsp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
 HOST = "127.0.0.1"  # test cameras are never reachable from outside the machine
 
@@ -66,18 +70,28 @@ class FileCamera(Camera):
 
     def __init__(self, path: Path, args: argparse.Namespace) -> None:
         rate = Fraction(args.fps).limit_denominator(1001)
-        # threads=1: one slice per frame. With zerolatency's sliced threads, rtph264pay repeats
-        # SPS/PPS before every IDR slice and FFmpeg splits each keyframe into two frames.
+        if args.codec == "h265":
+            encode = (
+                f"x265enc tune=zerolatency speed-preset=ultrafast key-int-max={args.keyint}"
+                f" bitrate={args.bitrate} ! video/x-h265 ! rtph265pay name=pay0 pt=96"
+                " config-interval=0"
+            )
+        else:
+            # threads=1: one slice per frame. With zerolatency's sliced threads, rtph264pay
+            # repeats SPS/PPS before every IDR slice and FFmpeg splits each keyframe in two.
+            encode = (
+                "x264enc tune=zerolatency speed-preset=ultrafast threads=1"
+                f" key-int-max={args.keyint} bitrate={args.bitrate}"
+                " ! video/x-h264,profile=constrained-baseline"
+                " ! rtph264pay name=pay0 pt=96 config-interval=-1"
+            )
         super().__init__(
             path,
             args,
             "( fdsrc name=src"
             f" ! rawvideoparse width={args.width} height={args.height} format=i420"
             f" framerate={rate.numerator}/{rate.denominator}"
-            " ! queue ! x264enc tune=zerolatency speed-preset=ultrafast threads=1"
-            f" key-int-max={args.keyint} bitrate={args.bitrate}"
-            " ! video/x-h264,profile=constrained-baseline"
-            " ! rtph264pay name=pay0 pt=96 config-interval=-1 )",
+            f" ! queue ! {encode} )",
         )
 
     def _ffmpeg(self) -> subprocess.Popen[bytes]:
@@ -140,6 +154,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--stagger", type=float, default=0.0, help="passthrough: spread mount starts over S s"
     )
+    parser.add_argument("--codec", choices=["h264", "h265"], default="h264")
+    parser.add_argument(
+        "--session-timeout",
+        type=int,
+        default=0,
+        help="seconds a session lives without a keepalive (0: GStreamer's 60)",
+    )
+    parser.add_argument("--auth", metavar="USER:PASSWORD", help="clients must authenticate")
+    parser.add_argument("--auth-method", choices=["basic", "digest"], default="digest")
     args = parser.parse_args(argv)
     mounts = {}
     for spec in args.mount:
@@ -149,6 +172,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         mounts["/" + name.strip("/")] = Path(file)
     args.mounts = mounts
     return args
+
+
+def _auth(user: str, password: str, method: str) -> GstRtspServer.RTSPAuth:
+    auth = GstRtspServer.RTSPAuth()
+    token = GstRtspServer.RTSPToken()
+    token.set_string("media.factory.role", "user")
+    if method == "digest":
+        auth.add_digest(user, password, token)
+        auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST)
+    else:
+        auth.add_basic(GstRtspServer.RTSPAuth.make_basic(user, password), token)
+        auth.set_supported_methods(GstRtsp.RTSPAuthMethod.BASIC)
+    return auth
 
 
 def main(argv: list[str]) -> int:
@@ -163,10 +199,24 @@ def main(argv: list[str]) -> int:
     points = server.get_mount_points()
     for i, (mount, path) in enumerate(args.mounts.items()):
         if args.passthrough:
-            delay_s = args.stagger * i / len(args.mounts)
-            points.add_factory(mount, CopyCamera(path, args, delay_s))
+            factory: Camera = CopyCamera(path, args, args.stagger * i / len(args.mounts))
         else:
-            points.add_factory(mount, FileCamera(path, args))
+            factory = FileCamera(path, args)
+        if args.auth:  # the authenticated role may open and play every mount
+            permissions = GstRtspServer.RTSPPermissions()
+            for permission in ("media.factory.access", "media.factory.construct"):
+                permissions.add_permission_for_role("user", permission, True)
+            factory.set_permissions(permissions)
+        points.add_factory(mount, factory)
+    if args.auth:
+        server.set_auth(_auth(*args.auth.split(":", 1), args.auth_method))
+    if args.session_timeout:
+        timeout = args.session_timeout
+
+        def on_client(_server: object, client: GstRtspServer.RTSPClient) -> None:
+            client.connect("new-session", lambda _client, session: session.set_timeout(timeout))
+
+        server.connect("client-connected", on_client)
     if server.attach(None) == 0:
         print(f"cannot listen on {HOST}:{args.port}", file=sys.stderr)
         return 1

@@ -261,8 +261,9 @@ class ShadowConfig(Strict):
 Decode = Literal["cpu", "auto", "cuda", "vaapi", "qsv", "videotoolbox"]
 """Where cameras are decoded (streams.sources.hwdecode)."""
 
-Receive = Literal["pyav", "ffmpeg"]
-"""What receives a keyframe-sampled camera (streams.sources.rtsp, streams.sources.ffmpeg_rtsp)."""
+Receive = Literal["pyav", "ffmpeg", "chunked"]
+"""What receives a keyframe-sampled camera (streams.sources.rtsp, streams.sources.ffmpeg_rtsp,
+streams.sources.chunked_rtsp)."""
 
 
 class WorkerConfig(Strict):
@@ -286,7 +287,10 @@ class WorkerConfig(Strict):
         description="what receives cameras sampled at keyframes (`sample: {keyframes: true}`): "
         "pyav, in the worker's process; ffmpeg, an ffmpeg child per camera that passes only "
         "keyframes to the worker (needs FFmpeg 5.0 or later on PATH; H.264 or H.265 cameras "
-        "that send IDR keyframes). Cameras sampled at an fps are always received by PyAV",
+        "that send IDR keyframes); chunked, StreetWatch's own RTSP client in the worker's "
+        "process, which reads each camera's socket in chunks and keeps only keyframes (H.264 "
+        "or H.265 over rtsp://; other cameras fall back to pyav). Cameras sampled at an fps "
+        "are always received by PyAV",
     )
 
 

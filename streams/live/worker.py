@@ -40,12 +40,19 @@ from streams.live.live_events import BatchSettled
 from streams.live.metrics import WorkerMetrics
 from streams.live.shedding import LoadShedder
 from streams.live.sinks import Sinks
+from streams.sources.chunked_rtsp import ChunkedRtspSource
 from streams.sources.ffmpeg_rtsp import FfmpegMissing, FfmpegRtspSource, check_ffmpeg
 from streams.sources.hwdecode import hardware_decoding
 from streams.sources.rtsp import RtspSource
 from streams.sources.sampling import Sampling
 
 log = logging.getLogger(__name__)
+
+RECEIVERS: dict[str, type[RtspSource]] = {
+    "pyav": RtspSource,
+    "ffmpeg": FfmpegRtspSource,
+    "chunked": ChunkedRtspSource,
+}  # by `worker.receive`, for keyframe-sampled cameras
 
 BATCH_BOUND_S = 0.5  # the longest a batch's inference may take (it sizes the batches)
 MAX_BATCH = 64
@@ -363,9 +370,11 @@ class Worker:
     # -- cameras and reload --------------------------------------------------------------
 
     def _receiver(self, sampling: Sampling) -> type[RtspSource]:
-        """The config's receive path for a camera so sampled (ffmpeg passes keyframes only)."""
-        ffmpeg = self.receive == "ffmpeg" and sampling.keyframes
-        return FfmpegRtspSource if ffmpeg else RtspSource
+        """The config's receive path for a camera so sampled (ffmpeg and chunked pass
+        keyframes only)."""
+        if not sampling.keyframes:
+            return RtspSource
+        return RECEIVERS[self.receive]
 
     def _make_source(self, camera: CameraConfig) -> RtspSource:
         sampling = sampling_for(camera)

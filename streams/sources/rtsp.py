@@ -40,6 +40,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
 
 import av
 import av.error
@@ -120,6 +121,10 @@ class RtspSource:
         self.camera_id = camera_id
         self.hwaccel = hwaccel
         self.url = url
+        password = urlsplit(url).password
+        self._secrets = (
+            sorted({password, unquote(password)}, key=len, reverse=True) if password else []
+        )
         self.sampling = sampling
         self.open_timeout_s = open_timeout_s
         self.read_timeout_s = read_timeout_s
@@ -203,6 +208,8 @@ class RtspSource:
     # -- decode thread -------------------------------------------------------------------
 
     def _health(self, kind: HealthKind, detail: str = "") -> None:
+        for secret in self._secrets:  # FFmpeg's messages quote the URL, credentials and all
+            detail = detail.replace(secret, "***")
         report(HealthEvent(self.camera_id, kind, detail), self.on_health)
 
     def _run(self) -> None:
@@ -325,7 +332,7 @@ class RtspSource:
                     continue
                 for vframe in decoded:
                     if not self.connected or self.dead:
-                        self._on_picture(stream, time.monotonic() - began)
+                        self._on_picture(stream.codec_context, time.monotonic() - began)
                     self._take(vframe)
                 self._check_dead()
         except (av.error.ExitError, av.error.TimeoutError) as exc:
@@ -351,7 +358,7 @@ class RtspSource:
             frames += drain(stream.codec_context)
         return frames
 
-    def _on_picture(self, stream: av.video.stream.VideoStream, after_s: float) -> None:
+    def _on_picture(self, ctx: av.video.codeccontext.VideoCodecContext, after_s: float) -> None:
         """The first picture of a connection, or the first after the camera was dead."""
         if not self.connected:
             self.connected = True
@@ -359,7 +366,6 @@ class RtspSource:
             self.stats.connects += 1
             self.stats.reconnects += self.stats.connects > 1
         self.dead = False
-        ctx = stream.codec_context
         self._health("connected", f"{ctx.name} {ctx.width}x{ctx.height}, {after_s:.1f}s to picture")
 
     def _take(self, vframe: av.VideoFrame) -> None:

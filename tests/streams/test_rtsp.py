@@ -1,8 +1,9 @@
 """RtspSource against real loopback RTSP cameras playing real footage; faults injected with
 signals (kill, SIGSTOP) and tiny misbehaving TCP servers. No mocks.
 
-The tests of faults and health run on both receive paths (`receiver`): PyAV in the process,
-and an ffmpeg child passing keyframes (FfmpegRtspSource, keyframe sampling)."""
+The tests of faults and health run on every receive path (`receiver`): PyAV in the process,
+an ffmpeg child passing keyframes (FfmpegRtspSource) and StreetWatch's own RTSP client reading
+in chunks (ChunkedRtspSource), the last two with keyframe sampling."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from api.client.backoff import Backoff
+from streams.sources.chunked_rtsp import ChunkedRtspSource
 from streams.sources.ffmpeg_rtsp import FfmpegRtspSource
 from streams.sources.health import HealthEvent
 from streams.sources.rtsp import RtspSource
@@ -61,7 +63,8 @@ class Events:
         return len(self.events)
 
 
-RECEIVERS = ["pyav", "ffmpeg"]
+RECEIVERS = ["pyav", "ffmpeg", "chunked"]
+KEYFRAME_RECEIVERS = {"ffmpeg": FfmpegRtspSource, "chunked": ChunkedRtspSource}
 
 
 @pytest.fixture(params=RECEIVERS)
@@ -74,7 +77,8 @@ def camera(url: str, events: Events, receiver: str = "pyav", **options: object) 
     if receiver == "pyav":
         return RtspSource("cam", url, on_health=events, **options)  # type: ignore[arg-type]
     sampling = options.pop("sampling", Sampling(keyframes=True))
-    return FfmpegRtspSource("cam", url, sampling, on_health=events, **options)  # type: ignore[arg-type]
+    source = KEYFRAME_RECEIVERS[receiver]
+    return source("cam", url, sampling, on_health=events, **options)  # type: ignore[arg-type]
 
 
 def wait_frame(source: RtspSource, timeout: float = 10.0):
@@ -388,3 +392,73 @@ def test_picture_that_moves_again_is_reported_unfrozen(
     ):
         events.wait_for("frozen", timeout=8.0)
         events.wait_for("unfrozen", timeout=5.0)
+
+
+@pytest.mark.parametrize("method", ["basic", "digest"])
+def test_the_urls_credentials_answer_the_cameras_challenge_and_are_never_reported(
+    receiver: str, rtsp_server_deps: None, vtest_avi: Path, method: str
+) -> None:
+    """A camera that asks for credentials plays with the right ones (in the URL, the
+    password's "@" escaped) and is refused with wrong ones; neither password is ever in a
+    health event (they reach the API and its console)."""
+    with RtspServer(
+        {"cam": vtest_avi}, keyint=10, auth="viewer:s3cr@t", auth_method=method
+    ) as server:
+        good = server.url("cam").replace("rtsp://", "rtsp://viewer:s3cr%40t@")
+        bad = server.url("cam").replace("rtsp://", "rtsp://viewer:wr0ng-pw@")
+        events, refused = Events(), Events()
+        with camera(good, events, receiver) as source, camera(bad, refused, receiver) as other:
+            wait_frame(source)
+            retry = refused.wait_for("reconnecting", timeout=5.0)
+            assert "401" in retry.detail or "unauthorized" in retry.detail.lower(), retry.detail
+            assert other.latest(0.5) is None
+    details = " ".join(e.detail for e in events.events + refused.events)
+    assert not any(secret in details for secret in ("s3cr@t", "s3cr%40t", "wr0ng-pw"))
+
+
+def test_the_chunked_receiver_reads_h265_whose_parameter_sets_are_only_in_the_sdp(
+    rtsp_server_deps: None, vtest_avi: Path
+) -> None:
+    """x265 sends its parameter sets once, before the first keyframe; a keyframe taken
+    later decodes with the SDP's."""
+    events = Events()
+    with (
+        RtspServer({"cam": vtest_avi}, keyint=10, codec="h265") as server,
+        camera(server.url("cam"), events, "chunked") as source,
+    ):
+        frames = [wait_frame(source) for _ in range(4)]  # a keyframe a second
+    assert events.kinds() == ["connected"] and events.events[0].detail.startswith("hevc 320x240")
+    assert all(f.image.shape == (240, 320, 3) for f in frames)
+    assert source.stats.decode_errors == 0
+
+
+def test_the_chunked_receiver_keeps_the_session_alive_and_reads_past_the_replies(
+    rtsp_server_deps: None, vtest_avi: Path
+) -> None:
+    """A camera whose sessions time out after 2 s: a keepalive every second, each reply
+    interleaved with the packets, and the keyframes go on undisturbed."""
+    events = Events()
+    with (
+        RtspServer({"cam": vtest_avi}, keyint=10, session_timeout_s=2) as server,
+        camera(server.url("cam"), events, "chunked") as source,
+    ):
+        assert isinstance(source, ChunkedRtspSource)
+        wait_frame(source)
+        began, taken = time.monotonic(), 0
+        while time.monotonic() - began < 6.0:
+            taken += source.latest(1.5) is not None
+        keepalives = source.keepalives
+    assert keepalives >= 4
+    assert taken >= 5  # a keyframe a second
+    assert events.kinds() == ["connected"]
+
+
+def test_the_chunked_receiver_hands_what_it_cannot_read_to_pyav(vtest_avi: Path) -> None:
+    """Not rtsp:// (here a recording): PyAV receives it, and the source says why."""
+    events = Events()
+    source = camera(str(vtest_avi), events, "chunked")
+    assert isinstance(source, ChunkedRtspSource)
+    with source:
+        wait_frame(source)
+    assert source.by_pyav is not None and "rtsp://" in source.by_pyav
+    assert events.kinds()[:1] == ["connected"]

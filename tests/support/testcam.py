@@ -42,15 +42,24 @@ class RtspServer:
         once: bool = False,
         passthrough: bool = False,
         stagger_s: float = 0.0,
+        codec: str = "h264",
+        auth: str | None = None,
+        auth_method: str = "digest",
+        session_timeout_s: int = 0,
     ) -> None:
-        """passthrough: serve H.264 files as they are (fps, size and keyint unused), their
-        starts spread over stagger_s seconds; see scripts/rtsp_server.py."""
+        """passthrough: serve H.264 files as they are (fps, size, keyint and codec unused),
+        their starts spread over stagger_s seconds; auth: "USER:PASSWORD" the clients must
+        give (by auth_method: basic or digest); session_timeout_s: how long a session lives
+        without a keepalive (0: GStreamer's 60 s); see scripts/rtsp_server.py."""
         self.mounts = mounts
         if passthrough:
             self.options = ["--passthrough", "--stagger", str(stagger_s)]
         else:
             self.options = ["--fps", str(fps), "--width", str(width), "--height", str(height)]
-            self.options += ["--keyint", str(keyint)]
+            self.options += ["--keyint", str(keyint), "--codec", codec]
+        if auth is not None:
+            self.options += ["--auth", auth, "--auth-method", auth_method]
+        self.options += ["--session-timeout", str(session_timeout_s)]
         self.options += ["--once"] * once
         self.port = 0  # the first start picks a free port; restarts reuse it
         self.process: subprocess.Popen[str] | None = None
