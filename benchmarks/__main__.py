@@ -219,7 +219,8 @@ def main() -> None:
                 "640x360": (build_clip(args.seconds, SUBSTREAM_SIZE), args.substreams),
             }
             settings = {
-                f"receive: {how}": {"worker": {"receive": how}} for how in ("pyav", "ffmpeg")
+                f"receive: {how}": {"worker": {"receive": how}}
+                for how in ("pyav", "ffmpeg", "chunked")
             }
             with live.intake() as api_server:
                 body = capacity.settings_at(

@@ -370,6 +370,7 @@ def settings_at(
         "max lag s",
         "max stretch",
         "processed of asked, min %",
+        "of which receive / inference / loop / the rest",
     ]
     rows = []
     for label, (clip, count) in clips.items():
@@ -390,6 +391,7 @@ def settings_at(
                     " / ".join(f"{s.max_lag_s:.2f}" for s in taken),
                     " / ".join(f"{s.max_stretch:.2f}" for s in taken),
                     f"{min(min(s.asked_pct) for s in taken):.0f}",
+                    " | ".join(_by_role(s) for s in taken),
                 ]
             )
     settings_text = "; ".join(f"{name}: `{extra}`" for name, extra in settings.items())
@@ -560,13 +562,15 @@ def lone_camera(clip: Path, api: tuple[str, str], warmup_s: float, window_s: flo
     )
 
 
-def receive_cost(clip: Path, count: int, window_s: float) -> float:
-    """CPU per camera-second of `count` RtspSources that decode nothing after their first
-    keyframe (plans asking for no sample): what receiving and parsing costs."""
+def receive_cost(
+    clip: Path, count: int, window_s: float, receiver: type[RtspSource] = RtspSource
+) -> float:
+    """CPU per camera-second of `count` sources of the `receiver` class that decode nothing
+    after their first keyframe (plans asking for no sample): what receiving costs."""
     never = 1e9
     with cameras(clip, count, KEYINT_S) as (_, urls):
         sources = [
-            RtspSource(f"cam-{i:03d}", url, KEYFRAMES, plan=SamplePlan(KEYFRAMES))
+            receiver(f"cam-{i:03d}", url, KEYFRAMES, plan=SamplePlan(KEYFRAMES))
             for i, url in enumerate(urls)
         ]
         for source in sources:

@@ -1,5 +1,6 @@
 """Section 4g: what receiving a camera costs, the worker's PyAV path against FFmpeg and
-GStreamer processes whose non-key packets never reach Python (issue #26).
+GStreamer processes whose non-key packets never reach Python, and against the worker's own
+chunked RTSP client (issue #26).
 
 Every path receives the same loopback cameras (live.cameras: RTSP over TCP, 25 fps, a
 keyframe every 2 s) and decodes nothing, so the figure is the receive path alone: RTSP,
@@ -17,12 +18,12 @@ RTP depacketising, H.264 parsing and whatever crosses into Python.
 - GStreamer, one process for every camera: the same pipelines in one gst-launch, keyframes
   dropped in a fakesink: a lower bound for any design that keeps GStreamer's receive inside one
   process (the keyframes would still have to cross to the worker).
-- Chunked reads, a thread per camera in this process: a bare RTSP-over-TCP reader of this
-  module's own (DESCRIBE, SETUP interleaved, PLAY; no auth, no keepalive: a measurement, not a
-  source) that takes whatever the socket holds with each `recv` and finds the keyframes' NAL
-  units in the interleaved RTP packets. FFmpeg's demuxer reads every interleaved packet in three
-  reads of its own, each behind a `poll` (~1,900 system calls a second for a 1080p camera):
-  this says what a receiver that reads in chunks would save.
+- Chunked: the worker's `ChunkedRtspSource`s (`worker.receive: chunked`) in this process, their
+  plans asking for no sample (capacity.receive_cost): StreetWatch's own RTSP client takes what
+  the socket holds, woken by the kernel once a tenth of a second of the stream is there, and
+  keeps the keyframes' RTP packets, where FFmpeg's demuxer reads every interleaved packet in
+  three reads of its own, each behind a `poll` (~1,900 system calls a second for a 1080p
+  camera).
 
 The CPU is /proc's, of this process and its children, per camera-second.
 """
@@ -30,20 +31,18 @@ The CPU is /proc's, of this process and its children, per camera-second.
 from __future__ import annotations
 
 import os
-import re
-import socket
 import subprocess
 import threading
 import time
 from pathlib import Path
 from typing import IO
-from urllib.parse import urlsplit
 
 import av
 
 from benchmarks.capacity import receive_cost
 from benchmarks.common import KEYINT_S, clip_size, machine, table
 from benchmarks.live import MOUNTS, SERVER_NICE, cameras, cpu_seconds
+from streams.sources.chunked_rtsp import ChunkedRtspSource
 
 COUNTS = (24, 96)
 SETTLE_S = 8.0  # every pipeline connected and past its first keyframe
@@ -127,129 +126,6 @@ def _children_cost(commands: list[list[str]], cameras_: int, window_s: float) ->
     return spent / seconds * 1e3 / cameras_
 
 
-IDR, STAP_A, FU_A = 5, 24, 28  # H.264 NAL unit types (RFC 6184)
-
-
-def _request(sock: socket.socket, method: str, url: str, cseq: int, extra: str = "") -> str:
-    """One RTSP request and its reply, head and body (DESCRIBE's SDP). A mount already
-    playing for other clients may send this one's packets ahead of PLAY's reply: what comes
-    before the reply is dropped (the first packets: a measurement loses nothing by it)."""
-    sock.sendall(f"{method} {url} RTSP/1.0\r\nCSeq: {cseq}\r\n{extra}\r\n".encode())
-    reply = b""
-    while (start := reply.find(b"RTSP/1.0 ")) < 0 or b"\r\n\r\n" not in reply[start:]:
-        if not (chunk := sock.recv(4096)):
-            raise ConnectionError(f"{method} {url}: the camera closed the connection")
-        reply += chunk
-    head, _, body = reply[start:].partition(b"\r\n\r\n")
-    text = head.decode(errors="replace")
-    if not text.startswith("RTSP/1.0 200"):
-        raise ConnectionError(f"{method} {url}: {text.splitlines()[0]}")
-    if length := re.search(r"Content-Length: *(\d+)", text, re.I):
-        while len(body) < int(length.group(1)):
-            if not (chunk := sock.recv(4096)):
-                raise ConnectionError(f"{method} {url}: the reply ended early")
-            body += chunk
-    return f"{text}\r\n\r\n{body.decode(errors='replace')}"
-
-
-def _keyframe_payload(buffer: bytearray, start: int, end: int) -> bool:
-    """Whether the RTP packet in `buffer[start:end]` carries (part of) an IDR picture: what
-    a keyframe-only receiver would keep and assemble."""
-    first = buffer[start]
-    header = start + 12 + 4 * (first & 0x0F)
-    if first & 0x10 and header + 4 <= end:  # an extension header
-        header += 4 + 4 * ((buffer[header + 2] << 8) | buffer[header + 3])
-    if header + 1 >= end:
-        return False
-    nal = buffer[header] & 0x1F
-    if nal in (FU_A, STAP_A):
-        return buffer[header + 1] & 0x1F == IDR
-    return nal == IDR
-
-
-def _chunked(url: str, stop: threading.Event, keyframes: list[int]) -> None:
-    """Receives one camera until `stop`, connecting again while the loaded loopback server
-    is slow to answer (as the worker's sources do), and counts its keyframes' RTP packets
-    in `keyframes` (a one-item tally)."""
-    while not stop.is_set():
-        try:
-            _receive_chunked(url, stop, keyframes)
-        except OSError:  # refused, timed out, reset (ConnectionError included)
-            stop.wait(0.5)
-
-
-def _receive_chunked(url: str, stop: threading.Event, keyframes: list[int]) -> None:
-    """One connection: a `recv` takes all the socket holds."""
-    parts = urlsplit(url)
-    with socket.create_connection((parts.hostname, parts.port or 554), timeout=10) as sock:
-        described = _request(sock, "DESCRIBE", url, 1, "Accept: application/sdp\r\n")
-        base = re.search(r"Content-Base: *(\S+)", described, re.I)
-        control = re.search(r"m=video.*?a=control:(\S+)", described, re.S)
-        track = (control.group(1) if control else "").strip()
-        if not track.startswith("rtsp://"):
-            track = (base.group(1) if base else url + "/") + track
-        transport = "Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n"
-        session = re.search(r"Session: *([^;\r\n]+)", _request(sock, "SETUP", track, 2, transport))
-        if session is None:
-            raise ConnectionError(f"SETUP {track}: no session")
-        _request(sock, "PLAY", url, 3, f"Session: {session.group(1)}\r\nRange: npt=0-\r\n")
-        sock.settimeout(1.0)
-        buffer = bytearray()
-        while not stop.is_set():
-            try:
-                chunk = sock.recv(1 << 16)
-            except TimeoutError:
-                continue
-            if not chunk:
-                return
-            buffer += chunk
-            at, size = 0, len(buffer)
-            # Plain indexing, no slices: this loop runs once per RTP packet (~300 a second
-            # for a 1080p camera), the rest once per `recv`.
-            while size - at >= 4:
-                if buffer[at] != 0x24:  # an RTSP reply between packets: skip to the next '$'
-                    found = buffer.find(b"$", at + 1)
-                    at = found if found >= 0 else size
-                    continue
-                end = at + 4 + ((buffer[at + 2] << 8) | buffer[at + 3])
-                if end > size:
-                    break
-                if buffer[at + 1] == 0 and _keyframe_payload(buffer, at + 4, end):
-                    keyframes[0] += 1
-                at = end
-            del buffer[:at]
-
-
-def _chunked_cost(urls: list[str], window_s: float) -> float:
-    """CPU per camera-second of this process receiving `urls` with `_chunked` threads."""
-    stop = threading.Event()
-    tallies = [[0] for _ in urls]
-    threads = [
-        threading.Thread(target=_chunked, args=(url, stop, tally), daemon=True)
-        for url, tally in zip(urls, tallies, strict=True)
-    ]
-    try:
-        for thread in threads:
-            thread.start()
-        deadline = time.monotonic() + 30.0
-        while (silent := [u for u, tally in zip(urls, tallies, strict=True) if not tally[0]]) and (
-            time.monotonic() < deadline
-        ):
-            time.sleep(0.5)
-        if silent:
-            raise RuntimeError(f"no keyframe received from {silent[0]} within 30 s")
-        time.sleep(SETTLE_S)
-        started, cpu = time.monotonic(), cpu_seconds(os.getpid())
-        time.sleep(window_s)
-        spent = cpu_seconds(os.getpid()) - cpu
-        seconds = time.monotonic() - started
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(5)
-    return spent / seconds * 1e3 / len(urls)
-
-
 def run(clips: dict[str, Path], window_s: float, counts: tuple[int, ...] = COUNTS) -> str:
     """The section's body: per stream and count, each path's CPU per camera-second."""
     rows = []
@@ -260,8 +136,7 @@ def run(clips: dict[str, Path], window_s: float, counts: tuple[int, ...] = COUNT
             for commands in (_ffmpeg, lambda u: _gst(u, False), lambda u: _gst(u, True)):
                 with cameras(clip, count, KEYINT_S) as (_, urls):
                     others.append(_children_cost(commands(urls), count, window_s))
-            with cameras(clip, count, KEYINT_S) as (_, urls):
-                others.append(_chunked_cost(urls, window_s))
+            others.append(receive_cost(clip, count, window_s, ChunkedRtspSource))
             print(f"receive: {label} x{count}: {pyav:.2f} / {others} ms", flush=True)
             rows.append(
                 [label, count, f"**{pyav:.2f}**"]
@@ -274,7 +149,7 @@ def run(clips: dict[str, Path], window_s: float, counts: tuple[int, ...] = COUNT
         "ffmpeg per camera, keyframes only to Python (against PyAV)",
         "GStreamer per camera, keyframes only to Python (against PyAV)",
         "GStreamer, one process for all, keyframes dropped (against PyAV)",
-        "chunked reads in Python, keyframes' packets found (against PyAV)",
+        "`receive: chunked` in the worker (against PyAV)",
     ]
     load = " / ".join(f"{v:.1f}" for v in os.getloadavg())
     sizes = ", ".join(f"{label} {'x'.join(map(str, clip_size(c)))}" for label, c in clips.items())

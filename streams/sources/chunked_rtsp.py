@@ -102,10 +102,10 @@ class ChunkedRtspSource(RtspSource):
         corrupt = 0
         keepalive_at = time.monotonic() + session.keepalive_s
         while not self._stopping.is_set():
-            data = session.receive(self.read_timeout_s)
-            if not data:
+            count = session.receive_into(keyframes.room(), self.read_timeout_s)
+            if not count:
                 return  # the camera closed the connection
-            for keyframe in keyframes.feed(data):
+            for keyframe in keyframes.received(count):
                 # Decided before decoding: a keyframe with no sample due goes undecoded (the
                 # first picture of a connection, or after an outage, never).
                 if self._may_skip() and self.plan.skip_group(time.monotonic() - self._started_at):

@@ -2,23 +2,27 @@
 H.264 (RFC 6184) or H.265 (RFC 7798) depacketised, only what a keyframe needs kept.
 
     frames = KeyframeDepacketizer("h264", payload_type=96, channel=0, parameter_sets=sps_pps)
-    for data in chunks:  # whatever each recv took
-        for keyframe in frames.feed(data):
+    while count := sock.recv_into(frames.room()):
+        for keyframe in frames.received(count):
             decoder.decode(av.Packet(keyframe))  # Annex B, parameter sets first
 
 Every packet is looked at (its header, its NAL unit type), but only the keyframes' NAL units
 (IDR or IRAP pictures, and parameter sets) are copied and joined; the rest of a GOP is passed
-over where it lies in the buffer. A picture that lost a packet (a gap in the sequence
-numbers) is dropped, not handed to the decoder half-made. A keyframe without parameter sets
-of its own gets the SDP's. RTSP messages between packets (keepalive replies) are skipped.
+over where it lies in the buffer, which the socket reads into directly. A picture that lost a
+packet (a gap in the sequence numbers) is dropped, not handed to the decoder half-made. A
+keyframe without parameter sets of its own gets the SDP's. RTSP messages between packets
+(keepalive replies) are skipped.
 """
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 START_CODE = b"\x00\x00\x00\x01"
 MAX_KEYFRAME = 16 << 20  # bytes; beyond it the stream is not what it says
+BUFFER_SIZE = 1 << 20  # bytes read ahead; an interleaved frame is at most 64 KiB
+RTP_HEADER = struct.Struct("!BBHI")  # V/P/X/CC, M/PT, sequence number, timestamp
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,9 +46,21 @@ H265 = Nal(2, 0x3F, 48, 49, frozenset(range(16, 22)), frozenset({32, 33, 34}), 3
 NALS = {"h264": H264, "hevc": H265}
 
 
+def _unwrap(buffer: bytearray, first: int, header: int, end: int) -> tuple[int, int]:
+    """The payload's bounds past an extension header and without padding."""
+    if first & 0x10 and header + 4 <= end:
+        header += 4 + 4 * ((buffer[header + 2] << 8) | buffer[header + 3])
+    if first & 0x20:  # its length in the last byte
+        end -= buffer[end - 1]
+    return header, end
+
+
 class KeyframeDepacketizer:
     """One connection's keyframes (see the module's doc); `skipped` counts the keyframes
-    dropped for a lost packet, `garbage` the bytes that were neither RTP nor RTSP."""
+    dropped for a lost packet, `garbage` the bytes that were neither RTP nor RTSP.
+
+    The stream is read into the depacketiser's own buffer (`room`, then `received`), so a
+    `recv` allocates nothing; `feed` copies bytes in."""
 
     def __init__(
         self, codec: str, payload_type: int, channel: int, parameter_sets: tuple[bytes, ...] = ()
@@ -55,7 +71,9 @@ class KeyframeDepacketizer:
         self.parameter_sets = parameter_sets
         self.skipped = 0
         self.garbage = 0
-        self._buffer = bytearray()
+        self._buffer = bytearray(BUFFER_SIZE)
+        self._view = memoryview(self._buffer)
+        self._filled = 0
         self._timestamp: int | None = None  # the picture being read
         self._units: list[bytes | bytearray] = []  # its key and parameter-set NAL units
         self._key = False
@@ -63,72 +81,99 @@ class KeyframeDepacketizer:
         self._fragment: bytearray | None = None  # a key NAL unit being reassembled
         self._next_seq: int | None = None
 
+    def room(self) -> memoryview:
+        """Where the next bytes of the stream go (then say how many: `received`)."""
+        return self._view[self._filled :]
+
     def feed(self, data: bytes) -> list[bytes]:
         """The keyframes that `data` completed, in Annex B."""
+        done: list[bytes] = []
+        while data:
+            room = self.room()
+            taken = min(len(room), len(data))
+            room[:taken] = data[:taken]
+            data = data[taken:]
+            done += self.received(taken)
+        return done
+
+    def received(self, count: int) -> list[bytes]:
+        """The keyframes completed by `count` more bytes in `room`, in Annex B."""
         buffer = self._buffer
-        buffer += data
-        size = len(buffer)
+        size = self._filled + count
         at = 0
         done: list[bytes] = []
-        # Plain indexing, no slices, in the loop: it runs once per RTP packet (~300 a second
-        # for a 1080p camera), the rest of this method once per recv.
+        nal = self.nal
+        channel, payload_type, header_size = self.channel, self.payload_type, nal.header_size
+        fragment, fragment_type, wanted = (
+            nal.fragment,
+            nal.fragment_type,
+            nal.key | nal.parameter_sets,
+        )
+        # This loop runs once per RTP packet (~300 a second for a 1080p camera): plain
+        # indexing, and most packets (fragments of other pictures) go no further than the
+        # type of the NAL unit they carry a piece of.
         while size - at >= 4:
             if buffer[at] != 0x24:  # "$"
-                skip = self._message(buffer, at)
+                skip = self._message(buffer, at, size)
                 if skip is None:
                     break
                 at = skip
                 continue
-            end = at + 4 + ((buffer[at + 2] << 8) | buffer[at + 3])
+            start = at + 4
+            end = start + ((buffer[at + 2] << 8) | buffer[at + 3])
             if end > size:
                 break
-            if buffer[at + 1] == self.channel and end - at >= 16:
-                self._packet(buffer, at + 4, end, done)
             at = end
-        del buffer[:at]
+            if buffer[start - 3] != channel or end - start < 12:
+                continue
+            first, second, seq, timestamp = RTP_HEADER.unpack_from(buffer, start)
+            if first >> 6 != 2 or second & 0x7F != payload_type:
+                continue  # not RTP version 2, or another payload
+            if seq != self._next_seq and self._next_seq is not None:
+                self._broken = True
+            self._next_seq = (seq + 1) & 0xFFFF
+            if timestamp != self._timestamp:
+                self._finish(done)
+                self._timestamp = timestamp
+            header = start + 12 + 4 * (first & 0x0F)
+            if first & 0x30:  # an extension header, or padding
+                header, end = _unwrap(buffer, first, header, end)
+            if header + header_size < end and (
+                nal.type_of(buffer[header]) != fragment
+                or self._fragment is not None
+                or buffer[header + header_size] & fragment_type in wanted
+            ):
+                self._payload(buffer, header, end)
+            if second & 0x80:  # the marker: the picture's last packet
+                self._finish(done)
+        left = size - at
+        if at and left:  # the partial packet moves to the front
+            buffer[:left] = buffer[at:size]
+        self._filled = left
+        if left == len(buffer):  # a buffer full without a whole frame: not this stream's
+            self.garbage += left
+            self._filled = 0
         return done
 
-    def _message(self, buffer: bytearray, at: int) -> int | None:
+    def _message(self, buffer: bytearray, at: int, size: int) -> int | None:
         """Where the RTSP message (a keepalive's reply) at `at` ends, None if it is not all
         here yet; garbage up to the next "$" is skipped (and counted)."""
-        if buffer.startswith(b"RTSP/", at) or buffer[at : at + 5] == b"RTSP/"[: len(buffer) - at]:
-            head_end = buffer.find(b"\r\n\r\n", at)
+        if buffer.startswith(b"RTSP/", at, size) or b"RTSP/".startswith(buffer[at:size]):
+            head_end = buffer.find(b"\r\n\r\n", at, size)
             if head_end < 0:
-                return None if len(buffer) - at < 1 << 16 else self._resync(buffer, at)
+                return None if size - at < 1 << 16 else self._resync(buffer, at, size)
             head = bytes(buffer[at:head_end]).lower()
             length = head.partition(b"content-length:")[2].split(b"\r\n")[0].strip()
             end = head_end + 4 + (int(length) if length.isdigit() else 0)
-            return end if end <= len(buffer) else None
-        return self._resync(buffer, at)
+            return end if end <= size else None
+        return self._resync(buffer, at, size)
 
-    def _resync(self, buffer: bytearray, at: int) -> int:
-        found = buffer.find(b"$", at + 1)
-        end = found if found >= 0 else len(buffer)
+    def _resync(self, buffer: bytearray, at: int, size: int) -> int:
+        found = buffer.find(b"$", at + 1, size)
+        end = found if found >= 0 else size
         self.garbage += end - at
         self._broken = True
         return end
-
-    def _packet(self, buffer: bytearray, start: int, end: int, done: list[bytes]) -> None:
-        first = buffer[start]
-        if first >> 6 != 2 or buffer[start + 1] & 0x7F != self.payload_type:
-            return  # not RTP version 2, or another payload (RTCP shares no channel)
-        seq = (buffer[start + 2] << 8) | buffer[start + 3]
-        if self._next_seq is not None and seq != self._next_seq:
-            self._broken = True
-        self._next_seq = (seq + 1) & 0xFFFF
-        timestamp = int.from_bytes(buffer[start + 4 : start + 8], "big")
-        if timestamp != self._timestamp:
-            self._finish(done)
-            self._timestamp = timestamp
-        header = start + 12 + 4 * (first & 0x0F)
-        if first & 0x10 and header + 4 <= end:  # an extension header
-            header += 4 + 4 * ((buffer[header + 2] << 8) | buffer[header + 3])
-        if first & 0x20:  # padding, its length in the last byte
-            end -= buffer[end - 1]
-        if header + self.nal.header_size < end:
-            self._payload(buffer, header, end)
-        if buffer[start + 1] & 0x80:  # the marker: the picture's last packet
-            self._finish(done)
 
     def _payload(self, buffer: bytearray, header: int, end: int) -> None:
         nal = self.nal

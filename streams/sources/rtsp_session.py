@@ -3,7 +3,7 @@ one TCP connection per camera, the video's RTP interleaved on it.
 
     session = RtspSession("rtsp://user:pass@10.0.0.7/stream1", timeout_s=10.0)
     track = session.open()  # DESCRIBE, SETUP of the first video track, PLAY
-    while data := session.receive(read_timeout_s): ...  # whatever the socket holds
+    while count := session.receive_into(room, read_timeout_s): ...  # what the socket holds
     session.keepalive()  # every `session.keepalive_s`; its reply comes interleaved
     session.close()
 
@@ -26,6 +26,7 @@ import hashlib
 import os
 import re
 import socket
+import struct
 import time
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -37,6 +38,9 @@ DEFAULT_SESSION_TIMEOUT_S = 60.0  # RFC 2326's default when the server names non
 MAX_REPLY = 1 << 16  # an RTSP reply's head and body; beyond it the peer is no RTSP server
 RECV_SIZE = 1 << 18  # bytes a `recv` may take: a 1080p keyframe is ~100-300 kB
 CODECS = {"H264": "h264", "H265": "hevc"}  # SDP encoding name: FFmpeg's decoder
+READ_EVERY_S = 0.1  # of the stream a read waits for: a keyframe is at most this late
+PACE_EVERY_S = 2.0  # the stream's rate measured over this long
+MAX_LOWAT = 1 << 17  # bytes
 
 
 class RtspError(Exception):
@@ -99,6 +103,9 @@ class RtspSession:
         self._keepalive_method = "GET_PARAMETER"
         self._deadline = 0.0
         self._buffer = b""
+        self._read_timeout_s: float | None = None  # set on the socket for `receive_into`
+        self._paced_at = time.monotonic()
+        self._paced_bytes = 0
 
     # -- opening -------------------------------------------------------------------------
 
@@ -198,6 +205,7 @@ class RtspSession:
                     f"not a playable stream: {method}'s reply has no end", "decode_error"
                 )
             self._sock.settimeout(self._left())
+            self._read_timeout_s = None
             try:
                 chunk = self._sock.recv(RECV_SIZE)
             except TimeoutError as exc:
@@ -238,20 +246,46 @@ class RtspSession:
 
     # -- playing -------------------------------------------------------------------------
 
-    def receive(self, timeout_s: float) -> bytes:
-        """What the socket holds (waiting up to `timeout_s` for something); b"" once the
-        camera closed the connection. Raises RtspError on a timeout or a socket error."""
-        assert self._sock is not None
+    def receive_into(self, room: memoryview, timeout_s: float) -> int:
+        """Reads what the socket holds into `room` (waiting up to `timeout_s` for something);
+        0 once the camera closed the connection. Raises RtspError on a timeout or a socket
+        error. The wait is the kernel's (SO_RCVTIMEO on a blocking socket): one system call a
+        read, where Python's own timeout adds a `poll` before each."""
+        sock = self._sock
+        assert sock is not None
         if self.leftover:
-            data, self.leftover = self.leftover, b""
-            return data
-        self._sock.settimeout(timeout_s)
+            taken = min(len(room), len(self.leftover))
+            room[:taken] = self.leftover[:taken]
+            self.leftover = self.leftover[taken:]
+            return taken
+        if timeout_s != self._read_timeout_s:
+            seconds, fraction = divmod(timeout_s, 1.0)
+            timeval = struct.pack("ll", int(seconds), int(fraction * 1e6))
+            sock.settimeout(None)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+            self._read_timeout_s = timeout_s
         try:
-            return self._sock.recv(RECV_SIZE)
-        except TimeoutError as exc:
+            count = sock.recv_into(room)
+        except (BlockingIOError, TimeoutError) as exc:
             raise RtspError(f"no data for {timeout_s:g}s") from exc
         except OSError as exc:
             raise RtspError(f"read failed: {exc}") from exc
+        self._pace(count)
+        return count
+
+    def _pace(self, count: int) -> None:
+        """Has the kernel wake the reader once READ_EVERY_S of the stream is there
+        (SO_RCVLOWAT; a read's timeout still returns what came), not for every segment:
+        from the bytes a second this connection has been sending."""
+        now = time.monotonic()
+        self._paced_bytes += count
+        if now - self._paced_at < PACE_EVERY_S:
+            return
+        rate = self._paced_bytes / (now - self._paced_at)
+        lowat = int(min(max(rate * READ_EVERY_S, 1), MAX_LOWAT))
+        if self._sock is not None:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, lowat)
+        self._paced_at, self._paced_bytes = now, 0
 
     def keepalive(self) -> None:
         """Tells the camera the session is alive; the reply comes between the packets."""

@@ -128,8 +128,9 @@ class Worker:
 
 
 def write_config(path: Path, api_url: str, cameras: dict[str, str], receive: str = "pyav") -> Path:
-    """receive: ffmpeg samples every keyframe (all that path passes), pyav 2 frames a second."""
-    sample = {"keyframes": True} if receive == "ffmpeg" else {"fps": 2}
+    """receive: ffmpeg and chunked sample every keyframe (all those paths pass), pyav 2
+    frames a second."""
+    sample = {"fps": 2} if receive == "pyav" else {"keyframes": True}
     path.write_text(
         yaml.safe_dump(
             {
@@ -199,7 +200,7 @@ def junk_camera() -> tuple[int, threading.Event]:
     return server.getsockname()[1], stop
 
 
-@pytest.mark.parametrize("receive", ["pyav", "ffmpeg"])
+@pytest.mark.parametrize("receive", ["pyav", "ffmpeg", "chunked"])
 def test_parked_vehicle_is_one_case_through_camera_faults(
     street, worker_factory, tmp_path, receive
 ):
