@@ -98,6 +98,12 @@ def main() -> None:
     )
     parser.add_argument("--substreams", type=int, default=192, help="receivers: sub-stream cameras")
     parser.add_argument(
+        "--receive",
+        type=lambda text: text.split(","),
+        default=["pyav", "ffmpeg", "chunked"],
+        help="receivers: the worker.receive paths compared, comma-separated",
+    )
+    parser.add_argument(
         "--steps",
         type=lambda text: tuple(int(n) for n in text.split(",")),
         default=capacity.STEPS,
@@ -218,10 +224,7 @@ def main() -> None:
                 "1080p": (clip, args.cameras or 128),
                 "640x360": (build_clip(args.seconds, SUBSTREAM_SIZE), args.substreams),
             }
-            settings = {
-                f"receive: {how}": {"worker": {"receive": how}}
-                for how in ("pyav", "ffmpeg", "chunked")
-            }
+            settings = {f"receive: {how}": {"worker": {"receive": how}} for how in args.receive}
             with live.intake() as api_server:
                 body = capacity.settings_at(
                     clips, api_server, settings, args.runs, args.warmup, args.window
@@ -279,7 +282,8 @@ def main() -> None:
         elif name == "receivers":
             command = (
                 f"`python -m benchmarks --only receivers --runs {args.runs} --cameras "
-                f"{args.cameras or 128} --substreams {args.substreams} --seconds "
+                f"{args.cameras or 128} --substreams {args.substreams} --receive "
+                f"{','.join(args.receive)} --seconds "
                 f"{args.seconds:g} --warmup {args.warmup:g} --window {args.window:g}`"
             )
         elif name in ("capacity", "substream", "scaling", "sampling", "lone", "processes"):

@@ -151,6 +151,8 @@ class Worker:
         self.receive = self.config.worker.receive  # read at start, as all of `worker`
         if self.receive == "ffmpeg":
             log.info("keyframe-sampled cameras received by ffmpeg (%s)", check_ffmpeg())
+        elif self.receive == "chunked":
+            log.info("keyframe-sampled cameras received by StreetWatch's own RTSP client")
         self.source_options = {
             "open_timeout_s": open_timeout_s,
             "read_timeout_s": read_timeout_s,
