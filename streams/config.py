@@ -283,13 +283,14 @@ class WorkerConfig(Strict):
         "without it the worker decodes on the CPU and says why",
     )
     receive: Receive = Field(
-        default="pyav",
+        default="chunked",
         description="what receives cameras sampled at keyframes (`sample: {keyframes: true}`): "
         "pyav, in the worker's process; ffmpeg, an ffmpeg child per camera that passes only "
         "keyframes to the worker (needs FFmpeg 5.0 or later on PATH; H.264 or H.265 cameras "
         "that send IDR keyframes); chunked, StreetWatch's own RTSP client in the worker's "
         "process, which reads each camera's socket in chunks and keeps only keyframes (H.264 "
-        "or H.265 over rtsp://; other cameras fall back to pyav). Cameras sampled at an fps "
+        "or H.265 over rtsp://; a camera it cannot read, or whose answers it does not "
+        "understand, is received by pyav). Cameras sampled at an fps "
         "are always received by PyAV",
     )
 

@@ -4,15 +4,17 @@
 
 The same source as `RtspSource` (health events, reconnects with backoff, the sample plan,
 freeze and dead detection, `latest()`), for keyframe-sampled cameras, with FFmpeg's RTSP
-demuxer replaced: the camera's thread reads whatever its socket holds, some 50 times a second
-instead of ~1,900 system calls (streams/sources/rtsp_session.py), keeps the keyframes' RTP
+demuxer replaced: the camera's thread reads whatever its socket holds once a tenth of a second
+of the stream is there, some 10 system calls a second instead of ~1,900
+(streams/sources/rtsp_session.py), keeps the keyframes' RTP
 packets (streams/sources/rtp.py) and hands each keyframe whole to PyAV's decoder when a sample
 is due. Nothing but the plan decides what is decoded, as on the PyAV path.
 
-A camera it cannot read (not rtsp://, or video in another codec than H.264 and H.265) is
-received by PyAV instead, said once in the log; the URL's credentials answer Basic and Digest
-challenges. Timeouts: opening (connect, DESCRIBE, SETUP, PLAY) within `open_timeout_s`, each
-read within `read_timeout_s`; `stop()` shuts the socket, so a blocked read ends at once.
+A camera it cannot read (not rtsp://, video in another codec than H.264 and H.265, or an answer
+this client does not understand) is received by PyAV instead, from then on, said once in the
+log; the URL's credentials answer Basic and Digest challenges. Timeouts: opening (connect,
+DESCRIBE, SETUP, PLAY) within `open_timeout_s`, each read within `read_timeout_s`; `stop()`
+shuts the socket, so a blocked read ends at once.
 """
 
 from __future__ import annotations
@@ -74,8 +76,10 @@ class ChunkedRtspSource(RtspSource):
                 return
             try:
                 track = session.open()
-            except UnsupportedStream as exc:
-                session.close()
+            except RtspError as exc:
+                if not isinstance(exc, UnsupportedStream) and exc.kind != "decode_error":
+                    raise  # unreachable, refused, timed out: PyAV would fare no better
+                session.close()  # it answered, but not as this client understands
                 self._to_pyav(exc.reason)
                 return
             self._receive(session, track, began)

@@ -14,7 +14,7 @@ MD5, preferred over Basic) on every later request. Only H.264 and H.265 are read
 Why not FFmpeg's RTSP demuxer: it reads each interleaved RTP packet in three unbuffered reads,
 each behind a `poll` (~1,900 system calls a second for a 1080p camera, with the GIL taken
 around each in a Python thread; benchmarks/RESULTS.md, section 4g); here a `recv` takes all
-the socket holds, some 50 a second.
+the socket holds, once a tenth of a second of the stream is there (SO_RCVLOWAT).
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ class RtspError(Exception):
 
 
 class UnsupportedStream(RtspError):
-    """The camera's video is not H.264 or H.265, or the URL is not plain rtsp://."""
+    """The camera's video is not H.264 or H.265, the URL is not plain rtsp://, or the camera
+    redirects elsewhere."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +171,8 @@ class RtspSession:
             if not (self.username or self.password):
                 raise RtspError(f"{method}: 401 {reply.reason} (the URL has no credentials)")
             self._challenge = _challenge(reply.headers.get("www-authenticate", []))
+        if 300 <= reply.status < 400:
+            raise UnsupportedStream(f"follows no redirect: {method} answered {reply.status}")
         if not 200 <= reply.status < 300:
             raise RtspError(f"cannot open: {method} answered {reply.status} {reply.reason}")
         return reply
