@@ -19,6 +19,7 @@ shuts the socket, so a blocked read ends at once.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -38,12 +39,9 @@ log = logging.getLogger(__name__)
 class ChunkedRtspSource(RtspSource):
     """A keyframe-sampled live camera read by StreetWatch's own RTSP client (the module's doc)."""
 
+    keyframes_only = "chunked"
+
     def __init__(self, camera_id: str, url: str, sampling: Sampling, **options: object) -> None:
-        if not sampling.keyframes:
-            raise ValueError(
-                f"camera {camera_id}: the chunked receive path passes keyframes only; "
-                f"sample: {{keyframes: true}}, or receive it with PyAV"
-            )
         super().__init__(camera_id, url, sampling, **options)  # type: ignore[arg-type]
         self._session_lock = threading.Lock()
         self._session: RtspSession | None = None
@@ -103,7 +101,7 @@ class ChunkedRtspSource(RtspSource):
             track.codec, track.payload_type, session.channel, track.parameter_sets
         )
         self._freeze.reset()
-        corrupt = 0
+        self._corrupt_reported = False
         keepalive_at = time.monotonic() + session.keepalive_s
         while not self._stopping.is_set():
             count = session.receive_into(keyframes.room(), self.read_timeout_s)
@@ -114,18 +112,8 @@ class ChunkedRtspSource(RtspSource):
                 # first picture of a connection, or after an outage, never).
                 if self._may_skip() and self.plan.skip_group(time.monotonic() - self._started_at):
                     continue
-                try:
-                    pictures = ctx.decode(av.Packet(keyframe)) + drain(ctx)
-                except av.error.InvalidDataError as exc:
-                    self.stats.decode_errors += 1
-                    corrupt += 1
-                    if corrupt == 1:  # one event per connection, not one per keyframe
-                        self._health("decode_error", f"corrupt keyframe: {exc}")
-                    continue
-                for picture in pictures:
-                    if not self.connected or self.dead:
-                        self._on_picture(ctx, time.monotonic() - began)
-                    self._take(picture)
+                decode = functools.partial(_decode, ctx, av.Packet(keyframe))
+                self._pictures(decode, ctx, began, "keyframe")
             if keyframes.garbage and not self.connected:
                 raise _StreamLost("not a playable stream: no RTP after PLAY", "decode_error")
             self._check_dead()
@@ -133,3 +121,8 @@ class ChunkedRtspSource(RtspSource):
                 session.keepalive()
                 self.keepalives += 1
                 keepalive_at = time.monotonic() + session.keepalive_s
+
+
+def _decode(ctx: av.video.codeccontext.VideoCodecContext, packet: av.Packet) -> list[av.VideoFrame]:
+    """A keyframe's picture, drained at once (the decoder would hold it back for the next)."""
+    return ctx.decode(packet) + drain(ctx)

@@ -77,12 +77,9 @@ def check_ffmpeg() -> str:
 class FfmpegRtspSource(RtspSource):
     """A keyframe-sampled live camera received by an ffmpeg child (see the module's doc)."""
 
+    keyframes_only = "ffmpeg"
+
     def __init__(self, camera_id: str, url: str, sampling: Sampling, **options: object) -> None:
-        if not sampling.keyframes:
-            raise ValueError(
-                f"camera {camera_id}: the ffmpeg receive path passes keyframes only; "
-                f"sample: {{keyframes: true}}, or receive it with PyAV"
-            )
         super().__init__(camera_id, url, sampling, **options)  # type: ignore[arg-type]
         self._child_lock = threading.Lock()
         self._child: subprocess.Popen[bytes] | None = None

@@ -35,11 +35,13 @@ it dead on the consumer's thread just as the decode thread would.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import ClassVar
 from urllib.parse import unquote, urlsplit
 
 import av
@@ -98,6 +100,9 @@ class RtspSource:
     `on_health` is called on the decode thread, so it should be quick (a queue's put).
     """
 
+    # A receive path that passes keyframes only names itself here: other sampling is refused.
+    keyframes_only: ClassVar[str] = ""
+
     def __init__(
         self,
         camera_id: str,
@@ -118,6 +123,11 @@ class RtspSource:
         """hwaccel: decode on this device (streams.sources.hwdecode), else on the CPU.
         on_sample: called on the decode thread each time a new sample is in the mailbox (a
         worker's wake-up, so its loop sleeps until there is something to take)."""
+        if self.keyframes_only and not sampling.keyframes:
+            raise ValueError(
+                f"camera {camera_id}: the {self.keyframes_only} receive path passes keyframes "
+                f"only; sample: {{keyframes: true}}, or receive it with PyAV"
+            )
         self.camera_id = camera_id
         self.hwaccel = hwaccel
         self.url = url
@@ -147,6 +157,7 @@ class RtspSource:
         self._connected_at = 0.0  # monotonic; when the current connection's pictures began
         self._last_pts = -1.0
         self._index = -1
+        self._corrupt_reported = False  # on this connection
 
     # -- consumer side -------------------------------------------------------------------
 
@@ -303,7 +314,7 @@ class RtspSource:
                 # would have nothing to overlap and cost CPU (~10%) and threads per camera.
                 stream.codec_context.thread_count = 1
             self._freeze.reset()
-            corrupt = 0
+            self._corrupt_reported = False
             skipping = False
             for packet in container.demux(stream):
                 if self._stopping.is_set():
@@ -322,18 +333,8 @@ class RtspSource:
                 if skipping:
                     self._check_dead()
                     continue
-                try:
-                    decoded = self._decode(stream, packet)
-                except av.error.InvalidDataError as exc:
-                    self.stats.decode_errors += 1
-                    corrupt += 1
-                    if corrupt == 1:  # one event per connection, not one per packet
-                        self._health("decode_error", f"corrupt packet: {exc}")
-                    continue
-                for vframe in decoded:
-                    if not self.connected or self.dead:
-                        self._on_picture(stream.codec_context, time.monotonic() - began)
-                    self._take(vframe)
+                decode = functools.partial(self._decode, stream, packet)
+                self._pictures(decode, stream.codec_context, began, "packet")
                 self._check_dead()
         except (av.error.ExitError, av.error.TimeoutError) as exc:
             raise _StreamLost(f"no data for {self.read_timeout_s:g}s") from exc
@@ -341,6 +342,28 @@ class RtspSource:
             raise _StreamLost(f"read failed: {exc}") from exc
         finally:
             container.close()
+
+    def _pictures(
+        self,
+        decode: Callable[[], list[av.VideoFrame]],
+        ctx: av.video.codeccontext.VideoCodecContext,
+        began: float,
+        what: str,
+    ) -> None:
+        """Takes what `decode` gives (the connection `began` then); a corrupt `what` is
+        counted and skipped, reported once a connection, not once a packet."""
+        try:
+            pictures = decode()
+        except av.error.InvalidDataError as exc:
+            self.stats.decode_errors += 1
+            if not self._corrupt_reported:
+                self._corrupt_reported = True
+                self._health("decode_error", f"corrupt {what}: {exc}")
+            return
+        for picture in pictures:
+            if not self.connected or self.dead:
+                self._on_picture(ctx, time.monotonic() - began)
+            self._take(picture)
 
     def _may_skip(self) -> bool:
         """Pictures flow and skipping a group cannot make the camera look dead."""

@@ -16,11 +16,12 @@ import yaml
 
 from api.client import IntakeClient
 from api.server.settings import Settings
+from detector.engine import Engine
 from streams.camera.engines import engine_for, labels_of
 from streams.camera.evidence import EvidenceWriter
 from streams.camera.runtime import CameraRuntime, sampling_for
 from streams.camera.site_store import SiteStore
-from streams.config import load_config
+from streams.config import Config, load_config
 from streams.live.live_camera import Backlog, CameraContext, LiveCamera
 from streams.live.live_events import (
     Bus,
@@ -54,17 +55,17 @@ def cases(url: str, key: str) -> list[dict]:
     return response.json()["items"]
 
 
-def test_a_failing_sink_is_logged_the_others_hear_every_event_and_a_refused_disk_loses_nothing(
-    parked_then_gone_clip, default_model, tmp_path, caplog
-):
-    config_path = tmp_path / "worker.yaml"
-    config_path.write_text(
+def bay_config(tmp_path: Path, api_url: str = "http://127.0.0.1:9") -> Config:
+    """One camera watching the bay for parking (a 2 s dwell), sampled at 2 fps; its RTSP
+    source is never opened (the test plays the worker's loop)."""
+    path = tmp_path / "worker.yaml"
+    path.write_text(
         yaml.safe_dump(
             {
                 "model": "default",
                 "rules": {"illegal_parking": {"dwell_s": 2, "clear_s": 3, "occlusion_s": 1}},
                 "detector": {"motion_gate": False},
-                "api": {"url": "http://127.0.0.1:9"},  # never called: nothing is started
+                "api": {"url": api_url},
                 "cameras": [
                     {
                         "id": "cam",
@@ -76,8 +77,30 @@ def test_a_failing_sink_is_logged_the_others_hear_every_event_and_a_refused_disk
             }
         )
     )
-    config = load_config(config_path)
+    return load_config(path)
+
+
+def live_camera(config: Config, engine: Engine, sinks: Sinks, evidence_dir: Path) -> LiveCamera:
+    """The config's first camera as the worker builds it, publishing to `sinks`."""
     camera_config = config.cameras[0]
+    context = CameraContext(
+        sinks.bus,
+        sinks.feedback,
+        EvidenceWriter(evidence_dir),
+        sinks.sites,
+        Backlog(),
+        sinks.outbox,
+    )
+    runtime = CameraRuntime(camera_config, config, labels_of(engine, config))
+    source = RtspSource("cam", camera_config.source, sampling_for(camera_config))  # never opened
+    return LiveCamera(camera_config, source, runtime, context)
+
+
+def test_a_failing_sink_is_logged_the_others_hear_every_event_and_a_refused_disk_loses_nothing(
+    parked_then_gone_clip, default_model, tmp_path, caplog
+):
+    config = bay_config(tmp_path)
+    sampling = sampling_for(config.cameras[0])
     engine = engine_for(config)
     state = tmp_path / "state"
     state.mkdir()
@@ -96,18 +119,7 @@ def test_a_failing_sink_is_logged_the_others_hear_every_event_and_a_refused_disk
         bus.subscribe(kind, broken)
     metrics = WorkerMetrics(lambda: [])
     sinks = Sinks.wire(config, state, "key", metrics, evidence_dir, bus)
-    context = CameraContext(
-        sinks.bus,
-        sinks.feedback,
-        EvidenceWriter(evidence_dir),
-        sinks.sites,
-        Backlog(),
-        sinks.outbox,
-    )
-    sampling = sampling_for(camera_config)
-    runtime = CameraRuntime(camera_config, config, labels_of(engine, config))
-    source = RtspSource("cam", camera_config.source, sampling)  # never opened: see the docstring
-    camera = LiveCamera(camera_config, source, runtime, context)
+    camera = live_camera(config, engine, sinks, evidence_dir)
 
     def count(name: str, **labels: str) -> float:
         return metrics.registry.get_sample_value(name, {"camera": "cam", **labels}) or 0.0
@@ -128,7 +140,7 @@ def test_a_failing_sink_is_logged_the_others_hear_every_event_and_a_refused_disk
                 assert count("streetwatch_incidents_total", **confirmed) == 0
                 assert IncidentConfirmed not in heard
                 evidence_dir.unlink()  # ... until the disk takes it again
-                context.backlog.retry()
+                camera.context.backlog.retry()
         camera.retire()
         pending = sinks.outbox.pending()
     finally:
@@ -175,7 +187,6 @@ def test_the_static_backgrounds_are_saved_with_the_sites_every_30_s_and_at_a_sto
         )
     )
     config = load_config(config_path)
-    camera_config = config.cameras[0]
     engine = engine_for(config)
     saved: list[SitesChanged] = []
     bus = Bus()
@@ -184,18 +195,8 @@ def test_the_static_backgrounds_are_saved_with_the_sites_every_30_s_and_at_a_sto
     sinks = Sinks.wire(
         config, tmp_path / "state", "key", WorkerMetrics(lambda: []), evidence_dir, bus
     )
-    context = CameraContext(
-        sinks.bus,
-        sinks.feedback,
-        EvidenceWriter(evidence_dir),
-        sinks.sites,
-        Backlog(),
-        sinks.outbox,
-    )
-    sampling = sampling_for(camera_config)
-    runtime = CameraRuntime(camera_config, config, labels_of(engine, config))
-    source = RtspSource("cam", camera_config.source, sampling)  # never opened
-    camera = LiveCamera(camera_config, source, runtime, context)
+    camera = live_camera(config, engine, sinks, evidence_dir)
+    sampling = sampling_for(config.cameras[0])
     try:
         for n, frame in enumerate(FileSource("cam", str(parked_then_gone_clip), sampling).frames()):
             camera.settle(frame, engine.detect([frame.image])[0], now=1.8e9 + frame.pts)
@@ -228,26 +229,7 @@ def test_a_worker_killed_between_queueing_a_confirmation_and_saving_its_sites_re
     report, cleared."""
     with run_server(Settings(data_dir=tmp_path / "api")) as server:
         key = server.create_key("ingest", "dispatch")
-        config_path = tmp_path / "worker.yaml"
-        config_path.write_text(
-            yaml.safe_dump(
-                {
-                    "model": "default",
-                    "rules": {"illegal_parking": {"dwell_s": 2, "clear_s": 3, "occlusion_s": 1}},
-                    "detector": {"motion_gate": False},
-                    "api": {"url": server.url},
-                    "cameras": [
-                        {
-                            "id": "cam",
-                            "source": "rtsp://127.0.0.1:9/cam",
-                            "sample": {"fps": 2},
-                            "zones": [{"id": "bay", "polygon": BAY, "checks": ["illegal_parking"]}],
-                        }
-                    ],
-                }
-            )
-        )
-        config = load_config(config_path)
+        config = bay_config(tmp_path, server.url)
         engine = engine_for(config)
         state_dir = tmp_path / "state"
         evidence_dir = state_dir / "evidence"
@@ -258,18 +240,7 @@ def test_a_worker_killed_between_queueing_a_confirmation_and_saving_its_sites_re
 
         def worker(bus: Bus) -> tuple[Sinks, LiveCamera]:
             sinks = Sinks.wire(config, state_dir, key, WorkerMetrics(lambda: []), evidence_dir, bus)
-            context = CameraContext(
-                sinks.bus,
-                sinks.feedback,
-                EvidenceWriter(evidence_dir),
-                sinks.sites,
-                Backlog(),
-                sinks.outbox,
-            )
-            camera_config = config.cameras[0]
-            runtime = CameraRuntime(camera_config, config, labels_of(engine, config))
-            source = RtspSource("cam", camera_config.source, sampling_for(camera_config))
-            return sinks, LiveCamera(camera_config, source, runtime, context)
+            return sinks, live_camera(config, engine, sinks, evidence_dir)
 
         def deliver(sinks: Sinks) -> None:
             with IntakeClient(server.url, key) as client:  # an incident's items go in turn
