@@ -169,7 +169,10 @@ class RtspSession:
             if reply.status != 401 or attempt or self._challenge is not None:
                 break
             if not (self.username or self.password):
-                raise RtspError(f"{method}: 401 {reply.reason} (the URL has no credentials)")
+                raise RtspError(
+                    f"cannot open: {method} answered 401 {reply.reason} (the URL gives no "
+                    "credentials)"
+                )
             self._challenge = _challenge(reply.headers.get("www-authenticate", []))
         if 300 <= reply.status < 400:
             raise UnsupportedStream(f"follows no redirect: {method} answered {reply.status}")
