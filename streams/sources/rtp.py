@@ -183,6 +183,7 @@ class KeyframeDepacketizer:
             inner = buffer[fu] & nal.fragment_type
             if inner not in nal.key and inner not in nal.parameter_sets:
                 return
+            self._key = self._key or inner in nal.key
             if buffer[fu] & 0x80:  # the first fragment: the NAL unit's header rebuilt
                 if nal.header_size == 1:
                     unit = bytearray((buffer[header] & 0xE0 | inner,))
@@ -190,7 +191,6 @@ class KeyframeDepacketizer:
                     unit = bytearray((buffer[header] & 0x81 | inner << 1, buffer[header + 1]))
                 self._fragment = unit
                 self._units.append(unit)
-                self._key = self._key or inner in nal.key
             elif self._fragment is None:
                 self._broken = True  # its start was lost
                 return

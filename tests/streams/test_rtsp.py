@@ -16,13 +16,16 @@ from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
 
+import av
 import pytest
 
 from api.client.backoff import Backoff
 from streams.sources.chunked_rtsp import ChunkedRtspSource
 from streams.sources.ffmpeg_rtsp import FfmpegRtspSource
 from streams.sources.health import HealthEvent
+from streams.sources.rtp import KeyframeDepacketizer
 from streams.sources.rtsp import RtspSource
+from streams.sources.rtsp_session import RtspSession
 from streams.sources.sampling import Sampling
 from tests.support.children import receiving
 from tests.support.testcam import RtspServer
@@ -462,3 +465,48 @@ def test_the_chunked_receiver_hands_what_it_cannot_read_to_pyav(vtest_avi: Path)
         wait_frame(source)
     assert source.by_pyav is not None and "rtsp://" in source.by_pyav
     assert events.kinds()[:1] == ["connected"]
+
+
+def test_keyframes_come_out_whole_however_the_stream_is_cut_and_not_when_a_packet_is_lost(
+    street: RtspServer,
+) -> None:
+    """Three seconds of a real camera's interleaved stream, as StreetWatch's RTSP client reads
+    it, fed to the keyframe depacketiser in reads of every size: the same keyframes each
+    time, and they decode; without one packet of a keyframe, that keyframe is dropped."""
+    session = RtspSession(street.url("street"), 5.0)
+    track = session.open()
+    stream = bytearray()
+    room = memoryview(bytearray(1 << 16))
+    began = time.monotonic()
+    while time.monotonic() - began < 3.5:
+        stream += room[: session.receive_into(room, 2.0)]
+    session.close()
+
+    def keyframes(data: bytes, size: int) -> tuple[list[bytes], KeyframeDepacketizer]:
+        frames = KeyframeDepacketizer(
+            track.codec, track.payload_type, session.channel, track.parameter_sets
+        )
+        found = [k for at in range(0, len(data), size) for k in frames.feed(data[at : at + size])]
+        return found, frames
+
+    whole, _ = keyframes(bytes(stream), len(stream))
+    assert len(whole) >= 3  # a keyframe a second
+    for size in (1, 13, 1400, 65536):
+        assert keyframes(bytes(stream), size)[0] == whole
+    decoder = av.CodecContext.create(track.codec, "r")
+    for keyframe in whole:
+        (picture,) = decoder.decode(av.Packet(keyframe)) + decoder.decode(None)
+        decoder.flush_buffers()
+        assert (picture.width, picture.height) == (320, 240)
+
+    # The second keyframe's first packet, cut out of the stream: that keyframe is dropped.
+    second, at = whole[1], 0
+    while at < len(stream):
+        assert stream[at] == 0x24  # "$": the client's stream holds nothing but packets
+        length = int.from_bytes(stream[at + 2 : at + 4], "big")
+        payload = bytes(stream[at + 16 : at + 4 + length])  # past the RTP header
+        if len(payload) > 100 and payload[2:] in second:
+            break
+        at += 4 + length
+    lost, frames = keyframes(bytes(stream[:at] + stream[at + 4 + length :]), 4096)
+    assert frames.skipped == 1 and second not in lost and len(lost) == len(whole) - 1
