@@ -391,7 +391,7 @@ def settings_at(
                     " / ".join(f"{s.max_lag_s:.2f}" for s in taken),
                     " / ".join(f"{s.max_stretch:.2f}" for s in taken),
                     f"{min(min(s.asked_pct) for s in taken):.0f}",
-                    " | ".join(_by_role(s) for s in taken),
+                    "; ".join(_by_role(s) for s in taken),
                 ]
             )
     settings_text = "; ".join(f"{name}: `{extra}`" for name, extra in settings.items())
