@@ -117,7 +117,9 @@ def select(request: ScoreRequest) -> tuple[list[Recording], list[Unassigned]]:
     if not request.recordings:
         for cam in request.config.cameras:
             if cam.is_live:
-                log.info("camera %s is live (%s): not scored offline", cam.id, cam.source)
+                # Its scheme only: a camera URL may carry a password.
+                scheme = cam.source.partition("://")[0]
+                log.info("camera %s is live (%s://): not scored offline", cam.id, scheme)
         return config_recordings(request.config), []
     try:
         return recordings(list(request.recordings), request.config, request.pattern)
