@@ -210,15 +210,17 @@ def main() -> None:
             blocks = {f"{name}-{args.cameras or 64}": f"{body}\n\n{live.describe(clip)}"}
         elif name == "processes":
             clips = {
-                "1080p": (clip, 128),
-                "640x360": (build_clip(args.seconds, SUBSTREAM_SIZE), 192),
+                "1080p": (clip, args.cameras or 128),
+                "640x360": (build_clip(args.seconds, SUBSTREAM_SIZE), args.substreams),
             }
             with live.intake() as api_server:
                 settings = {f"{n} processes": {"worker": {"processes": n}} for n in PROCESS_COUNTS}
                 body = capacity.settings_at(
                     clips, api_server, settings, args.runs, args.warmup, args.window
                 )
-            blocks = {name: f"{body}\n\n{live.describe(clip)}"}
+            counts = (args.cameras or 128, args.substreams)
+            block = name if counts == (128, 192) else f"{name}-{counts[0]}-{counts[1]}"
+            blocks = {block: f"{body}\n\n{live.describe(clip)}"}
         elif name == "receivers":
             clips = {
                 "1080p": (clip, args.cameras or 128),
@@ -292,6 +294,8 @@ def main() -> None:
             if args.steps != capacity.STEPS:
                 cameras += f" --steps {','.join(map(str, args.steps))}"
             cameras += " --without-pinned" if args.without_pinned else ""
+            if name == "processes" and args.substreams != 192:
+                cameras += f" --substreams {args.substreams}"
             command = (
                 f"`python -m benchmarks --only {name} --runs {args.runs} --seconds "
                 f"{args.seconds:g} --warmup {args.warmup:g} --window {args.window:g}{cameras}`"
