@@ -5,8 +5,8 @@
 The same source as `RtspSource` (health events, reconnects with backoff, the sample plan,
 freeze and dead detection, `latest()`), for keyframe-sampled cameras, with FFmpeg's RTSP
 demuxer replaced: the camera's thread reads whatever its socket holds once a tenth of a second
-of the stream is there, some 10 system calls a second instead of ~1,900
-(streams/sources/rtsp_session.py), keeps the keyframes' RTP
+of the stream is there (by design about ten reads a second, where FFmpeg's demuxer makes
+~1,900 system calls; streams/sources/rtsp_session.py), keeps the keyframes' RTP
 packets (streams/sources/rtp.py) and hands each keyframe whole to PyAV's decoder when a sample
 is due. Nothing but the plan decides what is decoded, as on the PyAV path.
 

@@ -10,7 +10,6 @@ import logging
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 
@@ -34,6 +33,7 @@ from streams.live.metrics import WorkerMetrics
 from streams.live.sinks import Sinks
 from streams.sources.files import FileSource
 from streams.sources.rtsp import RtspSource
+from tests.streams.test_worker import cases
 from tests.support.api import run_server
 from tests.support.scenes import BUS_CROP, Sprite, crop, render, video_frames
 
@@ -47,12 +47,6 @@ def parked_then_gone_clip(tmp_path_factory, bus_jpg, vtest_avi) -> Path:
     return render(
         tmp_path_factory.mktemp("live") / "parked.mp4", video_frames(vtest_avi), 16, 10, [bus]
     )
-
-
-def cases(url: str, key: str) -> list[dict]:
-    response = httpx.get(f"{url}/v1/cases", headers={"Authorization": f"Bearer {key}"})
-    response.raise_for_status()
-    return response.json()["items"]
 
 
 def bay_config(tmp_path: Path, api_url: str = "http://127.0.0.1:9") -> Config:
@@ -268,7 +262,7 @@ def test_a_worker_killed_between_queueing_a_confirmation_and_saving_its_sites_re
         finally:
             sinks.sites.close()
             sinks.outbox.close()
-        assert len(cases(server.url, key)) == (1 if delivered else 0)
+        assert len(cases(server, key)) == (1 if delivered else 0)
 
         # The restarted worker plays the rest of the footage: the bus leaves.
         confirmations: list[IncidentConfirmed] = []
@@ -290,5 +284,5 @@ def test_a_worker_killed_between_queueing_a_confirmation_and_saving_its_sites_re
         finally:
             sinks.sites.close()
             sinks.outbox.close()
-        (case,) = cases(server.url, key)
+        (case,) = cases(server, key)
         assert case["report_count"] == 1 and case["cleared_at"] is not None
