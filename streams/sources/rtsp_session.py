@@ -96,7 +96,6 @@ class RtspSession:
         self.timeout_s = timeout_s
         self.keepalive_s = DEFAULT_SESSION_TIMEOUT_S / 2
         self.channel = 0  # the interleaved channel of the video's RTP
-        self.leftover = b""  # stream bytes read past PLAY's reply
         self._sock: socket.socket | None = None
         self._cseq = 0
         self._session: str | None = None
@@ -140,8 +139,7 @@ class RtspSession:
         if public and "GET_PARAMETER" not in public.upper():
             self._keepalive_method = "OPTIONS"
         self._request("PLAY", self.url, {"Range": "npt=0.000-"})
-        self.leftover, self._buffer = self._buffer, b""
-        return track
+        return track  # what was read past PLAY's reply waits in the buffer for `receive_into`
 
     def _left(self) -> float:
         left = self._deadline - time.monotonic()
@@ -259,10 +257,10 @@ class RtspSession:
         read, where Python's own timeout adds a `poll` before each."""
         sock = self._sock
         assert sock is not None
-        if self.leftover:
-            taken = min(len(room), len(self.leftover))
-            room[:taken] = self.leftover[:taken]
-            self.leftover = self.leftover[taken:]
+        if self._buffer:  # read past PLAY's reply
+            taken = min(len(room), len(self._buffer))
+            room[:taken] = self._buffer[:taken]
+            self._buffer = self._buffer[taken:]
             return taken
         if timeout_s != self._read_timeout_s:
             seconds, fraction = divmod(timeout_s, 1.0)
